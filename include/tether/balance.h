@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/* Server choice for new sessions: a per-upstream plan (which regions and servers
+ * take new sessions, with what shares) built by the control thread whenever
+ * health, admin state or weights change, and O(1) picks from it in the workers.
+ *
+ *   health/admin/weights --(control: plan_build)--> lb_plan --(atomic swap)-->
+ *   workers: region by smooth WRR over shares -> server by the upstream's balancer
+ */
+#ifndef TETHER_BALANCE_H
+#define TETHER_BALANCE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <tether/lb.h>
+#include <tether/upstream.h>
+
+#define PLAN_MAX_TIERS 17
+
+/* One region that takes new sessions in a plan. */
+struct plan_region {
+    uint32_t region;      /* index in upstream->regions */
+    uint32_t tier;        /* its priority */
+    double share;         /* fraction of new sessions (all plan regions sum to 1) */
+    double availability;  /* min(1, overprovisioning * healthy fraction) */
+    double healthy;       /* usable servers (slow-start weighted) */
+    uint32_t total;       /* servers with weight > 0 */
+    uint32_t nservers;    /* servers taking new sessions */
+    uint32_t *servers;    /* indices in upstream->servers */
+    uint32_t *weights;    /* effective weights (slow start applied), parallel to servers */
+    struct wrr_schedule *wrr;  /* round_robin */
+    struct alias_table *alias; /* random_two */
+};
+
+struct lb_plan {
+    uint64_t built_ms;
+    uint32_t nregions;
+    struct plan_region *regions;
+    struct wrr_schedule *region_wrr; /* over regions[] by share */
+    struct chash_table *hash;        /* over every plan server (member index = server index) */
+    bool panic;                      /* health below panic_threshold: health ignored */
+    bool ramping;                    /* slow start in progress: rebuild again soon */
+    double tier_load[PLAN_MAX_TIERS]; /* share of new sessions per tier */
+};
+
+/* Per-worker picking state for one upstream. */
+struct lb_cursor {
+    uint32_t region_pos;  /* position in plan->region_wrr */
+    uint32_t *server_pos; /* per region: position in its wrr, or least_conn rotation */
+    uint64_t rng;         /* xorshift state */
+    uint32_t budget_reqs; /* requests in the current retry-budget window */
+    uint32_t budget_rets; /* retries in the current window */
+} __attribute__((aligned(64)));
+
+/* Build a plan from the current runtime state (control thread). */
+struct lb_plan *plan_build(struct upstream *u, uint64_t now_ms);
+void plan_free(struct lb_plan *p);
+
+/* Build and publish a new plan for <u>; the old one is retired through QSBR. */
+void balance_rebuild(struct upstream *u, uint64_t now_ms);
+
+/* Allocate cursors for <nworkers> workers (gen build). */
+void balance_cursors_init(struct upstream *u, uint32_t nworkers, struct arena *a);
+
+/* Pick a server for a new session. <exclude> (may be NULL) lists servers already
+ * tried by this request. <key_hash>/<has_key> feed balance hash. NULL: nothing
+ * usable. */
+struct server *balance_pick(struct upstream *u, uint32_t worker, uint64_t now_ms, uint64_t key_hash,
+                            bool has_key, const struct server *const *exclude, unsigned nexclude);
+
+/* The consistent-hash choice for <key_hash> (header affinity), or NULL when the
+ * hashed server cannot take it now. */
+struct server *balance_hash_lookup(struct upstream *u, uint64_t key_hash, uint64_t now_ms);
+
+#endif

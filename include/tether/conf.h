@@ -1,0 +1,327 @@
+/* SPDX-License-Identifier: MIT */
+/* The configuration model and the directive engine: tables of directives (name,
+ * contexts, arity, typed setter, offset, default as text) turn a statement tree
+ * (conf_lex.h) into the plain structs below, all allocated in one arena. */
+#ifndef TETHER_CONF_H
+#define TETHER_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <tether/arena.h>
+#include <tether/conf_lex.h>
+#include <tether/session.h>
+#include <tether/sock.h>
+#include <tether/util.h>
+
+/* Contexts a directive may appear in (bit mask). */
+enum conf_ctx {
+    CONF_MAIN = 1u << 0,
+    CONF_STATS = 1u << 1,
+    CONF_ADMIN = 1u << 2,
+    CONF_REDIS = 1u << 3,
+    CONF_UPSTREAM = 1u << 4,
+    CONF_HEALTH = 1u << 5,
+    CONF_OUTLIER = 1u << 6,
+    CONF_AFFINITY = 1u << 7,
+    CONF_SERVER = 1u << 8,
+    CONF_ROUTE = 1u << 9,
+};
+
+enum log_level {
+    LOG_LVL_DEBUG = 0,
+    LOG_LVL_INFO,
+    LOG_LVL_NOTICE,
+    LOG_LVL_WARN,
+    LOG_LVL_ERROR,
+};
+
+enum access_format {
+    ACCESS_JSON = 0,
+    ACCESS_COMBINED,
+};
+
+enum balance_algo {
+    BALANCE_ROUND_ROBIN = 0,
+    BALANCE_LEAST_CONN,
+    BALANCE_RANDOM_TWO,
+    BALANCE_HASH,
+};
+
+enum affinity_mode {
+    AFFINITY_NONE = 0,
+    AFFINITY_COOKIE,
+    AFFINITY_HEADER,
+    AFFINITY_SESSION,
+};
+
+/* retry_on conditions (bit mask). */
+enum retry_cond {
+    RETRY_CONNECT_FAILURE = 1u << 0, /* connect timeout or error */
+    RETRY_REFUSED = 1u << 1,         /* connection refused */
+    RETRY_RESET = 1u << 2,           /* reset/closed before any response byte */
+    RETRY_502 = 1u << 3,
+    RETRY_503 = 1u << 4,
+    RETRY_504 = 1u << 5,
+};
+
+/* A rate-limit key: one or more parts joined (e.g. $remote_addr$route). */
+enum key_part_kind {
+    KEY_REMOTE_ADDR = 0,
+    KEY_HTTP_HEADER, /* $http_NAME */
+    KEY_COOKIE,      /* $cookie_NAME */
+    KEY_ROUTE,
+    KEY_LITERAL,
+};
+
+struct key_part {
+    uint8_t kind;  /* enum key_part_kind */
+    char *name;    /* header name (dashes), cookie name or literal text */
+    size_t len;    /* length of name */
+};
+
+struct key_spec {
+    struct key_part *parts;
+    uint32_t nparts;
+    char *text; /* as written, for logs and metrics */
+};
+
+enum on_redis_error {
+    ON_REDIS_LOCAL = 0,
+    ON_REDIS_ALLOW,
+    ON_REDIS_DENY,
+};
+
+struct conf_zone {
+    char *name;
+    struct conf_pos pos;
+    struct key_spec key;
+    double rate;     /* requests per second */
+    uint32_t burst;  /* requests beyond the rate admitted at once */
+    bool nodelay;    /* admit the burst at once instead of pacing it */
+    bool global;     /* state in Redis, shared by replicas */
+    uint16_t status; /* answer when over the limit (429 or 503) */
+    uint64_t size;   /* bytes of memory for the local table */
+    uint8_t on_redis_error;
+    uint32_t index;
+};
+
+struct conf_conn_zone {
+    char *name;
+    struct conf_pos pos;
+    struct key_spec key;
+    uint64_t size;
+    uint32_t index;
+};
+
+struct conf_health {
+    bool enabled;
+    char *path;
+    uint64_t interval_ms;
+    uint64_t timeout_ms;
+    uint32_t rise;
+    uint32_t fall;
+    uint16_t expect_lo, expect_hi; /* accepted status range */
+    char *expect_body;             /* substring the body must contain, or NULL */
+    char *host;                    /* Host header, or NULL (server address) */
+    uint32_t port;                 /* 0: the server's port */
+    bool initial_up;               /* state before the first check */
+};
+
+struct conf_outlier {
+    bool enabled;
+    uint32_t consecutive_errors;
+    uint64_t base_ejection_ms;
+    uint64_t max_ejection_ms;
+    uint32_t max_ejected_pct;
+};
+
+struct conf_region {
+    char *name;
+    struct conf_pos pos;
+    uint32_t weight;
+    uint32_t priority; /* 0 = primary tier */
+};
+
+struct conf_server {
+    char *name;
+    struct conf_pos pos;
+    struct sock_addr addr;
+    char addr_text[SOCK_ADDR_STRLEN];
+    char *region_name; /* NULL: the upstream's default region */
+    int32_t region;    /* index in conf_upstream.regions */
+    uint32_t weight;   /* 1..1000 */
+    bool tls;          /* TLS to the pod */
+    bool verify;       /* verify the pod's certificate */
+    char *ca_file;
+    char *sni;
+    uint32_t max_conns; /* 0 = unlimited */
+};
+
+struct conf_upstream {
+    char *name;
+    struct conf_pos pos;
+    uint8_t balance;         /* enum balance_algo */
+    struct key_spec hash_key;  /* for balance hash */
+    struct conf_region *regions;
+    uint32_t nregions;
+    struct conf_server *servers;
+    uint32_t nservers;
+    uint32_t keepalive;      /* idle pooled connections per worker */
+    uint64_t keepalive_timeout_ms;
+    uint64_t connect_timeout_ms;
+    uint32_t retries;
+    uint32_t retry_on;       /* enum retry_cond mask */
+    uint32_t retry_budget_pct;
+    uint32_t panic_threshold_pct;
+    double overprovisioning;
+    uint64_t slow_start_ms;
+    struct conf_health health;
+    struct conf_outlier outlier;
+    uint32_t index;
+};
+
+struct conf_cert {
+    char *cert_file;
+    char *key_file;
+    struct conf_pos pos;
+};
+
+struct conf_listen {
+    struct sock_addr addr;
+    char text[SOCK_ADDR_STRLEN];
+    struct conf_pos pos;
+    bool tls;
+    bool proxy_protocol;
+    int backlog;
+};
+
+/* A name that refers to something declared elsewhere, resolved by conf_check(). */
+struct conf_ref {
+    char *name;
+    struct conf_pos pos;
+};
+
+struct conf_route {
+    char *path;
+    size_t path_len;
+    bool exact;
+    struct conf_pos pos;
+    struct conf_ref upstream_ref;
+    int32_t upstream; /* index in conf.upstreams */
+    uint8_t affinity; /* enum affinity_mode */
+    bool learn;
+    uint64_t timeout_ms;
+    uint64_t websocket_timeout_ms;
+    uint64_t max_body_bytes;
+    bool max_body_set;
+    struct conf_ref *zone_refs; /* limit_req names */
+    uint32_t nzone_refs;
+    bool zones_set;  /* limit_req given in the route (replaces the server's) */
+    int32_t *zones;  /* resolved: indices in conf.zones */
+    uint32_t nzones;
+    char *label;    /* "=/session" or "/tools/" for metrics and logs */
+};
+
+struct conf_vserver {
+    struct conf_pos pos;
+    struct conf_listen *listens;
+    uint32_t nlistens;
+    struct conf_cert *certs;
+    uint32_t ncerts;
+    char *ticket_key_file;
+    char *ciphers;      /* TLS 1.2 cipher list */
+    char *ciphersuites; /* TLS 1.3 suites */
+    struct conf_route *routes;
+    uint32_t nroutes;
+    struct conf_ref *zone_refs; /* limit_req names */
+    uint32_t nzone_refs;
+    uint32_t limit_conn;     /* per client address, 0 = off */
+    struct conf_ref conn_zone_ref; /* limit_conn ZONE N */
+    int32_t conn_zone;       /* resolved index, -1 none */
+    uint32_t conn_zone_limit;
+    uint64_t max_body_bytes;
+    uint64_t client_header_timeout_ms;
+    uint64_t client_body_timeout_ms;
+    uint64_t keepalive_timeout_ms;
+    uint32_t keepalive_requests;
+    uint64_t max_head_bytes;
+    uint32_t max_headers;
+    struct sock_cidr *real_ip_from;
+    uint32_t nreal_ip_from;
+    char *real_ip_header;
+};
+
+struct conf_affinity {
+    char *cookie_name;
+    uint64_t cookie_max_age_ms;
+    char *secret_file;
+    char *samesite; /* NULL, "Lax", "Strict" or "None" */
+    char *header_name;
+    char *learn_header;
+    char *learn_json;
+    struct path_pattern *paths;
+    uint32_t npaths;
+    uint64_t ttl_ms;
+    uint64_t table_size;
+};
+
+struct conf_redis {
+    bool enabled;
+    struct sock_addr addr;
+    char addr_text[SOCK_ADDR_STRLEN];
+    char *prefix;
+    uint64_t timeout_ms;
+    char *password;
+    uint32_t db;
+};
+
+struct conf {
+    struct arena arena; /* owns everything below */
+    char *path;         /* file loaded */
+    uint32_t workers;   /* 0 = number of CPUs */
+    uint8_t error_level;
+    char *error_log;    /* "stderr", or a path */
+    char *access_log;   /* path, or NULL when off */
+    uint8_t access_format;
+    uint64_t access_flush_ms;
+    uint64_t shutdown_timeout_ms;
+    char *pidfile;
+    uint32_t max_connections;
+    uint64_t bufsize;
+    struct sock_addr stats_listen;
+    bool stats_enabled;
+    struct sock_addr admin_listen;
+    bool admin_enabled;
+    unsigned admin_mode;
+    struct conf_redis redis;
+    struct conf_affinity affinity;
+    bool affinity_set;
+    struct conf_zone *zones;
+    uint32_t nzones;
+    struct conf_conn_zone *conn_zones;
+    uint32_t nconn_zones;
+    struct conf_upstream *upstreams;
+    uint32_t nupstreams;
+    struct conf_vserver *vservers;
+    uint32_t nvservers;
+    struct sock_cidr *real_ip_from; /* main-level defaults for server blocks */
+    uint32_t nreal_ip_from;
+};
+
+/* Load and check <path>; NULL with <e> = "file:line:col: message" on any error. */
+struct conf *conf_load(const char *path, struct err *e);
+/* Same from text in memory (tests, fuzzing). */
+struct conf *conf_parse_text(const char *text, size_t len, const char *name, struct err *e);
+void conf_free(struct conf *c);
+
+/* Upstream, zone or region index by name, or -1. */
+int conf_upstream_find(const struct conf *c, const char *name);
+int conf_zone_find(const struct conf *c, const char *name);
+
+/* The usage line of every directive, one per line, grouped by context (doc tests). */
+void conf_dump_directives(void (*emit)(void *ctx, const char *ctxname, const char *usage),
+                          void *ctx);
+
+#endif

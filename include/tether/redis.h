@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/* Redis (optional): hiredis async on libev, one connection per worker loop for
+ * request-path operations and one on the control thread for pub/sub and admin
+ * state. Bounded timeouts, reconnect with back-off, every failure counted, and
+ * tether keeps serving from local state while Redis is away. */
+#ifndef TETHER_REDIS_H
+#define TETHER_REDIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct request;
+struct server;
+struct worker;
+struct conf_redis;
+struct rl_zone;
+
+/* ---- worker side (called on the worker's thread) ---- */
+
+/* (Re)connect the worker's client for the Redis settings of its generation;
+ * no-op when unchanged; disconnects when Redis is no longer configured. */
+void redis_worker_sync(struct worker *w);
+void redis_worker_stop(struct worker *w);
+
+/* Look up req->sid in Redis. 0: started; the answer sets req->learned_srv (when
+ * the stored server is in the request's upstream), clears req->aff_pending and
+ * calls request_resume(). -1: Redis not usable now (caller goes on). */
+int redis_session_lookup(struct request *req);
+/* Write req->sid -> <s> with the affinity TTL (fire and forget). */
+void redis_session_store(struct request *req, const struct server *s);
+/* Forget the request's operation in flight (its reply will be ignored). */
+void redis_request_cancel(struct request *req);
+
+/* Is the worker's Redis connection up? */
+bool redis_worker_up(const struct worker *w);
+
+/* ---- control side ---- */
+
+/* Start/stop the control thread's client (pub/sub for admin changes). */
+void redis_control_sync(void);
+void redis_control_stop(void);
+/* Publish an admin change line and store it as a persistent override. */
+void redis_admin_publish(const char *line);
+
+/* Connection state and counters for metrics. */
+struct redis_stats {
+    bool configured;
+    bool up;               /* control connection */
+    uint64_t errors;       /* failed commands and connections */
+    uint64_t timeouts;
+    uint64_t reconnects;
+    uint64_t admin_received;
+};
+void redis_stats_get(struct redis_stats *out);
+
+#endif

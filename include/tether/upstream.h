@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: MIT */
+/* Upstreams, regions and servers of a generation, and their runtime state:
+ * per-server atomics (weight, admin state, health, ejection, active counts,
+ * counters) that outlive generations, so a reload never flaps health or forgets
+ * a drain, and an admin change is seen by every worker at once without locks. */
+#ifndef TETHER_UPSTREAM_H
+#define TETHER_UPSTREAM_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <tether/conf.h>
+#include <tether/stats.h>
+
+struct gen;
+struct lb_plan;
+struct lb_cursor;
+
+enum srv_admin {
+    SRV_READY = 0, /* takes new sessions */
+    SRV_DRAIN,     /* keeps pinned sessions and tunnels, gets no new ones */
+    SRV_MAINT,     /* gets nothing; pinned sessions are redispatched */
+};
+
+enum srv_health {
+    HEALTH_UP = 0,
+    HEALTH_DOWN,
+};
+
+/* Runtime state of one server, keyed by "upstream/server", shared by every
+ * generation that has the server. Fields are atomics written by the control
+ * thread (admin, health) or by workers (ejection, active counts). */
+struct server_rt {
+    char *key;                 /* "upstream/server" */
+    _Atomic uint32_t refs;     /* generations and tunnels holding it */
+    uint32_t slot;             /* dense id for per-worker tables (keep-alive pools) */
+    _Atomic int32_t weight_admin;   /* admin override, -1 none */
+    _Atomic int32_t weight_conf;    /* weight in the newest generation */
+    _Atomic uint8_t admin;          /* enum srv_admin */
+    _Atomic uint8_t health;         /* enum srv_health (active checks) */
+    _Atomic uint64_t ejected_until_ms; /* passive ejection end (monotonic), 0 none */
+    _Atomic uint32_t ejections;        /* consecutive ejections (back-off growth) */
+    _Atomic uint32_t consec_errors;    /* consecutive failures seen by workers */
+    _Atomic uint64_t usable_since_ms;  /* when it last became usable (slow start) */
+    _Atomic int32_t active;            /* requests in flight (least_conn) */
+    _Atomic int32_t tunnels;           /* WebSocket tunnels open */
+    _Atomic uint64_t gen_id;           /* newest generation that has it */
+    _Atomic uint32_t addr_version;     /* bumped when its address changes on reload */
+    /* Health-check bookkeeping, control thread only. */
+    uint32_t hc_rise;         /* consecutive successes while down */
+    uint32_t hc_fall;         /* consecutive failures while up */
+    _Atomic uint16_t hc_last_status;   /* last HTTP status, 0 on connect failure/timeout */
+    _Atomic uint32_t hc_last_ms;       /* duration of the last check */
+    _Atomic uint64_t hc_ok, hc_failed; /* check results */
+    _Atomic uint64_t transitions;      /* up/down changes */
+    _Atomic uint64_t last_change_ms;   /* wall clock of the last up/down change */
+    struct traffic_counters *t;        /* per-slot counters */
+};
+
+/* Runtime state of one region ("upstream/region"). */
+struct region_rt {
+    char *key;
+    _Atomic uint32_t refs;
+    _Atomic int32_t weight_admin; /* admin override, -1 none */
+};
+
+struct upstream;
+
+struct server {
+    const struct conf_server *conf;
+    struct upstream *up;
+    uint32_t index;     /* in up->servers */
+    uint32_t region;    /* index in up->regions */
+    struct server_rt *rt;
+    uint64_t cookie_id; /* keyed stable identity (cookies, Redis) */
+    uint64_t hash_key;  /* stable key for the consistent hash */
+    void *tls_ctx;      /* SSL_CTX for TLS to the pod, or NULL */
+};
+
+struct region {
+    const struct conf_region *conf;
+    struct region_rt *rt;
+    uint32_t *servers; /* indices in up->servers */
+    uint32_t nservers;
+};
+
+struct upstream {
+    const struct conf_upstream *conf;
+    struct gen *gen;
+    uint32_t index;
+    struct server *servers;
+    uint32_t nservers;
+    struct region *regions;
+    uint32_t nregions;
+    _Atomic(struct lb_plan *) plan; /* published by the control thread */
+    _Atomic uint32_t plan_dirty;    /* a worker saw a change: rebuild soon */
+    struct lb_cursor *cursors;      /* one per worker */
+    uint64_t *id_sorted;            /* cookie ids, sorted, for lookups */
+    uint32_t *id_index;             /* server index of id_sorted[i] */
+};
+
+/* ---- runtime registry (thread-safe) ---- */
+
+/* Find or create the runtime state for <key>, taking a reference. New entries
+ * start healthy (or down when <initial_up> is false) and ready. */
+struct server_rt *server_rt_get(const char *key, bool initial_up);
+void server_rt_ref(struct server_rt *rt);
+void server_rt_unref(struct server_rt *rt);
+/* Existing entry for <key> (no reference taken), or NULL. Control thread. */
+struct server_rt *server_rt_find(const char *key);
+/* Highest slot ever handed out + 1 (sizes per-worker tables). */
+uint32_t server_rt_slots(void);
+
+struct region_rt *region_rt_get(const char *key);
+void region_rt_unref(struct region_rt *rt);
+
+/* ---- usability ---- */
+
+/* May take new sessions now. */
+static inline bool
+server_usable_new(const struct server *s, uint64_t now_ms)
+{
+    const struct server_rt *rt = s->rt;
+    return atomic_load_explicit(&rt->admin, memory_order_relaxed) == SRV_READY &&
+           atomic_load_explicit(&rt->health, memory_order_relaxed) == HEALTH_UP &&
+           atomic_load_explicit(&rt->ejected_until_ms, memory_order_relaxed) <= now_ms;
+}
+
+/* May keep a pinned session now (drain is fine, maint/down/ejected are not). */
+static inline bool
+server_usable_pinned(const struct server *s, uint64_t now_ms)
+{
+    const struct server_rt *rt = s->rt;
+    return atomic_load_explicit(&rt->admin, memory_order_relaxed) != SRV_MAINT &&
+           atomic_load_explicit(&rt->health, memory_order_relaxed) == HEALTH_UP &&
+           atomic_load_explicit(&rt->ejected_until_ms, memory_order_relaxed) <= now_ms;
+}
+
+/* Effective weight: the admin override, else the configured weight. */
+static inline int32_t
+server_weight(const struct server *s)
+{
+    int32_t w = atomic_load_explicit(&s->rt->weight_admin, memory_order_relaxed);
+    return w >= 0 ? w : (int32_t)s->conf->weight;
+}
+
+static inline int32_t
+region_weight(const struct region *r)
+{
+    int32_t w = atomic_load_explicit(&r->rt->weight_admin, memory_order_relaxed);
+    return w >= 0 ? w : (int32_t)r->conf->weight;
+}
+
+/* Server by cookie id (binary search), or NULL. */
+struct server *upstream_server_by_id(const struct upstream *u, uint64_t cookie_id);
+/* Server by name, or NULL. */
+struct server *upstream_server_by_name(const struct upstream *u, const char *name);
+struct region *upstream_region_by_name(const struct upstream *u, const char *name);
+
+const char *srv_admin_name(unsigned admin);
+
+#endif

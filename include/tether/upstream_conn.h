@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/* Connections to pods: nonblocking connect with timeout, optional TLS, the
+ * per-thread keep-alive pool per server (LIFO, so the hottest connection is
+ * reused), response timeouts, and pool idle expiry. */
+#ifndef TETHER_UPSTREAM_CONN_H
+#define TETHER_UPSTREAM_CONN_H
+
+#include <stdbool.h>
+
+#include <tether/proxy-types.h>
+
+/* Get a pooled connection to <s> or start a new one, attached to <req>.
+ * Returns the upconn (UC_BUSY when pooled, UC_CONNECTING/UC_TLS otherwise), or
+ * NULL with errno when the socket could not even be created. */
+struct upconn *upconn_get(struct worker *w, struct server *s, struct request *req);
+
+/* Detach from its request: back to the pool when <reusable>, else closed. */
+void upconn_release(struct upconn *uc, bool reusable);
+
+/* Close (with RST when <reset>) and free. */
+void upconn_close(struct upconn *uc, bool reset);
+
+/* Arm the response timeout (idle between reads) for <secs>. */
+void upconn_deadline(struct upconn *uc, double secs);
+
+/* Read more response bytes into ibuf if there is room (IO result or 0). */
+ssize_t upconn_fill(struct upconn *uc);
+
+/* Close pooled connections to servers gone from the generation or whose address
+ * changed; trim the pools to each upstream's keepalive size. */
+void upconn_pools_sweep(struct worker *w);
+/* Close every pooled connection (shutdown). */
+void upconn_pools_close(struct worker *w);
+void upconn_free_all(struct worker *w);
+
+#endif

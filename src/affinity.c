@@ -1,0 +1,411 @@
+/* SPDX-License-Identifier: MIT */
+/* The affinity chain (cookie -> session id -> learned table -> consistent hash
+ * -> balancer), redispatch, learning session ids from responses, the cookie. */
+#include "config.h"
+
+#include <tether/affinity.h>
+#include <tether/balance.h>
+#include <tether/gen.h>
+#include <tether/lb.h>
+#include <tether/log.h>
+#include <tether/redis.h>
+#include <tether/request.h>
+#include <tether/stats.h>
+#include <tether/worker.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Learning JSON looks at most this many body bytes. */
+#define LEARN_JSON_MAX 4096
+
+static pthread_mutex_t aff_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct session_table *table;
+static size_t table_size;
+static struct cookie_key random_key;
+static bool random_key_set;
+
+struct session_table *
+affinity_table(void)
+{
+    return table;
+}
+
+void
+affinity_shutdown(void)
+{
+    session_table_free(table);
+    table = NULL;
+}
+
+static int
+read_secret(const char *path, uint8_t *buf, size_t cap, size_t *len, struct err *e)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return err_set(e, "affinity secret_file \"%s\": %s", path, strerror(errno));
+    ssize_t n = read(fd, buf, cap);
+    close(fd);
+    if (n < 0)
+        return err_set(e, "affinity secret_file \"%s\": %s", path, strerror(errno));
+    /* Trailing newlines of a hand-written key file are not part of it. */
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    if (n < 16)
+        return err_set(e, "affinity secret_file \"%s\" is too short: %zd bytes, need at least 16",
+                       path, n);
+    *len = (size_t)n;
+    return 0;
+}
+
+struct affinity *
+affinity_build(const struct conf *c, struct arena *a, struct err *e)
+{
+    struct affinity *af = arena_alloc(a, sizeof(*af));
+    const struct conf_affinity *ca = &c->affinity;
+    if (ca->secret_file) {
+        uint8_t secret[4096];
+        size_t len = 0;
+        if (read_secret(ca->secret_file, secret, sizeof(secret), &len, e) < 0)
+            return NULL;
+        cookie_key_derive(&af->key, secret, len);
+        memset(secret, 0, sizeof(secret));
+        af->key_shared = true;
+    } else {
+        pthread_mutex_lock(&aff_lock);
+        if (!random_key_set) {
+            uint8_t r[32];
+            random_bytes(r, sizeof(r));
+            cookie_key_derive(&random_key, r, sizeof(r));
+            random_key_set = true;
+        }
+        af->key = random_key;
+        pthread_mutex_unlock(&aff_lock);
+    }
+    af->cookie_name = ca->cookie_name;
+    af->cookie_name_len = strlen(ca->cookie_name);
+    af->max_age_s = (uint32_t)(ca->cookie_max_age_ms / 1000);
+    af->samesite = ca->samesite;
+    af->header = ca->header_name;
+    af->header_len = strlen(ca->header_name);
+    af->learn_header = ca->learn_header;
+    af->learn_header_len = ca->learn_header ? strlen(ca->learn_header) : 0;
+    af->learn_json = ca->learn_json;
+    af->learn_json_len = ca->learn_json ? strlen(ca->learn_json) : 0;
+    af->paths = ca->paths;
+    af->npaths = ca->npaths;
+    af->ttl_ms = ca->ttl_ms;
+    pthread_mutex_lock(&aff_lock);
+    if (!table) {
+        table_size = ca->table_size;
+        table = session_table_new(table_size, 64);
+    } else if (ca->table_size != table_size) {
+        log_warn("affinity table_size change (%zu -> %llu) takes effect after a restart",
+                 table_size, (unsigned long long)ca->table_size);
+    }
+    pthread_mutex_unlock(&aff_lock);
+    if (!table)
+        return (void)err_set(e, "out of memory for the affinity table"), NULL;
+    af->table = table;
+    return af;
+}
+
+size_t
+affinity_cookie_header(const struct affinity *af, const struct server *s, bool tls, uint32_t now_s,
+                       char *out, size_t cap)
+{
+    char val[COOKIE_VALUE_LEN];
+    cookie_encode(val, &af->key, s->cookie_id, now_s + af->max_age_s);
+    int n = snprintf(out, cap, "%s=%.*s; Path=/; Max-Age=%u; HttpOnly%s%s%s", af->cookie_name,
+                     COOKIE_VALUE_LEN, val, af->max_age_s, tls ? "; Secure" : "",
+                     af->samesite ? "; SameSite=" : "", af->samesite ? af->samesite : "");
+    return (n > 0 && (size_t)n < cap) ? (size_t)n : 0;
+}
+
+/* ---- reading the request ---- */
+
+static void
+read_cookie(struct request *req, const struct affinity *af, const char *base, uint32_t now_s)
+{
+    const struct http1_head *h = &req->h;
+    for (unsigned i = 0; i < h->nfields; i++) {
+        const struct http1_field *f = &h->fields[i];
+        struct slice v;
+        if (f->id != HTTP1_H_COOKIE ||
+            !http1_cookie_get(base + f->value_off, f->value_len, af->cookie_name,
+                              af->cookie_name_len, &v))
+            continue;
+        int rc = cookie_decode(v.p, v.len, &af->key, now_s, &req->cookie_srv, &req->cookie_exp);
+        req->cookie_state = rc == COOKIE_OK ? 1 : rc == COOKIE_ERR_EXPIRED ? 3 : 2;
+        return;
+    }
+}
+
+static void
+set_sid(struct request *req, const char *p, size_t n, uint8_t src)
+{
+    memcpy(req->sid, p, n);
+    req->sid[n] = '\0';
+    req->sid_len = (uint8_t)n;
+    req->sid_src = src;
+}
+
+int
+affinity_prepare(struct request *req, const char *base, uint64_t now_ms)
+{
+    const struct affinity *af = req->cli->gen->aff;
+    const struct http1_head *h = &req->h;
+    unsigned mode = req->route->conf->affinity;
+    struct upstream *u = req->ups;
+
+    if (u->conf->balance == BALANCE_HASH) {
+        /* balance hash: the key is read now, while the head is still here. */
+        char key[256];
+        size_t klen = 0;
+        const struct key_spec *ks = &u->conf->hash_key;
+        for (uint32_t i = 0; i < ks->nparts && klen < sizeof(key); i++) {
+            const struct key_part *kp = &ks->parts[i];
+            const char *v = NULL;
+            size_t vl = 0;
+            int idx;
+            if (kp->kind == KEY_REMOTE_ADDR) {
+                v = req->cli->peer_ip;
+                vl = req->cli->peer_ip_len;
+            } else if (kp->kind == KEY_HTTP_HEADER &&
+                       (idx = http1_find(h, base, kp->name, kp->len)) >= 0) {
+                v = base + h->fields[idx].value_off;
+                vl = h->fields[idx].value_len;
+            } else if (kp->kind == KEY_LITERAL || kp->kind == KEY_ROUTE) {
+                v = kp->kind == KEY_ROUTE ? req->route->conf->label : kp->name;
+                vl = strlen(v);
+            }
+            vl = MIN(vl, sizeof(key) - klen);
+            memcpy(key + klen, v ? v : "", vl);
+            klen += vl;
+        }
+        req->bhash = chash_hash(key, klen);
+        req->has_bhash = true;
+    }
+    if (mode == AFFINITY_NONE)
+        return AFF_NONE;
+    if (mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION)
+        read_cookie(req, af, base, (uint32_t)(time_wall_ms() / 1000));
+
+    int idx = http1_find(h, base, af->header, af->header_len);
+    if (idx >= 0) {
+        const char *v = base + h->fields[idx].value_off;
+        size_t vl = h->fields[idx].value_len;
+        if (session_id_valid(v, vl))
+            set_sid(req, v, vl, AFF_OUT_HEADER_LEARNED);
+    }
+    if (!req->sid_len && mode == AFFINITY_SESSION) {
+        for (uint32_t i = 0; i < af->npaths; i++) {
+            struct slice id;
+            if (path_pattern_match(&af->paths[i], base + h->path_off, h->path_len, &id) == 1) {
+                set_sid(req, id.p, id.len, AFF_OUT_PATH_LEARNED);
+                break;
+            }
+        }
+    }
+    if (!req->sid_len)
+        return AFF_NONE;
+    if (session_table_lookup(af->table, req->sid, req->sid_len, now_ms, af->ttl_ms,
+                             &req->learned_srv))
+        return AFF_NONE;
+    /* Local miss: another replica may have learned it. */
+    if (redis_session_lookup(req) == 0) {
+        req->aff_pending = true;
+        return AFF_WAIT;
+    }
+    return AFF_NONE;
+}
+
+bool
+affinity_pending(const struct request *req)
+{
+    return req->aff_pending;
+}
+
+/* ---- the chain ---- */
+
+static void
+count(struct request *req, enum gstat s)
+{
+    gstat_add(req->cli->w->id, s, 1);
+}
+
+/* Pin <sid> to <s> locally and in Redis. */
+static void
+pin(struct request *req, const struct server *s)
+{
+    const struct affinity *af = req->cli->gen->aff;
+    uint64_t now_ms = (uint64_t)(ev_now(req->cli->w->loop) * 1000.0);
+    session_table_insert(af->table, req->sid, req->sid_len, s->cookie_id, now_ms + af->ttl_ms);
+    redis_session_store(req, s);
+}
+
+int
+affinity_pick(struct request *req, uint64_t now_ms)
+{
+    struct client *cli = req->cli;
+    const struct route *rt = req->route;
+    struct upstream *u = req->ups;
+    unsigned mode = rt->conf->affinity;
+    bool cookie_mode = mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION;
+    struct server *s = NULL, *moved = NULL;
+
+    /* 1. The affinity cookie names a server. */
+    if (req->cookie_state == 1) {
+        s = upstream_server_by_id(u, req->cookie_srv);
+        if (s && server_usable_pinned(s, now_ms)) {
+            req->srv = s;
+            req->aff = AFF_OUT_COOKIE;
+            count(req, GS_AFF_COOKIE);
+            /* Sliding expiry: re-issue once half the lifetime is gone. */
+            uint32_t now_s = (uint32_t)(time_wall_ms() / 1000);
+            if (req->cookie_exp < now_s + cli->gen->aff->max_age_s / 2)
+                req->set_cookie = true;
+            if (req->sid_len && req->learned_srv != s->cookie_id && rt->conf->learn)
+                pin(req, s);
+            return AFF_PICKED;
+        }
+        if (s)
+            moved = s;
+        else
+            count(req, GS_AFF_COOKIE_UNKNOWN);
+    } else if (req->cookie_state == 2) {
+        count(req, GS_AFF_COOKIE_INVALID);
+    } else if (req->cookie_state == 3) {
+        count(req, GS_AFF_COOKIE_EXPIRED);
+    }
+
+    /* 2. A session id learned from a response (here or on another replica). */
+    if (req->sid_len && req->learned_srv) {
+        s = upstream_server_by_id(u, req->learned_srv);
+        if (s && server_usable_pinned(s, now_ms)) {
+            req->srv = s;
+            req->aff = req->sid_src;
+            count(req, GS_AFF_LEARNED);
+            req->set_cookie = cookie_mode && !(req->cookie_state == 1 &&
+                                               req->cookie_srv == s->cookie_id);
+            return AFF_PICKED;
+        }
+        if (s && !moved)
+            moved = s;
+    }
+
+    /* 3. An unknown session id: consistent hash, the same on every replica. */
+    if (req->sid_len && !req->learned_srv && !moved) {
+        s = balance_hash_lookup(u, chash_hash(req->sid, req->sid_len), now_ms);
+        if (s) {
+            req->srv = s;
+            req->aff = AFF_OUT_HASH;
+            count(req, GS_AFF_HASH);
+            req->set_cookie = cookie_mode;
+            return AFF_PICKED;
+        }
+    }
+
+    /* 4. A new session (or a moved one): the balancer. */
+    const struct server *ex[1] = {moved};
+    s = balance_pick(u, cli->w->id, now_ms, req->bhash, req->has_bhash,
+                     moved ? (const struct server *const *)ex : NULL, moved ? 1 : 0);
+    if (!s)
+        return AFF_NONE;
+    req->srv = s;
+    if (moved) {
+        req->aff = AFF_OUT_REDISPATCH;
+        count(req, GS_AFF_REDISPATCH);
+        CTR_ADD(moved->rt->t[cli->w->id].redispatches, 1);
+        if (req->sid_len)
+            pin(req, s);
+    } else {
+        req->aff = mode == AFFINITY_NONE ? AFF_OUT_NONE : AFF_OUT_NEW;
+        count(req, GS_AFF_NEW);
+    }
+    req->set_cookie = cookie_mode || rt->conf->learn;
+    return AFF_PICKED;
+}
+
+void
+affinity_redispatch(struct request *req, struct server *next)
+{
+    unsigned mode = req->route->conf->affinity;
+    if (req->aff == AFF_OUT_NONE || req->aff == AFF_OUT_NEW) {
+        if (req->route->conf->learn || mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION)
+            req->set_cookie = true;
+        return;
+    }
+    /* A pinned request moves: the pin follows it. */
+    req->aff = AFF_OUT_REDISPATCH;
+    count(req, GS_AFF_REDISPATCH);
+    if (req->srv)
+        CTR_ADD(req->srv->rt->t[req->cli->w->id].redispatches, 1);
+    req->set_cookie = mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION;
+    if (req->sid_len)
+        pin(req, next);
+}
+
+void
+affinity_request_done(struct request *req)
+{
+    if (req->aff_pending) {
+        redis_request_cancel(req);
+        req->aff_pending = false;
+    }
+}
+
+/* ---- learning ---- */
+
+static void
+learn_id(struct request *req, const char *p, size_t n)
+{
+    if (!session_id_valid(p, n) || !req->srv)
+        return;
+    set_sid(req, p, n, req->sid_src ? req->sid_src : AFF_OUT_HEADER_LEARNED);
+    pin(req, req->srv);
+    count(req, GS_LEARNED);
+}
+
+void
+affinity_on_response(struct request *req, const char *buf)
+{
+    const struct affinity *af = req->cli->gen->aff;
+    const struct http1_head *h = &req->h;
+    if (!req->route->conf->learn || h->status < 200 || h->status >= 300)
+        return;
+    if (af->learn_header) {
+        int idx = http1_find(h, buf, af->learn_header, af->learn_header_len);
+        if (idx >= 0) {
+            learn_id(req, buf + h->fields[idx].value_off, h->fields[idx].value_len);
+            return;
+        }
+    }
+    if (af->learn_json)
+        req->learn = true;
+}
+
+bool
+affinity_learn_body(struct request *req, const char *p, size_t n)
+{
+    const struct affinity *af = req->cli->gen->aff;
+    struct slice val;
+    if (!req->learn_buf && !(req->learn_buf = malloc(LEARN_JSON_MAX)))
+        return true;
+    size_t room = LEARN_JSON_MAX - req->learn_len;
+    size_t take = n < room ? n : room;
+    memcpy(req->learn_buf + req->learn_len, p, take);
+    req->learn_len += (uint32_t)take;
+    int rc = learn_json_field(req->learn_buf, req->learn_len, af->learn_json, af->learn_json_len,
+                              &val);
+    if (rc == 1) {
+        learn_id(req, val.p, val.len);
+        return true;
+    }
+    return rc < 0 || req->learn_len >= LEARN_JSON_MAX;
+}

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+/* Picking a server for a new session from the published plan: region by smooth
+ * weighted round-robin over region shares, then the upstream's balancer inside
+ * the region (round_robin, least_conn, random_two, hash). O(1) per pick except
+ * least_conn, which scans the servers of one region. */
+#include "config.h"
+
+#include <tether/balance.h>
+#include <tether/qsbr.h>
+
+#include <stdlib.h>
+
+void
+balance_cursors_init(struct upstream *u, uint32_t nw, struct arena *a)
+{
+    u->cursors = arena_calloc(a, nw ? nw : 1, sizeof(*u->cursors));
+    for (uint32_t i = 0; i < nw; i++) {
+        struct lb_cursor *c = &u->cursors[i];
+        c->server_pos = arena_calloc(a, u->nregions ? u->nregions : 1, sizeof(uint32_t));
+        /* Spread the workers over the schedules so they do not move in step. */
+        c->region_pos = i * 7919u;
+        for (uint32_t r = 0; r < u->nregions; r++)
+            c->server_pos[r] = i * 104729u;
+        random_bytes(&c->rng, sizeof(c->rng));
+        c->rng |= 1;
+    }
+}
+
+static void
+plan_free_cb(void *p)
+{
+    plan_free(p);
+}
+
+void
+balance_rebuild(struct upstream *u, uint64_t now_ms)
+{
+    struct lb_plan *p = plan_build(u, now_ms);
+    if (!p)
+        return; /* out of memory: keep the old plan */
+    struct lb_plan *old = atomic_exchange(&u->plan, p);
+    atomic_store(&u->plan_dirty, 0);
+    qsbr_retire(old, plan_free_cb);
+}
+
+/* Weighted load comparison: is (a_active+1)/a_w below (b_active+1)/b_w? */
+static inline bool
+lighter(const struct server *a, uint32_t aw, const struct server *b, uint32_t bw)
+{
+    uint64_t la = (uint64_t)(atomic_load_explicit(&a->rt->active, memory_order_relaxed) + 1);
+    uint64_t lb = (uint64_t)(atomic_load_explicit(&b->rt->active, memory_order_relaxed) + 1);
+    return la * bw < lb * aw;
+}
+
+static bool
+excluded(const struct server *s, const struct server *const *ex, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (ex[i] == s)
+            return true;
+    return false;
+}
+
+static inline bool
+pick_ok(const struct lb_plan *p, const struct server *s, uint64_t now_ms,
+        const struct server *const *ex, unsigned nex)
+{
+    uint32_t maxc = s->conf->max_conns;
+    if (maxc && (uint32_t)atomic_load_explicit(&s->rt->active, memory_order_relaxed) >= maxc)
+        return false;
+    if (nex && excluded(s, ex, nex))
+        return false;
+    if (p->panic)
+        return atomic_load_explicit(&s->rt->admin, memory_order_relaxed) != SRV_MAINT;
+    return server_usable_new(s, now_ms);
+}
+
+static struct server *
+pick_in_region(struct upstream *u, const struct plan_region *pr, struct lb_cursor *c)
+{
+    uint32_t *pos = &c->server_pos[pr->region];
+    switch (u->conf->balance) {
+    case BALANCE_LEAST_CONN: {
+        uint32_t start = (*pos)++ % pr->nservers, best = start;
+        for (uint32_t k = 1; k < pr->nservers; k++) {
+            uint32_t i = (start + k) % pr->nservers;
+            if (lighter(&u->servers[pr->servers[i]], pr->weights[i], &u->servers[pr->servers[best]],
+                        pr->weights[best]))
+                best = i;
+        }
+        return &u->servers[pr->servers[best]];
+    }
+    case BALANCE_RANDOM_TWO: {
+        uint32_t a = alias_pick(pr->alias, rng_next(&c->rng));
+        uint32_t b = alias_pick(pr->alias, rng_next(&c->rng));
+        if (lighter(&u->servers[pr->servers[b]], pr->weights[b], &u->servers[pr->servers[a]],
+                    pr->weights[a]))
+            a = b;
+        return &u->servers[pr->servers[a]];
+    }
+    default: {
+        uint32_t i = pr->wrr->seq[(*pos)++ % pr->wrr->len];
+        return &u->servers[pr->servers[i]];
+    }
+    }
+}
+
+struct server *
+balance_pick(struct upstream *u, uint32_t worker, uint64_t now_ms, uint64_t key_hash, bool has_key,
+             const struct server *const *exclude, unsigned nexclude)
+{
+    struct lb_plan *p = atomic_load_explicit(&u->plan, memory_order_seq_cst);
+    struct lb_cursor *c = &u->cursors[worker];
+    struct server *best = NULL;
+
+    if (!p || p->nregions == 0)
+        return NULL;
+    if (u->conf->balance == BALANCE_HASH && has_key && p->hash) {
+        struct server *s = &u->servers[chash_lookup(p->hash, key_hash)];
+        if (pick_ok(p, s, now_ms, exclude, nexclude))
+            return s;
+    }
+    for (int attempt = 0; attempt < 4; attempt++) {
+        const struct plan_region *pr = &p->regions[0];
+        if (p->nregions > 1)
+            pr = &p->regions[p->region_wrr->seq[c->region_pos++ % p->region_wrr->len]];
+        struct server *s = pick_in_region(u, pr, c);
+        if (pick_ok(p, s, now_ms, exclude, nexclude))
+            return s;
+    }
+    /* The plan is older than a state change (an ejection, a retry exclusion):
+     * take the least loaded server that is still fine. */
+    uint32_t best_w = 1;
+    for (uint32_t r = 0; r < p->nregions; r++) {
+        const struct plan_region *pr = &p->regions[r];
+        for (uint32_t i = 0; i < pr->nservers; i++) {
+            struct server *s = &u->servers[pr->servers[i]];
+            if (pick_ok(p, s, now_ms, exclude, nexclude) &&
+                (!best || lighter(s, pr->weights[i], best, best_w))) {
+                best = s;
+                best_w = pr->weights[i];
+            }
+        }
+    }
+    return best;
+}
+
+struct server *
+balance_hash_lookup(struct upstream *u, uint64_t key_hash, uint64_t now_ms)
+{
+    struct lb_plan *p = atomic_load_explicit(&u->plan, memory_order_seq_cst);
+    if (!p || !p->hash)
+        return NULL;
+    struct server *s = &u->servers[chash_lookup(p->hash, key_hash)];
+    if (p->panic ? atomic_load_explicit(&s->rt->admin, memory_order_relaxed) != SRV_MAINT
+                 : server_usable_pinned(s, now_ms))
+        return s;
+    return NULL;
+}

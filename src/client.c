@@ -1,0 +1,652 @@
+/* SPDX-License-Identifier: MIT */
+/* Client connections: accept, TLS handshake, PROXY header, head parsing,
+ * keep-alive and pipelining, timeouts, tether's own replies, close. */
+#include "config.h"
+
+#include <tether/client.h>
+#include <tether/gen.h>
+#include <tether/proxy_proto.h>
+#include <tether/ratelimit.h>
+#include <tether/request.h>
+#include <tether/stats.h>
+#include <tether/tls.h>
+#include <tether/worker.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void client_tmo_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void client_parse_head(struct client *cli);
+
+static struct log_limit tls_fail_limit;
+
+/* ---- generation references ---- */
+
+static void
+client_take_gen(struct client *cli, struct gen *g)
+{
+    cli->gen = g;
+    g->wrefs[cli->w->id].n++;
+}
+
+static void
+client_drop_gen(struct client *cli)
+{
+    struct gen *g = cli->gen;
+    if (!g)
+        return;
+    cli->gen = NULL;
+    if (--g->wrefs[cli->w->id].n == 0 && g != cli->w->gen)
+        gen_unref(g);
+}
+
+void
+client_follow_gen(struct client *cli)
+{
+    struct gen *g = cli->w->gen;
+    if (cli->gen == g)
+        return;
+    for (uint32_t i = 0; i < g->nlistens; i++) {
+        if (g->listens[i].socks == cli->socks) {
+            client_drop_gen(cli);
+            client_take_gen(cli, g);
+            cli->vs = g->listens[i].vs;
+            return;
+        }
+    }
+    /* The listen is gone from the new config: this connection keeps the config
+     * it was accepted with and closes after the current request. */
+    cli->close_after = true;
+}
+
+/* ---- deadlines (one lazy timer per connection) ---- */
+
+void
+client_deadline(struct client *cli, unsigned kind, double secs)
+{
+    struct ev_loop *loop = cli->w->loop;
+    ev_tstamp at = ev_now(loop) + secs;
+    cli->tmo_kind = (uint8_t)kind;
+    if (kind == CT_NONE) {
+        cli->deadline = 0;
+        return;
+    }
+    cli->deadline = at;
+    /* Later than the armed time: the timer fires early and re-arms itself, no
+     * heap operation now. Earlier: re-arm. */
+    if (!ev_is_active(&cli->tmo) || at < ev_now(loop) + ev_timer_remaining(loop, &cli->tmo)) {
+        ev_timer_stop(loop, &cli->tmo);
+        ev_timer_set(&cli->tmo, secs, 0);
+        ev_timer_start(loop, &cli->tmo);
+    }
+}
+
+static double
+ms_to_s(uint64_t ms)
+{
+    return (double)ms / 1000.0;
+}
+
+/* ---- allocation ---- */
+
+static struct client *
+client_alloc(struct worker *w)
+{
+    struct client *cli = w->free_clients;
+    if (cli)
+        w->free_clients = cli->next_free;
+    else if (!(cli = malloc(sizeof(*cli))))
+        return NULL;
+    memset(cli, 0, sizeof(*cli));
+    cli->w = w;
+    return cli;
+}
+
+void
+client_free_all(struct worker *w)
+{
+    while (w->free_clients) {
+        struct client *c = w->free_clients;
+        w->free_clients = c->next_free;
+        free(c);
+    }
+}
+
+/* ---- close ---- */
+
+void
+client_close(struct client *cli, unsigned term)
+{
+    struct worker *w = cli->w;
+    if (cli->state == CS_CLOSED)
+        return;
+    if (cli->req) {
+        struct request *req = cli->req;
+        if (req->state != RS_HEAD || req->bytes_in > 0) {
+            if (!req->term)
+                req->term = (uint8_t)term;
+            request_log(req);
+        }
+        request_free(req);
+        cli->req = NULL;
+    }
+    cli->state = CS_CLOSED;
+    ev_timer_stop(w->loop, &cli->tmo);
+    conn_close(w->loop, &cli->c, false);
+    buf_put(&w->bufs, cli->ibuf);
+    buf_put(&w->bufs, cli->obuf);
+    cli->ibuf = cli->obuf = NULL;
+    if (cli->limit)
+        conn_slot_release(cli->limit);
+    client_drop_gen(cli);
+    list_remove(&cli->link);
+    w->nclients--;
+    if (cli->counted)
+        atomic_fetch_sub(&conns_open, 1);
+    gstat_add(w->id, GS_CONN_ACTIVE, -1);
+    cli->next_free = w->free_clients;
+    w->free_clients = cli;
+    worker_client_gone(w);
+}
+
+/* ---- accept ---- */
+
+void
+client_accept(struct worker *w, struct wlisten *wl, int fd, const struct sock_addr *peer)
+{
+    struct client *cli = client_alloc(w);
+    const struct conf_listen *cl = wl->gl->conf;
+    if (!cli) {
+        close(fd);
+        return;
+    }
+    atomic_fetch_add(&conns_open, 1);
+    cli->counted = true;
+    conn_init(&cli->c, fd, client_read_cb, client_write_cb);
+    ev_init(&cli->tmo, client_tmo_cb);
+    sock_nodelay(fd);
+    client_take_gen(cli, w->gen);
+    cli->vs = wl->gl->vs;
+    cli->socks = wl->socks;
+    cli->tcp_peer = *peer;
+    cli->peer = *peer;
+    cli->peer_ip_len = (uint8_t)sock_addr_ip(peer, cli->peer_ip, sizeof(cli->peer_ip));
+    cli->tls = cl->tls;
+    cli->proxy_protocol = cl->proxy_protocol;
+    list_append(&w->clients, &cli->link);
+    w->nclients++;
+    gstat_add(w->id, GS_CONN_ACCEPTED, 1);
+    gstat_add(w->id, GS_CONN_ACTIVE, 1);
+
+    if (cli->tls && tls_accept_attach(&cli->c, cli->vs->tls) < 0) {
+        client_close(cli, TERM_INTERNAL);
+        return;
+    }
+    if (cli->proxy_protocol)
+        cli->state = CS_PROXY_HDR;
+    else if (cli->tls)
+        cli->state = CS_HANDSHAKE;
+    else
+        cli->state = CS_IDLE;
+    client_deadline(cli, CT_HEADER, ms_to_s(cli->vs->conf->client_header_timeout_ms));
+    conn_read_start(w->loop, &cli->c);
+    /* TCP_DEFER_ACCEPT: the first bytes are usually here already. */
+    client_read_cb(w->loop, &cli->c.rio, EV_READ);
+}
+
+/* limit_conn: counted once the client address is final (after PROXY). */
+static bool
+client_limit_conn(struct client *cli)
+{
+    struct conn_zone *z = cli->vs->conn_zone;
+    char key[RL_KEY_MAX];
+    size_t klen;
+    if (!z || cli->limit)
+        return true;
+    struct rl_keyctx ctx = {.remote_ip = cli->peer_ip, .remote_ip_len = cli->peer_ip_len};
+    klen = rl_key_build(conn_zone_key(z), &ctx, key, sizeof(key));
+    if (klen == 0)
+        return true;
+    cli->limit = conn_zone_acquire(z, key, klen);
+    return cli->limit != NULL;
+}
+
+/* ---- PROXY header and TLS handshake ---- */
+
+static void
+client_read_proxy(struct client *cli)
+{
+    char buf[PROXY_PROTO_MAX];
+    struct sock_addr src;
+    ssize_t r = recv(cli->c.fd, buf, sizeof(buf), MSG_PEEK);
+    if (r < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (r <= 0) {
+        client_close(cli, TERM_CLIENT_ABORT);
+        return;
+    }
+    int n = proxy_proto_parse(buf, (size_t)r, &src);
+    if (n == 0 && (size_t)r < sizeof(buf))
+        return;
+    if (n <= 0) {
+        log_limited(&tls_fail_limit, 10000, LOG_LVL_WARN, "client %s: invalid PROXY protocol header",
+                    cli->peer_ip);
+        client_close(cli, TERM_BAD_REQUEST);
+        return;
+    }
+    /* Consume exactly the header: what follows (a TLS ClientHello, a request)
+     * is read by the next stage. */
+    if (recv(cli->c.fd, buf, (size_t)n, 0) != n) {
+        client_close(cli, TERM_CLIENT_ABORT);
+        return;
+    }
+    if (src.len) {
+        cli->peer = src;
+        cli->peer_ip_len = (uint8_t)sock_addr_ip(&src, cli->peer_ip, sizeof(cli->peer_ip));
+    }
+    cli->state = cli->tls ? CS_HANDSHAKE : CS_IDLE;
+    client_read_cb(cli->w->loop, &cli->c.rio, EV_READ);
+}
+
+static void
+client_handshake(struct client *cli)
+{
+    struct worker *w = cli->w;
+    int rc = tls_handshake(&cli->c);
+    if (rc < 0) {
+        gstat_add(w->id, GS_TLS_FAILURES, 1);
+        log_limited(&tls_fail_limit, 10000, LOG_LVL_NOTICE, "TLS handshake with %s failed: %s",
+                    cli->peer_ip, tls_last_error());
+        client_close(cli, TERM_CLIENT_ABORT);
+        return;
+    }
+    if (rc == 0) {
+        if (cli->c.flags & CONN_TLS_READ_WANTS_WRITE)
+            conn_write_want(w->loop, &cli->c);
+        else
+            conn_write_done(w->loop, &cli->c);
+        return;
+    }
+    conn_write_done(w->loop, &cli->c);
+    gstat_add(w->id, GS_TLS_HANDSHAKES, 1);
+    if (tls_session_reused(&cli->c))
+        gstat_add(w->id, GS_TLS_RESUMED, 1);
+    cli->state = CS_IDLE;
+    client_read_cb(w->loop, &cli->c.rio, EV_READ);
+}
+
+/* ---- reading heads ---- */
+
+ssize_t
+client_fill(struct client *cli)
+{
+    struct buf *b = cli->ibuf;
+    if (!b) {
+        b = cli->ibuf = buf_get(&cli->w->bufs);
+        if (!b)
+            return IO_ERROR;
+    }
+    if (buf_room(b) == 0) {
+        if (cli->state == CS_BUSY || b->start == 0)
+            return 0;
+        buf_compact(b);
+    }
+    ssize_t r = conn_read(&cli->c, buf_tail(b), buf_room(b));
+    if (r > 0)
+        b->end += (uint32_t)r;
+    return r;
+}
+
+static void
+client_release_ibuf_if_empty(struct client *cli)
+{
+    if (cli->ibuf && buf_len(cli->ibuf) == 0) {
+        buf_put(&cli->w->bufs, cli->ibuf);
+        cli->ibuf = NULL;
+    }
+}
+
+static void
+client_read_head(struct client *cli)
+{
+    ssize_t r = client_fill(cli);
+    if (r == IO_AGAIN) {
+        client_release_ibuf_if_empty(cli);
+        return;
+    }
+    if (r == IO_CLOSED || r == IO_ERROR) {
+        /* A close between requests is the normal end of keep-alive. */
+        client_close(cli, (cli->ibuf && buf_len(cli->ibuf)) ? TERM_CLIENT_ABORT : TERM_OK);
+        return;
+    }
+    client_parse_head(cli);
+}
+
+static unsigned
+parse_error_status(int rc)
+{
+    switch (rc) {
+    case HTTP1_ERR_TOO_LARGE:
+    case HTTP1_ERR_TOO_MANY:
+        return 431;
+    case HTTP1_ERR_NOT_IMPL:
+        return 501;
+    case HTTP1_ERR_VERSION:
+        return 505;
+    default:
+        return 400;
+    }
+}
+
+static void
+client_parse_head(struct client *cli)
+{
+    struct worker *w = cli->w;
+    struct buf *b = cli->ibuf;
+    struct request *req = cli->req;
+
+    if (!b || buf_len(b) == 0)
+        return;
+    if (!req) {
+        client_follow_gen(cli);
+        req = cli->req = request_new(w, cli);
+        if (!req) {
+            client_close(cli, TERM_INTERNAL);
+            return;
+        }
+        cli->state = CS_HEAD;
+        if (cli->nrequests > 0)
+            client_deadline(cli, CT_HEADER, ms_to_s(cli->vs->conf->client_header_timeout_ms));
+    }
+    const struct conf_vserver *cv = cli->vs->conf;
+    struct http1_limits lim = {.max_head_bytes = (uint32_t)cv->max_head_bytes,
+                               .max_fields = (uint16_t)cv->max_headers};
+    int n = http1_parse_request(&req->h, buf_head(b), buf_len(b), &lim);
+    if (n == HTTP1_NEED_MORE) {
+        if (buf_room(b) == 0 && b->start == 0)
+            client_reply(cli, 431, TERM_BAD_REQUEST, NULL, true);
+        return;
+    }
+    if (n < 0) {
+        gstat_add(w->id, GS_BAD_REQUESTS, 1);
+        req->method = req->h.method;
+        client_reply(cli, parse_error_status(n), TERM_BAD_REQUEST, NULL, true);
+        return;
+    }
+    cli->state = CS_BUSY;
+    cli->nrequests++;
+    request_start(req, (uint32_t)n);
+}
+
+/* ---- tether's own replies ---- */
+
+static int
+client_flush_obuf(struct client *cli)
+{
+    struct buf *o = cli->obuf;
+    while (o && buf_len(o)) {
+        struct iovec iov = {.iov_base = buf_head(o), .iov_len = buf_len(o)};
+        ssize_t r = conn_writev(&cli->c, &iov, 1);
+        if (r == IO_AGAIN) {
+            conn_write_want(cli->w->loop, &cli->c);
+            return 0;
+        }
+        if (r <= 0)
+            return -1;
+        o->start += (uint32_t)r;
+    }
+    conn_write_done(cli->w->loop, &cli->c);
+    buf_put(&cli->w->bufs, o);
+    cli->obuf = NULL;
+    return 1;
+}
+
+/* After a final reply on a connection that closes: send FIN, read and drop
+ * what the client still sends for a moment (so it sees the reply instead of a
+ * reset), then close. */
+static void
+client_linger(struct client *cli)
+{
+    cli->state = CS_ERROR_REPLY;
+    buf_put(&cli->w->bufs, cli->ibuf);
+    cli->ibuf = NULL;
+    cli->c.ops->shutdown_write(&cli->c);
+    cli->c.flags |= CONN_WRITE_SHUT;
+    conn_read_start(cli->w->loop, &cli->c);
+    client_deadline(cli, CT_LINGER, 2.0);
+}
+
+static void
+client_reply_sent(struct client *cli)
+{
+    if (cli->close_after)
+        client_linger(cli);
+    else
+        client_request_done(cli);
+}
+
+void
+client_reply(struct client *cli, unsigned status, unsigned term, const char *extra, bool close)
+{
+    struct worker *w = cli->w;
+    struct request *req = cli->req;
+    const char *reason = http1_reason(status);
+    char body[96];
+    int blen = snprintf(body, sizeof(body), "%u %s\n", status, reason);
+    bool head_only = req && req->method == HTTP1_M_HEAD;
+
+    if (req && !close) {
+        /* Keep the connection only when the request body (if any) is fully here
+         * and can be skipped; otherwise its bytes would be taken for a request. */
+        if (req->state != RS_HEAD && !req->req_body_done)
+            close = true;
+    }
+    if (close || cli->close_after)
+        cli->close_after = true;
+    buf_put(&w->bufs, cli->obuf);
+    cli->obuf = buf_get(&w->bufs);
+    if (!cli->obuf) {
+        client_close(cli, TERM_INTERNAL);
+        return;
+    }
+    struct buf *o = cli->obuf;
+    int n = snprintf(buf_tail(o), buf_room(o),
+                     "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s"
+                     "%s%.*s%s%s\r\n",
+                     status, reason, blen, cli->close_after ? "Connection: close\r\n" : "",
+                     req && req->req_id_len ? "X-Request-Id: " : "",
+                     req ? (int)req->req_id_len : 0, req ? req->req_id : "",
+                     req && req->req_id_len ? "\r\n" : "", extra ? extra : "");
+    if (n < 0 || (uint32_t)n >= buf_room(o)) {
+        client_close(cli, TERM_INTERNAL);
+        return;
+    }
+    o->end += (uint32_t)n;
+    if (!head_only)
+        buf_append(o, body, (uint32_t)blen);
+    if (req) {
+        req->status = (uint16_t)status;
+        if (!req->term)
+            req->term = (uint8_t)term;
+        req->bytes_out += buf_len(o);
+        request_log(req);
+        /* Skip a fully received body so the next request starts right after. */
+        if (!cli->close_after && cli->ibuf && req->state != RS_HEAD)
+            cli->ibuf->start = req->body_end;
+        request_free(req);
+        cli->req = NULL;
+    }
+    cli->state = CS_ERROR_REPLY;
+    int rc = client_flush_obuf(cli);
+    if (rc < 0)
+        client_close(cli, TERM_CLIENT_ABORT);
+    else if (rc > 0)
+        client_reply_sent(cli);
+    else
+        client_deadline(cli, CT_SEND, 30.0);
+}
+
+/* ---- between requests ---- */
+
+void
+client_request_done(struct client *cli)
+{
+    struct worker *w = cli->w;
+    cli->req = NULL;
+    if (w->draining || cli->nrequests >= cli->vs->conf->keepalive_requests)
+        cli->close_after = true;
+    if (cli->c.flags & CONN_READ_EOF) {
+        client_close(cli, TERM_OK);
+        return;
+    }
+    if (cli->close_after) {
+        /* The client asked for the close: it sends nothing more, close now.
+         * Otherwise it may have pipelined more: linger so it reads our reply. */
+        if (cli->peer_close && !(cli->ibuf && buf_len(cli->ibuf)))
+            client_close(cli, TERM_OK);
+        else
+            client_linger(cli);
+        return;
+    }
+    cli->state = CS_IDLE;
+    conn_read_start(w->loop, &cli->c);
+    if (cli->ibuf && buf_len(cli->ibuf)) {
+        /* A pipelined request is already here: answer in order. */
+        client_parse_head(cli);
+        return;
+    }
+    client_release_ibuf_if_empty(cli);
+    client_deadline(cli, CT_IDLE, ms_to_s(cli->vs->conf->keepalive_timeout_ms));
+}
+
+void
+client_drain(struct client *cli)
+{
+    if (cli->state == CS_IDLE || cli->state == CS_HANDSHAKE || cli->state == CS_PROXY_HDR ||
+        (cli->state == CS_HEAD && (!cli->ibuf || buf_len(cli->ibuf) == 0)))
+        client_close(cli, TERM_SHUTDOWN);
+    else
+        cli->close_after = true;
+}
+
+/* ---- callbacks ---- */
+
+static void
+client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct client *cli = container_of(io, struct client, c.rio);
+    (void)loop;
+    (void)revents;
+    switch (cli->state) {
+    case CS_PROXY_HDR:
+        client_read_proxy(cli);
+        return;
+    case CS_HANDSHAKE:
+        client_handshake(cli);
+        return;
+    case CS_IDLE:
+    case CS_HEAD:
+        if (cli->state == CS_IDLE && !client_limit_conn(cli)) {
+            gstat_add(cli->w->id, GS_CONN_LIMITED, 1);
+            cli->req = request_new(cli->w, cli);
+            if (cli->req)
+                cli->req->term = TERM_CONN_LIMITED;
+            client_reply(cli, 429, TERM_CONN_LIMITED, "Retry-After: 1\r\n", true);
+            return;
+        }
+        client_read_head(cli);
+        return;
+    case CS_BUSY:
+        if (cli->req)
+            request_client_readable(cli->req);
+        return;
+    case CS_ERROR_REPLY: {
+        /* Lingering: drop input until EOF. */
+        char sink[4096];
+        ssize_t r = conn_read(&cli->c, sink, sizeof(sink));
+        if (r == IO_CLOSED || r == IO_ERROR)
+            client_close(cli, TERM_OK);
+        return;
+    }
+    default:
+        return;
+    }
+}
+
+static void
+client_write_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct client *cli = container_of(io, struct client, c.wio);
+    (void)loop;
+    (void)revents;
+    switch (cli->state) {
+    case CS_HANDSHAKE:
+        client_handshake(cli);
+        return;
+    case CS_ERROR_REPLY: {
+        int rc = client_flush_obuf(cli);
+        if (rc < 0)
+            client_close(cli, TERM_CLIENT_ABORT);
+        else if (rc > 0)
+            client_reply_sent(cli);
+        return;
+    }
+    case CS_BUSY:
+        if (cli->req)
+            request_client_writable(cli->req);
+        else
+            conn_write_done(cli->w->loop, &cli->c);
+        return;
+    default:
+        conn_write_done(cli->w->loop, &cli->c);
+        return;
+    }
+}
+
+static void
+client_tmo_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct client *cli = container_of(t, struct client, tmo);
+    ev_tstamp now = ev_now(loop);
+    (void)revents;
+    if (cli->tmo_kind == CT_NONE)
+        return;
+    if (cli->deadline > now + 0.0005) {
+        ev_timer_set(t, cli->deadline - now, 0);
+        ev_timer_start(loop, t);
+        return;
+    }
+    switch (cli->tmo_kind) {
+    case CT_HEADER:
+        if (cli->state == CS_HEAD && cli->req && cli->ibuf && buf_len(cli->ibuf)) {
+            client_reply(cli, 408, TERM_CLIENT_TIMEOUT, NULL, true);
+            return;
+        }
+        client_close(cli, TERM_CLIENT_TIMEOUT);
+        return;
+    case CT_IDLE:
+        if (cli->state == CS_IDLE) {
+            client_close(cli, TERM_OK);
+            return;
+        }
+        break;
+    case CT_BODY:
+    case CT_SEND:
+        if (cli->req) {
+            request_client_gone(cli->req, TERM_CLIENT_TIMEOUT);
+            return;
+        }
+        client_close(cli, TERM_CLIENT_TIMEOUT);
+        return;
+    case CT_LINGER:
+        client_close(cli, TERM_OK);
+        return;
+    default:
+        break;
+    }
+}

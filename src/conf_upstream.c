@@ -1,0 +1,383 @@
+/* SPDX-License-Identifier: MIT */
+/* Directives of upstream blocks: balance, region, server, keepalive, timeouts,
+ * retries, health_check { } and outlier { }. */
+#include "config.h"
+
+#include <tether/conf_engine.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int
+set_balance(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+            const struct conf_directive *d)
+{
+    static const char *const names[] = {"round_robin", "least_conn", "random_two", "hash"};
+    struct conf_upstream *u = obj;
+    (void)d;
+    for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+        if (strcmp(st->args[0].s, names[i]) == 0) {
+            u->balance = (uint8_t)i;
+            if (i == BALANCE_HASH) {
+                if (st->nargs > 1)
+                    return conf_arg_key(p, &st->args[1], &u->hash_key);
+                struct conf_arg dflt = {.s = "$remote_addr", .len = 12};
+                return conf_arg_key(p, &dflt, &u->hash_key);
+            }
+            if (st->nargs > 1)
+                return conf_err_arg(p, &st->args[1], "only \"balance hash\" takes a key");
+            return 0;
+        }
+    }
+    return conf_err_arg(p, &st->args[0],
+                        "unknown balance \"%s\"; expected round_robin, least_conn, random_two or hash",
+                        st->args[0].s);
+}
+
+static bool
+name_ok(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '.'))
+            return false;
+    return true;
+}
+
+static const struct conf_param region_params[] = {
+    {"weight", false, conf_param_u32, offsetof(struct conf_region, weight), 0, 1000},
+    {"priority", false, conf_param_u32, offsetof(struct conf_region, priority), 0, 16},
+};
+
+static int
+set_region(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+           const struct conf_directive *d)
+{
+    struct conf_upstream *u = obj;
+    (void)d;
+    if (!name_ok(st->args[0].s))
+        return conf_err_arg(p, &st->args[0], "invalid region name \"%s\"; expected letters, "
+                                             "digits, '-', '_' or '.'",
+                            st->args[0].s);
+    for (uint32_t i = 0; i < u->nregions; i++)
+        if (strcmp(u->regions[i].name, st->args[0].s) == 0)
+            return conf_err_arg(p, &st->args[0], "duplicate region \"%s\" in upstream \"%s\"",
+                                st->args[0].s, u->name);
+    struct conf_region *r = conf_push(p, (void **)&u->regions, &u->nregions, sizeof(*r));
+    r->name = arena_strdup(p->a, st->args[0].s);
+    r->pos = st->pos;
+    r->weight = 100;
+    return conf_params(p, st, 1, region_params, ARRAY_SIZE(region_params), r);
+}
+
+static int
+param_region(struct conf_parse *p, const struct conf_arg *a, const char *value, void *obj,
+             const struct conf_param *pm)
+{
+    struct conf_server *s = obj;
+    (void)pm;
+    if (!name_ok(value))
+        return conf_err_arg(p, a, "invalid region name \"%s\"", value);
+    s->region_name = arena_strdup(p->a, value);
+    return 0;
+}
+
+static const struct conf_param server_params[] = {
+    {"region", false, param_region, 0, 0, 0},
+    {"weight", false, conf_param_u32, offsetof(struct conf_server, weight), 0, 1000},
+    {"tls", true, conf_param_flag, offsetof(struct conf_server, tls), 0, 0},
+    {"verify", false, conf_param_bool, offsetof(struct conf_server, verify), 0, 0},
+    {"ca", false, conf_param_str, offsetof(struct conf_server, ca_file), 0, 0},
+    {"sni", false, conf_param_str, offsetof(struct conf_server, sni), 0, 0},
+    {"max_conns", false, conf_param_u32, offsetof(struct conf_server, max_conns), 0, 1000000},
+};
+
+static int
+set_server(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+           const struct conf_directive *d)
+{
+    struct conf_upstream *u = obj;
+    (void)d;
+    if (!name_ok(st->args[0].s))
+        return conf_err_arg(p, &st->args[0], "invalid server name \"%s\"; expected letters, "
+                                             "digits, '-', '_' or '.'",
+                            st->args[0].s);
+    for (uint32_t i = 0; i < u->nservers; i++)
+        if (strcmp(u->servers[i].name, st->args[0].s) == 0)
+            return conf_err_arg(p, &st->args[0], "duplicate server \"%s\" in upstream \"%s\"",
+                                st->args[0].s, u->name);
+    struct conf_server *s = conf_push(p, (void **)&u->servers, &u->nservers, sizeof(*s));
+    s->name = arena_strdup(p->a, st->args[0].s);
+    s->pos = st->pos;
+    s->weight = 1;
+    s->verify = true;
+    s->region = -1;
+    if (conf_arg_addr(p, &st->args[1], 0, &s->addr) < 0)
+        return -1;
+    sock_addr_format(&s->addr, s->addr_text, sizeof(s->addr_text));
+    return conf_params(p, st, 2, server_params, ARRAY_SIZE(server_params), s);
+}
+
+static int
+set_retry_on(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+             const struct conf_directive *d)
+{
+    static const struct {
+        const char *name;
+        uint32_t bit;
+    } conds[] = {
+        {"connect-failure", RETRY_CONNECT_FAILURE},
+        {"refused", RETRY_REFUSED},
+        {"reset", RETRY_RESET},
+        {"502", RETRY_502},
+        {"503", RETRY_503},
+        {"504", RETRY_504},
+    };
+    struct conf_upstream *u = obj;
+    (void)d;
+    u->retry_on = 0;
+    for (uint32_t i = 0; i < st->nargs; i++) {
+        size_t j;
+        if (strcmp(st->args[i].s, "none") == 0 && st->nargs == 1)
+            return 0;
+        for (j = 0; j < ARRAY_SIZE(conds); j++)
+            if (strcmp(st->args[i].s, conds[j].name) == 0)
+                break;
+        if (j == ARRAY_SIZE(conds))
+            return conf_err_arg(p, &st->args[i],
+                                "unknown retry condition \"%s\"; expected connect-failure, "
+                                "refused, reset, 502, 503, 504 or none",
+                                st->args[i].s);
+        u->retry_on |= conds[j].bit;
+    }
+    return 0;
+}
+
+static int
+set_overprovisioning(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+                     const struct conf_directive *d)
+{
+    struct conf_upstream *u = obj;
+    char *end;
+    double v = strtod(st->args[0].s, &end);
+    (void)d;
+    if (*end || st->args[0].len == 0 || v < 1.0 || v > 10.0)
+        return conf_err_arg(p, &st->args[0], "invalid overprovisioning factor \"%s\"; expected "
+                                             "a number from 1.0 to 10.0",
+                            st->args[0].s);
+    u->overprovisioning = v;
+    return 0;
+}
+
+/* ---- health_check { } ---- */
+
+static int
+set_expect(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+           const struct conf_directive *d)
+{
+    struct conf_health *h = obj;
+    const char *s = st->args[0].s;
+    const char *dash = strchr(s, '-');
+    uint64_t lo, hi;
+    (void)d;
+    if (dash) {
+        if (parse_u64(s, (size_t)(dash - s), &lo) < 0 || parse_u64(dash + 1, strlen(dash + 1), &hi) < 0)
+            goto bad;
+    } else {
+        if (parse_u64(s, strlen(s), &lo) < 0)
+            goto bad;
+        hi = lo;
+    }
+    if (lo < 100 || hi > 599 || lo > hi)
+        goto bad;
+    h->expect_lo = (uint16_t)lo;
+    h->expect_hi = (uint16_t)hi;
+    return 0;
+bad:
+    return conf_err_arg(p, &st->args[0], "invalid status range \"%s\"; expected e.g. 200-399", s);
+}
+
+static int
+set_health_path(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+                const struct conf_directive *d)
+{
+    struct conf_health *h = obj;
+    (void)d;
+    if (st->args[0].s[0] != '/')
+        return conf_err_arg(p, &st->args[0], "health check path must start with '/'");
+    for (const char *c = st->args[0].s; *c; c++)
+        if ((unsigned char)*c <= ' ' || (unsigned char)*c >= 0x7f)
+            return conf_err_arg(p, &st->args[0], "health check path contains an invalid byte");
+    h->path = arena_strdup(p->a, st->args[0].s);
+    return 0;
+}
+
+static int
+set_initial(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+            const struct conf_directive *d)
+{
+    struct conf_health *h = obj;
+    (void)d;
+    if (strcmp(st->args[0].s, "up") == 0)
+        h->initial_up = true;
+    else if (strcmp(st->args[0].s, "down") == 0)
+        h->initial_up = false;
+    else
+        return conf_err_arg(p, &st->args[0], "invalid initial state \"%s\"; expected up or down",
+                            st->args[0].s);
+    return 0;
+}
+
+static const struct conf_directive health_dirs[] = {
+    {"path", 1, 1, .set = set_health_path, .dflt = "/health", .usage = "path /PATH"},
+    {"interval", 1, 1, .set = conf_set_duration, .offset = offsetof(struct conf_health, interval_ms),
+     .min = 10, .max = 3600000, .dflt = "10s", .usage = "interval DURATION"},
+    {"timeout", 1, 1, .set = conf_set_duration, .offset = offsetof(struct conf_health, timeout_ms),
+     .min = 10, .max = 600000, .dflt = "5s", .usage = "timeout DURATION"},
+    {"rise", 1, 1, .set = conf_set_u32, .offset = offsetof(struct conf_health, rise), .min = 1,
+     .max = 100, .dflt = "2", .usage = "rise N"},
+    {"fall", 1, 1, .set = conf_set_u32, .offset = offsetof(struct conf_health, fall), .min = 1,
+     .max = 100, .dflt = "3", .usage = "fall N"},
+    {"expect", 1, 1, .set = set_expect, .dflt = "200-399", .usage = "expect STATUS[-STATUS]"},
+    {"expect_body", 1, 1, .set = conf_set_str, .offset = offsetof(struct conf_health, expect_body),
+     .usage = "expect_body TEXT"},
+    {"host", 1, 1, .set = conf_set_str, .offset = offsetof(struct conf_health, host),
+     .usage = "host NAME"},
+    {"port", 1, 1, .set = conf_set_u32, .offset = offsetof(struct conf_health, port), .min = 1,
+     .max = 65535, .usage = "port N"},
+    {"initial", 1, 1, .set = set_initial, .dflt = "up", .usage = "initial up|down"},
+};
+const struct conf_table conf_table_health = {CONF_HEALTH, "health_check", health_dirs,
+                                             ARRAY_SIZE(health_dirs)};
+
+static const struct conf_directive outlier_dirs[] = {
+    {"enabled", 1, 1, .set = conf_set_bool, .offset = offsetof(struct conf_outlier, enabled),
+     .dflt = "on", .usage = "enabled on|off"},
+    {"consecutive_errors", 1, 1, .set = conf_set_u32,
+     .offset = offsetof(struct conf_outlier, consecutive_errors), .min = 1, .max = 1000,
+     .dflt = "5", .usage = "consecutive_errors N"},
+    {"base_ejection", 1, 1, .set = conf_set_duration,
+     .offset = offsetof(struct conf_outlier, base_ejection_ms), .min = 10, .dflt = "30s",
+     .usage = "base_ejection DURATION"},
+    {"max_ejection", 1, 1, .set = conf_set_duration,
+     .offset = offsetof(struct conf_outlier, max_ejection_ms), .min = 10, .dflt = "300s",
+     .usage = "max_ejection DURATION"},
+    {"max_ejected", 1, 1, .set = conf_set_percent,
+     .offset = offsetof(struct conf_outlier, max_ejected_pct), .dflt = "50%",
+     .usage = "max_ejected PERCENT"},
+};
+const struct conf_table conf_table_outlier = {CONF_OUTLIER, "outlier", outlier_dirs,
+                                              ARRAY_SIZE(outlier_dirs)};
+
+static int
+set_health_block(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+                 const struct conf_directive *d)
+{
+    struct conf_upstream *u = obj;
+    (void)d;
+    if (conf_block_run(p, st, &conf_table_health, &u->health) < 0)
+        return -1;
+    if (u->health.timeout_ms > u->health.interval_ms)
+        u->health.timeout_ms = u->health.interval_ms;
+    u->health.enabled = true;
+    return 0;
+}
+
+static int
+set_outlier_block(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+                  const struct conf_directive *d)
+{
+    struct conf_upstream *u = obj;
+    (void)d;
+    return conf_block_run(p, st, &conf_table_outlier, &u->outlier);
+}
+
+static const struct conf_directive upstream_dirs[] = {
+    {"balance", 1, 2, .set = set_balance, .dflt = "round_robin",
+     .usage = "balance round_robin|least_conn|random_two|hash [KEY]"},
+    {"region", 1, 3, .multi = true, .set = set_region,
+     .usage = "region NAME [weight=N] [priority=N]"},
+    {"server", 2, 9, .multi = true, .set = set_server,
+     .usage = "server NAME ADDRESS:PORT [region=NAME] [weight=N] [tls] [verify=on|off] [ca=FILE] "
+              "[sni=NAME] [max_conns=N]"},
+    {"keepalive", 1, 1, .set = conf_set_u32, .offset = offsetof(struct conf_upstream, keepalive),
+     .max = 100000, .dflt = "64", .usage = "keepalive N"},
+    {"keepalive_timeout", 1, 1, .set = conf_set_duration,
+     .offset = offsetof(struct conf_upstream, keepalive_timeout_ms), .min = 1, .dflt = "4s",
+     .usage = "keepalive_timeout DURATION"},
+    {"connect_timeout", 1, 1, .set = conf_set_duration,
+     .offset = offsetof(struct conf_upstream, connect_timeout_ms), .min = 1, .max = 600000,
+     .dflt = "2s", .usage = "connect_timeout DURATION"},
+    {"retries", 1, 1, .set = conf_set_u32, .offset = offsetof(struct conf_upstream, retries),
+     .max = 10, .dflt = "2", .usage = "retries N"},
+    {"retry_on", 1, 6, .set = set_retry_on, .dflt = "connect-failure refused reset",
+     .usage = "retry_on connect-failure|refused|reset|502|503|504 ...|none"},
+    {"retry_budget", 1, 1, .set = conf_set_percent,
+     .offset = offsetof(struct conf_upstream, retry_budget_pct), .dflt = "20%",
+     .usage = "retry_budget PERCENT"},
+    {"panic_threshold", 1, 1, .set = conf_set_percent,
+     .offset = offsetof(struct conf_upstream, panic_threshold_pct), .dflt = "0%",
+     .usage = "panic_threshold PERCENT"},
+    {"overprovisioning", 1, 1, .set = set_overprovisioning, .dflt = "1.4",
+     .usage = "overprovisioning FACTOR"},
+    {"slow_start", 1, 1, .set = conf_set_duration,
+     .offset = offsetof(struct conf_upstream, slow_start_ms), .dflt = "0s",
+     .usage = "slow_start DURATION"},
+    {"health_check", 0, 0, .block = true, .set = set_health_block,
+     .usage = "health_check { path; interval; timeout; rise; fall; expect; ... }"},
+    {"outlier", 0, 0, .block = true, .set = set_outlier_block,
+     .usage = "outlier { consecutive_errors N; base_ejection DURATION; max_ejected PERCENT; }"},
+};
+const struct conf_table conf_table_upstream = {CONF_UPSTREAM, "upstream", upstream_dirs,
+                                               ARRAY_SIZE(upstream_dirs)};
+
+int conf_set_upstream(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+                      const struct conf_directive *d);
+
+int
+conf_set_upstream(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+                  const struct conf_directive *d)
+{
+    struct conf *c = obj;
+    (void)d;
+    if (!name_ok(st->args[0].s))
+        return conf_err_arg(p, &st->args[0], "invalid upstream name \"%s\"", st->args[0].s);
+    if (conf_upstream_find(c, st->args[0].s) >= 0)
+        return conf_err_arg(p, &st->args[0], "duplicate upstream \"%s\"", st->args[0].s);
+    struct conf_upstream *u = conf_push(p, (void **)&c->upstreams, &c->nupstreams, sizeof(*u));
+    u->name = arena_strdup(p->a, st->args[0].s);
+    u->pos = st->pos;
+    u->index = c->nupstreams - 1;
+    if (conf_defaults(p, &conf_table_upstream, u) < 0 ||
+        conf_defaults(p, &conf_table_health, &u->health) < 0 ||
+        conf_defaults(p, &conf_table_outlier, &u->outlier) < 0 ||
+        conf_block_run(p, st, &conf_table_upstream, u) < 0)
+        return -1;
+    if (u->nservers == 0)
+        return conf_err_stmt(p, st, "upstream \"%s\" has no server", u->name);
+    /* Resolve server regions; servers without one share an implicit region. */
+    for (uint32_t i = 0; i < u->nservers; i++) {
+        struct conf_server *s = &u->servers[i];
+        const char *rn = s->region_name ? s->region_name : "default";
+        uint32_t r;
+        for (r = 0; r < u->nregions; r++)
+            if (strcmp(u->regions[r].name, rn) == 0)
+                break;
+        if (r == u->nregions) {
+            if (s->region_name)
+                return err_at(p->e, s->pos.file, (int)s->pos.line, (int)s->pos.col,
+                              "server \"%s\" names unknown region \"%s\"; declare it with "
+                              "\"region %s weight=N;\" in upstream \"%s\"",
+                              s->name, rn, rn, u->name);
+            struct conf_region *nr = conf_push(p, (void **)&u->regions, &u->nregions, sizeof(*nr));
+            nr->name = arena_strdup(p->a, "default");
+            nr->pos = u->pos;
+            nr->weight = 100;
+        }
+        s->region = (int32_t)r;
+    }
+    return 0;
+}

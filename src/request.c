@@ -1,0 +1,928 @@
+/* SPDX-License-Identifier: MIT */
+/* One request's life from a parsed head to the access log line; see the
+ * diagram in request.h. Retries and failure replies are here too. */
+#include "config.h"
+
+#include <tether/affinity.h>
+#include <tether/balance.h>
+#include <tether/client.h>
+#include <tether/forward.h>
+#include <tether/gen.h>
+#include <tether/http_rewrite.h>
+#include <tether/outlier.h>
+#include <tether/ratelimit.h>
+#include <tether/request.h>
+#include <tether/stats.h>
+#include <tether/tunnel.h>
+#include <tether/upstream_conn.h>
+#include <tether/worker.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void request_connect(struct request *req);
+static void request_fail(struct request *req, unsigned term, unsigned status);
+static void request_complete(struct request *req);
+static void request_on_response(struct request *req);
+static void hold_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void retry_budget_count(struct upstream *u, uint32_t worker, bool retry);
+
+static const char *const term_names[TERM__COUNT] = {
+    "ok",           "client_abort",   "client_timeout", "bad_request",   "too_large",
+    "no_route",     "rate_limited",   "conn_limited",   "no_server",     "server_refused",
+    "connect_timeout", "server_reset", "server_timeout", "bad_response", "shutdown",
+    "internal",     "tunnel_closed",  "tunnel_timeout",
+};
+
+const char *
+term_name(unsigned term)
+{
+    return term < TERM__COUNT ? term_names[term] : "?";
+}
+
+const char *
+aff_outcome_name(unsigned aff)
+{
+    static const char *const names[] = {"none", "cookie", "header", "path", "cookie_session",
+                                        "hash", "new",    "redispatch"};
+    return aff < ARRAY_SIZE(names) ? names[aff] : "?";
+}
+
+static double
+ms_to_s(uint64_t ms)
+{
+    return (double)ms / 1000.0;
+}
+
+/* ---- allocation ---- */
+
+struct request *
+request_new(struct worker *w, struct client *cli)
+{
+    struct request *req = w->free_requests;
+    if (req)
+        w->free_requests = req->next_free;
+    else if (!(req = malloc(sizeof(*req))))
+        return NULL;
+    /* Everything before the head is reset; the head resets itself. */
+    memset(req, 0, offsetof(struct request, h));
+    req->cli = cli;
+    req->t_start = ev_now(w->loop);
+    ev_init(&req->hold, hold_cb);
+    http1_head_init(&req->h);
+    return req;
+}
+
+void
+request_free(struct request *req)
+{
+    struct worker *w = req->cli->w;
+    if (req->up)
+        upconn_release(req->up, false);
+    req->up = NULL;
+    if (req->counted_active && req->srv)
+        atomic_fetch_sub_explicit(&req->srv->rt->active, 1, memory_order_relaxed);
+    req->counted_active = false;
+    ev_timer_stop(w->loop, &req->hold);
+    buf_put(&w->bufs, req->uhead);
+    buf_put(&w->bufs, req->chead);
+    req->uhead = req->chead = NULL;
+    free(req->learn_buf);
+    req->learn_buf = NULL;
+    affinity_request_done(req);
+    req->next_free = w->free_requests;
+    w->free_requests = req;
+}
+
+/* ---- access log and counters ---- */
+
+void
+request_log(struct request *req)
+{
+    struct client *cli = req->cli;
+    struct worker *w = cli->w;
+    ev_tstamp now = ev_now(w->loop);
+    uint64_t total_us = (uint64_t)((now - req->t_start) * 1e6);
+
+    gstat_add(w->id, GS_REQUESTS, 1);
+    if (req->srv)
+        traffic_record(&req->srv->rt->t[w->id], req->status, req->bytes_in, req->bytes_out,
+                       total_us);
+    if (req->route)
+        traffic_record(&req->route->stats->t[w->id], req->status, req->bytes_in, req->bytes_out,
+                       total_us);
+    if (atomic_load_explicit(&access_log_fd, memory_order_relaxed) < 0)
+        return;
+
+    char *line = access_buf_reserve(&w->alog, 2048);
+    if (!line)
+        return;
+    char ts[32], esc[600], rid[96];
+    log_time_iso(ts, sizeof(ts), time_wall_ms());
+    size_t pl = json_escape(esc, sizeof(esc), req->path, req->path_len);
+    size_t rl = json_escape(rid, sizeof(rid), req->req_id, req->req_id_len);
+    double connect_ms = req->t_connected > 0 ? (req->t_connected - req->t_connect) * 1e3 : -1;
+    double upstream_ms = req->t_resp > 0 ? (req->t_resp - req->t_start) * 1e3 : -1;
+    const char *method = http1_method_name(req->method);
+    int n;
+    if (cli->gen->conf->access_format == ACCESS_COMBINED) {
+        n = snprintf(line, 2048,
+                     "%.*s - - [%s] \"%.*s\" %u %llu \"-\" \"-\" route=%s server=%s term=%s "
+                     "aff=%s rid=%.*s t=%.3f\n",
+                     cli->peer_ip_len, cli->peer_ip, ts, (int)pl, esc, req->status,
+                     (unsigned long long)req->bytes_out,
+                     req->route ? req->route->conf->label : "-",
+                     req->srv ? req->srv->conf->name : "-", term_name(req->term),
+                     aff_outcome_name(req->aff), (int)rl, rid, (now - req->t_start));
+    } else {
+        n = snprintf(line, 2048,
+                     "{\"time\":\"%s\",\"client\":\"%.*s\",\"method\":\"%s\",\"request\":\"%.*s\","
+                     "\"route\":\"%s\",\"upstream\":\"%s\",\"server\":\"%s\",\"status\":%u,"
+                     "\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,"
+                     "\"connect_ms\":%.3f,\"upstream_ms\":%.3f,\"request_id\":\"%.*s\","
+                     "\"affinity\":\"%s\",\"retries\":%u,\"term\":\"%s\",\"tls\":%s}\n",
+                     ts, cli->peer_ip_len, cli->peer_ip, method ? method : "-", (int)pl, esc,
+                     req->route ? req->route->conf->label : "-",
+                     req->ups ? req->ups->conf->name : "-", req->srv ? req->srv->conf->name : "-",
+                     req->status, (unsigned long long)req->bytes_in,
+                     (unsigned long long)req->bytes_out, (now - req->t_start) * 1e3, connect_ms,
+                     upstream_ms, (int)rl, rid, aff_outcome_name(req->aff), req->retries,
+                     term_name(req->term), cli->tls ? "true" : "false");
+    }
+    if (n > 0 && n < 2048)
+        access_buf_commit(&w->alog, (size_t)n);
+}
+
+/* ---- start ---- */
+
+/* Reject dot-segments ("/../", "/./", also %2e-encoded): a prefix route must not
+ * be escaped by a path the pod would normalise. */
+static bool
+path_has_dot_segment(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != '/')
+            continue;
+        size_t j = i + 1, dots = 0;
+        while (j < n) {
+            if (p[j] == '.') {
+                dots++;
+                j++;
+            } else if (p[j] == '%' && j + 2 < n && p[j + 1] == '2' && (p[j + 2] | 0x20) == 'e') {
+                dots++;
+                j += 3;
+            } else {
+                break;
+            }
+        }
+        if (dots >= 1 && dots <= 2 && (j == n || p[j] == '/' || p[j] == '?'))
+            return true;
+    }
+    return false;
+}
+
+static void
+request_gen_id(struct request *req)
+{
+    static const char hex[] = "0123456789abcdef";
+    struct worker *w = req->cli->w;
+    uint64_t a = rng_next(&w->rng), b = rng_next(&w->rng);
+    for (int i = 0; i < 16; i++) {
+        req->req_id[i] = hex[(a >> (i * 4)) & 15];
+        req->req_id[16 + i] = hex[(b >> (i * 4)) & 15];
+    }
+    req->req_id_len = 32;
+}
+
+/* Check every zone of the route; false when the request was answered. */
+static bool
+request_rate_limit(struct request *req, const char *base)
+{
+    struct client *cli = req->cli;
+    struct rl_keyctx ctx = {.remote_ip = cli->peer_ip,
+                            .remote_ip_len = cli->peer_ip_len,
+                            .route = req->route->conf->label,
+                            .route_len = strlen(req->route->conf->label),
+                            .buf = base,
+                            .h = &req->h};
+    uint64_t now_ns = time_mono_ns();
+    uint64_t delay = 0;
+    for (uint32_t i = 0; i < req->route->nzones; i++) {
+        struct rl_zone *z = req->route->zones[i];
+        const struct conf_zone *cz = rl_zone_conf(z);
+        char key[RL_KEY_MAX];
+        struct rl_decision d;
+        size_t klen = rl_key_build(&cz->key, &ctx, key, sizeof(key));
+        if (klen == 0)
+            continue;
+        rl_check(z, key, klen, now_ns, &d);
+        if (!d.allowed) {
+            char extra[256];
+            gstat_add(cli->w->id, GS_RATE_LIMITED, 1);
+            rl_zone_count_limited(z);
+            snprintf(extra, sizeof(extra),
+                     "Retry-After: %u\r\nRateLimit-Limit: %u\r\nRateLimit-Remaining: 0\r\n"
+                     "RateLimit-Reset: %u\r\n",
+                     d.retry_after_s, d.limit, d.reset_s);
+            client_reply(cli, cz->status, TERM_RATE_LIMITED, extra, false);
+            return false;
+        }
+        if (d.delay_ns > delay)
+            delay = d.delay_ns;
+    }
+    if (delay) {
+        req->hold_until = ev_now(cli->w->loop) + (double)delay / 1e9;
+    }
+    return true;
+}
+
+void
+request_start(struct request *req, uint32_t head_len)
+{
+    struct client *cli = req->cli;
+    struct worker *w = cli->w;
+    struct buf *ib = cli->ibuf;
+    const char *base = buf_head(ib);
+    const struct http1_head *h = &req->h;
+    uint64_t now_ms = (uint64_t)(ev_now(w->loop) * 1000.0);
+
+    req->method = h->method;
+    req->version_minor = h->version_minor;
+    req->bytes_in = head_len;
+    if (h->version_minor == 0)
+        req->keepalive = (h->flags & HTTP1_F_CONN_KEEPALIVE) && !(h->flags & HTTP1_F_CONN_CLOSE);
+    else
+        req->keepalive = !(h->flags & HTTP1_F_CONN_CLOSE);
+    if (!req->keepalive)
+        cli->peer_close = true;
+
+    const char *path = base + h->path_off;
+    size_t plen = h->path_len;
+    const char *q = memchr(path, '?', plen);
+    size_t route_len = q ? (size_t)(q - path) : plen;
+    if (atomic_load_explicit(&access_log_fd, memory_order_relaxed) >= 0) {
+        size_t n = plen < sizeof(req->path) ? plen : sizeof(req->path);
+        memcpy(req->path, path, n);
+        req->path_len = (uint16_t)n;
+    }
+    int idx = http1_find(h, base, "X-Request-Id", 12);
+    if (idx >= 0 && request_id_valid(base + h->fields[idx].value_off, h->fields[idx].value_len)) {
+        req->req_id_len = (uint8_t)h->fields[idx].value_len;
+        memcpy(req->req_id, base + h->fields[idx].value_off, req->req_id_len);
+    } else {
+        request_gen_id(req);
+    }
+
+    req->req_body = (uint8_t)http1_request_body(h);
+    req->body_start = req->body_off = req->body_end = ib->start + head_len;
+    if (req->req_body == HTTP1_BODY_NONE)
+        req->req_body_done = true;
+    else if (req->req_body == HTTP1_BODY_LENGTH)
+        req->req_body_left = (uint64_t)h->content_length;
+    else
+        http1_chunked_init(&req->req_chunk);
+
+    if (req->method == HTTP1_M_CONNECT) {
+        client_reply(cli, 405, TERM_BAD_REQUEST, NULL, true);
+        return;
+    }
+    if (plen == 0 || path[0] != '/' || path_has_dot_segment(path, route_len)) {
+        client_reply(cli, 400, TERM_BAD_REQUEST, NULL, true);
+        return;
+    }
+    req->route = router_match(cli->vs, path, route_len);
+    if (!req->route) {
+        client_reply(cli, 404, TERM_NO_ROUTE, NULL, false);
+        return;
+    }
+    req->ups = req->route->up;
+    if (h->flags & HTTP1_F_EXPECT_OTHER) {
+        client_reply(cli, 417, TERM_BAD_REQUEST, NULL, true);
+        return;
+    }
+    if (req->req_body == HTTP1_BODY_LENGTH &&
+        (uint64_t)h->content_length > req->route->conf->max_body_bytes) {
+        client_reply(cli, 413, TERM_TOO_LARGE, NULL, true);
+        return;
+    }
+    req->ws_upgrade = (h->flags & HTTP1_F_UPGRADE_WS) && (h->flags & HTTP1_F_CONN_UPGRADE) &&
+                      req->method == HTTP1_M_GET && h->version_minor == 1;
+    req->expect_continue = (h->flags & HTTP1_F_EXPECT_CONTINUE) != 0;
+
+    if (req->route->nzones && !request_rate_limit(req, base))
+        return;
+
+    int aff = affinity_prepare(req, base, now_ms);
+    if (aff < 0) {
+        client_reply(cli, 400, TERM_BAD_REQUEST, NULL, true);
+        return;
+    }
+
+    req->uhead = buf_get(&w->bufs);
+    if (!req->uhead) {
+        client_reply(cli, 503, TERM_INTERNAL, NULL, true);
+        return;
+    }
+    const struct affinity *af = cli->gen->aff;
+    struct rewrite_req rw = {
+        .buf = base,
+        .h = h,
+        .client_ip = cli->peer_ip,
+        .client_ip_len = cli->peer_ip_len,
+        .tls = cli->tls,
+        .req_id = req->req_id,
+        .req_id_len = req->req_id_len,
+        .strip_cookie = af->cookie_name,
+        .strip_cookie_len = af->cookie_name_len,
+        .websocket = req->ws_upgrade,
+    };
+    int n = rewrite_request_head(buf_tail(req->uhead), buf_room(req->uhead), &rw);
+    if (n < 0) {
+        client_reply(cli, 431, TERM_BAD_REQUEST, NULL, true);
+        return;
+    }
+    req->uhead->end += (uint32_t)n;
+
+    /* The head is consumed: only body bytes (and maybe a next request) remain. */
+    ib->start += head_len;
+    /* Small bodies stay in the buffer until the response starts, so the request
+     * can be replayed on another server. */
+    req->replayable = req->req_body == HTTP1_BODY_NONE ||
+                      (req->req_body == HTTP1_BODY_LENGTH &&
+                       (uint64_t)h->content_length <= ib->size - req->body_start);
+    int rc = fwd_req_scan(req);
+    if (rc < 0) {
+        client_reply(cli, rc == -2 ? 413 : 400, rc == -2 ? TERM_TOO_LARGE : TERM_BAD_REQUEST, NULL,
+                     true);
+        return;
+    }
+    if (!req->req_body_done)
+        client_deadline(cli, CT_BODY, ms_to_s(cli->vs->conf->client_body_timeout_ms));
+    else
+        client_deadline(cli, CT_NONE, 0);
+
+    if (aff == AFF_WAIT) {
+        /* Wait for Redis at most its timeout (then the hold timer goes on). */
+        req->state = RS_HOLD;
+        double wait = (double)cli->gen->conf->redis.timeout_ms / 1000.0;
+        double pace = req->hold_until > 0 ? req->hold_until - ev_now(w->loop) : 0;
+        ev_timer_set(&req->hold, wait > pace ? wait : pace, 0);
+        ev_timer_start(w->loop, &req->hold);
+        return;
+    }
+    if (req->hold_until > 0)
+        req->state = RS_HOLD;
+    request_resume(req);
+}
+
+/* The hold timer ends a pacing delay, or a Redis wait that took too long. */
+static void
+hold_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct request *req = container_of(t, struct request, hold);
+    (void)revents;
+    if (affinity_pending(req)) {
+        /* No request waits longer than the Redis timeout: go on without it. */
+        affinity_request_done(req);
+        gstat_add(req->cli->w->id, GS_REDIS_TIMEOUTS, 1);
+    }
+    if (req->hold_until > ev_now(loop) + 0.0005) {
+        ev_timer_set(t, req->hold_until - ev_now(loop), 0);
+        ev_timer_start(loop, t);
+        return;
+    }
+    req->hold_until = 0;
+    request_resume(req);
+}
+
+void
+request_resume(struct request *req)
+{
+    struct client *cli = req->cli;
+    struct ev_loop *loop = cli->w->loop;
+    uint64_t now_ms = (uint64_t)(ev_now(loop) * 1000.0);
+    if (affinity_pending(req))
+        return; /* the Redis answer or the hold timer resumes it */
+    if (req->hold_until > ev_now(loop) + 0.0005) {
+        if (!ev_is_active(&req->hold)) {
+            ev_timer_set(&req->hold, req->hold_until - ev_now(loop), 0);
+            ev_timer_start(loop, &req->hold);
+        }
+        return; /* still pacing */
+    }
+    ev_timer_stop(loop, &req->hold);
+    if (!req->srv && affinity_pick(req, now_ms) != AFF_PICKED) {
+        gstat_add(cli->w->id, GS_NO_SERVER, 1);
+        client_reply(cli, 503, TERM_NO_SERVER, "Retry-After: 1\r\n", false);
+        return;
+    }
+    request_connect(req);
+}
+
+/* ---- connecting and sending ---- */
+
+static void
+request_connect(struct request *req)
+{
+    struct client *cli = req->cli;
+    struct worker *w = cli->w;
+    struct server *s = req->srv;
+
+    if (req->ntried < ARRAY_SIZE(req->tried))
+        req->tried[req->ntried++] = s;
+    if (!req->counted_active) {
+        atomic_fetch_add_explicit(&s->rt->active, 1, memory_order_relaxed);
+        req->counted_active = true;
+    }
+    if (req->retries == 0)
+        retry_budget_count(req->ups, w->id, false);
+    req->state = RS_CONNECT;
+    /* The request head was consumed by request_start(): the struct now parses
+     * this attempt's response. */
+    http1_head_init(&req->h);
+    req->uhead_off = 0;
+    req->body_off = req->body_start;
+    req->sent_any = false;
+    req->t_connect = ev_now(w->loop);
+    struct upconn *up = upconn_get(w, s, req);
+    if (!up) {
+        request_up_failed(req, TERM_SERVER_REFUSED, errno);
+        return;
+    }
+    req->up = up;
+    if (up->state == UC_BUSY)
+        request_up_connected(req);
+}
+
+void
+request_up_connected(struct request *req)
+{
+    req->t_connected = ev_now(req->cli->w->loop);
+    req->state = RS_SEND;
+    request_up_writable(req);
+}
+
+void
+request_up_writable(struct request *req)
+{
+    struct client *cli = req->cli;
+    int rc = fwd_req_send(req);
+    if (rc == FWD_ERROR) {
+        request_up_failed(req, TERM_SERVER_RESET, errno);
+        return;
+    }
+    if (rc == FWD_AGAIN) {
+        if (cli->ibuf && buf_room(cli->ibuf) == 0)
+            conn_read_pause(cli->w->loop, &cli->c);
+        return;
+    }
+    if (!(cli->c.flags & CONN_READ_EOF))
+        conn_read_start(cli->w->loop, &cli->c);
+    if (req->req_body_done && req->state == RS_SEND) {
+        req->req_sent = true;
+        req->state = RS_WAIT_RESP;
+        upconn_deadline(req->up, ms_to_s(req->route->conf->timeout_ms));
+    }
+}
+
+void
+request_client_readable(struct request *req)
+{
+    struct client *cli = req->cli;
+    ssize_t r = client_fill(cli);
+    if (r == IO_AGAIN)
+        return;
+    if (r == 0) {
+        /* No room: wait until the pod (or the next request) takes the bytes. */
+        conn_read_pause(cli->w->loop, &cli->c);
+        return;
+    }
+    if (r == IO_CLOSED) {
+        cli->c.flags |= CONN_READ_EOF;
+        conn_read_pause(cli->w->loop, &cli->c);
+        if (!req->req_body_done)
+            request_client_gone(req, TERM_CLIENT_ABORT);
+        return;
+    }
+    if (r < 0) {
+        request_client_gone(req, TERM_CLIENT_ABORT);
+        return;
+    }
+    if (req->req_body_done)
+        return; /* pipelined bytes of the next request: they wait their turn */
+    req->bytes_in += (uint64_t)r;
+    int rc = fwd_req_scan(req);
+    if (rc < 0) {
+        if (req->resp_head_sent) {
+            request_client_gone(req, TERM_BAD_REQUEST);
+            return;
+        }
+        req->term = rc == -2 ? TERM_TOO_LARGE : TERM_BAD_REQUEST;
+        request_fail(req, req->term, rc == -2 ? 413 : 400);
+        return;
+    }
+    if (req->req_body_done)
+        client_deadline(cli, CT_NONE, 0);
+    else
+        client_deadline(cli, CT_BODY, ms_to_s(cli->vs->conf->client_body_timeout_ms));
+    if (req->state == RS_SEND && req->up && !(req->up->c.flags & CONN_WANT_WRITE))
+        request_up_writable(req);
+}
+
+void
+request_client_gone(struct request *req, unsigned term)
+{
+    struct client *cli = req->cli;
+    if (!req->term)
+        req->term = (uint8_t)term;
+    if (req->up) {
+        upconn_release(req->up, false);
+        req->up = NULL;
+    }
+    client_close(cli, term);
+}
+
+/* ---- failures and retries ---- */
+
+static bool
+method_idempotent(unsigned m)
+{
+    return m == HTTP1_M_GET || m == HTTP1_M_HEAD || m == HTTP1_M_OPTIONS || m == HTTP1_M_PUT ||
+           m == HTTP1_M_DELETE || m == HTTP1_M_TRACE;
+}
+
+static uint32_t
+term_retry_cond(unsigned term, int err)
+{
+    switch (term) {
+    case TERM_SERVER_REFUSED:
+        return err == ECONNREFUSED ? RETRY_REFUSED : RETRY_CONNECT_FAILURE;
+    case TERM_CONNECT_TIMEOUT:
+        return RETRY_CONNECT_FAILURE;
+    case TERM_SERVER_RESET:
+        return RETRY_RESET;
+    default:
+        return 0;
+    }
+}
+
+/* Retry budget, per worker and upstream (no shared counters): retries may add
+ * at most retry_budget% to the requests of a sliding window, with a floor of a
+ * few retries so a quiet upstream can still retry. */
+static bool
+retry_budget_ok(struct upstream *u, uint32_t worker)
+{
+    struct lb_cursor *c = &u->cursors[worker];
+    return c->budget_rets < 3 ||
+           (uint64_t)c->budget_rets * 100 < (uint64_t)c->budget_reqs * u->conf->retry_budget_pct;
+}
+
+static void
+retry_budget_count(struct upstream *u, uint32_t worker, bool retry)
+{
+    struct lb_cursor *c = &u->cursors[worker];
+    if (retry)
+        c->budget_rets++;
+    else if (++c->budget_reqs >= 2000) {
+        /* Halve both: an exponentially decaying window of about 2000 requests. */
+        c->budget_reqs /= 2;
+        c->budget_rets /= 2;
+    }
+}
+
+/* Try another server; true when a new attempt started. */
+static bool
+request_retry(struct request *req, unsigned term, int err)
+{
+    struct client *cli = req->cli;
+    const struct conf_upstream *cu = req->ups->conf;
+    uint64_t now_ms = (uint64_t)(ev_now(cli->w->loop) * 1000.0);
+
+    if (req->retries >= cu->retries || req->resp_head_sent || !req->replayable)
+        return false;
+    if (!(cu->retry_on & term_retry_cond(term, err)))
+        return false;
+    /* Bytes reached the pod: only an idempotent request may go again. */
+    if (req->sent_any && !method_idempotent(req->method))
+        return false;
+    if (!retry_budget_ok(req->ups, cli->w->id)) {
+        gstat_add(cli->w->id, GS_RETRY_BUDGET_EXHAUSTED, 1);
+        return false;
+    }
+    struct server *next =
+        balance_pick(req->ups, cli->w->id, now_ms, 0, false,
+                     (const struct server *const *)req->tried, req->ntried);
+    if (!next)
+        return false;
+    retry_budget_count(req->ups, cli->w->id, true);
+    gstat_add(cli->w->id, GS_RETRIES, 1);
+    CTR_ADD(req->srv->rt->t[cli->w->id].retries, 1);
+    if (req->counted_active) {
+        atomic_fetch_sub_explicit(&req->srv->rt->active, 1, memory_order_relaxed);
+        req->counted_active = false;
+    }
+    req->retries++;
+    affinity_redispatch(req, next);
+    req->srv = next;
+    request_connect(req);
+    return true;
+}
+
+void
+request_up_failed(struct request *req, unsigned term, int err)
+{
+    struct worker *w = req->cli->w;
+    if (req->up) {
+        upconn_release(req->up, false);
+        req->up = NULL;
+    }
+    if (req->srv) {
+        struct traffic_counters *t = &req->srv->rt->t[w->id];
+        if (term == TERM_SERVER_RESET)
+            CTR_ADD(t->resets, 1);
+        else if (term == TERM_SERVER_TIMEOUT)
+            CTR_ADD(t->timeouts, 1);
+        else
+            CTR_ADD(t->connect_errors, 1);
+        outlier_failure(req->srv, w->id);
+    }
+    if (request_retry(req, term, err))
+        return;
+    unsigned status = term == TERM_CONNECT_TIMEOUT || term == TERM_SERVER_TIMEOUT ? 504 : 502;
+    request_fail(req, term, status);
+}
+
+/* Give up: a reply if the client has seen nothing yet, else close it. */
+static void
+request_fail(struct request *req, unsigned term, unsigned status)
+{
+    struct client *cli = req->cli;
+    if (req->up) {
+        upconn_release(req->up, false);
+        req->up = NULL;
+    }
+    req->term = (uint8_t)term;
+    if (req->resp_head_sent) {
+        client_close(cli, term);
+        return;
+    }
+    buf_put(&cli->w->bufs, req->chead);
+    req->chead = NULL;
+    client_reply(cli, status, term, NULL, !req->req_body_done);
+}
+
+void
+request_up_timeout(struct request *req)
+{
+    if (req->state == RS_CONNECT) {
+        request_up_failed(req, TERM_CONNECT_TIMEOUT, ETIMEDOUT);
+        return;
+    }
+    if (req->srv)
+        CTR_ADD(req->srv->rt->t[req->cli->w->id].timeouts, 1);
+    if (req->srv)
+        outlier_failure(req->srv, req->cli->w->id);
+    request_fail(req, TERM_SERVER_TIMEOUT, 504);
+}
+
+/* ---- the response ---- */
+
+static void
+up_compact(struct request *req)
+{
+    struct buf *b = req->up->ibuf;
+    if (!b || buf_room(b) || b->start == 0)
+        return;
+    uint32_t shift = b->start;
+    buf_compact(b);
+    if (req->state == RS_RESP) {
+        req->resp_out -= shift;
+        req->resp_scan -= shift;
+    }
+}
+
+void
+request_up_readable(struct request *req)
+{
+    struct upconn *up = req->up;
+    struct worker *w = req->cli->w;
+    up_compact(req);
+    ssize_t r = upconn_fill(up);
+    if (r == IO_AGAIN)
+        return;
+    if (r == 0) {
+        conn_read_pause(w->loop, &up->c);
+        return;
+    }
+    if (r == IO_CLOSED || r == IO_ERROR) {
+        if (req->state == RS_RESP) {
+            if (req->resp_body == HTTP1_BODY_CLOSE && r == IO_CLOSED) {
+                req->resp_done = true;
+                req->server_close = true;
+                conn_read_pause(w->loop, &up->c);
+                request_client_writable(req);
+                return;
+            }
+            /* Cut mid-response: the client cannot be told with a status. */
+            CTR_ADD(req->srv->rt->t[w->id].resets, 1);
+            outlier_failure(req->srv, w->id);
+            req->term = TERM_SERVER_RESET;
+            request_client_gone(req, TERM_SERVER_RESET);
+            return;
+        }
+        request_up_failed(req, TERM_SERVER_RESET, r == IO_CLOSED ? ECONNRESET : errno);
+        return;
+    }
+    if (req->state == RS_RESP) {
+        if (fwd_resp_scan(req) < 0) {
+            req->term = TERM_BAD_RESPONSE;
+            request_client_gone(req, TERM_BAD_RESPONSE);
+            return;
+        }
+        upconn_deadline(up, ms_to_s(req->route->conf->timeout_ms));
+        request_client_writable(req);
+        return;
+    }
+    request_on_response(req);
+}
+
+/* Build the head for the client from the parsed response head in up->ibuf. */
+static int
+response_head_out(struct request *req, const char *base, bool interim)
+{
+    struct client *cli = req->cli;
+    struct worker *w = cli->w;
+    char cookie[320];
+    size_t clen = 0;
+    if (!interim && req->set_cookie && req->srv)
+        clen = affinity_cookie_header(cli->gen->aff, req->srv, cli->tls,
+                                      (uint32_t)(time_wall_ms() / 1000), cookie, sizeof(cookie));
+    struct rewrite_resp rw = {
+        .buf = base,
+        .h = &req->h,
+        .keepalive = interim || req->keepalive,
+        .client_http10 = req->version_minor == 0,
+        .set_cookie = clen ? cookie : NULL,
+        .set_cookie_len = clen,
+        .req_id = interim ? NULL : req->req_id,
+        .req_id_len = interim ? 0 : req->req_id_len,
+        .upgrade = req->h.status == 101,
+        .drop_te = req->dechunk,
+    };
+    if (!req->chead && !(req->chead = buf_get(&w->bufs)))
+        return -1;
+    int n = rewrite_response_head(buf_tail(req->chead), buf_room(req->chead), &rw);
+    if (n < 0)
+        return -1;
+    req->chead->end += (uint32_t)n;
+    return 0;
+}
+
+static void
+request_on_response(struct request *req)
+{
+    struct client *cli = req->cli;
+    struct worker *w = cli->w;
+    struct upconn *up = req->up;
+    struct buf *b = up->ibuf;
+    struct http1_limits lim = {.max_head_bytes = b->size, .max_fields = HTTP1_MAX_FIELDS};
+
+    for (;;) {
+        if (buf_len(b) == 0)
+            return;
+        const char *base = buf_head(b);
+        int n = http1_parse_response(&req->h, base, buf_len(b), &lim);
+        if (n == HTTP1_NEED_MORE) {
+            if (buf_room(b) == 0 && b->start == 0)
+                goto bad;
+            return;
+        }
+        if (n < 0)
+            goto bad;
+        unsigned st = req->h.status;
+        if (st >= 100 && st < 200 && st != 101) {
+            /* Interim (100 Continue, 103): relay to HTTP/1.1 clients, keep waiting. */
+            if (req->version_minor == 1 && response_head_out(req, base, true) < 0)
+                goto bad;
+            b->start += (uint32_t)n;
+            http1_head_init(&req->h);
+            if (fwd_resp_send(req) == FWD_ERROR) {
+                request_client_gone(req, TERM_CLIENT_ABORT);
+                return;
+            }
+            continue;
+        }
+        if (st == 101 && !req->ws_upgrade)
+            goto bad;
+        req->t_resp = ev_now(w->loop);
+        req->status = (uint16_t)st;
+        req->resp_body = (uint8_t)http1_response_body(&req->h, req->method);
+        if (st == 101)
+            req->resp_body = HTTP1_BODY_NONE;
+        if (req->h.flags & HTTP1_F_CONN_CLOSE)
+            req->server_close = true;
+        if (req->resp_body == HTTP1_BODY_CLOSE) {
+            req->server_close = true;
+            req->keepalive = false;
+        }
+        if (req->resp_body == HTTP1_BODY_CHUNKED) {
+            http1_chunked_init(&req->resp_chunk);
+            if (req->version_minor == 0) {
+                req->dechunk = true;
+                req->keepalive = false;
+            }
+        }
+        if (req->resp_body == HTTP1_BODY_LENGTH)
+            req->resp_body_left = (uint64_t)req->h.content_length;
+        /* A response before the whole request body: the rest cannot be skipped
+         * reliably, so neither connection is reused. */
+        if (!req->req_body_done) {
+            req->keepalive = false;
+            req->server_close = true;
+        }
+        if (cli->close_after)
+            req->keepalive = false;
+        affinity_on_response(req, base);
+        if (response_head_out(req, base, false) < 0)
+            goto bad;
+        b->start += (uint32_t)n;
+        req->resp_out = req->resp_scan = b->start;
+        req->state = RS_RESP;
+        req->resp_head_sent = true;
+        req->replayable = false;
+        fwd_req_reclaim(req);
+        outlier_success(req->srv, st);
+        if (st >= 500)
+            outlier_failure(req->srv, w->id);
+        if (st == 101) {
+            tunnel_start(req);
+            return;
+        }
+        if (fwd_resp_scan(req) < 0)
+            goto bad_body;
+        upconn_deadline(up, ms_to_s(req->route->conf->timeout_ms));
+        request_client_writable(req);
+        return;
+    }
+bad:
+    CTR_ADD(req->srv->rt->t[w->id].resets, 1);
+    outlier_failure(req->srv, w->id);
+    request_fail(req, TERM_BAD_RESPONSE, 502);
+    return;
+bad_body:
+    req->term = TERM_BAD_RESPONSE;
+    request_client_gone(req, TERM_BAD_RESPONSE);
+}
+
+void
+request_client_writable(struct request *req)
+{
+    struct client *cli = req->cli;
+    struct worker *w = cli->w;
+    if (req->state != RS_RESP) {
+        /* Interim responses only; nothing else to write yet. */
+        if (fwd_resp_send(req) == FWD_ERROR)
+            request_client_gone(req, TERM_CLIENT_ABORT);
+        return;
+    }
+    int rc = fwd_resp_send(req);
+    if (rc == FWD_ERROR) {
+        request_client_gone(req, TERM_CLIENT_ABORT);
+        return;
+    }
+    struct upconn *up = req->up;
+    if (rc == FWD_AGAIN) {
+        client_deadline(cli, CT_SEND, ms_to_s(req->route->conf->timeout_ms));
+        if (up && up->ibuf && buf_room(up->ibuf) == 0 && up->ibuf->start == 0)
+            conn_read_pause(w->loop, &up->c);
+        return;
+    }
+    if (req->resp_done && !req->chead && (!up || !up->ibuf || up->ibuf->start >= req->resp_out)) {
+        request_complete(req);
+        return;
+    }
+    client_deadline(cli, CT_NONE, 0);
+    if (up && !(up->c.flags & CONN_READ_EOF))
+        conn_read_start(w->loop, &up->c);
+}
+
+static void
+request_complete(struct request *req)
+{
+    struct client *cli = req->cli;
+    struct upconn *up = req->up;
+    bool reusable = up && !req->server_close && req->req_body_done && req->req_sent &&
+                    up->ibuf && buf_len(up->ibuf) == 0;
+    req->state = RS_DONE;
+    if (up) {
+        upconn_release(up, reusable);
+        req->up = NULL;
+    }
+    if (!req->keepalive)
+        cli->close_after = true;
+    request_log(req);
+    request_free(req);
+    client_request_done(cli);
+}

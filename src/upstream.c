@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: MIT */
+/* Runtime registry of servers and regions (state that outlives generations) and
+ * lookups inside an upstream. */
+#include "config.h"
+
+#include <tether/upstream.h>
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The registry is touched only when generations are built or freed and when
+ * tunnels start and end (refs), never per request: a mutex is enough. */
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct server_rt **servers; /* by slot; NULL for free slots */
+static uint32_t nslots;
+static struct region_rt **regions;
+static uint32_t nregions;
+
+struct server_rt *
+server_rt_find(const char *key)
+{
+    struct server_rt *found = NULL;
+    pthread_mutex_lock(&reg_lock);
+    for (uint32_t i = 0; i < nslots; i++) {
+        if (servers[i] && strcmp(servers[i]->key, key) == 0) {
+            found = servers[i];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return found;
+}
+
+struct server_rt *
+server_rt_get(const char *key, bool initial_up)
+{
+    struct server_rt *rt = NULL;
+    uint32_t slot = UINT32_MAX;
+    pthread_mutex_lock(&reg_lock);
+    for (uint32_t i = 0; i < nslots; i++) {
+        if (!servers[i]) {
+            if (slot == UINT32_MAX)
+                slot = i;
+        } else if (strcmp(servers[i]->key, key) == 0) {
+            rt = servers[i];
+            atomic_fetch_add(&rt->refs, 1);
+            goto out;
+        }
+    }
+    rt = calloc(1, sizeof(*rt));
+    if (!rt)
+        goto out;
+    rt->key = strdup(key);
+    rt->t = traffic_counters_new();
+    if (!rt->key || !rt->t) {
+        free(rt->key);
+        traffic_counters_free(rt->t);
+        free(rt);
+        rt = NULL;
+        goto out;
+    }
+    atomic_init(&rt->refs, 1);
+    atomic_init(&rt->weight_admin, -1);
+    atomic_init(&rt->health, initial_up ? HEALTH_UP : HEALTH_DOWN);
+    atomic_init(&rt->usable_since_ms, 0);
+    if (slot == UINT32_MAX) {
+        struct server_rt **n = realloc(servers, sizeof(*n) * (nslots + 1));
+        if (!n) {
+            free(rt->key);
+            traffic_counters_free(rt->t);
+            free(rt);
+            rt = NULL;
+            goto out;
+        }
+        servers = n;
+        slot = nslots++;
+    }
+    rt->slot = slot;
+    servers[slot] = rt;
+out:
+    pthread_mutex_unlock(&reg_lock);
+    return rt;
+}
+
+void
+server_rt_ref(struct server_rt *rt)
+{
+    atomic_fetch_add(&rt->refs, 1);
+}
+
+void
+server_rt_unref(struct server_rt *rt)
+{
+    if (!rt)
+        return;
+    /* Decrement under the lock, so a concurrent get cannot revive an entry that
+     * is being freed. Unrefs are rare (generation retired, tunnel closed). */
+    pthread_mutex_lock(&reg_lock);
+    if (atomic_fetch_sub(&rt->refs, 1) == 1) {
+        servers[rt->slot] = NULL;
+        pthread_mutex_unlock(&reg_lock);
+        free(rt->key);
+        traffic_counters_free(rt->t);
+        free(rt);
+        return;
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+uint32_t
+server_rt_slots(void)
+{
+    uint32_t n;
+    pthread_mutex_lock(&reg_lock);
+    n = nslots;
+    pthread_mutex_unlock(&reg_lock);
+    return n;
+}
+
+struct region_rt *
+region_rt_get(const char *key)
+{
+    struct region_rt *rt = NULL;
+    pthread_mutex_lock(&reg_lock);
+    for (uint32_t i = 0; i < nregions; i++) {
+        if (strcmp(regions[i]->key, key) == 0) {
+            rt = regions[i];
+            atomic_fetch_add(&rt->refs, 1);
+            goto out;
+        }
+    }
+    struct region_rt **n = realloc(regions, sizeof(*n) * (nregions + 1));
+    if (!n)
+        goto out;
+    regions = n;
+    rt = calloc(1, sizeof(*rt));
+    if (!rt || !(rt->key = strdup(key))) {
+        free(rt);
+        rt = NULL;
+        goto out;
+    }
+    atomic_init(&rt->refs, 1);
+    atomic_init(&rt->weight_admin, -1);
+    regions[nregions++] = rt;
+out:
+    pthread_mutex_unlock(&reg_lock);
+    return rt;
+}
+
+void
+region_rt_unref(struct region_rt *rt)
+{
+    if (!rt)
+        return;
+    pthread_mutex_lock(&reg_lock);
+    if (atomic_fetch_sub(&rt->refs, 1) == 1) {
+        for (uint32_t i = 0; i < nregions; i++) {
+            if (regions[i] == rt) {
+                regions[i] = regions[--nregions];
+                break;
+            }
+        }
+        free(rt->key);
+        free(rt);
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+struct server *
+upstream_server_by_id(const struct upstream *u, uint64_t cookie_id)
+{
+    uint32_t lo = 0, hi = u->nservers;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (u->id_sorted[mid] < cookie_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < u->nservers && u->id_sorted[lo] == cookie_id)
+        return &u->servers[u->id_index[lo]];
+    return NULL;
+}
+
+struct server *
+upstream_server_by_name(const struct upstream *u, const char *name)
+{
+    for (uint32_t i = 0; i < u->nservers; i++)
+        if (strcmp(u->servers[i].conf->name, name) == 0)
+            return &u->servers[i];
+    return NULL;
+}
+
+struct region *
+upstream_region_by_name(const struct upstream *u, const char *name)
+{
+    for (uint32_t i = 0; i < u->nregions; i++)
+        if (strcmp(u->regions[i].conf->name, name) == 0)
+            return &u->regions[i];
+    return NULL;
+}
+
+const char *
+srv_admin_name(unsigned admin)
+{
+    switch (admin) {
+    case SRV_READY:
+        return "ready";
+    case SRV_DRAIN:
+        return "drain";
+    case SRV_MAINT:
+        return "maint";
+    default:
+        return "?";
+    }
+}

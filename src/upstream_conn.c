@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: MIT */
+/* Connections to pods: connect, optional TLS, keep-alive pools per worker and
+ * server (LIFO), deadlines, close. */
+#include "config.h"
+
+#include <tether/gen.h>
+#include <tether/log.h>
+#include <tether/request.h>
+#include <tether/tls.h>
+#include <tether/upstream.h>
+#include <tether/upstream_conn.h>
+#include <tether/worker.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void up_read_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void up_write_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void up_tmo_cb(struct ev_loop *loop, ev_timer *t, int revents);
+
+static struct log_limit tls_up_limit;
+
+void
+upconn_deadline(struct upconn *uc, double secs)
+{
+    struct ev_loop *loop = uc->w->loop;
+    ev_tstamp at = ev_now(loop) + secs;
+    uc->deadline = at;
+    if (!ev_is_active(&uc->tmo) || at < ev_now(loop) + ev_timer_remaining(loop, &uc->tmo)) {
+        ev_timer_stop(loop, &uc->tmo);
+        ev_timer_set(&uc->tmo, secs, 0);
+        ev_timer_start(loop, &uc->tmo);
+    }
+}
+
+static struct upconn *
+upconn_alloc(struct worker *w)
+{
+    struct upconn *uc = w->free_upconns;
+    if (uc)
+        w->free_upconns = uc->next_free;
+    else if (!(uc = malloc(sizeof(*uc))))
+        return NULL;
+    memset(uc, 0, sizeof(*uc));
+    uc->w = w;
+    list_init(&uc->link);
+    return uc;
+}
+
+void
+upconn_free_all(struct worker *w)
+{
+    while (w->free_upconns) {
+        struct upconn *uc = w->free_upconns;
+        w->free_upconns = uc->next_free;
+        free(uc);
+    }
+}
+
+void
+upconn_close(struct upconn *uc, bool reset)
+{
+    struct worker *w = uc->w;
+    if (uc->state == UC_IDLE) {
+        struct upconn_pool *p = worker_pool(w, uc->rt->slot);
+        list_remove(&uc->link);
+        if (p)
+            p->nidle--;
+    }
+    ev_timer_stop(w->loop, &uc->tmo);
+    conn_close(w->loop, &uc->c, reset);
+    buf_put(&w->bufs, uc->ibuf);
+    uc->ibuf = NULL;
+    server_rt_unref(uc->rt);
+    uc->rt = NULL;
+    uc->req = NULL;
+    uc->next_free = w->free_upconns;
+    w->free_upconns = uc;
+}
+
+struct upconn *
+upconn_get(struct worker *w, struct server *s, struct request *req)
+{
+    struct server_rt *rt = s->rt;
+    struct upconn_pool *pool = worker_pool(w, rt->slot);
+    uint32_t addr_version = atomic_load_explicit(&rt->addr_version, memory_order_relaxed);
+    struct upconn *uc;
+
+    while (pool && pool->nidle) {
+        uc = container_of(pool->idle.next, struct upconn, link);
+        list_remove(&uc->link);
+        pool->nidle--;
+        uc->state = UC_BUSY; /* out of the pool */
+        if (uc->addr_version != addr_version) {
+            upconn_close(uc, false);
+            continue;
+        }
+        uc->req = req;
+        uc->reused = true;
+        return uc;
+    }
+    int fd = sock_connect(&s->conf->addr);
+    if (fd < 0)
+        return NULL;
+    uc = upconn_alloc(w);
+    if (!uc) {
+        close(fd);
+        errno = ENOMEM;
+        return NULL;
+    }
+    conn_init(&uc->c, fd, up_read_cb, up_write_cb);
+    ev_init(&uc->tmo, up_tmo_cb);
+    server_rt_ref(rt);
+    uc->rt = rt;
+    uc->addr_version = addr_version;
+    uc->req = req;
+    uc->keep_max = s->up->conf->keepalive;
+    uc->keep_secs = (double)s->up->conf->keepalive_timeout_ms / 1000.0;
+    uc->state = UC_CONNECTING;
+    if (s->tls_ctx && tls_connect_attach(&uc->c, s->tls_ctx) < 0) {
+        upconn_close(uc, false);
+        errno = ENOMEM;
+        return NULL;
+    }
+    conn_write_want(w->loop, &uc->c);
+    upconn_deadline(uc, (double)s->up->conf->connect_timeout_ms / 1000.0);
+    return uc;
+}
+
+void
+upconn_release(struct upconn *uc, bool reusable)
+{
+    struct worker *w = uc->w;
+    struct upconn_pool *pool;
+    uc->req = NULL;
+    if (!reusable || w->draining || (uc->c.flags & (CONN_READ_EOF | CONN_WRITE_SHUT)) ||
+        (uc->ibuf && buf_len(uc->ibuf)) || uc->keep_max == 0 ||
+        !(pool = worker_pool(w, uc->rt->slot)) || pool->nidle >= uc->keep_max) {
+        upconn_close(uc, !reusable && uc->state == UC_BUSY);
+        return;
+    }
+    buf_put(&w->bufs, uc->ibuf);
+    uc->ibuf = NULL;
+    conn_write_done(w->loop, &uc->c);
+    conn_read_start(w->loop, &uc->c);
+    uc->state = UC_IDLE;
+    uc->nreq++;
+    uc->idle_since = ev_now(w->loop);
+    list_push(&pool->idle, &uc->link);
+    pool->nidle++;
+    upconn_deadline(uc, uc->keep_secs);
+}
+
+ssize_t
+upconn_fill(struct upconn *uc)
+{
+    struct buf *b = uc->ibuf;
+    if (!b) {
+        b = uc->ibuf = buf_get(&uc->w->bufs);
+        if (!b)
+            return IO_ERROR;
+    }
+    if (buf_room(b) == 0)
+        return 0;
+    ssize_t r = conn_read(&uc->c, buf_tail(b), buf_room(b));
+    if (r > 0)
+        b->end += (uint32_t)r;
+    else if (r == IO_CLOSED)
+        uc->c.flags |= CONN_READ_EOF;
+    return r;
+}
+
+static void
+upconn_tls_step(struct upconn *uc)
+{
+    struct worker *w = uc->w;
+    int rc = tls_handshake(&uc->c);
+    if (rc < 0) {
+        log_limited(&tls_up_limit, 10000, LOG_LVL_WARN, "TLS to %s failed: %s", uc->rt->key,
+                    tls_last_error());
+        request_up_failed(uc->req, TERM_SERVER_REFUSED, ECONNREFUSED);
+        return;
+    }
+    if (rc == 0) {
+        if (uc->c.flags & CONN_TLS_READ_WANTS_WRITE)
+            conn_write_want(w->loop, &uc->c);
+        else
+            conn_write_done(w->loop, &uc->c);
+        return;
+    }
+    conn_write_done(w->loop, &uc->c);
+    uc->state = UC_BUSY;
+    request_up_connected(uc->req);
+}
+
+static void
+upconn_connected(struct upconn *uc)
+{
+    struct worker *w = uc->w;
+    int err = sock_error(uc->c.fd);
+    if (err) {
+        request_up_failed(uc->req, TERM_SERVER_REFUSED, err);
+        return;
+    }
+    conn_read_start(w->loop, &uc->c);
+    if (uc->c.ssl) {
+        uc->state = UC_TLS;
+        upconn_tls_step(uc);
+        return;
+    }
+    uc->state = UC_BUSY;
+    conn_write_done(w->loop, &uc->c);
+    request_up_connected(uc->req);
+}
+
+static void
+up_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct upconn *uc = container_of(io, struct upconn, c.rio);
+    (void)loop;
+    (void)revents;
+    switch (uc->state) {
+    case UC_TLS:
+        upconn_tls_step(uc);
+        return;
+    case UC_BUSY:
+        request_up_readable(uc->req);
+        return;
+    case UC_IDLE:
+        /* A pooled connection spoke: the pod closed it (or misbehaves). */
+        upconn_close(uc, false);
+        return;
+    default:
+        return;
+    }
+}
+
+static void
+up_write_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct upconn *uc = container_of(io, struct upconn, c.wio);
+    (void)loop;
+    (void)revents;
+    switch (uc->state) {
+    case UC_CONNECTING:
+        upconn_connected(uc);
+        return;
+    case UC_TLS:
+        upconn_tls_step(uc);
+        return;
+    case UC_BUSY:
+        request_up_writable(uc->req);
+        return;
+    default:
+        conn_write_done(uc->w->loop, &uc->c);
+        return;
+    }
+}
+
+static void
+up_tmo_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct upconn *uc = container_of(t, struct upconn, tmo);
+    ev_tstamp now = ev_now(loop);
+    (void)revents;
+    if (uc->deadline > now + 0.0005) {
+        ev_timer_set(t, uc->deadline - now, 0);
+        ev_timer_start(loop, t);
+        return;
+    }
+    if (uc->state == UC_IDLE) {
+        upconn_close(uc, false);
+        return;
+    }
+    if (uc->req)
+        request_up_timeout(uc->req);
+}
+
+void
+upconn_pools_sweep(struct worker *w)
+{
+    for (uint32_t i = 0; i < w->npools; i++) {
+        struct upconn_pool *p = &w->pools[i];
+        struct list *pos, *tmp;
+        list_for_each_safe(pos, tmp, &p->idle)
+        {
+            struct upconn *uc = container_of(pos, struct upconn, link);
+            if (atomic_load(&uc->rt->gen_id) < w->gen->id ||
+                uc->addr_version != atomic_load(&uc->rt->addr_version))
+                upconn_close(uc, false);
+        }
+    }
+}
+
+void
+upconn_pools_close(struct worker *w)
+{
+    for (uint32_t i = 0; i < w->npools; i++) {
+        struct list *pos, *tmp;
+        list_for_each_safe(pos, tmp, &w->pools[i].idle)
+        {
+            upconn_close(container_of(pos, struct upconn, link), false);
+        }
+    }
+}

@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: MIT */
+/* libFuzzer target for the response head parser: every result is checked against
+ * the bytes, a trickled parse must equal the one-shot parse, tighter limits may
+ * only fail earlier, and the body kind agrees with the framing fields. */
+#include "config.h"
+
+#include <tether/http1.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const struct http1_limits lim_big = {8192, 100};
+
+static int
+ieq(const char *a, size_t n, const char *lit)
+{
+    if (strlen(lit) != n)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)lit[i];
+        if (x >= 'A' && x <= 'Z')
+            x = (unsigned char)(x + 32);
+        if (x != y)
+            return 0;
+    }
+    return 1;
+}
+
+/* Everything a successful parse claims must hold in the bytes. */
+static void
+check_success(const struct http1_head *h, const char *b, int rc, const struct http1_limits *lim)
+{
+    uint32_t n = (uint32_t)rc;
+    int has_cl = 0, has_te = 0;
+    if (h->head_len != n || n > lim->max_head_bytes || n < 16 || memcmp(b + n - 4, "\r\n\r\n", 4))
+        abort();
+    if (h->start_off != 0 || memcmp(b, "HTTP/1.", 7) != 0 || b[7] != '0' + h->version_minor)
+        abort();
+    if (h->status < 100 || h->status > 599 || b[8] != ' ' ||
+        (unsigned)((b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0')) != h->status)
+        abort();
+    if ((uint64_t)h->reason_off + h->reason_len > n || (h->reason_len && h->reason_off != 13))
+        abort();
+    for (uint32_t i = 0; i < h->reason_len; i++) {
+        unsigned char c = (unsigned char)b[h->reason_off + i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            abort();
+    }
+    if (h->nfields > lim->max_fields)
+        abort();
+    for (unsigned i = 0; i < h->nfields; i++) {
+        const struct http1_field *f = &h->fields[i];
+        if ((uint64_t)f->name_off + f->name_len > n || (uint64_t)f->value_off + f->value_len > n)
+            abort();
+        if (f->name_len == 0 || b[f->name_off + f->name_len] != ':')
+            abort();
+        for (unsigned j = 0; j < f->value_len; j++) {
+            unsigned char c = (unsigned char)b[f->value_off + j];
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                abort();
+        }
+        int cl = ieq(b + f->name_off, f->name_len, "content-length");
+        int te = ieq(b + f->name_off, f->name_len, "transfer-encoding");
+        if (cl != (f->id == HTTP1_H_CONTENT_LENGTH) || te != (f->id == HTTP1_H_TRANSFER_ENCODING))
+            abort();
+        has_cl |= cl;
+        has_te |= te;
+        int k = http1_find(h, b, b + f->name_off, f->name_len);
+        if (k < 0 || (unsigned)k > i)
+            abort();
+    }
+    if (has_cl && has_te)
+        abort();
+    if (has_te && (h->version_minor == 0 || !(h->flags & (HTTP1_F_CHUNKED | HTTP1_F_TE_OTHER))))
+        abort();
+    if ((h->flags & HTTP1_F_CHUNKED) && (h->flags & HTTP1_F_TE_OTHER))
+        abort();
+    if (!!(h->flags & HTTP1_F_HAS_CL) != has_cl || (h->content_length >= 0) != has_cl)
+        abort();
+    /* body kinds, for every method */
+    for (unsigned m = HTTP1_M_OTHER; m <= HTTP1_M_TRACE; m++) {
+        enum http1_body k = http1_response_body(h, m);
+        int none = m == HTTP1_M_HEAD || h->status < 200 || h->status == 204 || h->status == 304 ||
+                   (m == HTTP1_M_CONNECT && h->status < 300);
+        if (none && k != HTTP1_BODY_NONE)
+            abort();
+        if (!none && has_te &&
+            k != ((h->flags & HTTP1_F_CHUNKED) ? HTTP1_BODY_CHUNKED : HTTP1_BODY_CLOSE))
+            abort();
+        if (!none && !has_te && !has_cl && k != HTTP1_BODY_CLOSE)
+            abort();
+        if (!none && has_cl && k != (h->content_length ? HTTP1_BODY_LENGTH : HTTP1_BODY_NONE))
+            abort();
+    }
+    (void)http1_reason(h->status);
+}
+
+static int
+same(int ra, const struct http1_head *a, int rb, const struct http1_head *b)
+{
+    if (ra != rb)
+        return 0;
+    if (ra < 0)
+        return a->err_off == b->err_off;
+    if (ra == 0)
+        return 1;
+    return a->version_minor == b->version_minor && a->status == b->status &&
+           a->reason_off == b->reason_off && a->reason_len == b->reason_len &&
+           a->flags == b->flags && a->content_length == b->content_length &&
+           a->nfields == b->nfields &&
+           memcmp(a->fields, b->fields, a->nfields * sizeof(a->fields[0])) == 0;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static struct http1_head one, tr, small;
+    const char *buf = (const char *)data;
+    int rc, rt = 0, rs;
+
+    http1_head_init(&one);
+    rc = http1_parse_response(&one, buf, size, &lim_big);
+    if (rc < HTTP1_ERR_VERSION || (rc > 0 && (size_t)rc > size) || rc == HTTP1_ERR_NOT_IMPL)
+        abort();
+    if (rc < 0 && one.err_off > size)
+        abort();
+    if (rc > 0)
+        check_success(&one, buf, rc, &lim_big);
+
+    /* trickled: each prefix in a buffer of its exact size, so overreads show */
+    size_t step = 1 + size / 256;
+    http1_head_init(&tr);
+    for (size_t k = 1; k <= size + step - 1; k += step) {
+        size_t m = k < size ? k : size;
+        char *copy = malloc(m);
+        memcpy(copy, buf, m);
+        rt = http1_parse_response(&tr, copy, m, &lim_big);
+        free(copy);
+        if (rt != 0)
+            break;
+    }
+    if (size && !same(rc, &one, rt, &tr))
+        abort();
+
+    if (rc > 0) {
+        http1_head_init(&tr);
+        if (!same(rc, &one, http1_parse_response(&tr, buf, (size_t)rc, &lim_big), &tr))
+            abort();
+    }
+
+    struct http1_limits lim_small = {(uint32_t)(24 + size % 97), (uint16_t)(1 + size % 5)};
+    http1_head_init(&small);
+    rs = http1_parse_response(&small, buf, size, &lim_small);
+    if (rs > 0) {
+        check_success(&small, buf, rs, &lim_small);
+        if (!same(rc, &one, rs, &small))
+            abort();
+    } else if (rs != rc && rs != HTTP1_ERR_TOO_LARGE && rs != HTTP1_ERR_TOO_MANY) {
+        abort();
+    }
+    return 0;
+}
