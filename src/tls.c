@@ -29,17 +29,27 @@
  * Writes. The caller hands over iovecs (often a small head plus a body slice)
  * and advances by the count returned. Each SSL_write below is given at most one
  * record's worth (16 KiB): several small iovecs are first copied into one
- * per-thread buffer so they leave as one record (one syscall, 22 bytes of
- * overhead, instead of one record each).
+ * per-thread buffer so they leave as one record (one send, 22-29 bytes of
+ * framing) instead of one record each.
  *
  * OpenSSL requires that an SSL_write which returned WANT_WRITE/WANT_READ is
  * retried with the same bytes and the same length (the record is already
  * encrypted; ACCEPT_MOVING_WRITE_BUFFER lets the bytes come from another
  * address). So the length of a blocked SSL_write is kept with the SSL, and the
  * next call first retries exactly that many bytes, taken from the head of the
- * iovecs the caller presents again (it has not advanced past them). Keeping each
- * SSL_write to one record also means a retry never starts a second record, so
- * it completes with exactly the pending length.
+ * iovecs presented. Keeping each SSL_write to one record also means a retry
+ * completes with exactly the pending length instead of starting a new record.
+ *
+ * Caller contract (stricter than plain sockets): after IO_AGAIN or a short
+ * count, the next call must offer again at least the bytes it offered and that
+ * were not accepted; more may follow. A proxy that always offers all of its
+ * pending output does. Offering less fails with IO_ERROR.
+ *
+ * Reads. One recv may bring several records (read-ahead), so a read continues
+ * while OpenSSL holds bytes and the buffer has room. When the buffer fills
+ * (return == n), OpenSSL may still hold plaintext that will not make the socket
+ * readable: the caller must read again before waiting for readiness (for
+ * example right after resuming a paused read).
  */
 #define TLS_RECORD_MAX 16384
 

@@ -6,6 +6,7 @@
 #include <tether/client.h>
 #include <tether/gen.h>
 #include <tether/qsbr.h>
+#include <tether/redis.h>
 #include <tether/request.h>
 #include <tether/stats.h>
 #include <tether/tunnel.h>
@@ -184,6 +185,7 @@ worker_pick_gen(struct worker *w)
     if (old && old->wrefs[w->id].n == 0)
         gen_unref(old);
     upconn_pools_sweep(w);
+    redis_worker_sync(w);
 }
 
 struct upconn_pool *
@@ -323,6 +325,7 @@ worker_main(void *arg)
     }
     tunnel_close_all(w);
     upconn_pools_close(w);
+    redis_worker_stop(w);
     list_for_each_safe(pos, tmp, &w->listens)
     {
         wlisten_stop(w, container_of(pos, struct wlisten, link));

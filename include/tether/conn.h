@@ -56,6 +56,10 @@ void conn_init(struct conn *c, int fd, void (*rcb)(struct ev_loop *, ev_io *, in
 static inline void
 conn_read_start(struct ev_loop *loop, struct conn *c)
 {
+    /* TLS may hold decrypted bytes the socket no longer signals: after a pause,
+     * look once without waiting for readiness (an empty read is IO_AGAIN). */
+    if ((c->flags & CONN_READ_PAUSED) && c->ssl)
+        ev_feed_event(loop, &c->rio, EV_READ);
     c->flags &= ~CONN_READ_PAUSED;
     ev_io_start(loop, &c->rio);
 }

@@ -751,6 +751,10 @@ main(void)
     signal(SIGPIPE, SIG_IGN);
     loop = ev_default_loop(0);
     tls_global_init();
+    if (system("openssl version >/dev/null 2>&1") != 0) {
+        printf("skip: no openssl command to make test certificates\n");
+        return 77; /* automake: skipped */
+    }
     if (certs_make() < 0) {
         fprintf(stderr, "cannot make test certificates with the openssl command\n");
         certs_remove();

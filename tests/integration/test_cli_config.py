@@ -1,0 +1,134 @@
+# SPDX-License-Identifier: MIT
+"""The tether program and its config parser: -t, -v, -h, exit codes, and broken
+configs reported as file:line:col with exit 1."""
+import os
+import subprocess
+import tempfile
+
+import harness as h
+
+GOOD = """
+workers 1;
+upstream voice { server pod-a 127.0.0.1:1; }
+server { listen 127.0.0.1:{port}; route / { upstream voice; } }
+"""
+
+
+def run(args, conf=None):
+    d = tempfile.mkdtemp(prefix="tether-cli-")
+    path = os.path.join(d, "t.conf")
+    if conf is not None:
+        with open(path, "w") as f:
+            f.write(conf)
+    p = subprocess.run([h.TETHER] + [a.replace("{conf}", path) for a in args],
+                       capture_output=True, text=True, timeout=20)
+    return p, path
+
+
+def test_version_and_help():
+    p, _ = run(["-v"])
+    assert p.returncode == 0 and p.stdout.startswith("tether "), p
+    p, _ = run(["-h"])
+    assert p.returncode == 0 and "-c FILE" in p.stdout and "-t" in p.stdout, p
+    p, _ = run(["-x"])
+    assert p.returncode != 0
+
+
+def test_check_good_config():
+    p, path = run(["-t", "-c", "{conf}"], GOOD.replace("{port}", "8080"))
+    assert p.returncode == 0, p.stderr
+    assert "configuration" in p.stdout and "ok" in p.stdout, p.stdout
+
+
+def test_missing_file():
+    p, _ = run(["-t", "-c", "/nonexistent/tether.conf"])
+    assert p.returncode == 1
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot open" in lines[0] and "/nonexistent/tether.conf" in lines[0], p.stderr
+
+
+def test_port_in_use():
+    busy = h.Mockpod("busy")
+    p, _ = run(["-c", "{conf}"], GOOD.replace("{port}", str(busy.port)))
+    assert p.returncode != 0
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert "cannot listen on 127.0.0.1:%d" % busy.port in lines[0], p.stderr
+    assert "Address already in use" in lines[0]
+    busy.stop()
+
+
+# (config text, expected "line:col: message" fragment). Ten different mistakes.
+BROKEN = [
+    ("wokers 2;\n", "1:1: unknown directive \"wokers\" in the main context; did you mean \"workers\"?"),
+    ("workers 0;\n", "1:9: 0 is out of range; expected 1..256"),
+    ("upstream voice { server a 127.0.0.1:80; }\nworkers 2\n", "3:1: unexpected end of file, expecting ';' or '{'"),
+    ("upstream voice {\n  server pod-a 127.0.0.1:99999;\n}\n", "2:16: invalid port in \"127.0.0.1:99999\""),
+    ("upstream voice {\n  server pod-a 127.0.0.1:80;\n  balance fastest;\n}\n",
+     "3:11: unknown balance \"fastest\"; expected round_robin, least_conn, random_two or hash"),
+    ("upstream voice { server a 127.0.0.1:80; }\nserver {\n  listen 127.0.0.1:8080;\n"
+     "  route / { upstream vioce; }\n}\n", "4:22: unknown upstream \"vioce\"; did you mean \"voice\"?"),
+    ("upstream voice { server a 127.0.0.1:80; connect_timeout 2 s; }\n",
+     "1:41: \"connect_timeout\" takes 1 argument"),
+    ("upstream voice { server a 127.0.0.1:80; connect_timeout 2x; }\n",
+     "1:57: invalid duration \"2x\""),
+    ("upstream voice { server a 127.0.0.1:80; }\nserver {\n  listen 127.0.0.1:8080;\n"
+     "  route /x { upstream voice; affinity sticky; }\n}\n", "4:39: unknown affinity \"sticky\""),
+    ("server {\n  listen 127.0.0.1:8080;\n  keepalive 5;\n}\n",
+     "3:3: \"keepalive\" is not allowed in the server context; it belongs in: upstream"),
+    ("upstream voice { server a 127.0.0.1:80; region eu weight=70 priority=x; }\n",
+     "1:70: invalid number \"x\""),
+    ("upstream voice {\n  server a 127.0.0.1:80 region=mars;\n}\n",
+     "2:3: server \"a\" names unknown region \"mars\""),
+    ("rate_limit_zone z key=$remote_addr rate=10r/x;\n", "1:36: invalid rate \"10r/x\""),
+    ("upstream voice { server a 127.0.0.1:80; }\nupstream voice { server b 127.0.0.1:81; }\n",
+     "2:10: duplicate upstream \"voice\""),
+    ("server {\n  listen 127.0.0.1:8080;\n  route / { upstream voice;\n", "4:1: unexpected end of file, expecting '}' to close the block opened at line 3"),
+]
+
+
+def test_broken_configs_report_position():
+    for text, want in BROKEN:
+        p, path = run(["-t", "-c", "{conf}"], text)
+        assert p.returncode == 1, (text, p.returncode, p.stderr)
+        assert want in p.stderr, "expected %r in %r" % (want, p.stderr)
+        assert path + ":" in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_include_and_units():
+    d = tempfile.mkdtemp(prefix="tether-inc-")
+    os.makedirs(os.path.join(d, "conf.d"))
+    with open(os.path.join(d, "conf.d", "10-up.conf"), "w") as f:
+        f.write("upstream voice { server a 127.0.0.1:80; connect_timeout 250ms; keepalive_timeout 1m; }\n")
+    with open(os.path.join(d, "conf.d", "20-bad.conf"), "w") as f:
+        f.write("# a comment\nupstream other { server b 127.0.0.1:81 weight=1001; }\n")
+    main = os.path.join(d, "tether.conf")
+    with open(main, "w") as f:
+        f.write('include "conf.d/*.conf";\nserver { listen 127.0.0.1:8080; '
+                'client_max_body_size 10m; route / { upstream voice; timeout 1h; } }\n')
+    p = subprocess.run([h.TETHER, "-t", "-c", main], capture_output=True, text=True)
+    assert p.returncode == 1
+    assert "20-bad.conf:2:" in p.stderr and "1001 is out of range" in p.stderr, p.stderr
+    os.unlink(os.path.join(d, "conf.d", "20-bad.conf"))
+    p = subprocess.run([h.TETHER, "-t", "-c", main], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+
+
+def test_bad_config_on_reload_keeps_serving():
+    pod = h.Mockpod("pod-a")
+    conf = GOOD.replace("127.0.0.1:1", pod.addr)
+    t = h.Tether(conf.replace("{port}", "{port}") + "error_log {dir}/error.log info;\n")
+    assert h.get(t.port, "/sdp").status == 200
+    t.reload("workers 1;\nupstream voice { server pod-a %s }\n" % pod.addr)
+    h.wait_until(lambda: "reload failed" in open(t.error_log).read(), what="reload failure logged")
+    log = open(t.error_log).read()
+    assert "tether.conf:2:" in log, log
+    assert t.alive()
+    assert h.get(t.port, "/sdp").status == 200
+    t.stop()
+    pod.stop()
+
+
+if __name__ == "__main__":
+    h.main(globals())
