@@ -39,6 +39,16 @@ redis_request_cancel(struct request *req)
     (void)req;
 }
 
+int
+redis_zone_check(struct request *req, struct rl_zone *z, const char *key, size_t klen)
+{
+    (void)req;
+    (void)z;
+    (void)key;
+    (void)klen;
+    return -1;
+}
+
 bool
 redis_worker_up(const struct worker *w)
 {

@@ -11,6 +11,7 @@
 #include <tether/http_rewrite.h>
 #include <tether/outlier.h>
 #include <tether/ratelimit.h>
+#include <tether/redis.h>
 #include <tether/request.h>
 #include <tether/stats.h>
 #include <tether/tunnel.h>
@@ -196,7 +197,30 @@ request_gen_id(struct request *req)
     req->req_id_len = 32;
 }
 
-/* Check every zone of the route; false when the request was answered. */
+/* Over a zone's limit: the zone's status with Retry-After and RateLimit-*. */
+static void
+request_rate_limited(struct request *req, struct rl_zone *z, const struct rl_decision *d)
+{
+    char extra[256];
+    gstat_add(req->cli->w->id, GS_RATE_LIMITED, 1);
+    rl_zone_count_limited(z);
+    snprintf(extra, sizeof(extra),
+             "Retry-After: %u\r\nRateLimit-Limit: %u\r\nRateLimit-Remaining: 0\r\n"
+             "RateLimit-Reset: %u\r\n",
+             d->retry_after_s, d->limit, d->reset_s);
+    client_reply(req->cli, rl_zone_conf(z)->status, TERM_RATE_LIMITED, extra, false);
+}
+
+static void
+request_pace(struct request *req, uint64_t delay_ns)
+{
+    ev_tstamp until = ev_now(req->cli->w->loop) + (double)delay_ns / 1e9;
+    if (delay_ns && until > req->hold_until)
+        req->hold_until = until;
+}
+
+/* Check every zone of the route: local zones now, global zones in Redis (their
+ * answers arrive through request_zone_answer()). false when answered (429). */
 static bool
 request_rate_limit(struct request *req, const char *base)
 {
@@ -208,7 +232,6 @@ request_rate_limit(struct request *req, const char *base)
                             .buf = base,
                             .h = &req->h};
     uint64_t now_ns = time_mono_ns();
-    uint64_t delay = 0;
     for (uint32_t i = 0; i < req->route->nzones; i++) {
         struct rl_zone *z = req->route->zones[i];
         const struct conf_zone *cz = rl_zone_conf(z);
@@ -217,25 +240,48 @@ request_rate_limit(struct request *req, const char *base)
         size_t klen = rl_key_build(&cz->key, &ctx, key, sizeof(key));
         if (klen == 0)
             continue;
+        if (cz->global) {
+            if (redis_zone_check(req, z, key, klen) == 0) {
+                req->rl_pending++;
+                continue;
+            }
+            /* Redis unusable: the zone's on_redis_error policy. */
+            if (cz->on_redis_error == ON_REDIS_ALLOW)
+                continue;
+            if (cz->on_redis_error == ON_REDIS_DENY) {
+                d = (struct rl_decision){.limit = cz->burst + 1, .retry_after_s = 1, .reset_s = 1};
+                request_rate_limited(req, z, &d);
+                return false;
+            }
+        }
         rl_check(z, key, klen, now_ns, &d);
         if (!d.allowed) {
-            char extra[256];
-            gstat_add(cli->w->id, GS_RATE_LIMITED, 1);
-            rl_zone_count_limited(z);
-            snprintf(extra, sizeof(extra),
-                     "Retry-After: %u\r\nRateLimit-Limit: %u\r\nRateLimit-Remaining: 0\r\n"
-                     "RateLimit-Reset: %u\r\n",
-                     d.retry_after_s, d.limit, d.reset_s);
-            client_reply(cli, cz->status, TERM_RATE_LIMITED, extra, false);
+            request_rate_limited(req, z, &d);
             return false;
         }
-        if (d.delay_ns > delay)
-            delay = d.delay_ns;
-    }
-    if (delay) {
-        req->hold_until = ev_now(cli->w->loop) + (double)delay / 1e9;
+        request_pace(req, d.delay_ns);
     }
     return true;
+}
+
+void
+request_zone_answer(struct request *req, struct rl_zone *z, const struct rl_decision *d)
+{
+    req->rl_pending--;
+    if (!d->allowed && !req->rl_denied) {
+        req->rl_denied = true;
+        req->rl_deny = *d;
+        req->rl_deny_zone = z;
+    } else if (d->allowed) {
+        request_pace(req, d->delay_ns);
+    }
+    if (req->rl_pending || req->state != RS_HOLD)
+        return;
+    if (req->rl_denied) {
+        request_rate_limited(req, req->rl_deny_zone, &req->rl_deny);
+        return;
+    }
+    request_resume(req);
 }
 
 void
@@ -363,6 +409,15 @@ request_start(struct request *req, uint32_t head_len)
     else
         client_deadline(cli, CT_NONE, 0);
 
+    if (req->rl_pending) {
+        /* Global zones answer through request_zone_answer(). */
+        req->state = RS_HOLD;
+        if (aff == AFF_WAIT) {
+            ev_timer_set(&req->hold, (double)cli->gen->conf->redis.timeout_ms / 1000.0, 0);
+            ev_timer_start(w->loop, &req->hold);
+        }
+        return;
+    }
     if (aff == AFF_WAIT) {
         /* Wait for Redis at most its timeout (then the hold timer goes on). */
         req->state = RS_HOLD;
@@ -403,8 +458,12 @@ request_resume(struct request *req)
     struct client *cli = req->cli;
     struct ev_loop *loop = cli->w->loop;
     uint64_t now_ms = (uint64_t)(ev_now(loop) * 1000.0);
-    if (affinity_pending(req))
+    if (affinity_pending(req) || req->rl_pending)
         return; /* the Redis answer or the hold timer resumes it */
+    if (req->rl_denied) {
+        request_rate_limited(req, req->rl_deny_zone, &req->rl_deny);
+        return;
+    }
     if (req->hold_until > ev_now(loop) + 0.0005) {
         if (!ev_is_active(&req->hold)) {
             ev_timer_set(&req->hold, req->hold_until - ev_now(loop), 0);

@@ -19,6 +19,7 @@
 #include <tether/conn.h>
 #include <tether/http1.h>
 #include <tether/list.h>
+#include <tether/ratelimit.h>
 #include <tether/session.h>
 #include <tether/sock.h>
 
@@ -182,7 +183,11 @@ struct request {
     uint64_t learned_srv;        /* server id learned for sid, 0 none */
     uint64_t bhash;              /* balance hash key (balance hash) */
     bool has_bhash;
-    void *redis_op;              /* Redis operation in flight for this request */
+    void *redis_op;              /* Redis operations in flight for this request */
+    uint8_t rl_pending;          /* global-zone decisions awaited from Redis */
+    bool rl_denied;              /* one of them said no */
+    struct rl_decision rl_deny;  /* the denial to answer with */
+    struct rl_zone *rl_deny_zone;
     char *learn_buf;             /* JSON learning: first body bytes */
     uint32_t learn_len;
     struct http1_head h;         /* request head, then response heads */

@@ -32,6 +32,13 @@ void redis_session_store(struct request *req, const struct server *s);
 /* Forget the request's operation in flight (its reply will be ignored). */
 void redis_request_cancel(struct request *req);
 
+/* Decide one request of global zone <z> for <key> in Redis: one EVALSHA of the
+ * GCRA script (loaded once per connection). 0: started; the answer (or, after
+ * the Redis timeout, the zone's on_redis_error fallback) calls
+ * request_zone_answer(req, z, &decision). -1: Redis unusable right now (the
+ * caller applies on_redis_error itself). */
+int redis_zone_check(struct request *req, struct rl_zone *z, const char *key, size_t klen);
+
 /* Is the worker's Redis connection up? */
 bool redis_worker_up(const struct worker *w);
 

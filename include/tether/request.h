@@ -37,6 +37,9 @@ void request_up_readable(struct request *req);
 void request_up_writable(struct request *req);
 void request_up_timeout(struct request *req);
 
+/* The answer of a global zone (Redis, or its fallback). */
+void request_zone_answer(struct request *req, struct rl_zone *z, const struct rl_decision *d);
+
 /* A held request (rate-limit pacing, Redis answer) may go on. */
 void request_resume(struct request *req);
 

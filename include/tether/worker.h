@@ -66,6 +66,7 @@ struct worker {
     bool accept_paused;         /* out of descriptors or at max_connections */
     uint64_t drain_deadline_ms;
     char *scratch;              /* bufsize bytes of scratch (head rewriting) */
+    void *redis;                /* this worker's Redis client (redis.c), or NULL */
 };
 
 enum worker_msg {
