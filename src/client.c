@@ -293,7 +293,7 @@ client_fill(struct client *cli)
     }
     if (buf_room(b) == 0) {
         if (cli->state == CS_BUSY || b->start == 0)
-            return 0;
+            return IO_NOROOM;
         buf_compact(b);
     }
     ssize_t r = conn_read(&cli->c, buf_tail(b), buf_room(b));
@@ -317,6 +317,10 @@ client_read_head(struct client *cli)
     ssize_t r = client_fill(cli);
     if (r == IO_AGAIN) {
         client_release_ibuf_if_empty(cli);
+        return;
+    }
+    if (r == IO_NOROOM) {
+        client_parse_head(cli); /* full buffer: the parser decides (431) */
         return;
     }
     if (r == IO_CLOSED || r == IO_ERROR) {

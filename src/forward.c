@@ -202,7 +202,9 @@ fwd_resp_send(struct request *req)
         struct iovec iov[2];
         int n = 0;
         uint32_t hlen = req->chead ? buf_len(req->chead) : 0;
-        uint32_t blen = b ? req->resp_out - b->start : 0;
+        /* Body bytes only once the final head was parsed (not after a 1xx). */
+        uint32_t blen =
+            (b && req->state == RS_RESP && req->resp_out > b->start) ? req->resp_out - b->start : 0;
         if (hlen) {
             iov[n].iov_base = buf_head(req->chead);
             iov[n++].iov_len = hlen;
@@ -234,7 +236,7 @@ fwd_resp_send(struct request *req)
             b->start += k - h;
     }
     conn_write_done(w->loop, &cli->c);
-    if (b && b->start == req->resp_out) {
+    if (b && req->state == RS_RESP && b->start == req->resp_out) {
         /* Skip de-chunking leftovers, then start the buffer over when empty. */
         b->start = req->resp_scan;
         if (b->start == b->end) {

@@ -134,10 +134,10 @@ rewrite_request_head(char *outp, size_t cap, const struct rewrite_req *a)
 
     put(&o, buf + h->start_off, h->method_len);
     PUT_LIT(&o, " ");
-    if (h->path_len)
-        put(&o, buf + h->path_off, h->path_len);
-    else
+    /* An absolute-form target may have an empty path or start with '?'. */
+    if (h->path_len == 0 || buf[h->path_off] != '/')
         PUT_LIT(&o, "/");
+    put(&o, buf + h->path_off, h->path_len);
     PUT_LIT(&o, " HTTP/1.1\r\n");
 
     for (unsigned i = 0; i < h->nfields; i++) {

@@ -334,7 +334,11 @@ request_start(struct request *req, uint32_t head_len)
         client_reply(cli, 405, TERM_BAD_REQUEST, NULL, true);
         return;
     }
-    if (plen == 0 || path[0] != '/' || path_has_dot_segment(path, route_len)) {
+    if (h->flags & HTTP1_F_ABSOLUTE_FORM && (plen == 0 || path[0] == '?')) {
+        /* http://host or http://host?q: the path is "/" */
+        path = "/";
+        route_len = 1;
+    } else if (plen == 0 || path[0] != '/' || path_has_dot_segment(path, route_len)) {
         client_reply(cli, 400, TERM_BAD_REQUEST, NULL, true);
         return;
     }
@@ -553,7 +557,7 @@ request_client_readable(struct request *req)
     ssize_t r = client_fill(cli);
     if (r == IO_AGAIN)
         return;
-    if (r == 0) {
+    if (r == IO_NOROOM) {
         /* No room: wait until the pod (or the next request) takes the bytes. */
         conn_read_pause(cli->w->loop, &cli->c);
         return;
@@ -771,7 +775,7 @@ request_up_readable(struct request *req)
     ssize_t r = upconn_fill(up);
     if (r == IO_AGAIN)
         return;
-    if (r == 0) {
+    if (r == IO_NOROOM) {
         conn_read_pause(w->loop, &up->c);
         return;
     }

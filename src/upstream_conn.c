@@ -162,7 +162,7 @@ upconn_fill(struct upconn *uc)
             return IO_ERROR;
     }
     if (buf_room(b) == 0)
-        return 0;
+        return IO_NOROOM;
     ssize_t r = conn_read(&uc->c, buf_tail(b), buf_room(b));
     if (r > 0)
         b->end += (uint32_t)r;

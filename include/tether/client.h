@@ -40,7 +40,7 @@ void client_request_done(struct client *cli);
 void client_deadline(struct client *cli, unsigned kind, double secs);
 
 /* Read more request bytes into ibuf if there is room; returns the I/O result
- * (> 0 bytes, IO_AGAIN, IO_CLOSED, IO_ERROR) or 0 with no room. */
+ * (> 0 bytes, IO_AGAIN, IO_CLOSED, IO_ERROR) or IO_NOROOM. */
 ssize_t client_fill(struct client *cli);
 
 /* Graceful shutdown: close if idle, otherwise close after the current reply. */

@@ -17,6 +17,7 @@ enum io_result {
     IO_CLOSED = 0,  /* orderly EOF */
     IO_AGAIN = -1,  /* would block */
     IO_ERROR = -2,  /* reset or other error (errno kept) */
+    IO_NOROOM = -3, /* the caller's buffer is full: nothing was read */
 };
 
 struct conn;

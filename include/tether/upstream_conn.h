@@ -23,7 +23,7 @@ void upconn_close(struct upconn *uc, bool reset);
 /* Arm the response timeout (idle between reads) for <secs>. */
 void upconn_deadline(struct upconn *uc, double secs);
 
-/* Read more response bytes into ibuf if there is room (IO result or 0). */
+/* Read more response bytes into ibuf if there is room (IO result or IO_NOROOM). */
 ssize_t upconn_fill(struct upconn *uc);
 
 /* Close pooled connections to servers gone from the generation or whose address
