@@ -445,9 +445,10 @@ client_reply(struct client *cli, unsigned status, unsigned term, const char *ext
     bool head_only = req && req->method == HTTP1_M_HEAD;
 
     if (req && !close) {
-        /* Keep the connection only when the request body (if any) is fully here
-         * and can be skipped; otherwise its bytes would be taken for a request. */
-        if (req->state != RS_HEAD && !req->req_body_done)
+        /* Keep the connection only when the request was parsed (body_end set)
+         * and its body, if any, is fully here and can be skipped; otherwise its
+         * bytes would be taken for the next request. */
+        if (!req->body_end || !req->req_body_done)
             close = true;
     }
     if (close || cli->close_after)
@@ -479,8 +480,9 @@ client_reply(struct client *cli, unsigned status, unsigned term, const char *ext
             req->term = (uint8_t)term;
         req->bytes_out += buf_len(o);
         request_log(req);
-        /* Skip a fully received body so the next request starts right after. */
-        if (!cli->close_after && cli->ibuf && req->state != RS_HEAD)
+        /* Skip the head and a fully received body: the next request starts
+         * right after. */
+        if (!cli->close_after && cli->ibuf)
             cli->ibuf->start = req->body_end;
         request_free(req);
         cli->req = NULL;

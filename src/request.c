@@ -524,6 +524,8 @@ request_up_connected(struct request *req)
 {
     req->t_connected = ev_now(req->cli->w->loop);
     req->state = RS_SEND;
+    /* From here the route's timeout bounds every silence of the pod. */
+    upconn_deadline(req->up, ms_to_s(req->route->conf->timeout_ms));
     request_up_writable(req);
 }
 
@@ -541,6 +543,8 @@ request_up_writable(struct request *req)
             conn_read_pause(cli->w->loop, &cli->c);
         return;
     }
+    if (!req->req_body_done) /* a slow upload is not a slow pod */
+        upconn_deadline(req->up, ms_to_s(req->route->conf->timeout_ms));
     if (!(cli->c.flags & CONN_READ_EOF))
         conn_read_start(cli->w->loop, &cli->c);
     if (req->req_body_done && req->state == RS_SEND) {
