@@ -174,8 +174,8 @@ affinity_prepare(struct request *req, const char *base, uint64_t now_ms)
             size_t vl = 0;
             int idx;
             if (kp->kind == KEY_REMOTE_ADDR) {
-                v = req->cli->peer_ip;
-                vl = req->cli->peer_ip_len;
+                v = req->rip;
+                vl = req->rip_len;
             } else if (kp->kind == KEY_HTTP_HEADER &&
                        (idx = http1_find(h, base, kp->name, kp->len)) >= 0) {
                 v = base + h->fields[idx].value_off;
@@ -354,7 +354,9 @@ affinity_redispatch(struct request *req, struct server *next)
 void
 affinity_request_done(struct request *req)
 {
-    if (req->aff_pending) {
+    /* Global-zone operations hang off redis_op too: a freed request must
+     * leave none behind, or a late answer would reach a recycled request. */
+    if (req->aff_pending || req->redis_op) {
         redis_request_cancel(req);
         req->aff_pending = false;
     }

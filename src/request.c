@@ -18,6 +18,7 @@
 #include <tether/upstream_conn.h>
 #include <tether/worker.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,8 @@ request_new(struct worker *w, struct client *cli)
     memset(req, 0, offsetof(struct request, h));
     req->cli = cli;
     req->t_start = ev_now(w->loop);
+    req->rip_len = cli->peer_ip_len;
+    memcpy(req->rip, cli->peer_ip, cli->peer_ip_len);
     ev_init(&req->hold, hold_cb);
     http1_head_init(&req->h);
     return req;
@@ -132,7 +135,7 @@ request_log(struct request *req)
         n = snprintf(line, 2048,
                      "%.*s - - [%s] \"%.*s\" %u %llu \"-\" \"-\" route=%s server=%s term=%s "
                      "aff=%s rid=%.*s t=%.3f\n",
-                     cli->peer_ip_len, cli->peer_ip, ts, (int)pl, esc, req->status,
+                     req->rip_len, req->rip, ts, (int)pl, esc, req->status,
                      (unsigned long long)req->bytes_out,
                      req->route ? req->route->conf->label : "-",
                      req->srv ? req->srv->conf->name : "-", term_name(req->term),
@@ -144,7 +147,7 @@ request_log(struct request *req)
                      "\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,"
                      "\"connect_ms\":%.3f,\"upstream_ms\":%.3f,\"request_id\":\"%.*s\","
                      "\"affinity\":\"%s\",\"retries\":%u,\"term\":\"%s\",\"tls\":%s}\n",
-                     ts, cli->peer_ip_len, cli->peer_ip, method ? method : "-", (int)pl, esc,
+                     ts, req->rip_len, req->rip, method ? method : "-", (int)pl, esc,
                      req->route ? req->route->conf->label : "-",
                      req->ups ? req->ups->conf->name : "-", req->srv ? req->srv->conf->name : "-",
                      req->status, (unsigned long long)req->bytes_in,
@@ -182,6 +185,82 @@ path_has_dot_segment(const char *p, size_t n)
             return true;
     }
     return false;
+}
+
+static bool
+trusted_proxy(const struct conf_vserver *cv, const struct sock_addr *a)
+{
+    for (uint32_t i = 0; i < cv->nreal_ip_from; i++)
+        if (sock_cidr_match(&cv->real_ip_from[i], a))
+            return true;
+    return false;
+}
+
+/* One address of an X-Forwarded-For list ("1.2.3.4", "[::1]", "::1"). */
+static bool
+parse_ip_token(const char *p, size_t n, struct sock_addr *a)
+{
+    char tmp[64];
+    if (n >= 2 && p[0] == '[') {
+        const char *end = memchr(p, ']', n);
+        if (!end)
+            return false;
+        n = (size_t)(end - p) - 1;
+        p++;
+    }
+    if (n == 0 || n >= sizeof(tmp))
+        return false;
+    memcpy(tmp, p, n);
+    tmp[n] = '\0';
+    memset(a, 0, sizeof(*a));
+    if (inet_pton(AF_INET, tmp, &a->u.in.sin_addr) == 1) {
+        a->u.in.sin_family = AF_INET;
+        a->len = sizeof(a->u.in);
+        return true;
+    }
+    if (inet_pton(AF_INET6, tmp, &a->u.in6.sin6_addr) == 1) {
+        a->u.in6.sin6_family = AF_INET6;
+        a->len = sizeof(a->u.in6);
+        return true;
+    }
+    return false;
+}
+
+/* real_ip_from: when the peer is a trusted proxy, the client is the right-most
+ * address of real_ip_header that is not itself trusted (nginx's recursive mode). */
+static void
+request_real_ip(struct request *req, const char *base)
+{
+    struct client *cli = req->cli;
+    const struct conf_vserver *cv = cli->vs->conf;
+    const struct http1_head *h = &req->h;
+    if (!cv->nreal_ip_from || !trusted_proxy(cv, &cli->peer))
+        return;
+    size_t nlen = strlen(cv->real_ip_header);
+    for (int i = (int)h->nfields - 1; i >= 0; i--) {
+        const struct http1_field *f = &h->fields[i];
+        if (f->name_len != nlen || !mem_ieq(base + f->name_off, cv->real_ip_header, nlen))
+            continue;
+        const char *v = base + f->value_off;
+        size_t end = f->value_len;
+        while (end > 0) {
+            size_t start = end;
+            while (start > 0 && v[start - 1] != ',')
+                start--;
+            size_t a = start, b = end;
+            while (a < b && (v[a] == ' ' || v[a] == '\t'))
+                a++;
+            while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+                b--;
+            struct sock_addr addr;
+            if (!parse_ip_token(v + a, b - a, &addr))
+                return; /* garbage: keep what we trust so far */
+            req->rip_len = (uint8_t)sock_addr_ip(&addr, req->rip, sizeof(req->rip));
+            if (!trusted_proxy(cv, &addr))
+                return;
+            end = start ? start - 1 : 0;
+        }
+    }
 }
 
 static void
@@ -224,9 +303,8 @@ request_pace(struct request *req, uint64_t delay_ns)
 static bool
 request_rate_limit(struct request *req, const char *base)
 {
-    struct client *cli = req->cli;
-    struct rl_keyctx ctx = {.remote_ip = cli->peer_ip,
-                            .remote_ip_len = cli->peer_ip_len,
+    struct rl_keyctx ctx = {.remote_ip = req->rip,
+                            .remote_ip_len = req->rip_len,
                             .route = req->route->conf->label,
                             .route_len = strlen(req->route->conf->label),
                             .buf = base,
@@ -304,6 +382,7 @@ request_start(struct request *req, uint32_t head_len)
     if (!req->keepalive)
         cli->peer_close = true;
 
+    request_real_ip(req, base);
     const char *path = base + h->path_off;
     size_t plen = h->path_len;
     const char *q = memchr(path, '?', plen);

@@ -293,8 +293,8 @@ tunnel_start(struct request *req)
     t->started = ev_now(w->loop);
     t->rid_len = req->req_id_len;
     memcpy(t->rid, req->req_id, req->req_id_len);
-    t->ip_len = cli->peer_ip_len;
-    memcpy(t->ip, cli->peer_ip, cli->peer_ip_len);
+    t->ip_len = req->rip_len;
+    memcpy(t->ip, req->rip, req->rip_len);
     adopt(t, &t->a, &cli->c, w->loop);
     adopt(t, &t->b, &up->c, w->loop);
 

@@ -169,6 +169,10 @@ struct request {
     ev_tstamp hold_until;        /* rate-limit delay end */
     ev_timer hold;               /* rate-limit delay / Redis wait */
     uint32_t retries;            /* attempts after the first */
+    char rip[48];                /* the client's address for limits, logs, hashing:
+                                  * the connection peer, or from real_ip_header
+                                  * when the peer is a trusted proxy */
+    uint8_t rip_len;
     char path[256];              /* method and path kept for the access log */
     uint16_t path_len;
     char req_id[40];
