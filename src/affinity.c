@@ -136,9 +136,8 @@ read_cookie(struct request *req, const struct affinity *af, const char *base, ui
     for (unsigned i = 0; i < h->nfields; i++) {
         const struct http1_field *f = &h->fields[i];
         struct slice v;
-        if (f->id != HTTP1_H_COOKIE ||
-            !http1_cookie_get(base + f->value_off, f->value_len, af->cookie_name,
-                              af->cookie_name_len, &v))
+        if (f->id != HTTP1_H_COOKIE || !http1_cookie_get(base + f->value_off, f->value_len,
+                                                         af->cookie_name, af->cookie_name_len, &v))
             continue;
         int rc = cookie_decode(v.p, v.len, &af->key, now_s, &req->cookie_srv, &req->cookie_exp);
         req->cookie_state = rc == COOKIE_OK ? 1 : rc == COOKIE_ERR_EXPIRED ? 3 : 2;
@@ -291,8 +290,8 @@ affinity_pick(struct request *req, uint64_t now_ms)
             req->srv = s;
             req->aff = req->sid_src;
             count(req, GS_AFF_LEARNED);
-            req->set_cookie = cookie_mode && !(req->cookie_state == 1 &&
-                                               req->cookie_srv == s->cookie_id);
+            req->set_cookie =
+                cookie_mode && !(req->cookie_state == 1 && req->cookie_srv == s->cookie_id);
             return AFF_PICKED;
         }
         if (s && !moved)
@@ -403,8 +402,8 @@ affinity_learn_body(struct request *req, const char *p, size_t n)
     size_t take = n < room ? n : room;
     memcpy(req->learn_buf + req->learn_len, p, take);
     req->learn_len += (uint32_t)take;
-    int rc = learn_json_field(req->learn_buf, req->learn_len, af->learn_json, af->learn_json_len,
-                              &val);
+    int rc =
+        learn_json_field(req->learn_buf, req->learn_len, af->learn_json, af->learn_json_len, &val);
     if (rc == 1) {
         learn_id(req, val.p, val.len);
         return true;

@@ -234,8 +234,8 @@ client_read_proxy(struct client *cli)
     if (n == 0 && (size_t)r < sizeof(buf))
         return;
     if (n <= 0) {
-        log_limited(&tls_fail_limit, 10000, LOG_LVL_WARN, "client %s: invalid PROXY protocol header",
-                    cli->peer_ip);
+        log_limited(&tls_fail_limit, 10000, LOG_LVL_WARN,
+                    "client %s: invalid PROXY protocol header", cli->peer_ip);
         client_close(cli, TERM_BAD_REQUEST);
         return;
     }
@@ -460,13 +460,13 @@ client_reply(struct client *cli, unsigned status, unsigned term, const char *ext
         return;
     }
     struct buf *o = cli->obuf;
-    int n = snprintf(buf_tail(o), buf_room(o),
-                     "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s"
-                     "%s%.*s%s%s\r\n",
-                     status, reason, blen, cli->close_after ? "Connection: close\r\n" : "",
-                     req && req->req_id_len ? "X-Request-Id: " : "",
-                     req ? (int)req->req_id_len : 0, req ? req->req_id : "",
-                     req && req->req_id_len ? "\r\n" : "", extra ? extra : "");
+    int n =
+        snprintf(buf_tail(o), buf_room(o),
+                 "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s"
+                 "%s%.*s%s%s\r\n",
+                 status, reason, blen, cli->close_after ? "Connection: close\r\n" : "",
+                 req && req->req_id_len ? "X-Request-Id: " : "", req ? (int)req->req_id_len : 0,
+                 req ? req->req_id : "", req && req->req_id_len ? "\r\n" : "", extra ? extra : "");
     if (n < 0 || (uint32_t)n >= buf_room(o)) {
         client_close(cli, TERM_INTERNAL);
         return;

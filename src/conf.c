@@ -10,8 +10,8 @@
 #include <string.h>
 
 static const struct conf_table *const all_tables[] = {
-    &conf_table_main,     &conf_table_stats,    &conf_table_admin,    &conf_table_redis,
-    &conf_table_upstream, &conf_table_health,   &conf_table_outlier,  &conf_table_affinity,
+    &conf_table_main,     &conf_table_stats,  &conf_table_admin,   &conf_table_redis,
+    &conf_table_upstream, &conf_table_health, &conf_table_outlier, &conf_table_affinity,
     &conf_table_server,   &conf_table_route,
 };
 
@@ -87,14 +87,14 @@ unknown_directive(struct conf_parse *p, const struct conf_stmt *st, const struct
         }
     }
     if (best && best_d <= 1 + strlen(st->name) / 3)
-        return conf_err_stmt(p, st, "unknown directive \"%s\" in the %s context; did you mean \"%s\"?",
+        return conf_err_stmt(p, st,
+                             "unknown directive \"%s\" in the %s context; did you mean \"%s\"?",
                              st->name, t->name, best);
     return conf_err_stmt(p, st, "unknown directive \"%s\" in the %s context", st->name, t->name);
 }
 
 static int
-run_one(struct conf_parse *p, const struct conf_stmt *st, const struct conf_directive *d,
-        void *obj)
+run_one(struct conf_parse *p, const struct conf_stmt *st, const struct conf_directive *d, void *obj)
 {
     if (st->nargs < d->min_args || (d->max_args != CONF_ARGS_ANY && st->nargs > d->max_args)) {
         if (d->min_args == d->max_args)
@@ -185,8 +185,8 @@ int
 conf_arg_duration(struct conf_parse *p, const struct conf_arg *a, uint64_t *out)
 {
     if (parse_duration_ms(a->s, a->len, out) < 0)
-        return conf_err_arg(p, a, "invalid duration \"%s\"; expected a number with ms, s, m, h or d",
-                            a->s);
+        return conf_err_arg(
+            p, a, "invalid duration \"%s\"; expected a number with ms, s, m, h or d", a->s);
     return 0;
 }
 
@@ -295,8 +295,7 @@ conf_set_duration(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         return -1;
     if (v < d->min || (d->max && v > d->max))
         return conf_err_arg(p, &st->args[0], "%s is out of range; expected %llums..%llums",
-                            st->args[0].s, (unsigned long long)d->min,
-                            (unsigned long long)d->max);
+                            st->args[0].s, (unsigned long long)d->min, (unsigned long long)d->max);
     *FIELD(obj, d, uint64_t) = v;
     return 0;
 }
@@ -310,8 +309,7 @@ conf_set_size(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         return -1;
     if (v < d->min || (d->max && v > d->max))
         return conf_err_arg(p, &st->args[0], "%s is out of range; expected %llu..%llu bytes",
-                            st->args[0].s, (unsigned long long)d->min,
-                            (unsigned long long)d->max);
+                            st->args[0].s, (unsigned long long)d->min, (unsigned long long)d->max);
     *FIELD(obj, d, uint64_t) = v;
     return 0;
 }
@@ -435,8 +433,9 @@ conf_params(struct conf_parse *p, const struct conf_stmt *st, uint32_t first,
                 }
             }
             if (best && best_d <= 2)
-                return conf_err_arg(p, a, "unknown parameter \"%s\" of \"%s\"; did you mean \"%s\"?",
-                                    key, st->name, best);
+                return conf_err_arg(p, a,
+                                    "unknown parameter \"%s\" of \"%s\"; did you mean \"%s\"?", key,
+                                    st->name, best);
             return conf_err_arg(p, a, "unknown parameter \"%s\" of \"%s\"", key, st->name);
         }
         if (pm->flag && eq)

@@ -72,8 +72,9 @@ set_access_log(struct conf_parse *p, const struct conf_stmt *st, void *obj,
             if (conf_arg_duration(p, &v, &c->access_flush_ms) < 0)
                 return -1;
         } else
-            return conf_err_arg(p, a, "invalid access_log argument \"%s\"; expected json, "
-                                      "combined or flush=DURATION",
+            return conf_err_arg(p, a,
+                                "invalid access_log argument \"%s\"; expected json, "
+                                "combined or flush=DURATION",
                                 a->s);
     }
     return 0;
@@ -208,7 +209,8 @@ set_block_admin(struct conf_parse *p, const struct conf_stmt *st, void *obj,
 {
     struct conf *c = obj;
     (void)d;
-    if (conf_defaults(p, &conf_table_admin, c) < 0 || conf_block_run(p, st, &conf_table_admin, c) < 0)
+    if (conf_defaults(p, &conf_table_admin, c) < 0 ||
+        conf_block_run(p, st, &conf_table_admin, c) < 0)
         return -1;
     if (c->admin_listen.len == 0)
         return conf_err_stmt(p, st, "the admin block needs \"listen unix:PATH\"");
@@ -246,7 +248,8 @@ param_samesite(struct conf_parse *p, const struct conf_arg *a, const char *value
 }
 
 static const struct conf_param cookie_params[] = {
-    {"max_age", false, conf_param_duration, offsetof(struct conf_affinity, cookie_max_age_ms), 0, 0},
+    {"max_age", false, conf_param_duration, offsetof(struct conf_affinity, cookie_max_age_ms), 0,
+     0},
     {"secret_file", false, conf_param_str, offsetof(struct conf_affinity, secret_file), 0, 0},
     {"samesite", false, param_samesite, 0, 0, 0},
 };
@@ -302,8 +305,8 @@ set_aff_learn(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         else if (strncmp(a->s, "json=", 5) == 0 && a->s[5])
             af->learn_json = arena_strdup(p->a, a->s + 5);
         else
-            return conf_err_arg(p, a, "invalid learn source \"%s\"; expected header=NAME or json=FIELD",
-                                a->s);
+            return conf_err_arg(
+                p, a, "invalid learn source \"%s\"; expected header=NAME or json=FIELD", a->s);
     }
     return 0;
 }
@@ -432,8 +435,7 @@ set_zone(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         return -1;
     for (uint32_t i = 0; i < c->nzones; i++)
         if (strcmp(c->zones[i].name, st->args[0].s) == 0)
-            return conf_err_arg(p, &st->args[0], "duplicate rate_limit_zone \"%s\"",
-                                st->args[0].s);
+            return conf_err_arg(p, &st->args[0], "duplicate rate_limit_zone \"%s\"", st->args[0].s);
     struct conf_zone *z = conf_push(p, (void **)&c->zones, &c->nzones, sizeof(*z));
     z->name = arena_strdup(p->a, st->args[0].s);
     z->pos = st->pos;
@@ -466,8 +468,7 @@ set_conn_zone(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         return -1;
     for (uint32_t i = 0; i < c->nconn_zones; i++)
         if (strcmp(c->conn_zones[i].name, st->args[0].s) == 0)
-            return conf_err_arg(p, &st->args[0], "duplicate limit_conn_zone \"%s\"",
-                                st->args[0].s);
+            return conf_err_arg(p, &st->args[0], "duplicate limit_conn_zone \"%s\"", st->args[0].s);
     struct conf_conn_zone *z = conf_push(p, (void **)&c->conn_zones, &c->nconn_zones, sizeof(*z));
     z->name = arena_strdup(p->a, st->args[0].s);
     z->pos = st->pos;
@@ -491,7 +492,8 @@ static const struct conf_directive main_dirs[] = {
      .usage = "workers N|auto"},
     {"error_log", 1, 2, .set = set_error_log, .dflt = "stderr info",
      .usage = "error_log stderr|PATH [debug|info|notice|warn|error]"},
-    {"access_log", 1, 3, .set = set_access_log, .usage = "access_log PATH|off [json|combined] [flush=DURATION]"},
+    {"access_log", 1, 3, .set = set_access_log,
+     .usage = "access_log PATH|off [json|combined] [flush=DURATION]"},
     {"shutdown_timeout", 1, 1, .set = conf_set_duration,
      .offset = offsetof(struct conf, shutdown_timeout_ms), .dflt = "30s",
      .usage = "shutdown_timeout DURATION"},
@@ -500,22 +502,25 @@ static const struct conf_directive main_dirs[] = {
     {"max_connections", 1, 1, .set = conf_set_u32, .offset = offsetof(struct conf, max_connections),
      .min = 16, .max = 10000000, .dflt = "100000", .usage = "max_connections N"},
     {"tune", 2, 2, .multi = true, .restart = true, .set = set_tune, .usage = "tune bufsize SIZE"},
-    {"stats", 0, 0, .block = true, .set = set_block_stats, .usage = "stats { listen ADDRESS:PORT; }"},
+    {"stats", 0, 0, .block = true, .set = set_block_stats,
+     .usage = "stats { listen ADDRESS:PORT; }"},
     {"admin", 0, 0, .block = true, .set = set_block_admin,
      .usage = "admin { listen unix:PATH; mode 0660; }"},
     {"redis", 0, 0, .block = true, .set = set_block_redis,
      .usage = "redis { server HOST:PORT; prefix STRING; timeout DURATION; }"},
     {"affinity", 0, 0, .block = true, .set = set_block_affinity, .usage = "affinity { ... }"},
     {"rate_limit_zone", 2, 10, .multi = true, .set = set_zone,
-     .usage = "rate_limit_zone NAME key=KEY rate=Nr/s [burst=N] [nodelay] [global] [status=429|503] "
-              "[size=SIZE] [on_redis_error=local|allow|deny]"},
+     .usage =
+         "rate_limit_zone NAME key=KEY rate=Nr/s [burst=N] [nodelay] [global] [status=429|503] "
+         "[size=SIZE] [on_redis_error=local|allow|deny]"},
     {"limit_conn_zone", 2, 3, .multi = true, .set = set_conn_zone,
      .usage = "limit_conn_zone NAME key=KEY [size=SIZE]"},
     {"real_ip_from", 1, CONF_ARGS_ANY, .multi = true, .set = set_main_real_ip,
      .usage = "real_ip_from CIDR..."},
     {"upstream", 1, 1, .block = true, .multi = true, .set = conf_set_upstream,
      .usage = "upstream NAME { ... }"},
-    {"server", 0, 0, .block = true, .multi = true, .set = conf_set_vserver, .usage = "server { ... }"},
+    {"server", 0, 0, .block = true, .multi = true, .set = conf_set_vserver,
+     .usage = "server { ... }"},
 };
 const struct conf_table conf_table_main = {CONF_MAIN, "main", main_dirs, ARRAY_SIZE(main_dirs)};
 

@@ -40,8 +40,9 @@ set_listen(struct conf_parse *p, const struct conf_stmt *st, void *obj,
                 return -1;
             l->backlog = (int)v;
         } else
-            return conf_err_arg(p, a, "unknown listen parameter \"%s\"; expected tls, "
-                                      "proxy_protocol or backlog=N",
+            return conf_err_arg(p, a,
+                                "unknown listen parameter \"%s\"; expected tls, "
+                                "proxy_protocol or backlog=N",
                                 a->s);
     }
     return 0;
@@ -104,8 +105,8 @@ set_vs_real_ip(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     (void)d;
     for (uint32_t i = 0; i < st->nargs; i++) {
         struct err e2;
-        struct sock_cidr *c = conf_push(p, (void **)&vs->real_ip_from, &vs->nreal_ip_from,
-                                        sizeof(*c));
+        struct sock_cidr *c =
+            conf_push(p, (void **)&vs->real_ip_from, &vs->nreal_ip_from, sizeof(*c));
         if (sock_cidr_parse(c, st->args[i].s, &e2) < 0)
             return conf_err_arg(p, &st->args[i], "%s", e2.msg);
     }
@@ -221,7 +222,8 @@ set_route(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         memcpy(l + 1, path->s, path->len + 1);
         r->label = l;
     }
-    if (conf_defaults(p, &conf_table_route, r) < 0 || conf_block_run(p, st, &conf_table_route, r) < 0)
+    if (conf_defaults(p, &conf_table_route, r) < 0 ||
+        conf_block_run(p, st, &conf_table_route, r) < 0)
         return -1;
     if (!r->upstream_ref.name)
         return conf_err_stmt(p, st, "route \"%s\" needs \"upstream NAME;\"", r->path);
@@ -238,7 +240,8 @@ static const struct conf_directive server_dirs[] = {
     {"tls_ciphers", 1, 1, .set = conf_set_str, .offset = offsetof(struct conf_vserver, ciphers),
      .usage = "tls_ciphers OPENSSL-CIPHER-LIST"},
     {"tls_ciphersuites", 1, 1, .set = conf_set_str,
-     .offset = offsetof(struct conf_vserver, ciphersuites), .usage = "tls_ciphersuites TLS13-SUITES"},
+     .offset = offsetof(struct conf_vserver, ciphersuites),
+     .usage = "tls_ciphersuites TLS13-SUITES"},
     {"limit_req", 1, CONF_ARGS_ANY, .multi = true, .set = set_vs_limit_req,
      .usage = "limit_req ZONE..."},
     {"limit_conn", 1, 2, .set = set_limit_conn, .usage = "limit_conn N | limit_conn ZONE N"},
@@ -285,7 +288,8 @@ conf_set_vserver(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     struct conf_vserver *vs = conf_push(p, (void **)&c->vservers, &c->nvservers, sizeof(*vs));
     vs->pos = st->pos;
     vs->conn_zone = -1;
-    if (conf_defaults(p, &conf_table_server, vs) < 0 || conf_block_run(p, st, &conf_table_server, vs) < 0)
+    if (conf_defaults(p, &conf_table_server, vs) < 0 ||
+        conf_block_run(p, st, &conf_table_server, vs) < 0)
         return -1;
     if (vs->nlistens == 0)
         return conf_err_stmt(p, st, "server block needs at least one \"listen\"");

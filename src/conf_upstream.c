@@ -30,9 +30,10 @@ set_balance(struct conf_parse *p, const struct conf_stmt *st, void *obj,
             return 0;
         }
     }
-    return conf_err_arg(p, &st->args[0],
-                        "unknown balance \"%s\"; expected round_robin, least_conn, random_two or hash",
-                        st->args[0].s);
+    return conf_err_arg(
+        p, &st->args[0],
+        "unknown balance \"%s\"; expected round_robin, least_conn, random_two or hash",
+        st->args[0].s);
 }
 
 static bool
@@ -59,8 +60,9 @@ set_region(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     struct conf_upstream *u = obj;
     (void)d;
     if (!name_ok(st->args[0].s))
-        return conf_err_arg(p, &st->args[0], "invalid region name \"%s\"; expected letters, "
-                                             "digits, '-', '_' or '.'",
+        return conf_err_arg(p, &st->args[0],
+                            "invalid region name \"%s\"; expected letters, "
+                            "digits, '-', '_' or '.'",
                             st->args[0].s);
     for (uint32_t i = 0; i < u->nregions; i++)
         if (strcmp(u->regions[i].name, st->args[0].s) == 0)
@@ -102,8 +104,9 @@ set_server(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     struct conf_upstream *u = obj;
     (void)d;
     if (!name_ok(st->args[0].s))
-        return conf_err_arg(p, &st->args[0], "invalid server name \"%s\"; expected letters, "
-                                             "digits, '-', '_' or '.'",
+        return conf_err_arg(p, &st->args[0],
+                            "invalid server name \"%s\"; expected letters, "
+                            "digits, '-', '_' or '.'",
                             st->args[0].s);
     for (uint32_t i = 0; i < u->nservers; i++)
         if (strcmp(u->servers[i].name, st->args[0].s) == 0)
@@ -165,8 +168,9 @@ set_overprovisioning(struct conf_parse *p, const struct conf_stmt *st, void *obj
     double v = strtod(st->args[0].s, &end);
     (void)d;
     if (*end || st->args[0].len == 0 || v < 1.0 || v > 10.0)
-        return conf_err_arg(p, &st->args[0], "invalid overprovisioning factor \"%s\"; expected "
-                                             "a number from 1.0 to 10.0",
+        return conf_err_arg(p, &st->args[0],
+                            "invalid overprovisioning factor \"%s\"; expected "
+                            "a number from 1.0 to 10.0",
                             st->args[0].s);
     u->overprovisioning = v;
     return 0;
@@ -184,7 +188,8 @@ set_expect(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     uint64_t lo, hi;
     (void)d;
     if (dash) {
-        if (parse_u64(s, (size_t)(dash - s), &lo) < 0 || parse_u64(dash + 1, strlen(dash + 1), &hi) < 0)
+        if (parse_u64(s, (size_t)(dash - s), &lo) < 0 ||
+            parse_u64(dash + 1, strlen(dash + 1), &hi) < 0)
             goto bad;
     } else {
         if (parse_u64(s, strlen(s), &lo) < 0)
@@ -233,8 +238,9 @@ set_initial(struct conf_parse *p, const struct conf_stmt *st, void *obj,
 
 static const struct conf_directive health_dirs[] = {
     {"path", 1, 1, .set = set_health_path, .dflt = "/health", .usage = "path /PATH"},
-    {"interval", 1, 1, .set = conf_set_duration, .offset = offsetof(struct conf_health, interval_ms),
-     .min = 10, .max = 3600000, .dflt = "10s", .usage = "interval DURATION"},
+    {"interval", 1, 1, .set = conf_set_duration,
+     .offset = offsetof(struct conf_health, interval_ms), .min = 10, .max = 3600000, .dflt = "10s",
+     .usage = "interval DURATION"},
     {"timeout", 1, 1, .set = conf_set_duration, .offset = offsetof(struct conf_health, timeout_ms),
      .min = 10, .max = 600000, .dflt = "5s", .usage = "timeout DURATION"},
     {"rise", 1, 1, .set = conf_set_u32, .offset = offsetof(struct conf_health, rise), .min = 1,

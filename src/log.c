@@ -26,9 +26,9 @@ log_time_iso(char *out, size_t cap, uint64_t ms)
     time_t secs = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
-    int n = snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (unsigned)(ms % 1000));
+    int n =
+        snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000));
     return n < 0 ? 0 : MIN((size_t)n, cap - 1);
 }
 
@@ -72,7 +72,9 @@ log_vmsg(int level, const char *fmt, va_list ap)
         return;
     n = log_time_iso(line, sizeof(line), time_wall_ms());
     int k = snprintf(line + n, sizeof(line) - n, " [%s] ",
-                     level_names[level < 0 ? 0 : level > LOG_LVL_ERROR ? LOG_LVL_ERROR : level]);
+                     level_names[level < 0               ? 0
+                                 : level > LOG_LVL_ERROR ? LOG_LVL_ERROR
+                                                         : level]);
     if (k > 0)
         n += (size_t)k;
     k = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);

@@ -32,10 +32,24 @@ static void hold_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void retry_budget_count(struct upstream *u, uint32_t worker, bool retry);
 
 static const char *const term_names[TERM__COUNT] = {
-    "ok",           "client_abort",   "client_timeout", "bad_request",   "too_large",
-    "no_route",     "rate_limited",   "conn_limited",   "no_server",     "server_refused",
-    "connect_timeout", "server_reset", "server_timeout", "bad_response", "shutdown",
-    "internal",     "tunnel_closed",  "tunnel_timeout",
+    "ok",
+    "client_abort",
+    "client_timeout",
+    "bad_request",
+    "too_large",
+    "no_route",
+    "rate_limited",
+    "conn_limited",
+    "no_server",
+    "server_refused",
+    "connect_timeout",
+    "server_reset",
+    "server_timeout",
+    "bad_response",
+    "shutdown",
+    "internal",
+    "tunnel_closed",
+    "tunnel_timeout",
 };
 
 const char *
@@ -47,8 +61,8 @@ term_name(unsigned term)
 const char *
 aff_outcome_name(unsigned aff)
 {
-    static const char *const names[] = {"none", "cookie", "header", "path", "cookie_session",
-                                        "hash", "new",    "redispatch"};
+    static const char *const names[] = {"none",           "cookie", "header", "path",
+                                        "cookie_session", "hash",   "new",    "redispatch"};
     return aff < ARRAY_SIZE(names) ? names[aff] : "?";
 }
 
@@ -136,8 +150,7 @@ request_log(struct request *req)
                      "%.*s - - [%s] \"%.*s\" %u %llu \"-\" \"-\" route=%s server=%s term=%s "
                      "aff=%s rid=%.*s t=%.3f\n",
                      req->rip_len, req->rip, ts, (int)pl, esc, req->status,
-                     (unsigned long long)req->bytes_out,
-                     req->route ? req->route->conf->label : "-",
+                     (unsigned long long)req->bytes_out, req->route ? req->route->conf->label : "-",
                      req->srv ? req->srv->conf->name : "-", term_name(req->term),
                      aff_outcome_name(req->aff), (int)rl, rid, (now - req->t_start));
     } else {
@@ -757,9 +770,8 @@ request_retry(struct request *req, unsigned term, int err)
         gstat_add(cli->w->id, GS_RETRY_BUDGET_EXHAUSTED, 1);
         return false;
     }
-    struct server *next =
-        balance_pick(req->ups, cli->w->id, now_ms, 0, false,
-                     (const struct server *const *)req->tried, req->ntried);
+    struct server *next = balance_pick(req->ups, cli->w->id, now_ms, 0, false,
+                                       (const struct server *const *)req->tried, req->ntried);
     if (!next)
         return false;
     retry_budget_count(req->ups, cli->w->id, true);
@@ -1059,8 +1071,8 @@ request_complete(struct request *req)
 {
     struct client *cli = req->cli;
     struct upconn *up = req->up;
-    bool reusable = up && !req->server_close && req->req_body_done && req->req_sent &&
-                    up->ibuf && buf_len(up->ibuf) == 0;
+    bool reusable = up && !req->server_close && req->req_body_done && req->req_sent && up->ibuf &&
+                    buf_len(up->ibuf) == 0;
     req->state = RS_DONE;
     if (up) {
         upconn_release(up, reusable);

@@ -271,8 +271,8 @@ bool
 sock_cidr_match(const struct sock_cidr *c, const struct sock_addr *a)
 {
     if (a->u.sa.sa_family == AF_INET)
-        return c->family == AF_INET && prefix_match(c->addr, (const uint8_t *)&a->u.in.sin_addr,
-                                                    c->bits);
+        return c->family == AF_INET &&
+               prefix_match(c->addr, (const uint8_t *)&a->u.in.sin_addr, c->bits);
     if (a->u.sa.sa_family == AF_INET6) {
         const uint8_t *v6 = a->u.in6.sin6_addr.s6_addr;
         if (c->family == AF_INET6)

@@ -10,7 +10,7 @@
 #include <string.h>
 
 const uint64_t stats_lat_bounds_us[STATS_LAT_BUCKETS - 1] = {
-    1000,    2500,    5000,    10000,   25000,    50000,    100000, 250000,
+    1000,   2500,    5000,    10000,   25000,    50000,    100000,   250000,
     500000, 1000000, 2500000, 5000000, 10000000, 30000000, 60000000,
 };
 
@@ -100,16 +100,16 @@ traffic_sum(const struct traffic_counters *t, struct traffic_counters *out)
 }
 
 uint64_t
-stats_hist_quantile(const struct stats_hist *h, double q)
+stats_quantile_us(const uint64_t *bucket, double q)
 {
     uint64_t total = 0, seen = 0;
     for (int i = 0; i < STATS_LAT_BUCKETS; i++)
-        total += atomic_load(&h->bucket[i]);
+        total += bucket[i];
     if (total == 0)
         return 0;
     double rank = q * (double)total;
     for (int i = 0; i < STATS_LAT_BUCKETS; i++) {
-        uint64_t c = atomic_load(&h->bucket[i]);
+        uint64_t c = bucket[i];
         if (c && (double)(seen + c) >= rank) {
             uint64_t lo = i ? stats_lat_bounds_us[i - 1] : 0;
             uint64_t hi = i < STATS_LAT_BUCKETS - 1 ? stats_lat_bounds_us[i] : lo * 2;
@@ -119,6 +119,15 @@ stats_hist_quantile(const struct stats_hist *h, double q)
         seen += c;
     }
     return stats_lat_bounds_us[STATS_LAT_BUCKETS - 2];
+}
+
+uint64_t
+stats_hist_quantile(const struct stats_hist *h, double q)
+{
+    uint64_t b[STATS_LAT_BUCKETS];
+    for (int i = 0; i < STATS_LAT_BUCKETS; i++)
+        b[i] = atomic_load_explicit(&h->bucket[i], memory_order_relaxed);
+    return stats_quantile_us(b, q);
 }
 
 /* ---- per-route counters ---- */

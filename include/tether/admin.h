@@ -8,11 +8,14 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <sys/types.h>
+#include <stdint.h>
 
 struct gen;
 
-/* An answer being built. */
+/* Longest command line (bytes, without the newline). */
+#define ADMIN_LINE_MAX 4095
+
+/* An answer being built (heap, grown on demand). */
 struct admin_out {
     char *data;
     size_t len;
@@ -20,15 +23,62 @@ struct admin_out {
     bool error; /* the answer is an error (tetherctl exits non-zero) */
 };
 
-/* Open, keep or move the admin socket for <g>'s settings. */
+/* Who sent a command: logged with every change. */
+struct admin_peer {
+    char who[112]; /* "uid 1000 pid 1234", "127.0.0.1:4000", "replica ID", "stored override" */
+    bool replica;  /* received from another replica or Redis: applied, never republished;
+                    * only "set" commands are accepted */
+};
+
+/* Open, keep or move the admin socket for <g>'s settings (close it when <g>
+ * has no admin block). A socket that cannot be opened is logged; the old one,
+ * if any, keeps serving. */
 void admin_sync(struct gen *g);
+/* Close the socket (unlinking its file if it is still ours) and every client. */
 void admin_stop(void);
 
-/* Run one command line. <uid> is the peer (logged for changes); <replicated>
- * marks a change received from another replica (applied, not republished).
- * The answer is appended to <out>. */
-void admin_exec(const char *line, struct admin_out *out, uid_t uid, bool replicated);
+/* Run one command line for <peer> and append the answer (which ends with an
+ * empty line) to <out>. An empty line or a "#" comment gives no answer. A local
+ * change is logged and, with Redis configured, published to the replicas. */
+void admin_exec(const char *line, struct admin_out *out, const struct admin_peer *peer);
 
 void admin_out_free(struct admin_out *out);
+
+/* ---- between admin.c (protocol, socket) and admin_cmd.c (commands) ---- */
+
+/* A command being run. */
+struct admin_ctx {
+    struct admin_out *out;
+    const struct admin_peer *peer;
+    struct gen *g;  /* current generation (control thread: stays valid) */
+    char note[256]; /* what a change did: its answer */
+    bool changed;   /* a change altered the running state */
+    bool quit;      /* close the connection after this command */
+};
+
+/* <argv> holds the <argc> arguments after the command's words; for "set"
+ * commands argv[-2] is the UPSTREAM/NAME word matched by "*". 0, or -1 with an
+ * error answer in c->out. */
+typedef int (*admin_fn)(struct admin_ctx *c, int argc, char **argv);
+
+struct admin_cmd {
+    const char *words[4]; /* literal words, "*" for a name argument */
+    admin_fn fn;
+    bool change;       /* logged and published to the replicas */
+    uint8_t min, max;  /* number of arguments after the words */
+    const char *usage; /* for help and error answers */
+    const char *help;  /* one line */
+};
+
+/* The command table (admin_cmd.c). */
+extern const struct admin_cmd admin_cmds[];
+extern const size_t admin_ncmds;
+
+/* Append to an answer; admin_error adds an "error: " line and returns -1. */
+void admin_printf(struct admin_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int admin_error(struct admin_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Clients connected to the admin socket now. */
+unsigned admin_nclients(void);
 
 #endif

@@ -20,22 +20,22 @@ struct upstream;
 
 /* Affinity settings of a generation. */
 struct affinity {
-    struct cookie_key key;        /* from secret_file, or a per-process random key */
-    bool key_shared;              /* from secret_file (replicas agree) */
+    struct cookie_key key; /* from secret_file, or a per-process random key */
+    bool key_shared;       /* from secret_file (replicas agree) */
     const char *cookie_name;
     size_t cookie_name_len;
     uint32_t max_age_s;
-    const char *samesite;         /* or NULL */
-    const char *header;           /* request header carrying a session id */
+    const char *samesite; /* or NULL */
+    const char *header;   /* request header carrying a session id */
     size_t header_len;
-    const char *learn_header;     /* response header to learn from, or NULL */
+    const char *learn_header; /* response header to learn from, or NULL */
     size_t learn_header_len;
-    const char *learn_json;       /* JSON body field to learn from, or NULL */
+    const char *learn_json; /* JSON body field to learn from, or NULL */
     size_t learn_json_len;
     const struct path_pattern *paths;
     uint32_t npaths;
     uint64_t ttl_ms;
-    struct session_table *table;  /* process-wide learned table */
+    struct session_table *table; /* process-wide learned table */
 };
 
 /* Build from <c> (reads the secret file). NULL with <e> on error. */

@@ -24,11 +24,11 @@ struct buf {
 
 /* A per-thread pool of buffers of one size. Not thread-safe by design. */
 struct buf_pool {
-    struct buf *free;   /* LIFO free list (hot in cache) */
-    uint32_t nfree;     /* buffers in the free list */
-    uint32_t max_free;  /* beyond this, returned buffers are freed */
-    uint32_t bufsize;   /* data bytes per buffer */
-    uint64_t in_use;    /* buffers handed out */
+    struct buf *free;  /* LIFO free list (hot in cache) */
+    uint32_t nfree;    /* buffers in the free list */
+    uint32_t max_free; /* beyond this, returned buffers are freed */
+    uint32_t bufsize;  /* data bytes per buffer */
+    uint64_t in_use;   /* buffers handed out */
 };
 
 void buf_pool_init(struct buf_pool *p, uint32_t bufsize, uint32_t max_free);

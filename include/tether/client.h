@@ -13,11 +13,11 @@ struct wlisten;
 
 enum client_tmo {
     CT_NONE = 0,
-    CT_HEADER,  /* client_header_timeout: the head must arrive in time */
-    CT_IDLE,    /* keepalive_timeout between requests */
-    CT_BODY,    /* client_body_timeout between body reads */
-    CT_SEND,    /* the client does not read what we send */
-    CT_LINGER,  /* draining input after a final error reply */
+    CT_HEADER, /* client_header_timeout: the head must arrive in time */
+    CT_IDLE,   /* keepalive_timeout between requests */
+    CT_BODY,   /* client_body_timeout between body reads */
+    CT_SEND,   /* the client does not read what we send */
+    CT_LINGER, /* draining input after a final error reply */
 };
 
 /* A new connection accepted on <wl> (fd nonblocking). */

@@ -76,9 +76,9 @@ enum key_part_kind {
 };
 
 struct key_part {
-    uint8_t kind;  /* enum key_part_kind */
-    char *name;    /* header name (dashes), cookie name or literal text */
-    size_t len;    /* length of name */
+    uint8_t kind; /* enum key_part_kind */
+    char *name;   /* header name (dashes), cookie name or literal text */
+    size_t len;   /* length of name */
 };
 
 struct key_spec {
@@ -162,17 +162,17 @@ struct conf_server {
 struct conf_upstream {
     char *name;
     struct conf_pos pos;
-    uint8_t balance;         /* enum balance_algo */
-    struct key_spec hash_key;  /* for balance hash */
+    uint8_t balance;          /* enum balance_algo */
+    struct key_spec hash_key; /* for balance hash */
     struct conf_region *regions;
     uint32_t nregions;
     struct conf_server *servers;
     uint32_t nservers;
-    uint32_t keepalive;      /* idle pooled connections per worker */
+    uint32_t keepalive; /* idle pooled connections per worker */
     uint64_t keepalive_timeout_ms;
     uint64_t connect_timeout_ms;
     uint32_t retries;
-    uint32_t retry_on;       /* enum retry_cond mask */
+    uint32_t retry_on; /* enum retry_cond mask */
     uint32_t retry_budget_pct;
     uint32_t panic_threshold_pct;
     double overprovisioning;
@@ -218,10 +218,10 @@ struct conf_route {
     bool max_body_set;
     struct conf_ref *zone_refs; /* limit_req names */
     uint32_t nzone_refs;
-    bool zones_set;  /* limit_req given in the route (replaces the server's) */
-    int32_t *zones;  /* resolved: indices in conf.zones */
+    bool zones_set; /* limit_req given in the route (replaces the server's) */
+    int32_t *zones; /* resolved: indices in conf.zones */
     uint32_t nzones;
-    char *label;    /* "=/session" or "/tools/" for metrics and logs */
+    char *label; /* "=/session" or "/tools/" for metrics and logs */
 };
 
 struct conf_vserver {
@@ -237,9 +237,9 @@ struct conf_vserver {
     uint32_t nroutes;
     struct conf_ref *zone_refs; /* limit_req names */
     uint32_t nzone_refs;
-    uint32_t limit_conn;     /* per client address, 0 = off */
+    uint32_t limit_conn;           /* per client address, 0 = off */
     struct conf_ref conn_zone_ref; /* limit_conn ZONE N */
-    int32_t conn_zone;       /* resolved index, -1 none */
+    int32_t conn_zone;             /* resolved index, -1 none */
     uint32_t conn_zone_limit;
     uint64_t max_body_bytes;
     uint64_t client_header_timeout_ms;
@@ -282,8 +282,8 @@ struct conf {
     char *path;         /* file loaded */
     uint32_t workers;   /* 0 = number of CPUs */
     uint8_t error_level;
-    char *error_log;    /* "stderr", or a path */
-    char *access_log;   /* path, or NULL when off */
+    char *error_log;  /* "stderr", or a path */
+    char *access_log; /* path, or NULL when off */
     uint8_t access_format;
     uint64_t access_flush_ms;
     uint64_t shutdown_timeout_ms;

@@ -38,8 +38,8 @@ struct conf_directive {
 
 /* All directives of one context. */
 struct conf_table {
-    unsigned ctx;       /* enum conf_ctx */
-    const char *name;   /* "main", "upstream", ... */
+    unsigned ctx;     /* enum conf_ctx */
+    const char *name; /* "main", "upstream", ... */
     const struct conf_directive *dirs;
     size_t n;
 };

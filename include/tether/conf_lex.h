@@ -27,14 +27,14 @@ struct conf_arg {
 
 /* One statement: `name arg... ;` or `name arg... { children }`. */
 struct conf_stmt {
-    char *name;                 /* directive name (the first token) */
-    struct conf_pos pos;        /* position of the name */
-    struct conf_arg *args;      /* nargs arguments after the name */
+    char *name;            /* directive name (the first token) */
+    struct conf_pos pos;   /* position of the name */
+    struct conf_arg *args; /* nargs arguments after the name */
     uint32_t nargs;
     struct conf_stmt *children; /* nchildren statements of the block, in order */
     uint32_t nchildren;
-    bool block;                 /* had a { } block (possibly empty) */
-    struct conf_pos block_pos;  /* position of the '{' when block */
+    bool block;                /* had a { } block (possibly empty) */
+    struct conf_pos block_pos; /* position of the '{' when block */
 };
 
 /* A parsed document: the top-level statements, includes already spliced in. */

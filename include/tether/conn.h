@@ -31,21 +31,21 @@ struct io_ops {
 };
 
 enum conn_flag {
-    CONN_READ_EOF = 1u << 0,     /* peer sent FIN */
-    CONN_WRITE_SHUT = 1u << 1,   /* we sent FIN */
-    CONN_READ_PAUSED = 1u << 2,  /* read watcher stopped for back-pressure */
-    CONN_WANT_WRITE = 1u << 3,   /* write watcher armed */
+    CONN_READ_EOF = 1u << 0,             /* peer sent FIN */
+    CONN_WRITE_SHUT = 1u << 1,           /* we sent FIN */
+    CONN_READ_PAUSED = 1u << 2,          /* read watcher stopped for back-pressure */
+    CONN_WANT_WRITE = 1u << 3,           /* write watcher armed */
     CONN_TLS_READ_WANTS_WRITE = 1u << 4, /* TLS read needs the socket writable */
     CONN_TLS_WRITE_WANTS_READ = 1u << 5, /* TLS write needs the socket readable */
 };
 
 struct conn {
     int fd;
-    uint32_t flags;          /* enum conn_flag */
-    ev_io rio;               /* readable */
-    ev_io wio;               /* writable */
+    uint32_t flags; /* enum conn_flag */
+    ev_io rio;      /* readable */
+    ev_io wio;      /* writable */
     const struct io_ops *ops;
-    void *ssl;               /* SSL * when TLS */
+    void *ssl; /* SSL * when TLS */
 };
 
 extern const struct io_ops conn_plain_ops;

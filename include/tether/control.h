@@ -15,17 +15,17 @@ struct gen;
 
 struct control {
     struct ev_loop *loop;
-    const char *conf_path;   /* file to (re)load */
+    const char *conf_path; /* file to (re)load */
     uint64_t next_gen_id;
     ev_signal sighup, sigterm, sigint, sigusr1;
-    ev_timer tick;           /* 100 ms */
-    ev_timer stop_timer;     /* shutdown_timeout */
-    ev_timer stop_poll;      /* waits for workers to finish */
+    ev_timer tick;       /* 100 ms */
+    ev_timer stop_timer; /* shutdown_timeout */
+    ev_timer stop_poll;  /* waits for workers to finish */
     bool stopping;
     uint64_t reloads_ok, reloads_failed;
     uint64_t last_reload_ms; /* wall clock */
     char last_reload_error[512];
-    uint64_t started_ms;     /* wall clock */
+    uint64_t started_ms; /* wall clock */
 };
 
 extern struct control ctl;

@@ -31,13 +31,13 @@ struct route {
 
 struct vserver {
     const struct conf_vserver *conf;
-    struct route *routes;       /* conf order */
+    struct route *routes; /* conf order */
     uint32_t nroutes;
-    struct route **exact;       /* exact routes */
+    struct route **exact; /* exact routes */
     uint32_t nexact;
-    struct route **prefix;      /* prefix routes, longest first */
+    struct route **prefix; /* prefix routes, longest first */
     uint32_t nprefix;
-    struct tls_server *tls;     /* NULL without tls listens */
+    struct tls_server *tls;      /* NULL without tls listens */
     struct conn_zone *conn_zone; /* limit_conn state, or NULL */
 };
 
@@ -62,10 +62,10 @@ struct gen_wref {
 } __attribute__((aligned(64)));
 
 struct gen {
-    _Atomic uint32_t refs;    /* control's "current" + one per worker using it */
-    uint64_t id;              /* 1, 2, ... */
-    struct conf *conf;        /* owned */
-    struct arena arena;       /* runtime objects */
+    _Atomic uint32_t refs; /* control's "current" + one per worker using it */
+    uint64_t id;           /* 1, 2, ... */
+    struct conf *conf;     /* owned */
+    struct arena arena;    /* runtime objects */
     uint32_t nworkers;
     struct upstream *upstreams;
     uint32_t nupstreams;

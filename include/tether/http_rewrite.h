@@ -12,16 +12,16 @@
 #include <tether/http1.h>
 
 struct rewrite_req {
-    const char *buf;              /* bytes the head's offsets refer to */
-    const struct http1_head *h;   /* parsed request head */
-    const char *client_ip;        /* appended to X-Forwarded-For */
+    const char *buf;            /* bytes the head's offsets refer to */
+    const struct http1_head *h; /* parsed request head */
+    const char *client_ip;      /* appended to X-Forwarded-For */
     size_t client_ip_len;
-    bool tls;                     /* X-Forwarded-Proto: https */
-    const char *req_id;           /* X-Request-Id value to send */
+    bool tls;           /* X-Forwarded-Proto: https */
+    const char *req_id; /* X-Request-Id value to send */
     size_t req_id_len;
-    const char *strip_cookie;     /* tether's cookie name, removed from Cookie; or NULL */
+    const char *strip_cookie; /* tether's cookie name, removed from Cookie; or NULL */
     size_t strip_cookie_len;
-    bool websocket;               /* keep Connection: upgrade + Upgrade */
+    bool websocket; /* keep Connection: upgrade + Upgrade */
 };
 
 /* Write the head for the pod into <out>; returns its length, or -1 when it does
@@ -29,16 +29,16 @@ struct rewrite_req {
 int rewrite_request_head(char *out, size_t cap, const struct rewrite_req *a);
 
 struct rewrite_resp {
-    const char *buf;             /* bytes the head's offsets refer to */
-    const struct http1_head *h;  /* parsed response head */
-    bool keepalive;              /* the client connection stays open */
-    bool client_http10;          /* client spoke HTTP/1.0 */
-    const char *set_cookie;      /* a Set-Cookie value to add, or NULL */
+    const char *buf;            /* bytes the head's offsets refer to */
+    const struct http1_head *h; /* parsed response head */
+    bool keepalive;             /* the client connection stays open */
+    bool client_http10;         /* client spoke HTTP/1.0 */
+    const char *set_cookie;     /* a Set-Cookie value to add, or NULL */
     size_t set_cookie_len;
-    const char *req_id;          /* X-Request-Id to add when the pod sent none */
+    const char *req_id; /* X-Request-Id to add when the pod sent none */
     size_t req_id_len;
-    bool upgrade;                /* 101 Switching Protocols: keep Connection/Upgrade */
-    bool drop_te;                /* body is de-chunked for an HTTP/1.0 client */
+    bool upgrade; /* 101 Switching Protocols: keep Connection/Upgrade */
+    bool drop_te; /* body is de-chunked for an HTTP/1.0 client */
 };
 
 int rewrite_response_head(char *out, size_t cap, const struct rewrite_resp *a);

@@ -21,7 +21,7 @@ struct chash_member {
 };
 
 struct chash_table {
-    uint32_t size;   /* number of slots */
+    uint32_t size; /* number of slots */
     uint32_t nmembers;
     uint32_t *slots; /* slot -> member index (chash_member.index) */
 };

@@ -25,7 +25,7 @@ void log_vmsg(int level, const char *fmt, va_list ap);
 
 #define log_debug(...)                                                                             \
     do {                                                                                           \
-        if (atomic_load_explicit(&log_level, memory_order_relaxed) <= LOG_LVL_DEBUG)              \
+        if (atomic_load_explicit(&log_level, memory_order_relaxed) <= LOG_LVL_DEBUG)               \
             log_msg(LOG_LVL_DEBUG, __VA_ARGS__);                                                   \
     } while (0)
 #define log_info(...)   log_msg(LOG_LVL_INFO, __VA_ARGS__)

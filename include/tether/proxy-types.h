@@ -47,23 +47,23 @@ enum client_state {
 /* Why an exchange ended (access log "term"; HAProxy's termination state). */
 enum term_reason {
     TERM_OK = 0,
-    TERM_CLIENT_ABORT,     /* client closed or reset before the end */
-    TERM_CLIENT_TIMEOUT,   /* client too slow (header, body, idle) */
-    TERM_BAD_REQUEST,      /* malformed request: 400/431/501/505 */
-    TERM_TOO_LARGE,        /* 413 */
-    TERM_NO_ROUTE,         /* 404 */
-    TERM_RATE_LIMITED,     /* 429/503 by a zone */
-    TERM_CONN_LIMITED,     /* limit_conn */
-    TERM_NO_SERVER,        /* no usable server: 503 */
-    TERM_SERVER_REFUSED,   /* connect refused/failed: 502 */
-    TERM_CONNECT_TIMEOUT,  /* 504 while connecting */
-    TERM_SERVER_RESET,     /* server closed/reset before or during the response */
-    TERM_SERVER_TIMEOUT,   /* response timeout: 504 */
-    TERM_BAD_RESPONSE,     /* unparsable response: 502 */
-    TERM_SHUTDOWN,         /* tether stopping */
-    TERM_INTERNAL,         /* out of memory or similar */
-    TERM_TUNNEL_CLOSED,    /* a tunnel ended normally */
-    TERM_TUNNEL_TIMEOUT,   /* a tunnel idled out */
+    TERM_CLIENT_ABORT,    /* client closed or reset before the end */
+    TERM_CLIENT_TIMEOUT,  /* client too slow (header, body, idle) */
+    TERM_BAD_REQUEST,     /* malformed request: 400/431/501/505 */
+    TERM_TOO_LARGE,       /* 413 */
+    TERM_NO_ROUTE,        /* 404 */
+    TERM_RATE_LIMITED,    /* 429/503 by a zone */
+    TERM_CONN_LIMITED,    /* limit_conn */
+    TERM_NO_SERVER,       /* no usable server: 503 */
+    TERM_SERVER_REFUSED,  /* connect refused/failed: 502 */
+    TERM_CONNECT_TIMEOUT, /* 504 while connecting */
+    TERM_SERVER_RESET,    /* server closed/reset before or during the response */
+    TERM_SERVER_TIMEOUT,  /* response timeout: 504 */
+    TERM_BAD_RESPONSE,    /* unparsable response: 502 */
+    TERM_SHUTDOWN,        /* tether stopping */
+    TERM_INTERNAL,        /* out of memory or similar */
+    TERM_TUNNEL_CLOSED,   /* a tunnel ended normally */
+    TERM_TUNNEL_TIMEOUT,  /* a tunnel idled out */
     TERM__COUNT
 };
 
@@ -81,144 +81,144 @@ enum aff_outcome {
 
 struct client {
     struct conn c;
-    ev_timer tmo;               /* the one deadline in force (header/body/idle/send) */
-    ev_tstamp deadline;         /* when tmo should fire (lazy re-arming) */
-    uint8_t tmo_kind;           /* which deadline (enum client_tmo) */
-    uint8_t state;              /* enum client_state */
-    bool tls;                   /* accepted on a tls listen */
-    bool proxy_protocol;        /* expects a PROXY header first */
-    bool close_after;           /* close once the current reply is sent */
-    bool peer_close;            /* the client asked for the close (sends no more) */
-    bool counted;               /* counted in conns_open */
+    ev_timer tmo;        /* the one deadline in force (header/body/idle/send) */
+    ev_tstamp deadline;  /* when tmo should fire (lazy re-arming) */
+    uint8_t tmo_kind;    /* which deadline (enum client_tmo) */
+    uint8_t state;       /* enum client_state */
+    bool tls;            /* accepted on a tls listen */
+    bool proxy_protocol; /* expects a PROXY header first */
+    bool close_after;    /* close once the current reply is sent */
+    bool peer_close;     /* the client asked for the close (sends no more) */
+    bool counted;        /* counted in conns_open */
     struct worker *w;
-    struct gen *gen;            /* generation in use (worker-local reference) */
-    struct vserver *vs;         /* server block (in gen) */
-    struct listen_fds *socks;   /* the listen it came from (to follow reloads) */
-    struct list link;           /* in worker.clients */
-    struct buf *ibuf;           /* request bytes, only while some are pending */
-    struct buf *obuf;           /* tether's own reply bytes pending */
-    struct request *req;        /* current exchange */
-    struct sock_addr peer;      /* client address (after PROXY protocol / real_ip) */
-    struct sock_addr tcp_peer;  /* the socket's peer */
+    struct gen *gen;           /* generation in use (worker-local reference) */
+    struct vserver *vs;        /* server block (in gen) */
+    struct listen_fds *socks;  /* the listen it came from (to follow reloads) */
+    struct list link;          /* in worker.clients */
+    struct buf *ibuf;          /* request bytes, only while some are pending */
+    struct buf *obuf;          /* tether's own reply bytes pending */
+    struct request *req;       /* current exchange */
+    struct sock_addr peer;     /* client address (after PROXY protocol / real_ip) */
+    struct sock_addr tcp_peer; /* the socket's peer */
     char peer_ip[48];
     uint8_t peer_ip_len;
-    uint32_t nrequests;         /* exchanges on this connection */
-    struct conn_slot *limit;    /* limit_conn accounting, or NULL */
+    uint32_t nrequests;      /* exchanges on this connection */
+    struct conn_slot *limit; /* limit_conn accounting, or NULL */
     struct client *next_free;
 };
 
 enum request_state {
-    RS_HEAD = 0,      /* reading the head */
-    RS_HOLD,          /* waiting on rate limit delay or Redis */
-    RS_CONNECT,       /* connecting to the server */
-    RS_SEND,          /* head sent (or sending); body streaming */
-    RS_WAIT_RESP,     /* everything sent, waiting for the response head */
-    RS_RESP,          /* response head received, body streaming */
+    RS_HEAD = 0,  /* reading the head */
+    RS_HOLD,      /* waiting on rate limit delay or Redis */
+    RS_CONNECT,   /* connecting to the server */
+    RS_SEND,      /* head sent (or sending); body streaming */
+    RS_WAIT_RESP, /* everything sent, waiting for the response head */
+    RS_RESP,      /* response head received, body streaming */
     RS_DONE,
 };
 
 struct request {
     struct client *cli;
-    struct upconn *up;           /* server connection, while attached */
-    uint8_t state;               /* enum request_state */
-    uint8_t method;              /* enum http1_method */
+    struct upconn *up; /* server connection, while attached */
+    uint8_t state;     /* enum request_state */
+    uint8_t method;    /* enum http1_method */
     uint8_t version_minor;
-    uint8_t req_body;            /* enum http1_body */
-    uint8_t resp_body;           /* enum http1_body */
-    uint8_t term;                /* enum term_reason */
-    uint8_t aff;                 /* enum aff_outcome */
+    uint8_t req_body;  /* enum http1_body */
+    uint8_t resp_body; /* enum http1_body */
+    uint8_t term;      /* enum term_reason */
+    uint8_t aff;       /* enum aff_outcome */
     uint8_t ntried;
-    bool keepalive;              /* client connection stays open after this */
-    bool ws_upgrade;             /* asked for a WebSocket upgrade */
+    bool keepalive;  /* client connection stays open after this */
+    bool ws_upgrade; /* asked for a WebSocket upgrade */
     bool expect_continue;
-    bool req_body_done;          /* every body byte validated */
-    bool req_sent;               /* head and whole body written to the server */
-    bool replayable;             /* body still fully in ibuf (retry possible) */
-    bool resp_head_sent;         /* final response head handed to the client */
-    bool resp_done;              /* whole response read from the server */
-    bool server_close;           /* server connection must not be reused */
-    bool set_cookie;             /* add the affinity cookie to the response */
-    bool learn;                  /* learn a session id from the response */
-    bool sent_any;               /* some request byte reached the current server */
-    bool counted_active;         /* counted in server_rt.active */
-    uint16_t status;             /* final status sent to the client */
+    bool req_body_done;  /* every body byte validated */
+    bool req_sent;       /* head and whole body written to the server */
+    bool replayable;     /* body still fully in ibuf (retry possible) */
+    bool resp_head_sent; /* final response head handed to the client */
+    bool resp_done;      /* whole response read from the server */
+    bool server_close;   /* server connection must not be reused */
+    bool set_cookie;     /* add the affinity cookie to the response */
+    bool learn;          /* learn a session id from the response */
+    bool sent_any;       /* some request byte reached the current server */
+    bool counted_active; /* counted in server_rt.active */
+    uint16_t status;     /* final status sent to the client */
     const struct route *route;
     struct upstream *ups;
     struct server *srv;
-    struct server *tried[8];     /* servers tried by this request */
+    struct server *tried[8]; /* servers tried by this request */
     struct http1_chunked req_chunk;
     struct http1_chunked resp_chunk;
-    uint64_t req_body_left;      /* Content-Length bytes not yet validated */
+    uint64_t req_body_left; /* Content-Length bytes not yet validated */
     uint64_t resp_body_left;
-    uint32_t body_off;           /* ibuf offset of the next body byte to send */
-    uint32_t body_end;           /* ibuf offset after the last validated body byte */
-    uint32_t body_start;         /* ibuf offset of the first body byte (replay) */
-    uint32_t uhead_off;          /* bytes of uhead written on this attempt */
-    uint32_t resp_out;           /* upconn ibuf: end of bytes to send to the client */
-    uint32_t resp_scan;          /* upconn ibuf: end of validated response bytes */
-    bool dechunk;                /* HTTP/1.0 client, chunked response: send data only */
-    struct buf *uhead;           /* head for the server, kept for retries */
-    struct buf *chead;           /* head (or 1xx) for the client, while pending */
-    uint64_t bytes_in;           /* request bytes received */
-    uint64_t bytes_out;          /* response bytes sent */
-    uint64_t req_body_bytes;     /* body bytes (limit checks) */
-    ev_tstamp t_start;           /* head's first byte */
-    ev_tstamp t_connect;         /* connect started */
+    uint32_t body_off;       /* ibuf offset of the next body byte to send */
+    uint32_t body_end;       /* ibuf offset after the last validated body byte */
+    uint32_t body_start;     /* ibuf offset of the first body byte (replay) */
+    uint32_t uhead_off;      /* bytes of uhead written on this attempt */
+    uint32_t resp_out;       /* upconn ibuf: end of bytes to send to the client */
+    uint32_t resp_scan;      /* upconn ibuf: end of validated response bytes */
+    bool dechunk;            /* HTTP/1.0 client, chunked response: send data only */
+    struct buf *uhead;       /* head for the server, kept for retries */
+    struct buf *chead;       /* head (or 1xx) for the client, while pending */
+    uint64_t bytes_in;       /* request bytes received */
+    uint64_t bytes_out;      /* response bytes sent */
+    uint64_t req_body_bytes; /* body bytes (limit checks) */
+    ev_tstamp t_start;       /* head's first byte */
+    ev_tstamp t_connect;     /* connect started */
     ev_tstamp t_connected;
-    ev_tstamp t_resp;            /* response head received */
-    ev_tstamp hold_until;        /* rate-limit delay end */
-    ev_timer hold;               /* rate-limit delay / Redis wait */
-    uint32_t retries;            /* attempts after the first */
-    char rip[48];                /* the client's address for limits, logs, hashing:
-                                  * the connection peer, or from real_ip_header
-                                  * when the peer is a trusted proxy */
+    ev_tstamp t_resp;     /* response head received */
+    ev_tstamp hold_until; /* rate-limit delay end */
+    ev_timer hold;        /* rate-limit delay / Redis wait */
+    uint32_t retries;     /* attempts after the first */
+    char rip[48];         /* the client's address for limits, logs, hashing:
+                           * the connection peer, or from real_ip_header
+                           * when the peer is a trusted proxy */
     uint8_t rip_len;
-    char path[256];              /* method and path kept for the access log */
+    char path[256]; /* method and path kept for the access log */
     uint16_t path_len;
     char req_id[40];
     uint8_t req_id_len;
     char sid[SESSION_ID_MAX + 1]; /* session id from the request (affinity) */
     uint8_t sid_len;
-    uint8_t sid_src;             /* where sid came from (enum aff_outcome) */
-    uint8_t cookie_state;        /* affinity cookie: 0 none, 1 valid, 2 forged, 3 expired */
-    bool aff_pending;            /* waiting for a Redis lookup */
-    uint64_t cookie_srv;         /* server id named by a valid affinity cookie */
-    uint32_t cookie_exp;         /* its expiry (seconds since the epoch) */
-    uint64_t learned_srv;        /* server id learned for sid, 0 none */
-    uint64_t bhash;              /* balance hash key (balance hash) */
+    uint8_t sid_src;      /* where sid came from (enum aff_outcome) */
+    uint8_t cookie_state; /* affinity cookie: 0 none, 1 valid, 2 forged, 3 expired */
+    bool aff_pending;     /* waiting for a Redis lookup */
+    uint64_t cookie_srv;  /* server id named by a valid affinity cookie */
+    uint32_t cookie_exp;  /* its expiry (seconds since the epoch) */
+    uint64_t learned_srv; /* server id learned for sid, 0 none */
+    uint64_t bhash;       /* balance hash key (balance hash) */
     bool has_bhash;
-    void *redis_op;              /* Redis operations in flight for this request */
-    uint8_t rl_pending;          /* global-zone decisions awaited from Redis */
-    bool rl_denied;              /* one of them said no */
-    struct rl_decision rl_deny;  /* the denial to answer with */
+    void *redis_op;             /* Redis operations in flight for this request */
+    uint8_t rl_pending;         /* global-zone decisions awaited from Redis */
+    bool rl_denied;             /* one of them said no */
+    struct rl_decision rl_deny; /* the denial to answer with */
     struct rl_zone *rl_deny_zone;
-    char *learn_buf;             /* JSON learning: first body bytes */
+    char *learn_buf; /* JSON learning: first body bytes */
     uint32_t learn_len;
-    struct http1_head h;         /* request head, then response heads */
+    struct http1_head h; /* request head, then response heads */
     struct request *next_free;
 };
 
 enum upconn_state {
     UC_CONNECTING = 0,
-    UC_TLS,         /* TLS handshake to the pod */
-    UC_BUSY,        /* attached to a request */
-    UC_IDLE,        /* in the keep-alive pool */
+    UC_TLS,  /* TLS handshake to the pod */
+    UC_BUSY, /* attached to a request */
+    UC_IDLE, /* in the keep-alive pool */
 };
 
 struct upconn {
     struct conn c;
-    ev_timer tmo;              /* connect / response / pool idle */
+    ev_timer tmo; /* connect / response / pool idle */
     struct worker *w;
-    struct server_rt *rt;      /* reference held */
-    uint32_t addr_version;     /* rt->addr_version when connected */
+    struct server_rt *rt;  /* reference held */
+    uint32_t addr_version; /* rt->addr_version when connected */
     struct request *req;
-    struct buf *ibuf;          /* response bytes */
-    struct list link;          /* in the pool's idle list */
-    uint8_t state;             /* enum upconn_state */
-    bool reused;               /* came from the pool */
-    uint32_t keep_max;         /* pool size of its upstream (keepalive) */
-    double keep_secs;          /* pool idle timeout */
-    ev_tstamp deadline;        /* lazy timer target */
+    struct buf *ibuf;   /* response bytes */
+    struct list link;   /* in the pool's idle list */
+    uint8_t state;      /* enum upconn_state */
+    bool reused;        /* came from the pool */
+    uint32_t keep_max;  /* pool size of its upstream (keepalive) */
+    double keep_secs;   /* pool idle timeout */
+    ev_tstamp deadline; /* lazy timer target */
     uint32_t nreq;
     ev_tstamp idle_since;
     struct upconn *next_free;

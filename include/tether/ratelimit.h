@@ -25,12 +25,12 @@ struct conn_slot;
 
 /* What a key is built from. */
 struct rl_keyctx {
-    const char *remote_ip;       /* client address as text */
+    const char *remote_ip; /* client address as text */
     size_t remote_ip_len;
-    const char *route;           /* route label */
+    const char *route; /* route label */
     size_t route_len;
-    const char *buf;             /* request head bytes */
-    const struct http1_head *h;  /* parsed request head */
+    const char *buf;            /* request head bytes */
+    const struct http1_head *h; /* parsed request head */
 };
 
 /* Build the key of <k> for a request into <out> (cap >= RL_KEY_MAX); returns
@@ -46,11 +46,11 @@ const struct conf_zone *rl_zone_conf(const struct rl_zone *z);
 
 struct rl_decision {
     bool allowed;
-    uint32_t limit;          /* RateLimit-Limit: burst + 1 */
-    uint32_t remaining;      /* RateLimit-Remaining */
-    uint32_t reset_s;        /* RateLimit-Reset: seconds until fully reset (rounded up) */
-    uint32_t retry_after_s;  /* Retry-After when denied (rounded up, >= 1) */
-    uint64_t delay_ns;       /* when allowed without nodelay: how long to hold it */
+    uint32_t limit;         /* RateLimit-Limit: burst + 1 */
+    uint32_t remaining;     /* RateLimit-Remaining */
+    uint32_t reset_s;       /* RateLimit-Reset: seconds until fully reset (rounded up) */
+    uint32_t retry_after_s; /* Retry-After when denied (rounded up, >= 1) */
+    uint64_t delay_ns;      /* when allowed without nodelay: how long to hold it */
 };
 
 /* Decide one request with key <key> at <now_ns> against the local table. */
@@ -75,8 +75,7 @@ void rl_zone_each(void (*fn)(void *ctx, struct rl_zone *z), void *ctx);
 
 /* Connection zone of a server block: limit_conn N (per $remote_addr) or
  * limit_conn ZONE N. Reference taken. */
-struct conn_zone *conn_zone_get(const struct conf *c, const struct conf_vserver *vs,
-                                struct err *e);
+struct conn_zone *conn_zone_get(const struct conf *c, const struct conf_vserver *vs, struct err *e);
 void conn_zone_put(struct conn_zone *z);
 
 /* Count one connection for <key>; NULL when the key is at its limit (or out of

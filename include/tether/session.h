@@ -23,13 +23,13 @@ bool session_id_valid(const char *p, size_t n);
  * a prefix of the whole body. Returns 1 when found with a string (no escapes) or
  * number value (slice <val> set to the raw value without quotes), 0 when not (yet)
  * found, -1 when the text is not a JSON object or the value is of another type. */
-int learn_json_field(const char *p, size_t n, const char *name, size_t name_len,
-                     struct slice *val);
+int learn_json_field(const char *p, size_t n, const char *name, size_t name_len, struct slice *val);
 
 /* A path pattern with one "{id}" placeholder, e.g. "/webhook/{id}/". */
 struct path_pattern {
     char prefix[128]; /* text before {id} */
-    char suffix[64];  /* text after {id}; the id ends at its first byte, or at '/', '?' or the end when empty */
+    char suffix[64];  /* text after {id}; the id ends at its first byte, or at '/', '?' or the end
+                         when empty */
     uint16_t prefix_len;
     uint16_t suffix_len;
 };

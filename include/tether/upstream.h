@@ -32,13 +32,13 @@ enum srv_health {
  * generation that has the server. Fields are atomics written by the control
  * thread (admin, health) or by workers (ejection, active counts). */
 struct server_rt {
-    char *key;                 /* "upstream/server" */
-    _Atomic uint32_t refs;     /* generations and tunnels holding it */
-    uint32_t slot;             /* dense id for per-worker tables (keep-alive pools) */
-    _Atomic int32_t weight_admin;   /* admin override, -1 none */
-    _Atomic int32_t weight_conf;    /* weight in the newest generation */
-    _Atomic uint8_t admin;          /* enum srv_admin */
-    _Atomic uint8_t health;         /* enum srv_health (active checks) */
+    char *key;                         /* "upstream/server" */
+    _Atomic uint32_t refs;             /* generations and tunnels holding it */
+    uint32_t slot;                     /* dense id for per-worker tables (keep-alive pools) */
+    _Atomic int32_t weight_admin;      /* admin override, -1 none */
+    _Atomic int32_t weight_conf;       /* weight in the newest generation */
+    _Atomic uint8_t admin;             /* enum srv_admin */
+    _Atomic uint8_t health;            /* enum srv_health (active checks) */
     _Atomic uint64_t ejected_until_ms; /* passive ejection end (monotonic), 0 none */
     _Atomic uint32_t ejections;        /* consecutive ejections (back-off growth) */
     _Atomic uint32_t consec_errors;    /* consecutive failures seen by workers */
@@ -48,8 +48,8 @@ struct server_rt {
     _Atomic uint64_t gen_id;           /* newest generation that has it */
     _Atomic uint32_t addr_version;     /* bumped when its address changes on reload */
     /* Health-check bookkeeping, control thread only. */
-    uint32_t hc_rise;         /* consecutive successes while down */
-    uint32_t hc_fall;         /* consecutive failures while up */
+    uint32_t hc_rise;                  /* consecutive successes while down */
+    uint32_t hc_fall;                  /* consecutive failures while up */
     _Atomic uint16_t hc_last_status;   /* last HTTP status, 0 on connect failure/timeout */
     _Atomic uint32_t hc_last_ms;       /* duration of the last check */
     _Atomic uint64_t hc_ok, hc_failed; /* check results */
@@ -70,8 +70,8 @@ struct upstream;
 struct server {
     const struct conf_server *conf;
     struct upstream *up;
-    uint32_t index;     /* in up->servers */
-    uint32_t region;    /* index in up->regions */
+    uint32_t index;  /* in up->servers */
+    uint32_t region; /* index in up->regions */
     struct server_rt *rt;
     uint64_t cookie_id; /* keyed stable identity (cookies, Redis) */
     uint64_t hash_key;  /* stable key for the consistent hash */

@@ -27,9 +27,9 @@ struct upconn;
 struct wlisten {
     ev_io io;
     struct worker *w;
-    struct listen_fds *socks;  /* reference held while watched */
-    struct gen_listen *gl;     /* entry in the worker's current generation */
-    struct list link;          /* in worker.listens */
+    struct listen_fds *socks; /* reference held while watched */
+    struct gen_listen *gl;    /* entry in the worker's current generation */
+    struct list link;         /* in worker.listens */
 };
 
 /* Idle keep-alive connections to one server, newest first (LIFO). */
@@ -39,34 +39,34 @@ struct upconn_pool {
 };
 
 struct worker {
-    uint32_t id;                /* 0..nworkers-1, also the stats slot */
+    uint32_t id; /* 0..nworkers-1, also the stats slot */
     struct ev_loop *loop;
     pthread_t thread;
-    ev_async wake;              /* inbox */
-    ev_prepare prep;            /* QSBR offline before polling */
-    ev_check chk;               /* QSBR online after polling */
-    ev_timer tick;              /* housekeeping: 100 ms */
-    ev_timer accept_retry;      /* re-enable accepting after EMFILE/ENFILE */
-    _Atomic uint32_t inbox;     /* enum worker_msg bits */
-    struct gen *gen;            /* current generation (one reference) */
-    struct list listens;        /* struct wlisten */
+    ev_async wake;          /* inbox */
+    ev_prepare prep;        /* QSBR offline before polling */
+    ev_check chk;           /* QSBR online after polling */
+    ev_timer tick;          /* housekeeping: 100 ms */
+    ev_timer accept_retry;  /* re-enable accepting after EMFILE/ENFILE */
+    _Atomic uint32_t inbox; /* enum worker_msg bits */
+    struct gen *gen;        /* current generation (one reference) */
+    struct list listens;    /* struct wlisten */
     struct buf_pool bufs;
-    struct list clients;        /* every open client connection */
+    struct list clients; /* every open client connection */
     uint32_t nclients;
-    struct list tunnels;        /* open WebSocket tunnels */
+    struct list tunnels; /* open WebSocket tunnels */
     uint32_t ntunnels;
     struct client *free_clients;
     struct request *free_requests;
     struct upconn *free_upconns;
-    struct upconn_pool *pools;  /* indexed by server_rt slot */
+    struct upconn_pool *pools; /* indexed by server_rt slot */
     uint32_t npools;
     struct access_buf alog;
     uint64_t rng;
-    bool draining;              /* shutting down: no accepts, close when idle */
-    bool accept_paused;         /* out of descriptors or at max_connections */
+    bool draining;      /* shutting down: no accepts, close when idle */
+    bool accept_paused; /* out of descriptors or at max_connections */
     uint64_t drain_deadline_ms;
-    char *scratch;              /* bufsize bytes of scratch (head rewriting) */
-    void *redis;                /* this worker's Redis client (redis.c), or NULL */
+    char *scratch; /* bufsize bytes of scratch (head rewriting) */
+    void *redis;   /* this worker's Redis client (redis.c), or NULL */
 };
 
 enum worker_msg {

@@ -1,0 +1,161 @@
+# SPDX-License-Identifier: MIT
+"""The demo's guided tour, run by scripts/demo.sh against a running tether."""
+import argparse
+import asyncio
+import collections
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+REGION = {"pod-a": "eu-west", "pod-b": "eu-west", "pod-c": "me-central", "pod-d": "us-west"}
+
+
+def request(port, method, path, headers=None, body=None, conn=None):
+    c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    return r, data, c
+
+
+def wait_ready(port, stats):
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            r, _, c = request(port, "GET", "/health")
+            c.close()
+            if r.status == 200:
+                # let the first health checks mark every pod up
+                time.sleep(2.5)
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    sys.exit("tether did not come up on port %d" % port)
+
+
+def step(title):
+    print("\n== %s" % title, flush=True)
+
+
+def spread(port, n=1000):
+    step("%d new voice sessions (POST /session), split by region weight 70/30" % n)
+    pods = collections.Counter()
+    conn = None
+    for _ in range(n):
+        r, body, conn = request(port, "POST", "/session", conn=conn)
+        pods[r.getheader("X-Pod")] += 1
+    conn.close()
+    regions = collections.Counter()
+    for p, k in pods.items():
+        regions[REGION.get(p, p)] += k
+    for reg in ("eu-west", "me-central", "us-west"):
+        print("  %-10s %5.1f%%  %s" % (reg, 100.0 * regions[reg] / n,
+                                      " ".join("%s=%d" % (p, pods[p]) for p in sorted(pods) if REGION[p] == reg)))
+
+
+def one_session(port):
+    step("one session stays on its pod: /session -> /sdp -> /tools -> webhook -> WebSocket")
+    r, body, c = request(port, "POST", "/session")
+    c.close()
+    sid = json.loads(body)["session_id"]
+    pod = r.getheader("X-Pod")
+    cookie = r.getheader("Set-Cookie").split(";")[0]
+    print("  POST /session            -> %s  (session %s)" % (pod, sid))
+    for method, path, hdrs in (("POST", "/sdp", {"Cookie": cookie}),
+                               ("POST", "/tools/lookup", {"Cookie": cookie}),
+                               ("POST", "/webhook/%s/event" % sid, {})):
+        r, _, c = request(port, method, path, hdrs)
+        c.close()
+        print("  %-4s %-20s -> %s%s" % (method, path[:20], r.getheader("X-Pod"),
+                                       "  (no cookie: learned id)" if not hdrs else ""))
+    try:
+        import websockets.client
+
+        async def ws():
+            async with websockets.client.connect("ws://127.0.0.1:%d/ws/events" % port,
+                                                 extra_headers={"Cookie": cookie}) as w:
+                await w.send("hello pod")
+                echo = await w.recv()
+                return w.response_headers.get("X-Pod"), echo
+        wpod, echo = asyncio.run(ws())
+        print("  WebSocket /ws/events     -> %s  (echo: %r)" % (wpod, echo))
+    except Exception as e:  # the demo goes on without python3-websockets
+        print("  WebSocket skipped: %s" % e)
+
+
+def kill_pod(port, run, mockpod, pod_b_port):
+    step("pod-b is killed (SIGKILL) during steady traffic")
+    with open(os.path.join(run, "pod-b.pid")) as f:
+        pid = int(f.read())
+    errors = collections.Counter()
+    served = collections.Counter()
+    stop = time.time() + 4
+    lock = threading.Lock()
+
+    def client():
+        conn = None
+        while time.time() < stop:
+            try:
+                r, _, conn = request(port, "GET", "/sdp", conn=conn)
+                with lock:
+                    served[r.getheader("X-Pod")] += 1
+                    if r.status >= 500:
+                        errors[r.status] += 1
+            except Exception as e:
+                with lock:
+                    errors[type(e).__name__] += 1
+                conn = None
+
+    ths = [threading.Thread(target=client) for _ in range(4)]
+    for t in ths:
+        t.start()
+    time.sleep(1.5)
+    os.kill(pid, signal.SIGKILL)
+    for t in ths:
+        t.join()
+    total = sum(served.values())
+    print("  %d requests, client errors: %d %s" % (total, sum(errors.values()), dict(errors) or ""))
+    print("  served by: %s" % dict(served))
+    p = subprocess.Popen([mockpod, "--listen", "127.0.0.1:%d" % pod_b_port, "--name", "pod-b",
+                          "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(os.path.join(run, "pod-b.pid"), "w") as f:
+        f.write(str(p.pid))
+    print("  pod-b restarted (pid %d); health checks bring it back" % p.pid)
+
+
+def admin(tetherctl, run):
+    sock = os.path.join(run, "admin.sock")
+    if not os.path.exists(tetherctl) or not os.path.exists(sock):
+        return
+    step("an SRE shifts weight with tetherctl")
+    for cmd in (["set", "server", "voice/pod-c", "weight", "2"], ["show", "servers"]):
+        print("  $ tetherctl -s %s %s" % (sock, " ".join(cmd)))
+        out = subprocess.run([tetherctl, "-s", sock] + cmd, capture_output=True, text=True)
+        for line in (out.stdout + out.stderr).strip().splitlines():
+            print("    " + line)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--stats", type=int)
+    ap.add_argument("--run")
+    ap.add_argument("--tetherctl")
+    ap.add_argument("--mockpod")
+    ap.add_argument("--pod-b-port", type=int)
+    a = ap.parse_args()
+    wait_ready(a.port, a.stats)
+    spread(a.port)
+    one_session(a.port)
+    kill_pod(a.port, a.run, a.mockpod, a.pod_b_port)
+    admin(a.tetherctl, a.run)
+
+
+if __name__ == "__main__":
+    main()
