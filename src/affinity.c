@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,11 +117,11 @@ affinity_build(const struct conf *c, struct arena *a, struct err *e)
 }
 
 size_t
-affinity_cookie_header(const struct affinity *af, const struct server *s, bool tls, uint32_t now_s,
-                       char *out, size_t cap)
+affinity_cookie_header(const struct affinity *af, const struct server *s, uint64_t session,
+                       bool tls, uint32_t now_s, char *out, size_t cap)
 {
     char val[COOKIE_VALUE_LEN];
-    cookie_encode(val, &af->key, s->cookie_id, now_s + af->max_age_s);
+    cookie_encode(val, &af->key, s->cookie_id, session, now_s + af->max_age_s);
     int n = snprintf(out, cap, "%s=%.*s; Path=/; Max-Age=%u; HttpOnly%s%s%s", af->cookie_name,
                      COOKIE_VALUE_LEN, val, af->max_age_s, tls ? "; Secure" : "",
                      af->samesite ? "; SameSite=" : "", af->samesite ? af->samesite : "");
@@ -139,7 +140,8 @@ read_cookie(struct request *req, const struct affinity *af, const char *base, ui
         if (f->id != HTTP1_H_COOKIE || !http1_cookie_get(base + f->value_off, f->value_len,
                                                          af->cookie_name, af->cookie_name_len, &v))
             continue;
-        int rc = cookie_decode(v.p, v.len, &af->key, now_s, &req->cookie_srv, &req->cookie_exp);
+        int rc = cookie_decode(v.p, v.len, &af->key, now_s, &req->cookie_srv, &req->cookie_sess,
+                               &req->cookie_exp);
         req->cookie_state = rc == COOKIE_OK ? 1 : rc == COOKIE_ERR_EXPIRED ? 3 : 2;
         return;
     }
@@ -232,6 +234,67 @@ affinity_pending(const struct request *req)
 
 /* ---- the chain ---- */
 
+uint64_t
+affinity_session_key(const struct request *req)
+{
+    if (req->sid_len)
+        return chash_hash(req->sid, req->sid_len);
+    return req->cookie_state == 1 ? req->cookie_sess : 0;
+}
+
+static bool
+tried(const struct request *req, const struct server *s)
+{
+    for (unsigned i = 0; i < req->ntried; i++)
+        if (req->tried[i] == s)
+            return true;
+    return false;
+}
+
+/* A moved session's new home: weighted rendezvous hashing of the session key
+ * over the servers that take new sessions. Every replica and every route
+ * (cookie or session id) makes the same choice from the same view of health,
+ * and it does not matter whether the dead pod is still in the plan: it is only
+ * skipped, which moves nothing else. */
+static struct server *
+rehash_pick(struct request *req, uint64_t key, const struct server *avoid, uint64_t now_ms)
+{
+    struct upstream *u = req->ups;
+    struct lb_plan *p = atomic_load_explicit(&u->plan, memory_order_seq_cst);
+    struct server *best = NULL;
+    double best_score = 0;
+    if (!p || !key)
+        return NULL;
+    for (uint32_t r = 0; r < p->nregions; r++) {
+        const struct plan_region *pr = &p->regions[r];
+        for (uint32_t i = 0; i < pr->nservers; i++) {
+            struct server *s = &u->servers[pr->servers[i]];
+            if (s == avoid || tried(req, s) || !server_usable_new(s, now_ms))
+                continue;
+            uint64_t hv = chash_hash(&(uint64_t[2]){key, s->hash_key}, 16);
+            double unit = ((double)(hv >> 11) + 0.5) / 9007199254740992.0; /* (0,1) */
+            double score = -(pr->share * (double)pr->weights[i]) / log(unit);
+            if (!best || score > best_score) {
+                best = s;
+                best_score = score;
+            }
+        }
+    }
+    return best;
+}
+
+struct server *
+affinity_repick(struct request *req, uint64_t now_ms)
+{
+    uint64_t key =
+        req->aff != AFF_OUT_NONE && req->aff != AFF_OUT_NEW ? affinity_session_key(req) : 0;
+    struct server *s = rehash_pick(req, key, NULL, now_ms);
+    if (s)
+        return s;
+    return balance_pick(req->ups, req->cli->w->id, now_ms, req->bhash, req->has_bhash,
+                        (const struct server *const *)req->tried, req->ntried);
+}
+
 static void
 count(struct request *req, enum gstat s)
 {
@@ -310,10 +373,14 @@ affinity_pick(struct request *req, uint64_t now_ms)
         }
     }
 
-    /* 4. A new session (or a moved one): the balancer. */
-    const struct server *ex[1] = {moved};
-    s = balance_pick(u, cli->w->id, now_ms, req->bhash, req->has_bhash,
-                     moved ? (const struct server *const *)ex : NULL, moved ? 1 : 0);
+    /* 4. A moved session goes where every replica sends it; a new one to the
+     * balancer. */
+    s = moved ? rehash_pick(req, affinity_session_key(req), moved, now_ms) : NULL;
+    if (!s) {
+        const struct server *ex[1] = {moved};
+        s = balance_pick(u, cli->w->id, now_ms, req->bhash, req->has_bhash,
+                         moved ? (const struct server *const *)ex : NULL, moved ? 1 : 0);
+    }
     if (!s)
         return AFF_NONE;
     req->srv = s;

@@ -13,9 +13,9 @@
 #include <openssl/evp.h>
 
 #define COOKIE_VERSION '1'
-/* server_id:8 | expires:4 | tag:16 */
-#define COOKIE_RAW_LEN   28
-#define COOKIE_FIELDS    12
+/* server_id:8 | session:8 | expires:4 | tag:16 */
+#define COOKIE_RAW_LEN   36
+#define COOKIE_FIELDS    20
 #define COOKIE_TAG_LEN   16
 #define COOKIE_B64_LEN   (COOKIE_VALUE_LEN - 1)
 #define COOKIE_MAC_INPUT (1 + COOKIE_FIELDS)
@@ -242,11 +242,13 @@ cookie_tag(const struct cookie_key *k, const uint8_t fields[COOKIE_FIELDS],
 }
 
 void
-cookie_encode(char *out, const struct cookie_key *k, uint64_t server_id, uint32_t expires_s)
+cookie_encode(char *out, const struct cookie_key *k, uint64_t server_id, uint64_t session,
+              uint32_t expires_s)
 {
     uint8_t raw[COOKIE_RAW_LEN];
     store_le64(raw, server_id);
-    store_le32(raw + 8, expires_s);
+    store_le64(raw + 8, session);
+    store_le32(raw + 16, expires_s);
     cookie_tag(k, raw, raw + COOKIE_FIELDS);
     out[0] = COOKIE_VERSION;
     b64url_encode(out + 1, raw, sizeof(raw));
@@ -254,7 +256,7 @@ cookie_encode(char *out, const struct cookie_key *k, uint64_t server_id, uint32_
 
 int
 cookie_decode(const char *val, size_t len, const struct cookie_key *k, uint32_t now_s,
-              uint64_t *server_id, uint32_t *expires_s)
+              uint64_t *server_id, uint64_t *session, uint32_t *expires_s)
 {
     /* one spare byte: the decoder writes whole bytes only, but stay defensive */
     uint8_t raw[COOKIE_RAW_LEN + 1], tag[COOKIE_TAG_LEN];
@@ -267,11 +269,13 @@ cookie_decode(const char *val, size_t len, const struct cookie_key *k, uint32_t 
     /* constant time: timing must not tell a forger how many tag bytes matched */
     if (CRYPTO_memcmp(tag, raw + COOKIE_FIELDS, COOKIE_TAG_LEN) != 0)
         return COOKIE_ERR_MAC;
-    uint32_t exp = load_le32(raw + 8);
+    uint32_t exp = load_le32(raw + 16);
     if (exp < now_s)
         return COOKIE_ERR_EXPIRED;
     if (server_id)
         *server_id = load_le64(raw);
+    if (session)
+        *session = load_le64(raw + 8);
     if (expires_s)
         *expires_s = exp;
     return COOKIE_OK;

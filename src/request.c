@@ -30,6 +30,7 @@ static void request_complete(struct request *req);
 static void request_on_response(struct request *req);
 static void hold_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void retry_budget_count(struct upstream *u, uint32_t worker, bool retry);
+static void retry_budget_release(struct request *req);
 
 static const char *const term_names[TERM__COUNT] = {
     "ok",
@@ -103,6 +104,7 @@ request_free(struct request *req)
     if (req->counted_active && req->srv)
         atomic_fetch_sub_explicit(&req->srv->rt->active, 1, memory_order_relaxed);
     req->counted_active = false;
+    retry_budget_release(req);
     ev_timer_stop(w->loop, &req->hold);
     buf_put(&w->bufs, req->uhead);
     buf_put(&w->bufs, req->chead);
@@ -591,8 +593,10 @@ request_connect(struct request *req)
         atomic_fetch_add_explicit(&s->rt->active, 1, memory_order_relaxed);
         req->counted_active = true;
     }
-    if (req->retries == 0)
+    if (!req->budget_counted) {
         retry_budget_count(req->ups, w->id, false);
+        req->budget_counted = true;
+    }
     req->state = RS_CONNECT;
     /* The request head was consumed by request_start(): the struct now parses
      * this attempt's response. */
@@ -727,15 +731,17 @@ term_retry_cond(unsigned term, int err)
     }
 }
 
-/* Retry budget, per worker and upstream (no shared counters): retries may add
- * at most retry_budget% to the requests of a sliding window, with a floor of a
- * few retries so a quiet upstream can still retry. */
+/* Retry budget, per worker and upstream (no shared counters), as Envoy does:
+ * requests being retried may be at most retry_budget% of the requests in
+ * flight, with a floor of 3 so a quiet upstream can still retry. A storm (most
+ * requests failing) is cut off; a dead pod under normal load is not. The cursor
+ * fields count in-flight requests and in-flight retried requests. */
 static bool
-retry_budget_ok(struct upstream *u, uint32_t worker)
+retry_budget_ok(struct request *req, uint32_t worker)
 {
-    struct lb_cursor *c = &u->cursors[worker];
-    return c->budget_rets < 3 ||
-           (uint64_t)c->budget_rets * 100 < (uint64_t)c->budget_reqs * u->conf->retry_budget_pct;
+    struct lb_cursor *c = &req->ups->cursors[worker];
+    uint64_t cap = (uint64_t)c->budget_reqs * req->ups->conf->retry_budget_pct / 100;
+    return req->retries > 0 || c->budget_rets < (cap > 3 ? cap : 3);
 }
 
 static void
@@ -744,11 +750,20 @@ retry_budget_count(struct upstream *u, uint32_t worker, bool retry)
     struct lb_cursor *c = &u->cursors[worker];
     if (retry)
         c->budget_rets++;
-    else if (++c->budget_reqs >= 2000) {
-        /* Halve both: an exponentially decaying window of about 2000 requests. */
-        c->budget_reqs /= 2;
-        c->budget_rets /= 2;
-    }
+    else
+        c->budget_reqs++;
+}
+
+static void
+retry_budget_release(struct request *req)
+{
+    if (!req->budget_counted)
+        return;
+    struct lb_cursor *c = &req->ups->cursors[req->cli->w->id];
+    c->budget_reqs--;
+    if (req->retries)
+        c->budget_rets--;
+    req->budget_counted = false;
 }
 
 /* Try another server; true when a new attempt started. */
@@ -766,15 +781,15 @@ request_retry(struct request *req, unsigned term, int err)
     /* Bytes reached the pod: only an idempotent request may go again. */
     if (req->sent_any && !method_idempotent(req->method))
         return false;
-    if (!retry_budget_ok(req->ups, cli->w->id)) {
+    if (!retry_budget_ok(req, cli->w->id)) {
         gstat_add(cli->w->id, GS_RETRY_BUDGET_EXHAUSTED, 1);
         return false;
     }
-    struct server *next = balance_pick(req->ups, cli->w->id, now_ms, 0, false,
-                                       (const struct server *const *)req->tried, req->ntried);
+    struct server *next = affinity_repick(req, now_ms);
     if (!next)
         return false;
-    retry_budget_count(req->ups, cli->w->id, true);
+    if (req->retries == 0)
+        retry_budget_count(req->ups, cli->w->id, true);
     gstat_add(cli->w->id, GS_RETRIES, 1);
     CTR_ADD(req->srv->rt->t[cli->w->id].retries, 1);
     if (req->counted_active) {
@@ -915,7 +930,7 @@ response_head_out(struct request *req, const char *base, bool interim)
     char cookie[320];
     size_t clen = 0;
     if (!interim && req->set_cookie && req->srv)
-        clen = affinity_cookie_header(cli->gen->aff, req->srv, cli->tls,
+        clen = affinity_cookie_header(cli->gen->aff, req->srv, affinity_session_key(req), cli->tls,
                                       (uint32_t)(time_wall_ms() / 1000), cookie, sizeof(cookie));
     struct rewrite_resp rw = {
         .buf = base,

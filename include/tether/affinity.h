@@ -64,8 +64,17 @@ bool affinity_pending(const struct request *req);
  * req->set_cookie. */
 int affinity_pick(struct request *req, uint64_t now_ms);
 
+/* The server a retry should try next: for a pinned session the same choice on
+ * every replica and route (a hash of the session, skipping <req>'s tried
+ * servers), else the balancer. NULL when nothing is usable. */
+struct server *affinity_repick(struct request *req, uint64_t now_ms);
+
 /* The request moves to <next> (retry or redispatch): re-pin and re-issue. */
 void affinity_redispatch(struct request *req, struct server *next);
+
+/* Hash of the request's voice session (its id, or the one its cookie carries),
+ * 0 when unknown. */
+uint64_t affinity_session_key(const struct request *req);
 
 /* The request object is being freed (cancel a pending lookup). */
 void affinity_request_done(struct request *req);
@@ -77,8 +86,8 @@ void affinity_on_response(struct request *req, const char *buf);
 bool affinity_learn_body(struct request *req, const char *p, size_t n);
 
 /* Write "NAME=VALUE; Path=/; Max-Age=N; HttpOnly[; Secure][; SameSite=X]" for
- * server <s> into <out> (>= 256 bytes); returns the length. */
-size_t affinity_cookie_header(const struct affinity *af, const struct server *s, bool tls,
-                              uint32_t now_s, char *out, size_t cap);
+ * server <s> and session hash <session> into <out>; returns the length. */
+size_t affinity_cookie_header(const struct affinity *af, const struct server *s, uint64_t session,
+                              bool tls, uint32_t now_s, char *out, size_t cap);
 
 #endif

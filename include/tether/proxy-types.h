@@ -141,6 +141,7 @@ struct request {
     bool learn;          /* learn a session id from the response */
     bool sent_any;       /* some request byte reached the current server */
     bool counted_active; /* counted in server_rt.active */
+    bool budget_counted; /* counted in the retry budget's in-flight requests */
     uint16_t status;     /* final status sent to the client */
     const struct route *route;
     struct upstream *ups;
@@ -183,6 +184,7 @@ struct request {
     uint8_t cookie_state; /* affinity cookie: 0 none, 1 valid, 2 forged, 3 expired */
     bool aff_pending;     /* waiting for a Redis lookup */
     uint64_t cookie_srv;  /* server id named by a valid affinity cookie */
+    uint64_t cookie_sess; /* session hash carried by that cookie, 0 none */
     uint32_t cookie_exp;  /* its expiry (seconds since the epoch) */
     uint64_t learned_srv; /* server id learned for sid, 0 none */
     uint64_t bhash;       /* balance hash key (balance hash) */

@@ -33,15 +33,15 @@ static void
 decode_any(const uint8_t *data, size_t size)
 {
     static const struct cookie_key k = {0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL};
-    uint64_t id = 0;
+    uint64_t id = 0, sess = 0;
     uint32_t exp = 0;
-    int rc = cookie_decode((const char *)data, size, &k, 0, &id, &exp);
+    int rc = cookie_decode((const char *)data, size, &k, 0, &id, &sess, &exp);
     if (rc != COOKIE_OK && rc != COOKIE_ERR_FORMAT && rc != COOKIE_ERR_MAC &&
         rc != COOKIE_ERR_EXPIRED)
         abort();
     if (rc == COOKIE_OK) {
         char v[COOKIE_VALUE_LEN];
-        cookie_encode(v, &k, id, exp);
+        cookie_encode(v, &k, id, sess, exp);
         if (size != COOKIE_VALUE_LEN || memcmp(v, data, size) != 0)
             abort();
     }
@@ -59,15 +59,15 @@ roundtrip(const uint8_t *data, size_t size)
     unsigned flip = (unsigned)data[32] | (unsigned)data[33] << 8;
 
     char v[COOKIE_VALUE_LEN];
-    cookie_encode(v, &k, sid, exp);
+    cookie_encode(v, &k, sid, 0x5e551011ULL, exp);
     if (v[0] != '1')
         abort();
 
-    uint64_t got_id = 0;
+    uint64_t got_id = 0, got_sess = 0;
     uint32_t got_exp = 0;
-    int rc = cookie_decode(v, sizeof(v), &k, now, &got_id, &got_exp);
+    int rc = cookie_decode(v, sizeof(v), &k, now, &got_id, &got_sess, &got_exp);
     if (now <= exp) {
-        if (rc != COOKIE_OK || got_id != sid || got_exp != exp)
+        if (rc != COOKIE_OK || got_id != sid || got_exp != exp || got_sess != 0x5e551011ULL)
             abort();
     } else if (rc != COOKIE_ERR_EXPIRED) {
         abort();
@@ -75,18 +75,18 @@ roundtrip(const uint8_t *data, size_t size)
 
     /* another key never accepts it */
     struct cookie_key other = {k.k0 ^ (1ULL << (flip % 64)), k.k1};
-    if (cookie_decode(v, sizeof(v), &other, 0, NULL, NULL) != COOKIE_ERR_MAC)
+    if (cookie_decode(v, sizeof(v), &other, 0, NULL, NULL, NULL) != COOKIE_ERR_MAC)
         abort();
 
     /* one flipped bit anywhere is always caught */
     v[(flip / 8) % COOKIE_VALUE_LEN] ^= (char)(1 << (flip % 8));
-    rc = cookie_decode(v, sizeof(v), &k, 0, NULL, NULL);
+    rc = cookie_decode(v, sizeof(v), &k, 0, NULL, NULL, NULL);
     if (rc != COOKIE_ERR_FORMAT && rc != COOKIE_ERR_MAC)
         abort();
 
     /* truncated or extended values are a format error */
     v[(flip / 8) % COOKIE_VALUE_LEN] ^= (char)(1 << (flip % 8));
-    if (cookie_decode(v, sizeof(v) - 1 - flip % 8, &k, 0, NULL, NULL) != COOKIE_ERR_FORMAT)
+    if (cookie_decode(v, sizeof(v) - 1 - flip % 8, &k, 0, NULL, NULL, NULL) != COOKIE_ERR_FORMAT)
         abort();
 }
 
