@@ -449,9 +449,14 @@ conf_params(struct conf_parse *p, const struct conf_stmt *st, uint32_t first,
 }
 
 void
-conf_dump_directives(void (*emit)(void *ctx, const char *ctxname, const char *usage), void *ctx)
+conf_dump_directives(void (*emit)(void *ctx, const char *ctxname, const char *name,
+                                  const char *usage, const char *dflt),
+                     void *ctx)
 {
+    emit(ctx, "any", "include", "include PATTERN", NULL);
     for (size_t i = 0; i < ARRAY_SIZE(all_tables); i++)
-        for (size_t j = 0; j < all_tables[i]->n; j++)
-            emit(ctx, all_tables[i]->name, all_tables[i]->dirs[j].usage);
+        for (size_t j = 0; j < all_tables[i]->n; j++) {
+            const struct conf_directive *d = &all_tables[i]->dirs[j];
+            emit(ctx, all_tables[i]->name, d->name, d->usage, d->dflt);
+        }
 }

@@ -24,12 +24,22 @@
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: tether [-c FILE] [-t] [-v] [-h]\n"
+    fprintf(f, "usage: tether [-c FILE] [-t] [-D] [-v] [-h]\n"
                "  -c FILE   configuration file (default " DEFAULT_CONF ")\n"
                "  -t        check the configuration and exit\n"
+               "  -D        list every configuration directive with its context and exit\n"
                "  -v        print the version and exit\n"
                "  -h        this help\n"
                "signals: HUP reload, TERM/INT graceful stop, USR1 reopen logs\n");
+}
+
+/* One line per directive: context, name, default ("-" when none), usage. */
+static void
+print_directive(void *ctx, const char *ctxname, const char *name, const char *usage_line,
+                const char *dflt)
+{
+    (void)ctx;
+    printf("%s\t%s\t%s\t%s\n", ctxname, name, dflt ? dflt : "-", usage_line);
 }
 
 static void
@@ -60,7 +70,7 @@ main(int argc, char **argv)
     struct err e = {{0}};
     int opt;
 
-    while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
+    while ((opt = getopt(argc, argv, "c:tDvh")) != -1) {
         switch (opt) {
         case 'c':
             conf_path = optarg;
@@ -68,6 +78,9 @@ main(int argc, char **argv)
         case 't':
             test_only = true;
             break;
+        case 'D':
+            conf_dump_directives(print_directive, NULL);
+            return 0;
         case 'v':
             printf("%s\n", PACKAGE_STRING);
             return 0;

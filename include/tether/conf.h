@@ -320,8 +320,10 @@ void conf_free(struct conf *c);
 int conf_upstream_find(const struct conf *c, const char *name);
 int conf_zone_find(const struct conf *c, const char *name);
 
-/* The usage line of every directive, one per line, grouped by context (doc tests). */
-void conf_dump_directives(void (*emit)(void *ctx, const char *ctxname, const char *usage),
+/* Every directive: its context, name, usage line and default (NULL: none), for
+ * `tether -D` and the test that checks the documentation against the tables. */
+void conf_dump_directives(void (*emit)(void *ctx, const char *ctxname, const char *name,
+                                       const char *usage, const char *dflt),
                           void *ctx);
 
 #endif
