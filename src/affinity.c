@@ -215,7 +215,7 @@ affinity_prepare(struct request *req, const char *base, uint64_t now_ms)
     }
     if (!req->sid_len)
         return AFF_NONE;
-    if (session_table_lookup(af->table, req->sid, req->sid_len, now_ms, af->ttl_ms,
+    if (session_table_lookup(af->table, chash_hash(req->sid, req->sid_len), now_ms, af->ttl_ms,
                              &req->learned_srv))
         return AFF_NONE;
     /* Local miss: another replica may have learned it. */
@@ -301,13 +301,18 @@ count(struct request *req, enum gstat s)
     gstat_add(req->cli->w->id, s, 1);
 }
 
-/* Pin <sid> to <s> locally and in Redis. */
+/* Pin the request's session (by its key, so a cookie that carries only the key
+ * re-pins it too) to <s>, locally and in Redis. */
 static void
 pin(struct request *req, const struct server *s)
 {
     const struct affinity *af = req->cli->gen->aff;
+    uint64_t key = affinity_session_key(req);
     uint64_t now_ms = (uint64_t)(ev_now(req->cli->w->loop) * 1000.0);
-    session_table_insert(af->table, req->sid, req->sid_len, s->cookie_id, now_ms + af->ttl_ms);
+    if (!key)
+        return;
+    session_table_insert(af->table, key, req->sid_len ? req->sid : NULL, req->sid_len, s->cookie_id,
+                         now_ms + af->ttl_ms);
     redis_session_store(req, s);
 }
 
@@ -388,8 +393,7 @@ affinity_pick(struct request *req, uint64_t now_ms)
         req->aff = AFF_OUT_REDISPATCH;
         count(req, GS_AFF_REDISPATCH);
         CTR_ADD(moved->rt->t[cli->w->id].redispatches, 1);
-        if (req->sid_len)
-            pin(req, s);
+        pin(req, s);
     } else {
         req->aff = mode == AFFINITY_NONE ? AFF_OUT_NONE : AFF_OUT_NEW;
         count(req, GS_AFF_NEW);
@@ -413,8 +417,7 @@ affinity_redispatch(struct request *req, struct server *next)
     if (req->srv)
         CTR_ADD(req->srv->rt->t[req->cli->w->id].redispatches, 1);
     req->set_cookie = mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION;
-    if (req->sid_len)
-        pin(req, next);
+    pin(req, next);
 }
 
 void

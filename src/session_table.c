@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* The learned-session table: id -> server, shared by all workers. Sharded by id
- * hash, one mutex per shard; each shard is a fixed pool of entries allocated up
+/* The learned-session table: session key -> server, shared by all workers. The
+ * key is the 64-bit hash of the session id (also carried by affinity cookies),
+ * the id itself is kept as a label for `show sessions`. Sharded by key, one
+ * mutex per shard; each shard is a fixed pool of entries allocated up
  * front, chained into hash buckets and an LRU list, so the table never grows,
  * never allocates after creation, and evicts the least recently used when full. */
 #include "config.h"
@@ -11,21 +13,20 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 
 #define NIL UINT32_MAX
 
 /* One slot of a shard's pool. Links are pool indices, not pointers: half the
  * size, and a pool is one allocation. */
 struct entry {
-    uint64_t hash;       /* XXH3 of the id: cheap reject while walking a chain */
-    uint64_t server_id;  /* stable server identity */
-    uint64_t expires_ms; /* monotonic ms; expired at or after it */
-    uint32_t next;       /* next in the bucket chain, or in the free list */
-    uint32_t prev_lru;   /* towards the most recently used end */
-    uint32_t next_lru;   /* towards the least recently used end */
-    uint8_t len;         /* id length, 1..SESSION_ID_MAX */
-    char id[SESSION_ID_MAX];
+    uint64_t hash;           /* the session key */
+    uint64_t server_id;      /* stable server identity */
+    uint64_t expires_ms;     /* monotonic ms; expired at or after it */
+    uint32_t next;           /* next in the bucket chain, or in the free list */
+    uint32_t prev_lru;       /* towards the most recently used end */
+    uint32_t next_lru;       /* towards the least recently used end */
+    uint8_t len;             /* label length, 0..SESSION_ID_MAX */
+    char id[SESSION_ID_MAX]; /* label: the session id, when known */
 };
 
 /* Aligned to a cache line so two workers hitting neighbouring shards do not
@@ -47,12 +48,6 @@ struct session_table {
     unsigned nshards;          /* a power of two */
     atomic_uint expire_cursor; /* where the next expire pass starts */
 };
-
-static uint64_t
-id_hash(const char *id, size_t len)
-{
-    return XXH3_64bits(id, len);
-}
 
 /* High bits choose the shard, low bits the bucket: independent for XXH3. */
 static struct shard *
@@ -89,13 +84,11 @@ lru_push_front(struct shard *s, uint32_t x)
 }
 
 static uint32_t
-shard_find(struct shard *s, uint64_t h, const char *id, size_t len)
+shard_find(struct shard *s, uint64_t h)
 {
-    for (uint32_t x = s->buckets[h & s->mask]; x != NIL; x = s->pool[x].next) {
-        const struct entry *e = &s->pool[x];
-        if (e->hash == h && e->len == len && memcmp(e->id, id, len) == 0)
+    for (uint32_t x = s->buckets[h & s->mask]; x != NIL; x = s->pool[x].next)
+        if (s->pool[x].hash == h)
             return x;
-    }
     return NIL;
 }
 
@@ -196,15 +189,14 @@ session_table_free(struct session_table *t)
 }
 
 int
-session_table_insert(struct session_table *t, const char *id, size_t len, uint64_t server_id,
-                     uint64_t expires_ms)
+session_table_insert(struct session_table *t, uint64_t key, const char *label, size_t label_len,
+                     uint64_t server_id, uint64_t expires_ms)
 {
-    if (!session_id_valid(id, len))
+    if (label && !session_id_valid(label, label_len))
         return -1;
-    uint64_t h = id_hash(id, len);
-    struct shard *s = shard_of(t, h);
+    struct shard *s = shard_of(t, key);
     pthread_mutex_lock(&s->lock);
-    uint32_t x = shard_find(s, h, id, len);
+    uint32_t x = shard_find(s, key);
     if (x != NIL) {
         lru_unlink(s, x);
     } else {
@@ -215,31 +207,32 @@ session_table_insert(struct session_table *t, const char *id, size_t len, uint64
         x = s->free_head;
         struct entry *e = &s->pool[x];
         s->free_head = e->next;
-        e->hash = h;
-        e->len = (uint8_t)len;
-        memcpy(e->id, id, len);
-        e->next = s->buckets[h & s->mask];
-        s->buckets[h & s->mask] = x;
+        e->hash = key;
+        e->len = 0;
+        e->next = s->buckets[key & s->mask];
+        s->buckets[key & s->mask] = x;
         s->count++;
     }
-    s->pool[x].server_id = server_id;
-    s->pool[x].expires_ms = expires_ms;
+    struct entry *e = &s->pool[x];
+    if (label) {
+        e->len = (uint8_t)label_len;
+        memcpy(e->id, label, label_len);
+    }
+    e->server_id = server_id;
+    e->expires_ms = expires_ms;
     lru_push_front(s, x);
     pthread_mutex_unlock(&s->lock);
     return 0;
 }
 
 bool
-session_table_lookup(struct session_table *t, const char *id, size_t len, uint64_t now_ms,
-                     uint64_t refresh_ms, uint64_t *server_id)
+session_table_lookup(struct session_table *t, uint64_t key, uint64_t now_ms, uint64_t refresh_ms,
+                     uint64_t *server_id)
 {
-    if (len == 0 || len > SESSION_ID_MAX)
-        return false;
-    uint64_t h = id_hash(id, len);
-    struct shard *s = shard_of(t, h);
+    struct shard *s = shard_of(t, key);
     bool hit = false;
     pthread_mutex_lock(&s->lock);
-    uint32_t x = shard_find(s, h, id, len);
+    uint32_t x = shard_find(s, key);
     if (x != NIL) {
         struct entry *e = &s->pool[x];
         if (now_ms >= e->expires_ms) {
@@ -260,14 +253,11 @@ session_table_lookup(struct session_table *t, const char *id, size_t len, uint64
 }
 
 void
-session_table_remove(struct session_table *t, const char *id, size_t len)
+session_table_remove(struct session_table *t, uint64_t key)
 {
-    if (len == 0 || len > SESSION_ID_MAX)
-        return;
-    uint64_t h = id_hash(id, len);
-    struct shard *s = shard_of(t, h);
+    struct shard *s = shard_of(t, key);
     pthread_mutex_lock(&s->lock);
-    uint32_t x = shard_find(s, h, id, len);
+    uint32_t x = shard_find(s, key);
     if (x != NIL)
         shard_remove(s, x);
     pthread_mutex_unlock(&s->lock);
@@ -335,6 +325,7 @@ session_table_dump(struct session_table *t, uint64_t now_ms, struct session_entr
                 continue;
             memcpy(out[n].id, e->id, e->len);
             out[n].id[e->len] = '\0';
+            out[n].key = e->hash;
             out[n].server_id = e->server_id;
             out[n].expires_ms = e->expires_ms;
             n++;

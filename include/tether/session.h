@@ -47,7 +47,8 @@ struct session_table;
 
 /* One entry, as returned by session_table_dump(). */
 struct session_entry {
-    char id[SESSION_ID_MAX + 1]; /* NUL-terminated session id */
+    char id[SESSION_ID_MAX + 1]; /* NUL-terminated session id ("" when not known) */
+    uint64_t key;                /* session key: hash of the id (chash_hash) */
     uint64_t server_id;          /* stable server identity (cookie_server_id) */
     uint64_t expires_ms;         /* monotonic ms */
 };
@@ -56,18 +57,21 @@ struct session_entry {
 struct session_table *session_table_new(size_t max_entries, unsigned shards);
 void session_table_free(struct session_table *t);
 
-/* Insert or replace id -> server_id, expiring at <expires_ms>. When the shard is
- * full the least recently used entry is evicted. 0, or -1 for an invalid id. */
-int session_table_insert(struct session_table *t, const char *id, size_t len, uint64_t server_id,
-                         uint64_t expires_ms);
+/* Insert or replace key -> server_id, expiring at <expires_ms>, with the session
+ * id <label> (NULL keeps the label an existing entry has). The key is the hash of
+ * the session id, so a cookie that carries only the hash can re-pin a session.
+ * When the shard is full the least recently used entry is evicted. 0, or -1 for
+ * an invalid label. */
+int session_table_insert(struct session_table *t, uint64_t key, const char *label, size_t label_len,
+                         uint64_t server_id, uint64_t expires_ms);
 
-/* Find <id>; an entry past its expiry is removed and not returned. On a hit with
+/* Find <key>; an entry past its expiry is removed and not returned. On a hit with
  * <refresh_ms> > 0, the expiry becomes now_ms + refresh_ms and the entry becomes
  * most recently used. */
-bool session_table_lookup(struct session_table *t, const char *id, size_t len, uint64_t now_ms,
+bool session_table_lookup(struct session_table *t, uint64_t key, uint64_t now_ms,
                           uint64_t refresh_ms, uint64_t *server_id);
 
-void session_table_remove(struct session_table *t, const char *id, size_t len);
+void session_table_remove(struct session_table *t, uint64_t key);
 size_t session_table_count(struct session_table *t);
 /* Total evictions because of the size bound (not expiry). */
 uint64_t session_table_evictions(struct session_table *t);

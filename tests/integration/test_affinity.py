@@ -186,6 +186,28 @@ def test_killed_pod_sessions_redispatch_and_stay():
     t.stop()
 
 
+def test_moved_session_does_not_return_when_pod_comes_back():
+    pods, t = setup(3)
+    mine = None
+    while not mine:
+        r = h.request(t.port, "POST", "/session")
+        if r.header("X-Pod") == "pod-1":
+            mine = (r.json()["session_id"], cookie_of(r))
+    sid, cookie = mine
+    port = pods[1].port
+    pods[1].kill()
+    # Only cookie requests while the pod is away: the cookie carries the
+    # session's key, so the learned table follows the move too.
+    r = h.request(t.port, "POST", "/sdp", headers={"Cookie": cookie})
+    new_pod, new_cookie = r.header("X-Pod"), cookie_of(r)
+    assert r.status == 200 and new_pod != "pod-1", r
+    pods[1] = h.Mockpod("pod-1", port=port)
+    for _ in range(3):
+        assert h.request(t.port, "POST", "/webhook/%s/e" % sid).header("X-Pod") == new_pod
+        assert h.request(t.port, "POST", "/sdp", headers={"Cookie": new_cookie}).header("X-Pod") == new_pod
+    t.stop()
+
+
 def test_new_sessions_follow_weights_10000():
     pods, t = setup(3, weights=[5, 3, 2])
     c = collections.Counter()

@@ -11,10 +11,26 @@
 
 #include "unit.h"
 
+#include <xxhash.h>
+
 static int
 json(const char *text, const char *name, struct slice *v)
 {
     return learn_json_field(text, strlen(text), name, strlen(name), v);
+}
+
+/* The table is keyed by the hash of the id; these keep the tests readable. */
+static int
+ins(struct session_table *t, const char *id, size_t len, uint64_t server, uint64_t exp)
+{
+    return session_table_insert(t, XXH3_64bits(id, len), id, len, server, exp);
+}
+
+static bool
+look(struct session_table *t, const char *id, size_t len, uint64_t now, uint64_t refresh,
+     uint64_t *server)
+{
+    return session_table_lookup(t, XXH3_64bits(id, len), now, refresh, server);
 }
 
 static void
@@ -213,22 +229,22 @@ test_table_basic(void)
 {
     struct session_table *t = session_table_new(100, 4);
     uint64_t sid = 0;
-    CHECK_INT_EQ(session_table_insert(t, "abc", 3, 11, 1000), 0);
-    CHECK_INT_EQ(session_table_insert(t, "bad id", 6, 11, 1000), -1);
-    CHECK_INT_EQ(session_table_insert(t, "", 0, 11, 1000), -1);
-    CHECK(session_table_lookup(t, "abc", 3, 10, 0, &sid));
+    CHECK_INT_EQ(ins(t, "abc", 3, 11, 1000), 0);
+    CHECK_INT_EQ(ins(t, "bad id", 6, 11, 1000), -1);
+    CHECK_INT_EQ(ins(t, "", 0, 11, 1000), -1);
+    CHECK(look(t, "abc", 3, 10, 0, &sid));
     CHECK_UINT_EQ(sid, 11);
-    CHECK(!session_table_lookup(t, "abd", 3, 10, 0, &sid));
-    CHECK(!session_table_lookup(t, "ab", 2, 10, 0, &sid));
+    CHECK(!look(t, "abd", 3, 10, 0, &sid));
+    CHECK(!look(t, "ab", 2, 10, 0, &sid));
     /* replace */
-    CHECK_INT_EQ(session_table_insert(t, "abc", 3, 12, 1000), 0);
-    CHECK(session_table_lookup(t, "abc", 3, 10, 0, &sid));
+    CHECK_INT_EQ(ins(t, "abc", 3, 12, 1000), 0);
+    CHECK(look(t, "abc", 3, 10, 0, &sid));
     CHECK_UINT_EQ(sid, 12);
     CHECK_UINT_EQ(session_table_count(t), 1);
-    session_table_remove(t, "abc", 3);
-    CHECK(!session_table_lookup(t, "abc", 3, 10, 0, &sid));
+    session_table_remove(t, XXH3_64bits("abc", 3));
+    CHECK(!look(t, "abc", 3, 10, 0, &sid));
     CHECK_UINT_EQ(session_table_count(t), 0);
-    session_table_remove(t, "abc", 3);
+    session_table_remove(t, XXH3_64bits("abc", 3));
     session_table_free(t);
 }
 
@@ -237,16 +253,16 @@ test_table_ttl_refresh(void)
 {
     struct session_table *t = session_table_new(100, 4);
     uint64_t sid;
-    session_table_insert(t, "a", 1, 1, 1000);
-    session_table_insert(t, "b", 1, 2, 1000);
-    CHECK(session_table_lookup(t, "a", 1, 999, 0, &sid));
-    CHECK(!session_table_lookup(t, "a", 1, 1000, 0, &sid)); /* expired: removed */
+    ins(t, "a", 1, 1, 1000);
+    ins(t, "b", 1, 2, 1000);
+    CHECK(look(t, "a", 1, 999, 0, &sid));
+    CHECK(!look(t, "a", 1, 1000, 0, &sid)); /* expired: removed */
     CHECK_UINT_EQ(session_table_count(t), 1);
-    CHECK(!session_table_lookup(t, "a", 1, 0, 0, &sid)); /* gone for good */
+    CHECK(!look(t, "a", 1, 0, 0, &sid)); /* gone for good */
     /* refresh moves the expiry */
-    CHECK(session_table_lookup(t, "b", 1, 900, 500, &sid));
-    CHECK(session_table_lookup(t, "b", 1, 1399, 0, &sid));
-    CHECK(!session_table_lookup(t, "b", 1, 1400, 0, &sid));
+    CHECK(look(t, "b", 1, 900, 500, &sid));
+    CHECK(look(t, "b", 1, 1399, 0, &sid));
+    CHECK(!look(t, "b", 1, 1400, 0, &sid));
     session_table_free(t);
 }
 
@@ -256,20 +272,20 @@ test_table_lru_order(void)
     /* one shard of 3 so eviction order is exact */
     struct session_table *t = session_table_new(3, 1);
     uint64_t sid;
-    session_table_insert(t, "a", 1, 1, 1000);
-    session_table_insert(t, "b", 1, 2, 1000);
-    session_table_insert(t, "c", 1, 3, 1000);
-    CHECK(session_table_lookup(t, "a", 1, 0, 1000, &sid)); /* a becomes MRU */
-    session_table_insert(t, "d", 1, 4, 1000);              /* evicts b */
-    CHECK(!session_table_lookup(t, "b", 1, 0, 0, &sid));
+    ins(t, "a", 1, 1, 1000);
+    ins(t, "b", 1, 2, 1000);
+    ins(t, "c", 1, 3, 1000);
+    CHECK(look(t, "a", 1, 0, 1000, &sid)); /* a becomes MRU */
+    ins(t, "d", 1, 4, 1000);               /* evicts b */
+    CHECK(!look(t, "b", 1, 0, 0, &sid));
     CHECK_UINT_EQ(session_table_evictions(t), 1);
-    session_table_insert(t, "c", 1, 33, 1000); /* re-insert makes c MRU */
-    session_table_insert(t, "e", 1, 5, 1000);  /* evicts a */
-    CHECK(!session_table_lookup(t, "a", 1, 0, 0, &sid));
-    CHECK(session_table_lookup(t, "c", 1, 0, 0, &sid));
+    ins(t, "c", 1, 33, 1000); /* re-insert makes c MRU */
+    ins(t, "e", 1, 5, 1000);  /* evicts a */
+    CHECK(!look(t, "a", 1, 0, 0, &sid));
+    CHECK(look(t, "c", 1, 0, 0, &sid));
     CHECK_UINT_EQ(sid, 33);
-    CHECK(session_table_lookup(t, "d", 1, 0, 0, &sid));
-    CHECK(session_table_lookup(t, "e", 1, 0, 0, &sid));
+    CHECK(look(t, "d", 1, 0, 0, &sid));
+    CHECK(look(t, "e", 1, 0, 0, &sid));
     CHECK_UINT_EQ(session_table_evictions(t), 2);
     CHECK_UINT_EQ(session_table_count(t), 3);
     session_table_free(t);
@@ -284,7 +300,7 @@ test_table_bound(void)
     size_t peak = 0;
     for (unsigned i = 0; i < 1000000; i++) {
         int n = snprintf(id, sizeof(id), "s-%u", i);
-        session_table_insert(t, id, (size_t)n, i, UINT64_MAX);
+        ins(t, id, (size_t)n, i, UINT64_MAX);
         if (i % 50000 == 0) {
             size_t c = session_table_count(t);
             peak = c > peak ? c : peak;
@@ -297,7 +313,7 @@ test_table_bound(void)
     CHECK_UINT_EQ(session_table_evictions(t) + c, 1000000);
     /* the most recent ones are still there */
     uint64_t sid;
-    CHECK(session_table_lookup(t, "s-999999", 8, 0, 0, &sid));
+    CHECK(look(t, "s-999999", 8, 0, 0, &sid));
     CHECK_UINT_EQ(sid, 999999);
     session_table_free(t);
 
@@ -305,7 +321,7 @@ test_table_bound(void)
     t = session_table_new(3, 16);
     for (unsigned i = 0; i < 100; i++) {
         int n = snprintf(id, sizeof(id), "x%u", i);
-        session_table_insert(t, id, (size_t)n, i, UINT64_MAX);
+        ins(t, id, (size_t)n, i, UINT64_MAX);
     }
     CHECK(session_table_count(t) <= 3);
     session_table_free(t);
@@ -318,7 +334,7 @@ test_table_expire_dump(void)
     char id[16];
     for (unsigned i = 0; i < 100; i++) {
         int n = snprintf(id, sizeof(id), "id%u", i);
-        session_table_insert(t, id, (size_t)n, i, 1000 + i * 10);
+        ins(t, id, (size_t)n, i, 1000 + i * 10);
     }
     struct session_entry out[200];
     CHECK_UINT_EQ(session_table_dump(t, 0, out, 200), 100);
@@ -365,7 +381,7 @@ worker(void *p)
         uint64_t sid, now = (uint64_t)i;
         switch (rng >> 60) {
         case 0:
-            session_table_remove(a->t, id, (size_t)n);
+            session_table_remove(a->t, XXH3_64bits(id, (size_t)n));
             break;
         case 1:
             session_table_expire(a->t, now, 16);
@@ -375,8 +391,8 @@ worker(void *p)
                 a->over++;
             break;
         default:
-            if (!session_table_lookup(a->t, id, (size_t)n, now, 5000, &sid))
-                session_table_insert(a->t, id, (size_t)n, rng, now + 5000);
+            if (!look(a->t, id, (size_t)n, now, 5000, &sid))
+                ins(a->t, id, (size_t)n, rng, now + 5000);
         }
     }
     return NULL;
