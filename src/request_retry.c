@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/* Failures of a request and the retries that hide them: which conditions
+ * retry, idempotency, the retry budget, and the replies when giving up. */
+#include "config.h"
+
+#include <tether/affinity.h>
+#include <tether/balance.h>
+#include <tether/client.h>
+#include <tether/forward.h>
+#include <tether/gen.h>
+#include <tether/http_rewrite.h>
+#include <tether/outlier.h>
+#include <tether/ratelimit.h>
+#include <tether/redis.h>
+#include <tether/request.h>
+#include <tether/stats.h>
+#include <tether/tunnel.h>
+#include <tether/upstream_conn.h>
+#include <tether/worker.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "request_int.h"
+
+static bool
+method_idempotent(unsigned m)
+{
+    return m == HTTP1_M_GET || m == HTTP1_M_HEAD || m == HTTP1_M_OPTIONS || m == HTTP1_M_PUT ||
+           m == HTTP1_M_DELETE || m == HTTP1_M_TRACE;
+}
+
+static uint32_t
+term_retry_cond(unsigned term, int err)
+{
+    switch (term) {
+    case TERM_SERVER_REFUSED:
+        return err == ECONNREFUSED ? RETRY_REFUSED : RETRY_CONNECT_FAILURE;
+    case TERM_CONNECT_TIMEOUT:
+        return RETRY_CONNECT_FAILURE;
+    case TERM_SERVER_RESET:
+        return RETRY_RESET;
+    default:
+        return 0;
+    }
+}
+
+/* Retry budget, per worker and upstream (no shared counters), as Envoy does:
+ * requests being retried may be at most retry_budget% of the requests in
+ * flight, with a floor of 3 so a quiet upstream can still retry. A storm (most
+ * requests failing) is cut off; a dead pod under normal load is not. The cursor
+ * fields count in-flight requests and in-flight retried requests. */
+static bool
+retry_budget_ok(struct request *req, uint32_t worker)
+{
+    struct lb_cursor *c = &req->ups->cursors[worker];
+    uint64_t cap = (uint64_t)c->budget_reqs * req->ups->conf->retry_budget_pct / 100;
+    return req->retries > 0 || c->budget_rets < (cap > 3 ? cap : 3);
+}
+
+void
+retry_budget_count(struct upstream *u, uint32_t worker, bool retry)
+{
+    struct lb_cursor *c = &u->cursors[worker];
+    if (retry)
+        c->budget_rets++;
+    else
+        c->budget_reqs++;
+}
+
+void
+retry_budget_release(struct request *req)
+{
+    if (!req->budget_counted)
+        return;
+    struct lb_cursor *c = &req->ups->cursors[req->cli->w->id];
+    c->budget_reqs--;
+    if (req->retries)
+        c->budget_rets--;
+    req->budget_counted = false;
+}
+
+/* Try another server; true when a new attempt started. */
+bool
+request_retry(struct request *req, unsigned term, int err)
+{
+    struct client *cli = req->cli;
+    const struct conf_upstream *cu = req->ups->conf;
+    uint64_t now_ms = (uint64_t)(ev_now(cli->w->loop) * 1000.0);
+
+    if (req->retries >= cu->retries || req->resp_head_sent || !req->replayable)
+        return false;
+    if (!(cu->retry_on & term_retry_cond(term, err)))
+        return false;
+    /* Bytes reached the pod: only an idempotent request may go again. */
+    if (req->sent_any && !method_idempotent(req->method))
+        return false;
+    if (!retry_budget_ok(req, cli->w->id)) {
+        gstat_add(cli->w->id, GS_RETRY_BUDGET_EXHAUSTED, 1);
+        return false;
+    }
+    struct server *next = affinity_repick(req, now_ms);
+    if (!next)
+        return false;
+    if (req->retries == 0)
+        retry_budget_count(req->ups, cli->w->id, true);
+    gstat_add(cli->w->id, GS_RETRIES, 1);
+    CTR_ADD(req->srv->rt->t[cli->w->id].retries, 1);
+    if (req->counted_active) {
+        atomic_fetch_sub_explicit(&req->srv->rt->active, 1, memory_order_relaxed);
+        req->counted_active = false;
+    }
+    req->retries++;
+    affinity_redispatch(req, next);
+    req->srv = next;
+    request_connect(req);
+    return true;
+}
+
+void
+request_up_failed(struct request *req, unsigned term, int err)
+{
+    struct worker *w = req->cli->w;
+    if (req->up) {
+        upconn_release(req->up, false);
+        req->up = NULL;
+    }
+    if (req->srv) {
+        struct traffic_counters *t = &req->srv->rt->t[w->id];
+        if (term == TERM_SERVER_RESET)
+            CTR_ADD(t->resets, 1);
+        else if (term == TERM_SERVER_TIMEOUT)
+            CTR_ADD(t->timeouts, 1);
+        else
+            CTR_ADD(t->connect_errors, 1);
+        outlier_failure(req->srv, w->id);
+    }
+    if (request_retry(req, term, err))
+        return;
+    unsigned status = term == TERM_CONNECT_TIMEOUT || term == TERM_SERVER_TIMEOUT ? 504 : 502;
+    request_fail(req, term, status);
+}
+
+/* Give up: a reply if the client has seen nothing yet, else close it. */
+void
+request_fail(struct request *req, unsigned term, unsigned status)
+{
+    struct client *cli = req->cli;
+    if (req->up) {
+        upconn_release(req->up, false);
+        req->up = NULL;
+    }
+    req->term = (uint8_t)term;
+    if (req->resp_head_sent) {
+        client_close(cli, term);
+        return;
+    }
+    buf_put(&cli->w->bufs, req->chead);
+    req->chead = NULL;
+    client_reply(cli, status, term, NULL, !req->req_body_done);
+}
+
+void
+request_up_timeout(struct request *req)
+{
+    if (req->state == RS_CONNECT) {
+        request_up_failed(req, TERM_CONNECT_TIMEOUT, ETIMEDOUT);
+        return;
+    }
+    if (req->srv)
+        CTR_ADD(req->srv->rt->t[req->cli->w->id].timeouts, 1);
+    if (req->srv)
+        outlier_failure(req->srv, req->cli->w->id);
+    request_fail(req, TERM_SERVER_TIMEOUT, 504);
+}
