@@ -181,6 +181,15 @@ affinity_prepare(struct request *req, const char *base, uint64_t now_ms)
                        (idx = http1_find(h, base, kp->name, kp->len)) >= 0) {
                 v = base + h->fields[idx].value_off;
                 vl = h->fields[idx].value_len;
+            } else if (kp->kind == KEY_COOKIE) {
+                struct slice cv;
+                for (unsigned f = 0; f < h->nfields && !v; f++)
+                    if (h->fields[f].id == HTTP1_H_COOKIE &&
+                        http1_cookie_get(base + h->fields[f].value_off, h->fields[f].value_len,
+                                         kp->name, kp->len, &cv)) {
+                        v = cv.p;
+                        vl = cv.len;
+                    }
             } else if (kp->kind == KEY_LITERAL || kp->kind == KEY_ROUTE) {
                 v = kp->kind == KEY_ROUTE ? req->route->conf->label : kp->name;
                 vl = strlen(v);
@@ -357,7 +366,7 @@ affinity_pick(struct request *req, uint64_t now_ms)
         if (s && server_usable_pinned(s, now_ms)) {
             req->srv = s;
             req->aff = req->sid_src;
-            count(req, GS_AFF_LEARNED);
+            count(req, req->sid_src == AFF_OUT_HEADER_LEARNED ? GS_AFF_HEADER : GS_AFF_LEARNED);
             req->set_cookie =
                 cookie_mode && !(req->cookie_state == 1 && req->cookie_srv == s->cookie_id);
             return AFF_PICKED;

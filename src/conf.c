@@ -293,6 +293,9 @@ conf_set_duration(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     uint64_t v;
     if (conf_arg_duration(p, &st->args[0], &v) < 0)
         return -1;
+    if (v < d->min && !d->max)
+        return conf_err_arg(p, &st->args[0], "%s is too short; expected at least %llums",
+                            st->args[0].s, (unsigned long long)d->min);
     if (v < d->min || (d->max && v > d->max))
         return conf_err_arg(p, &st->args[0], "%s is out of range; expected %llums..%llums",
                             st->args[0].s, (unsigned long long)d->min, (unsigned long long)d->max);

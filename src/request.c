@@ -253,6 +253,10 @@ request_start(struct request *req, uint32_t head_len)
         return;
     }
     req->ups = req->route->up;
+    if (!client_limit_conn_request(cli, req->rip, req->rip_len, base, h, req->route->conf->label)) {
+        client_reply(cli, 429, TERM_CONN_LIMITED, "Retry-After: 1\r\n", true);
+        return;
+    }
     if (h->flags & HTTP1_F_EXPECT_OTHER) {
         client_reply(cli, 417, TERM_BAD_REQUEST, NULL, true);
         return;

@@ -32,6 +32,9 @@ void request_on_response(struct request *req);
 /* request_retry.c */
 void request_fail(struct request *req, unsigned term, unsigned status);
 bool request_retry(struct request *req, unsigned term, int err);
+/* A 502/503/504 answer before anything reached the client: retry it when
+ * retry_on lists that status and the request is idempotent. */
+bool request_retry_status(struct request *req, unsigned status);
 void retry_budget_count(struct upstream *u, uint32_t worker, bool retry);
 void retry_budget_release(struct request *req);
 

@@ -150,6 +150,8 @@ request_on_response(struct request *req)
             }
             continue;
         }
+        if (st >= 502 && st <= 504 && request_retry_status(req, st))
+            return;
         if (st == 101 && !req->ws_upgrade)
             goto bad;
         req->t_resp = ev_now(w->loop);

@@ -83,27 +83,26 @@ retry_budget_release(struct request *req)
 }
 
 /* Try another server; true when a new attempt started. */
-bool
-request_retry(struct request *req, unsigned term, int err)
+/* The checks every retry passes; the next server, or NULL. No side effect
+ * but the budget-exhausted counter. */
+static struct server *
+retry_next(struct request *req)
 {
     struct client *cli = req->cli;
-    const struct conf_upstream *cu = req->ups->conf;
     uint64_t now_ms = (uint64_t)(ev_now(cli->w->loop) * 1000.0);
-
-    if (req->retries >= cu->retries || req->resp_head_sent || !req->replayable)
-        return false;
-    if (!(cu->retry_on & term_retry_cond(term, err)))
-        return false;
-    /* Bytes reached the pod: only an idempotent request may go again. */
-    if (req->sent_any && !method_idempotent(req->method))
-        return false;
+    if (req->retries >= req->ups->conf->retries || req->resp_head_sent || !req->replayable)
+        return NULL;
     if (!retry_budget_ok(req, cli->w->id)) {
         gstat_add(cli->w->id, GS_RETRY_BUDGET_EXHAUSTED, 1);
-        return false;
+        return NULL;
     }
-    struct server *next = affinity_repick(req, now_ms);
-    if (!next)
-        return false;
+    return affinity_repick(req, now_ms);
+}
+
+static void
+retry_start(struct request *req, struct server *next)
+{
+    struct client *cli = req->cli;
     if (req->retries == 0)
         retry_budget_count(req->ups, cli->w->id, true);
     gstat_add(cli->w->id, GS_RETRIES, 1);
@@ -116,6 +115,42 @@ request_retry(struct request *req, unsigned term, int err)
     affinity_redispatch(req, next);
     req->srv = next;
     request_connect(req);
+}
+
+bool
+request_retry(struct request *req, unsigned term, int err)
+{
+    if (!(req->ups->conf->retry_on & term_retry_cond(term, err)))
+        return false;
+    /* Bytes reached the pod: only an idempotent request may go again. */
+    if (req->sent_any && !method_idempotent(req->method))
+        return false;
+    struct server *next = retry_next(req);
+    if (!next)
+        return false;
+    retry_start(req, next);
+    return true;
+}
+
+bool
+request_retry_status(struct request *req, unsigned status)
+{
+    uint32_t cond = status == 502   ? RETRY_502
+                    : status == 503 ? RETRY_503
+                    : status == 504 ? RETRY_504
+                                    : 0;
+    /* The pod saw the request: only idempotent ones, and only whole ones. */
+    if (!cond || !(req->ups->conf->retry_on & cond) || !method_idempotent(req->method) ||
+        !req->req_body_done)
+        return false;
+    struct server *next = retry_next(req);
+    if (!next)
+        return false;
+    /* The response is dropped unread: that connection cannot be reused. */
+    upconn_release(req->up, false);
+    req->up = NULL;
+    outlier_failure(req->srv, req->cli->w->id);
+    retry_start(req, next);
     return true;
 }
 

@@ -145,7 +145,7 @@ accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     for (int i = 0; i < 64; i++) {
         struct sock_addr peer;
         if (atomic_load_explicit(&conns_open, memory_order_relaxed) >= maxc) {
-            gstat_add(w->id, GS_CONN_REJECTED, 0);
+            gstat_add(w->id, GS_CONN_REJECTED, 1); /* accepting paused at max_connections */
             accept_pause(w, 0.05);
             return;
         }
@@ -280,9 +280,13 @@ static void
 tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct worker *w = container_of(t, struct worker, tick);
-    (void)loop;
     (void)revents;
-    access_buf_flush(&w->alog);
+    /* access_log flush=DURATION: lines reach the file at least this often. */
+    double every = w->gen ? (double)w->gen->conf->access_flush_ms / 1000.0 : 0.1;
+    if (ev_now(loop) - w->alog_flushed >= every - 0.001) {
+        access_buf_flush(&w->alog);
+        w->alog_flushed = ev_now(loop);
+    }
     /* Give buffers back after a burst, keep a few hot ones. */
     if (w->bufs.nfree > 64)
         buf_pool_trim(&w->bufs, 64);

@@ -43,6 +43,12 @@ void client_deadline(struct client *cli, unsigned kind, double secs);
  * (> 0 bytes, IO_AGAIN, IO_CLOSED, IO_ERROR) or IO_NOROOM. */
 ssize_t client_fill(struct client *cli);
 
+/* limit_conn whose key needs the request (headers, cookies, route, or the client
+ * address behind trusted proxies): count the connection at its first request.
+ * false when the key is at its limit (the caller answers 429 and closes). */
+bool client_limit_conn_request(struct client *cli, const char *rip, size_t rip_len,
+                               const char *base, const struct http1_head *h, const char *route);
+
 /* Graceful shutdown: close if idle, otherwise close after the current reply. */
 void client_drain(struct client *cli);
 

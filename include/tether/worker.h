@@ -61,6 +61,7 @@ struct worker {
     struct upconn_pool *pools; /* indexed by server_rt slot */
     uint32_t npools;
     struct access_buf alog;
+    ev_tstamp alog_flushed; /* last access-log flush */
     uint64_t rng;
     bool draining;      /* shutting down: no accepts, close when idle */
     bool accept_paused; /* out of descriptors or at max_connections */

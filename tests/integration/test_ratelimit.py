@@ -207,5 +207,37 @@ def test_proxy_protocol_v1_v2():
     t.stop()
 
 
+ZONE_CONF = """
+workers 2;
+limit_conn_zone per_tenant key=$http_x_tenant;
+upstream voice { server pod-a {a}; }
+server {
+    listen 127.0.0.1:{port};
+    limit_conn per_tenant 2;
+    route / { upstream voice; }
+}
+"""
+
+
+def test_limit_conn_zone_by_header():
+    pod = h.Mockpod("pod-a")
+    t = h.Tether(ZONE_CONF, a=pod.addr)
+
+    def open_conn(tenant):
+        s = socket.create_connection(("127.0.0.1", t.port))
+        s.sendall(b"GET /sdp HTTP/1.1\r\nHost: x\r\nX-Tenant: %s\r\n\r\n" % tenant)
+        return s, s.recv(4096)
+
+    held = [open_conn(b"acme") for _ in range(2)]
+    assert all(d.startswith(b"HTTP/1.1 200") for _, d in held)
+    s3, d3 = open_conn(b"acme")
+    assert d3.startswith(b"HTTP/1.1 429"), d3[:60]
+    s4, d4 = open_conn(b"other")
+    assert d4.startswith(b"HTTP/1.1 200"), d4[:60]
+    for s, _ in held + [(s3, 0), (s4, 0)]:
+        s.close()
+    t.stop()
+
+
 if __name__ == "__main__":
     h.main(globals())
