@@ -224,9 +224,14 @@ affinity_prepare(struct request *req, const char *base, uint64_t now_ms)
     }
     if (!req->sid_len)
         return AFF_NONE;
+    uint64_t prev = 0;
     if (session_table_lookup(af->table, chash_hash(req->sid, req->sid_len), now_ms, af->ttl_ms,
-                             &req->learned_srv))
+                             &req->learned_srv, &prev)) {
+        /* Slide the Redis copy's expiry too, at most every quarter TTL. */
+        if (prev < now_ms + af->ttl_ms - af->ttl_ms / 4)
+            redis_session_touch(req);
         return AFF_NONE;
+    }
     /* Local miss: another replica may have learned it. */
     if (redis_session_lookup(req) == 0) {
         req->aff_pending = true;
@@ -317,7 +322,7 @@ pin(struct request *req, const struct server *s)
 {
     const struct affinity *af = req->cli->gen->aff;
     uint64_t key = affinity_session_key(req);
-    uint64_t now_ms = (uint64_t)(ev_now(req->cli->w->loop) * 1000.0);
+    uint64_t now_ms = time_mono_ms();
     if (!key)
         return;
     session_table_insert(af->table, key, req->sid_len ? req->sid : NULL, req->sid_len, s->cookie_id,

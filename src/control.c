@@ -200,7 +200,8 @@ int
 control_run(const char *conf_path)
 {
     struct gen *g = atomic_load(&gen_current);
-    ctl.loop = ev_default_loop(EVBACKEND_EPOLL);
+    /* signalfd: the signals were blocked in main() before any thread started. */
+    ctl.loop = ev_default_loop(EVBACKEND_EPOLL | EVFLAG_SIGNALFD);
     ctl.conf_path = conf_path;
     ctl.next_gen_id = g->id + 1;
     ctl.started_ms = time_wall_ms();

@@ -13,6 +13,8 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +99,17 @@ main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+
+    /* Signals stay pending until the control loop reads them (signalfd): a
+     * SIGTERM or SIGHUP during start-up is handled, not fatal. */
+    sigset_t ctl_signals;
+    sigemptyset(&ctl_signals);
+    sigaddset(&ctl_signals, SIGTERM);
+    sigaddset(&ctl_signals, SIGINT);
+    sigaddset(&ctl_signals, SIGHUP);
+    sigaddset(&ctl_signals, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &ctl_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
 
     tls_global_init();
     struct conf *c = conf_load(conf_path, &e);

@@ -1,3 +1,730 @@
 /* SPDX-License-Identifier: MIT */
-/* (being written) */
+/* Every metric tether exports, declared once with its kind and help text, and
+ * the two writers of one snapshot of the counters: the Prometheus text format
+ * 0.0.4 (/metrics) and JSON (/stats, which the status page polls). */
 #include "config.h"
+
+#include <tether/affinity.h>
+#include <tether/balance.h>
+#include <tether/control.h>
+#include <tether/gen.h>
+#include <tether/ratelimit.h>
+#include <tether/redis.h>
+#include <tether/session.h>
+#include <tether/stats.h>
+#include <tether/stats_http.h>
+#include <tether/upstream.h>
+#include <tether/worker.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum metric_kind {
+    MK_COUNTER = 0,
+    MK_GAUGE,
+    MK_HISTOGRAM,
+};
+
+/* Where a simple metric's value comes from: a process-wide counter (enum
+ * gstat), a per-server value (enum snap_sv), or code written for it. */
+enum metric_src {
+    SRC_CODE = 0,
+    SRC_GLOBAL,
+    SRC_SERVER,
+};
+
+struct metric_def {
+    const char *name; /* the family name exported */
+    uint8_t kind;     /* enum metric_kind */
+    uint8_t src;      /* enum metric_src */
+    uint8_t idx;      /* enum gstat or enum snap_sv for SRC_GLOBAL / SRC_SERVER */
+    const char *json; /* key in /stats for SRC_GLOBAL and SRC_SERVER metrics */
+    const char *help;
+};
+
+#define LBL_SRV "{upstream,server,region}"
+#define LBL_REG "{upstream,region}"
+
+/* Every metric once: id, name, kind, where a simple one's value comes from
+ * (source, index, key in /stats) and help text, which lists the labels so the
+ * exported page documents itself. One list makes both the enum and the table,
+ * as twemproxy's nc_stats.h does. */
+#define METRICS(X)                                                                                 \
+    X(M_INFO, "tether_info", MK_GAUGE, SRC_CODE, 0, NULL,                                          \
+      "Always 1; the version label says which tether runs.")                                       \
+    X(M_START_TIME_SECONDS, "tether_start_time_seconds", MK_GAUGE, SRC_CODE, 0, NULL,              \
+      "Process start, Unix time.")                                                                 \
+    X(M_WORKERS, "tether_workers", MK_GAUGE, SRC_CODE, 0, NULL, "Worker threads.")                 \
+    X(M_CONFIG_GENERATION, "tether_config_generation", MK_GAUGE, SRC_CODE, 0, NULL,                \
+      "Id of the configuration generation now serving.")                                           \
+    X(M_CONFIG_LAST_RELOAD_TIMESTAMP_SECONDS, "tether_config_last_reload_timestamp_seconds",       \
+      MK_GAUGE, SRC_CODE, 0, NULL, "Unix time of the last reload attempt (0: none yet).")          \
+    X(M_RELOADS, "tether_reloads_total", MK_COUNTER, SRC_CODE, 0, NULL,                            \
+      "Configuration reloads {result=ok|failed}.")                                                 \
+    X(M_CONNECTIONS_ACTIVE, "tether_connections_active", MK_GAUGE, SRC_GLOBAL, GS_CONN_ACTIVE,     \
+      "connections_active", "Client connections open (tunnels included).")                         \
+    X(M_CONNECTIONS, "tether_connections_total", MK_COUNTER, SRC_GLOBAL, GS_CONN_ACCEPTED,         \
+      "connections_total", "Client connections accepted.")                                         \
+    X(M_CONNECTIONS_REJECTED, "tether_connections_rejected_total", MK_COUNTER, SRC_GLOBAL,         \
+      GS_CONN_REJECTED, "connections_rejected", "Client connections refused at max_connections.")  \
+    X(M_CONNECTIONS_LIMITED, "tether_connections_limited_total", MK_COUNTER, SRC_GLOBAL,           \
+      GS_CONN_LIMITED, "connections_limited", "Client connections refused by limit_conn.")         \
+    X(M_TUNNELS_ACTIVE, "tether_tunnels_active", MK_GAUGE, SRC_GLOBAL, GS_TUNNELS_ACTIVE,          \
+      "tunnels_active", "WebSocket tunnels open.")                                                 \
+    X(M_TUNNELS, "tether_tunnels_total", MK_COUNTER, SRC_GLOBAL, GS_TUNNELS_TOTAL,                 \
+      "tunnels_total", "WebSocket tunnels opened.")                                                \
+    X(M_TLS_HANDSHAKES, "tether_tls_handshakes_total", MK_COUNTER, SRC_GLOBAL, GS_TLS_HANDSHAKES,  \
+      "tls_handshakes", "Completed TLS handshakes with clients.")                                  \
+    X(M_TLS_RESUMED, "tether_tls_resumed_total", MK_COUNTER, SRC_GLOBAL, GS_TLS_RESUMED,           \
+      "tls_resumed", "TLS handshakes that resumed a session.")                                     \
+    X(M_TLS_HANDSHAKE_FAILURES, "tether_tls_handshake_failures_total", MK_COUNTER, SRC_GLOBAL,     \
+      GS_TLS_FAILURES, "tls_failures", "Failed TLS handshakes with clients.")                      \
+    X(M_REQUESTS_RECEIVED, "tether_requests_received_total", MK_COUNTER, SRC_GLOBAL, GS_REQUESTS,  \
+      "requests", "Requests answered, routed or not.")                                             \
+    X(M_BAD_REQUESTS, "tether_bad_requests_total", MK_COUNTER, SRC_GLOBAL, GS_BAD_REQUESTS,        \
+      "bad_requests", "Malformed requests rejected with 400/431.")                                 \
+    X(M_REQUESTS_RATE_LIMITED, "tether_requests_rate_limited_total", MK_COUNTER, SRC_GLOBAL,       \
+      GS_RATE_LIMITED, "rate_limited", "Requests refused by a rate-limit zone.")                   \
+    X(M_NO_SERVER, "tether_no_server_total", MK_COUNTER, SRC_GLOBAL, GS_NO_SERVER, "no_server",    \
+      "Requests with no usable server.")                                                           \
+    X(M_UPSTREAM_RETRIES, "tether_upstream_retries_total", MK_COUNTER, SRC_GLOBAL, GS_RETRIES,     \
+      "retries", "Requests retried on another server.")                                            \
+    X(M_RETRY_BUDGET_EXHAUSTED, "tether_retry_budget_exhausted_total", MK_COUNTER, SRC_GLOBAL,     \
+      GS_RETRY_BUDGET_EXHAUSTED, "retry_budget_exhausted",                                         \
+      "Retries skipped because the retry budget was spent.")                                       \
+    X(M_EJECTIONS, "tether_ejections_total", MK_COUNTER, SRC_GLOBAL, GS_EJECTIONS, "ejections",    \
+      "Servers ejected by outlier detection.")                                                     \
+    X(M_AFFINITY, "tether_affinity_total", MK_COUNTER, SRC_CODE, 0, NULL,                          \
+      "How requests found their server {outcome=cookie|header|learned|hash|new|redispatch|"        \
+      "cookie_invalid|cookie_expired|cookie_unknown}.")                                            \
+    X(M_SESSIONS_LEARNED, "tether_sessions_learned_total", MK_COUNTER, SRC_GLOBAL, GS_LEARNED,     \
+      "sessions_learned", "Session ids learned from responses.")                                   \
+    X(M_SESSION_TABLE_ENTRIES, "tether_session_table_entries", MK_GAUGE, SRC_CODE, 0, NULL,        \
+      "Entries in the learned-session table.")                                                     \
+    X(M_SESSION_TABLE_EVICTIONS, "tether_session_table_evictions_total", MK_COUNTER, SRC_CODE, 0,  \
+      NULL, "Learned sessions evicted to stay within the table size.")                             \
+    X(M_REDIS_CONFIGURED, "tether_redis_configured", MK_GAUGE, SRC_CODE, 0, NULL,                  \
+      "1 when a redis block is configured.")                                                       \
+    X(M_REDIS_UP, "tether_redis_up", MK_GAUGE, SRC_CODE, 0, NULL,                                  \
+      "1 when the control thread's Redis connection is up.")                                       \
+    X(M_REDIS_WORKERS_UP, "tether_redis_worker_connections_up", MK_GAUGE, SRC_CODE, 0, NULL,       \
+      "Worker threads whose Redis connection is up.")                                              \
+    X(M_REDIS_ERRORS, "tether_redis_errors_total", MK_COUNTER, SRC_CODE, 0, NULL,                  \
+      "Failed Redis commands and connects.")                                                       \
+    X(M_REDIS_TIMEOUTS, "tether_redis_timeouts_total", MK_COUNTER, SRC_CODE, 0, NULL,              \
+      "Redis operations that timed out.")                                                          \
+    X(M_REDIS_RECONNECTS, "tether_redis_reconnects_total", MK_COUNTER, SRC_CODE, 0, NULL,          \
+      "Redis reconnects.")                                                                         \
+    X(M_REDIS_ADMIN_MESSAGES, "tether_redis_admin_messages_total", MK_COUNTER, SRC_CODE, 0, NULL,  \
+      "Admin changes received from other replicas through Redis.")                                 \
+    X(M_REDIS_FALLBACKS, "tether_rate_limit_redis_fallbacks_total", MK_COUNTER, SRC_CODE, 0, NULL, \
+      "Global-zone decisions made without Redis (its on_redis_error policy).")                     \
+    X(M_RATE_LIMITED, "tether_rate_limited_total", MK_COUNTER, SRC_CODE, 0, NULL,                  \
+      "Requests over a zone's limit {zone}.")                                                      \
+    X(M_RATE_LIMIT_ALLOWED, "tether_rate_limit_allowed_total", MK_COUNTER, SRC_CODE, 0, NULL,      \
+      "Requests a zone admitted {zone}.")                                                          \
+    X(M_RATE_LIMIT_DELAYED, "tether_rate_limit_delayed_total", MK_COUNTER, SRC_CODE, 0, NULL,      \
+      "Admitted requests a zone paced (burst without nodelay) {zone}.")                            \
+    X(M_RATE_LIMIT_KEYS, "tether_rate_limit_keys", MK_GAUGE, SRC_CODE, 0, NULL,                    \
+      "Keys a zone tracks {zone}.")                                                                \
+    X(M_RATE_LIMIT_EVICTIONS, "tether_rate_limit_evictions_total", MK_COUNTER, SRC_CODE, 0, NULL,  \
+      "Keys a zone dropped to stay within its size {zone}.")                                       \
+    X(M_ROUTE_REQUESTS, "tether_route_requests_total", MK_COUNTER, SRC_CODE, 0, NULL,              \
+      "Requests per route and status class {route,code_class=1xx..5xx|other}.")                    \
+    X(M_ROUTE_REQUEST_DURATION_SECONDS, "tether_route_request_duration_seconds", MK_HISTOGRAM,     \
+      SRC_CODE, 0, NULL, "Request time per route, first byte in to last byte out {route}.")        \
+    X(M_UPSTREAM_PANIC, "tether_upstream_panic", MK_GAUGE, SRC_CODE, 0, NULL,                      \
+      "1 when the upstream is below its panic threshold (health ignored) {upstream}.")             \
+    X(M_UPSTREAM_TIER_LOAD, "tether_upstream_tier_load", MK_GAUGE, SRC_CODE, 0, NULL,              \
+      "Share of new sessions each priority tier takes {upstream,tier}.")                           \
+    X(M_REGION_WEIGHT, "tether_region_weight", MK_GAUGE, SRC_CODE, 0, NULL,                        \
+      "Effective region weight " LBL_REG ".")                                                      \
+    X(M_REGION_PRIORITY, "tether_region_priority", MK_GAUGE, SRC_CODE, 0, NULL,                    \
+      "Region tier, 0 = primary " LBL_REG ".")                                                     \
+    X(M_REGION_SHARE, "tether_region_share", MK_GAUGE, SRC_CODE, 0, NULL,                          \
+      "Fraction of new sessions the region takes now " LBL_REG ".")                                \
+    X(M_REGION_SERVERS, "tether_region_servers", MK_GAUGE, SRC_CODE, 0, NULL,                      \
+      "Servers in the region " LBL_REG ".")                                                        \
+    X(M_REGION_SERVERS_UP, "tether_region_servers_up", MK_GAUGE, SRC_CODE, 0, NULL,                \
+      "Servers passing health checks and not ejected " LBL_REG ".")                                \
+    X(M_REGION_SERVERS_USABLE, "tether_region_servers_usable", MK_GAUGE, SRC_CODE, 0, NULL,        \
+      "Servers taking new sessions now (up, ready, weight > 0) " LBL_REG ".")                      \
+    X(M_REQUESTS, "tether_requests_total", MK_COUNTER, SRC_CODE, 0, NULL,                          \
+      "Requests finished per server and status class " LBL_SRV " + {code_class}.")                 \
+    X(M_REQUEST_DURATION_SECONDS, "tether_request_duration_seconds", MK_HISTOGRAM, SRC_CODE, 0,    \
+      NULL, "Request time per server, first byte in to last byte out " LBL_SRV ".")                \
+    X(M_REQUEST_BYTES, "tether_request_bytes_total", MK_COUNTER, SRC_SERVER, SV_BYTES_IN,          \
+      "bytes_in", "Request bytes received from clients " LBL_SRV ".")                              \
+    X(M_RESPONSE_BYTES, "tether_response_bytes_total", MK_COUNTER, SRC_SERVER, SV_BYTES_OUT,       \
+      "bytes_out", "Response bytes sent to clients " LBL_SRV ".")                                  \
+    X(M_CONNECT_ERRORS, "tether_connect_errors_total", MK_COUNTER, SRC_SERVER, SV_CONNECT_ERRORS,  \
+      "connect_errors", "Failed connects to the server " LBL_SRV ".")                              \
+    X(M_RESPONSE_TIMEOUTS, "tether_response_timeouts_total", MK_COUNTER, SRC_SERVER, SV_TIMEOUTS,  \
+      "timeouts", "Responses that timed out " LBL_SRV ".")                                         \
+    X(M_SERVER_RESETS, "tether_server_resets_total", MK_COUNTER, SRC_SERVER, SV_RESETS, "resets",  \
+      "Server resets or closes before the response ended " LBL_SRV ".")                            \
+    X(M_SERVER_RETRIES, "tether_server_retries_total", MK_COUNTER, SRC_SERVER, SV_RETRIES,         \
+      "retries", "Requests retried away from the server " LBL_SRV ".")                             \
+    X(M_REDISPATCHES, "tether_redispatches_total", MK_COUNTER, SRC_SERVER, SV_REDISPATCHES,        \
+      "redispatches", "Pinned sessions moved away from the server " LBL_SRV ".")                   \
+    X(M_SERVER_TUNNELS, "tether_server_tunnels_total", MK_COUNTER, SRC_SERVER, SV_TUNNELS_TOTAL,   \
+      "tunnels_total", "WebSocket tunnels opened to the server " LBL_SRV ".")                      \
+    X(M_SERVER_UP, "tether_server_up", MK_GAUGE, SRC_SERVER, SV_UP, "up",                          \
+      "1 when health checks pass and the server is not ejected " LBL_SRV ".")                      \
+    X(M_SERVER_EJECTED, "tether_server_ejected", MK_GAUGE, SRC_SERVER, SV_EJECTED, "ejected",      \
+      "1 while outlier detection ejects the server " LBL_SRV ".")                                  \
+    X(M_SERVER_STATE, "tether_server_state", MK_GAUGE, SRC_CODE, 0, NULL,                          \
+      "Admin state, 1 for the current one " LBL_SRV " + {state=ready|drain|maint}.")               \
+    X(M_SERVER_WEIGHT, "tether_server_weight", MK_GAUGE, SRC_SERVER, SV_WEIGHT, "weight",          \
+      "Effective server weight " LBL_SRV ".")                                                      \
+    X(M_SERVER_ACTIVE_REQUESTS, "tether_server_active_requests", MK_GAUGE, SRC_SERVER, SV_ACTIVE,  \
+      "active", "Requests in flight to the server " LBL_SRV ".")                                   \
+    X(M_SERVER_ACTIVE_TUNNELS, "tether_server_active_tunnels", MK_GAUGE, SRC_SERVER, SV_TUNNELS,   \
+      "tunnels", "WebSocket tunnels open to the server " LBL_SRV ".")                              \
+    X(M_HEALTH_CHECKS, "tether_health_checks_total", MK_COUNTER, SRC_CODE, 0, NULL,                \
+      "Active health checks " LBL_SRV " + {result=ok|failed}.")                                    \
+    X(M_HEALTH_TRANSITIONS, "tether_health_transitions_total", MK_COUNTER, SRC_SERVER,             \
+      SV_TRANSITIONS, "transitions", "Health changes up<->down " LBL_SRV ".")                      \
+    X(M_HEALTH_CHECK_DURATION_SECONDS, "tether_health_check_duration_seconds", MK_GAUGE,           \
+      SRC_SERVER, SV_HC_MS, "hc_last_ms", "Duration of the last health check " LBL_SRV ".")        \
+    X(M_HEALTH_CHECK_STATUS, "tether_health_check_status", MK_GAUGE, SRC_SERVER, SV_HC_STATUS,     \
+      "hc_last_status", "HTTP status of the last health check, 0 for no answer " LBL_SRV ".")
+
+/* (clang-format would indent M__COUNT as a continuation of the list macro.) */
+/* clang-format off */
+enum metric_id {
+#define METRIC_ENUM(id, ...) id,
+    METRICS(METRIC_ENUM)
+#undef METRIC_ENUM
+    M__COUNT
+};
+/* clang-format on */
+
+static const struct metric_def defs[M__COUNT] = {
+#define METRIC_DEF(id, name, kind, src, idx, json, help) [id] = {name, kind, src, idx, json, help},
+    METRICS(METRIC_DEF)
+#undef METRIC_DEF
+};
+
+static const char *const affinity_outcomes[] = {
+    "cookie",     "header",         "learned",        "hash",           "new",
+    "redispatch", "cookie_invalid", "cookie_expired", "cookie_unknown",
+};
+/* GS_AFF_COOKIE .. GS_AFF_COOKIE_UNKNOWN are consecutive, in the order above. */
+_Static_assert(GS_AFF_COOKIE_UNKNOWN - GS_AFF_COOKIE + 1 == ARRAY_SIZE(affinity_outcomes),
+               "affinity outcomes match enum gstat");
+
+static const char *const code_classes[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+static const char *const admin_states[3] = {"ready", "drain", "maint"};
+
+/* ---- Prometheus text format ---- */
+
+/* Label values escape backslash, double quote and newline (exposition format). */
+static void
+prom_esc(struct strbuf *o, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\')
+            strbuf_lit(o, "\\\\");
+        else if (*s == '"')
+            strbuf_lit(o, "\\\"");
+        else if (*s == '\n')
+            strbuf_lit(o, "\\n");
+        else
+            strbuf_add(o, s, 1);
+    }
+}
+
+/* The writer's state: label sets are escaped once per object into one buffer. */
+struct prom {
+    struct strbuf *o;
+    const struct snap *s;
+    struct strbuf lab;           /* NUL-terminated label sets, back to back */
+    size_t *off;                 /* label set offsets: upstreams, regions, servers, routes */
+    uint32_t reg0, srv0, route0; /* where each kind starts in off[] */
+};
+
+static void
+lab_add(struct prom *p, uint32_t i, const char *k1, const char *v1, const char *k2, const char *v2,
+        const char *k3, const char *v3)
+{
+    const char *kv[] = {k1, v1, k2, v2, k3, v3};
+    p->off[i] = p->lab.len;
+    for (int k = 0; k < 6 && kv[k]; k += 2) {
+        strbuf_printf(&p->lab, "%s%s=\"", k ? "," : "", kv[k]);
+        prom_esc(&p->lab, kv[k + 1]);
+        strbuf_lit(&p->lab, "\"");
+    }
+    strbuf_add(&p->lab, "", 1); /* the NUL ending the set */
+}
+
+static int
+prom_labels(struct prom *p)
+{
+    const struct snap *s = p->s;
+    uint32_t i = 0;
+    p->off = calloc(s->nups + s->nregs + s->nsrvs + s->nroutes + 1, sizeof(*p->off));
+    if (!p->off)
+        return -1;
+    p->reg0 = s->nups;
+    p->srv0 = p->reg0 + s->nregs;
+    p->route0 = p->srv0 + s->nsrvs;
+    for (uint32_t k = 0; k < s->nups; k++)
+        lab_add(p, i++, "upstream", s->ups[k].u->conf->name, NULL, NULL, NULL, NULL);
+    for (uint32_t k = 0; k < s->nregs; k++)
+        lab_add(p, i++, "upstream", s->regs[k].u->conf->name, "region", s->regs[k].r->conf->name,
+                NULL, NULL);
+    for (uint32_t k = 0; k < s->nsrvs; k++) {
+        const struct server *sv = s->srvs[k].s;
+        lab_add(p, i++, "upstream", sv->up->conf->name, "server", sv->conf->name, "region",
+                sv->up->regions[sv->region].conf->name);
+    }
+    for (uint32_t k = 0; k < s->nroutes; k++)
+        lab_add(p, i++, "route", s->routes[k].name, NULL, NULL, NULL, NULL);
+    return p->lab.oom ? -1 : 0;
+}
+
+static const char *
+lab(const struct prom *p, uint32_t i)
+{
+    return p->lab.p + p->off[i];
+}
+
+static void
+fam(struct prom *p, const struct metric_def *d)
+{
+    static const char *const kinds[] = {"counter", "gauge", "histogram"};
+    strbuf_printf(p->o, "# HELP %s %s\n# TYPE %s %s\n", d->name, d->help, d->name, kinds[d->kind]);
+}
+
+/* NAME[SUFFIX]{LABELS[,EXTRA]} (without the value); both label parts escaped. */
+static void
+sample_head(struct prom *p, const struct metric_def *d, const char *suffix, const char *labels,
+            const char *extra)
+{
+    bool l = labels && *labels, x = extra && *extra;
+    strbuf_printf(p->o, "%s%s", d->name, suffix);
+    if (l || x)
+        strbuf_printf(p->o, "{%s%s%s}", l ? labels : "", l && x ? "," : "", x ? extra : "");
+}
+
+static void
+sample_i(struct prom *p, const struct metric_def *d, const char *labels, const char *extra,
+         int64_t v)
+{
+    sample_head(p, d, "", labels, extra);
+    strbuf_printf(p->o, " %lld\n", (long long)v);
+}
+
+static void
+sample_f(struct prom *p, const struct metric_def *d, const char *labels, const char *extra,
+         double v)
+{
+    sample_head(p, d, "", labels, extra);
+    strbuf_printf(p->o, " %.15g\n", v);
+}
+
+static void
+histogram(struct prom *p, const struct metric_def *d, const char *labels,
+          const struct snap_traffic *t)
+{
+    uint64_t cum = 0;
+    char le[48];
+    for (int b = 0; b < STATS_LAT_BUCKETS; b++) {
+        cum += t->bucket[b];
+        if (b < STATS_LAT_BUCKETS - 1)
+            snprintf(le, sizeof(le), "le=\"%g\"", (double)stats_lat_bounds_us[b] / 1e6);
+        else
+            snprintf(le, sizeof(le), "le=\"+Inf\"");
+        sample_head(p, d, "_bucket", labels, le);
+        strbuf_printf(p->o, " %llu\n", (unsigned long long)cum);
+    }
+    sample_head(p, d, "_sum", labels, NULL);
+    strbuf_printf(p->o, " %.6f\n", (double)t->sum_us / 1e6);
+    sample_head(p, d, "_count", labels, NULL);
+    strbuf_printf(p->o, " %llu\n", (unsigned long long)t->count);
+}
+
+/* A family whose samples are the status classes of each object's traffic. */
+static void
+code_classes_fam(struct prom *p, enum metric_id id, uint32_t first, uint32_t n,
+                 const struct snap_traffic *(*get)(const struct snap *, uint32_t))
+{
+    const struct metric_def *d = &defs[id];
+    fam(p, d);
+    for (uint32_t i = 0; i < n; i++)
+        for (int c = 1; c <= 6; c++) {
+            char x[32];
+            snprintf(x, sizeof(x), "code_class=\"%s\"", code_classes[c % 6]);
+            sample_i(p, d, lab(p, first + i), x, (int64_t)get(p->s, i)->status[c % 6]);
+        }
+}
+
+static const struct snap_traffic *
+route_traffic(const struct snap *s, uint32_t i)
+{
+    return &s->routes[i].t;
+}
+
+static const struct snap_traffic *
+server_traffic(const struct snap *s, uint32_t i)
+{
+    return &s->srvs[i].t;
+}
+
+static void
+prom_process(struct prom *p)
+{
+    const struct snap *s = p->s;
+    const struct metric_def *d = &defs[M_INFO];
+    fam(p, d);
+    sample_i(p, d, NULL, "version=\"" PACKAGE_VERSION "\"", 1);
+    fam(p, d = &defs[M_START_TIME_SECONDS]);
+    sample_f(p, d, NULL, NULL, (double)ctl.started_ms / 1e3);
+    fam(p, d = &defs[M_WORKERS]);
+    sample_i(p, d, NULL, NULL, nworkers);
+    fam(p, d = &defs[M_CONFIG_GENERATION]);
+    sample_i(p, d, NULL, NULL, s->g ? (int64_t)s->g->id : 0);
+    fam(p, d = &defs[M_CONFIG_LAST_RELOAD_TIMESTAMP_SECONDS]);
+    sample_f(p, d, NULL, NULL, (double)ctl.last_reload_ms / 1e3);
+    fam(p, d = &defs[M_RELOADS]);
+    sample_i(p, d, NULL, "result=\"ok\"", (int64_t)ctl.reloads_ok);
+    sample_i(p, d, NULL, "result=\"failed\"", (int64_t)ctl.reloads_failed);
+    for (size_t m = 0; m < ARRAY_SIZE(defs); m++) {
+        if (defs[m].src != SRC_GLOBAL)
+            continue;
+        fam(p, &defs[m]);
+        sample_i(p, &defs[m], NULL, NULL, s->gs[defs[m].idx]);
+    }
+    fam(p, d = &defs[M_AFFINITY]);
+    for (size_t i = 0; i < ARRAY_SIZE(affinity_outcomes); i++) {
+        char x[64];
+        snprintf(x, sizeof(x), "outcome=\"%s\"", affinity_outcomes[i]);
+        sample_i(p, d, NULL, x, s->gs[GS_AFF_COOKIE + i]);
+    }
+    /* redis_stats holds the totals of every Redis connection (workers and
+     * control); the GS_REDIS_* slots count a subset of the same events. */
+    const struct redis_stats *r = &s->redis;
+    const int64_t misc[] = {(int64_t)s->sessions,
+                            (int64_t)s->session_evictions,
+                            r->configured,
+                            r->up,
+                            r->workers_up,
+                            (int64_t)r->errors,
+                            (int64_t)r->timeouts,
+                            (int64_t)r->reconnects,
+                            (int64_t)r->admin_received,
+                            (int64_t)r->zone_fallbacks};
+    static const enum metric_id ids[] = {M_SESSION_TABLE_ENTRIES, M_SESSION_TABLE_EVICTIONS,
+                                         M_REDIS_CONFIGURED,      M_REDIS_UP,
+                                         M_REDIS_WORKERS_UP,      M_REDIS_ERRORS,
+                                         M_REDIS_TIMEOUTS,        M_REDIS_RECONNECTS,
+                                         M_REDIS_ADMIN_MESSAGES,  M_REDIS_FALLBACKS};
+    for (size_t m = 0; m < ARRAY_SIZE(ids); m++) {
+        fam(p, d = &defs[ids[m]]);
+        sample_i(p, d, NULL, NULL, misc[m]);
+    }
+}
+
+static void
+prom_zones(struct prom *p)
+{
+    static const enum metric_id ids[] = {M_RATE_LIMITED, M_RATE_LIMIT_ALLOWED, M_RATE_LIMIT_DELAYED,
+                                         M_RATE_LIMIT_KEYS, M_RATE_LIMIT_EVICTIONS};
+    for (size_t m = 0; m < ARRAY_SIZE(ids); m++) {
+        const struct metric_def *d = &defs[ids[m]];
+        fam(p, d);
+        for (uint32_t i = 0; i < p->s->nzones; i++) {
+            const struct snap_zone *z = &p->s->zones[i];
+            const uint64_t v[] = {z->st.limited, z->st.allowed, z->st.delayed, z->st.keys,
+                                  z->st.evictions};
+            strbuf_printf(p->o, "%s{zone=\"", d->name);
+            prom_esc(p->o, z->name);
+            strbuf_printf(p->o, "\"} %llu\n", (unsigned long long)v[m]);
+        }
+    }
+}
+
+static void
+prom_regions(struct prom *p)
+{
+    const struct snap *s = p->s;
+    const struct metric_def *d = &defs[M_UPSTREAM_PANIC];
+    fam(p, d);
+    for (uint32_t u = 0; u < s->nups; u++)
+        sample_i(p, d, lab(p, u), NULL, s->ups[u].panic);
+    fam(p, d = &defs[M_UPSTREAM_TIER_LOAD]);
+    for (uint32_t u = 0; u < s->nups; u++)
+        for (uint32_t t = 0; t < PLAN_MAX_TIERS; t++) {
+            char x[32];
+            if (!(s->ups[u].tiers_used & (1u << t)))
+                continue;
+            snprintf(x, sizeof(x), "tier=\"%u\"", t);
+            sample_f(p, d, lab(p, u), x, s->ups[u].tier_load[t]);
+        }
+    static const enum metric_id ids[] = {M_REGION_WEIGHT,     M_REGION_PRIORITY,
+                                         M_REGION_SHARE,      M_REGION_SERVERS,
+                                         M_REGION_SERVERS_UP, M_REGION_SERVERS_USABLE};
+    for (size_t m = 0; m < ARRAY_SIZE(ids); m++) {
+        fam(p, d = &defs[ids[m]]);
+        for (uint32_t r = 0; r < s->nregs; r++) {
+            const struct snap_region *x = &s->regs[r];
+            const double v[] = {x->weight, x->r->conf->priority, x->share, x->nservers, x->nup,
+                                x->nusable};
+            sample_f(p, d, lab(p, p->reg0 + r), NULL, v[m]);
+        }
+    }
+}
+
+static void
+prom_servers(struct prom *p)
+{
+    const struct snap *s = p->s;
+    const struct metric_def *d;
+    code_classes_fam(p, M_REQUESTS, p->srv0, s->nsrvs, server_traffic);
+    fam(p, d = &defs[M_REQUEST_DURATION_SECONDS]);
+    for (uint32_t i = 0; i < s->nsrvs; i++)
+        histogram(p, d, lab(p, p->srv0 + i), &s->srvs[i].t);
+    fam(p, d = &defs[M_SERVER_STATE]);
+    for (uint32_t i = 0; i < s->nsrvs; i++)
+        for (unsigned a = 0; a < ARRAY_SIZE(admin_states); a++) {
+            char x[32];
+            snprintf(x, sizeof(x), "state=\"%s\"", admin_states[a]);
+            sample_i(p, d, lab(p, p->srv0 + i), x, s->srvs[i].admin == a);
+        }
+    fam(p, d = &defs[M_HEALTH_CHECKS]);
+    for (uint32_t i = 0; i < s->nsrvs; i++) {
+        sample_i(p, d, lab(p, p->srv0 + i), "result=\"ok\"", (int64_t)s->srvs[i].hc_ok);
+        sample_i(p, d, lab(p, p->srv0 + i), "result=\"failed\"", (int64_t)s->srvs[i].hc_failed);
+    }
+    for (size_t m = 0; m < ARRAY_SIZE(defs); m++) {
+        if (defs[m].src != SRC_SERVER)
+            continue;
+        fam(p, d = &defs[m]);
+        for (uint32_t i = 0; i < s->nsrvs; i++) {
+            int64_t v = s->srvs[i].v[d->idx];
+            if (d->idx == SV_HC_MS)
+                sample_f(p, d, lab(p, p->srv0 + i), NULL, (double)v / 1e3);
+            else
+                sample_i(p, d, lab(p, p->srv0 + i), NULL, v);
+        }
+    }
+}
+
+void
+metrics_write_prometheus(struct strbuf *o, const struct snap *s)
+{
+    struct prom p = {.o = o, .s = s};
+    if (prom_labels(&p) < 0) {
+        o->oom = true;
+        goto out;
+    }
+    prom_process(&p);
+    prom_zones(&p);
+    code_classes_fam(&p, M_ROUTE_REQUESTS, p.route0, s->nroutes, route_traffic);
+    const struct metric_def *d = &defs[M_ROUTE_REQUEST_DURATION_SECONDS];
+    fam(&p, d);
+    for (uint32_t i = 0; i < s->nroutes; i++)
+        histogram(&p, d, lab(&p, p.route0 + i), &s->routes[i].t);
+    prom_regions(&p);
+    prom_servers(&p);
+out:
+    free(p.off);
+    strbuf_free(&p.lab);
+}
+
+/* ---- JSON ---- */
+
+/* A JSON string with quotes; control bytes as \u00XX. */
+static void
+json_str(struct strbuf *o, const char *s)
+{
+    strbuf_lit(o, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            strbuf_printf(o, "\\%c", c);
+        else if (c < 0x20 || c == 0x7f)
+            strbuf_printf(o, "\\u%04x", c);
+        else
+            strbuf_add(o, s, 1);
+    }
+    strbuf_lit(o, "\"");
+}
+
+static void
+json_key(struct strbuf *o, bool *first, const char *key)
+{
+    strbuf_printf(o, "%s\"%s\":", *first ? "" : ",", key);
+    *first = false;
+}
+
+static void
+json_traffic(struct strbuf *o, const struct snap_traffic *t, const void *key)
+{
+    struct snap_traffic d;
+    double secs;
+    strbuf_printf(o, "\"requests\":%llu,\"status\":{", (unsigned long long)t->requests);
+    for (int c = 1; c <= 6; c++)
+        strbuf_printf(o, "%s\"%s\":%llu", c > 1 ? "," : "", code_classes[c % 6],
+                      (unsigned long long)t->status[c % 6]);
+    strbuf_printf(o,
+                  "},\"latency\":{\"count\":%llu,\"sum_us\":%llu,\"p50_us\":%llu,"
+                  "\"p95_us\":%llu,\"p99_us\":%llu,\"buckets\":[",
+                  (unsigned long long)t->count, (unsigned long long)t->sum_us,
+                  (unsigned long long)stats_quantile_us(t->bucket, 0.50),
+                  (unsigned long long)stats_quantile_us(t->bucket, 0.95),
+                  (unsigned long long)stats_quantile_us(t->bucket, 0.99));
+    for (int b = 0; b < STATS_LAT_BUCKETS; b++)
+        strbuf_printf(o, "%s%llu", b ? "," : "", (unsigned long long)t->bucket[b]);
+    /* The last seconds of traffic (the status page's rates), or null. */
+    if (!recent_traffic(key, t, &d, &secs)) {
+        strbuf_lit(o, "]},\"recent\":null");
+        return;
+    }
+    strbuf_printf(o,
+                  "]},\"recent\":{\"seconds\":%.3f,\"requests\":%llu,\"errors\":%llu,\"buckets\":[",
+                  secs, (unsigned long long)d.requests, (unsigned long long)d.status[5]);
+    for (int b = 0; b < STATS_LAT_BUCKETS; b++)
+        strbuf_printf(o, "%s%llu", b ? "," : "", (unsigned long long)d.bucket[b]);
+    strbuf_lit(o, "]}");
+}
+
+static void
+json_server(struct strbuf *o, const struct snap_server *x)
+{
+    const struct server *sv = x->s;
+    bool first = true;
+    strbuf_lit(o, "{\"name\":");
+    json_str(o, sv->conf->name);
+    strbuf_lit(o, ",\"addr\":");
+    json_str(o, sv->conf->addr_text);
+    strbuf_printf(o,
+                  ",\"state\":\"%s\",\"health\":\"%s\",\"ejected_left_ms\":%llu,"
+                  "\"weight_conf\":%u,\"health_checks\":{\"ok\":%llu,\"failed\":%llu},"
+                  "\"last_change_ms\":%llu,",
+                  admin_states[x->admin], x->health_up ? "up" : "down",
+                  (unsigned long long)x->ejected_left_ms, sv->conf->weight,
+                  (unsigned long long)x->hc_ok, (unsigned long long)x->hc_failed,
+                  (unsigned long long)x->last_change_ms);
+    for (size_t m = 0; m < ARRAY_SIZE(defs); m++)
+        if (defs[m].src == SRC_SERVER) {
+            json_key(o, &first, defs[m].json);
+            strbuf_printf(o, "%lld", (long long)x->v[defs[m].idx]);
+        }
+    strbuf_lit(o, ",");
+    json_traffic(o, &x->t, sv->rt);
+    strbuf_lit(o, "}");
+}
+
+static void
+json_upstreams(struct strbuf *o, const struct snap *s)
+{
+    static const char *const algos[] = {"round_robin", "least_conn", "random_two", "hash"};
+    strbuf_lit(o, ",\"upstreams\":[");
+    for (uint32_t i = 0; i < s->nups; i++) {
+        const struct snap_upstream *su = &s->ups[i];
+        const struct upstream *u = su->u;
+        bool first = true;
+        strbuf_printf(o, "%s{\"name\":", i ? "," : "");
+        json_str(o, u->conf->name);
+        strbuf_printf(o, ",\"balance\":\"%s\",\"panic\":%s,\"tier_load\":{",
+                      u->conf->balance < ARRAY_SIZE(algos) ? algos[u->conf->balance] : "?",
+                      su->panic ? "true" : "false");
+        for (uint32_t t = 0; t < PLAN_MAX_TIERS; t++)
+            if (su->tiers_used & (1u << t)) {
+                char k[16];
+                snprintf(k, sizeof(k), "%u", t);
+                json_key(o, &first, k);
+                strbuf_printf(o, "%.6g", su->tier_load[t]);
+            }
+        strbuf_lit(o, "},\"regions\":[");
+        for (uint32_t r = 0; r < u->nregions; r++) {
+            const struct snap_region *x = &s->regs[su->reg0 + r];
+            strbuf_printf(o, "%s{\"name\":", r ? "," : "");
+            json_str(o, x->r->conf->name);
+            strbuf_printf(o,
+                          ",\"weight\":%.0f,\"priority\":%u,\"share\":%.6g,\"servers_total\":%.0f,"
+                          "\"servers_up\":%.0f,\"servers_usable\":%.0f,\"servers\":[",
+                          x->weight, x->r->conf->priority, x->share, x->nservers, x->nup,
+                          x->nusable);
+            for (uint32_t k = 0; k < x->r->nservers; k++) {
+                if (k)
+                    strbuf_lit(o, ",");
+                json_server(o, &s->srvs[su->srv0 + x->r->servers[k]]);
+            }
+            strbuf_lit(o, "]}");
+        }
+        strbuf_lit(o, "]}");
+    }
+    strbuf_lit(o, "]");
+}
+
+void
+metrics_write_json(struct strbuf *o, const struct snap *s)
+{
+    bool first = true;
+    strbuf_printf(o,
+                  "{\"version\":\"%s\",\"generation\":%llu,\"time_ms\":%llu,\"start_ms\":%llu,"
+                  "\"workers\":%u,\"reloads\":{\"ok\":%llu,\"failed\":%llu,\"last_ms\":%llu,"
+                  "\"last_error\":",
+                  PACKAGE_VERSION, (unsigned long long)(s->g ? s->g->id : 0),
+                  (unsigned long long)s->wall_ms, (unsigned long long)ctl.started_ms, nworkers,
+                  (unsigned long long)ctl.reloads_ok, (unsigned long long)ctl.reloads_failed,
+                  (unsigned long long)ctl.last_reload_ms);
+    json_str(o, ctl.last_reload_error);
+    strbuf_lit(o, "},\"counters\":{");
+    for (size_t m = 0; m < ARRAY_SIZE(defs); m++)
+        if (defs[m].src == SRC_GLOBAL) {
+            json_key(o, &first, defs[m].json);
+            strbuf_printf(o, "%lld", (long long)s->gs[defs[m].idx]);
+        }
+    strbuf_lit(o, "},\"affinity\":{");
+    for (size_t i = 0; i < ARRAY_SIZE(affinity_outcomes); i++)
+        strbuf_printf(o, "%s\"%s\":%lld", i ? "," : "", affinity_outcomes[i],
+                      (long long)s->gs[GS_AFF_COOKIE + i]);
+    strbuf_printf(o,
+                  "},\"sessions\":{\"entries\":%llu,\"evictions\":%llu},"
+                  "\"redis\":{\"configured\":%s,\"up\":%s,\"workers_up\":%u,\"errors\":%llu,"
+                  "\"timeouts\":%llu,\"reconnects\":%llu,\"admin_messages\":%llu,"
+                  "\"zone_fallbacks\":%llu},\"latency_bounds_us\":[",
+                  (unsigned long long)s->sessions, (unsigned long long)s->session_evictions,
+                  s->redis.configured ? "true" : "false", s->redis.up ? "true" : "false",
+                  s->redis.workers_up, (unsigned long long)s->redis.errors,
+                  (unsigned long long)s->redis.timeouts, (unsigned long long)s->redis.reconnects,
+                  (unsigned long long)s->redis.admin_received,
+                  (unsigned long long)s->redis.zone_fallbacks);
+    for (int b = 0; b < STATS_LAT_BUCKETS - 1; b++)
+        strbuf_printf(o, "%s%llu", b ? "," : "", (unsigned long long)stats_lat_bounds_us[b]);
+    strbuf_lit(o, "]");
+    int64_t dreq;
+    double secs;
+    if (recent_requests(s->gs[GS_REQUESTS], &dreq, &secs))
+        strbuf_printf(o, ",\"recent\":{\"seconds\":%.3f,\"requests\":%lld}", secs, (long long)dreq);
+    else
+        strbuf_lit(o, ",\"recent\":null");
+    json_upstreams(o, s);
+    strbuf_lit(o, ",\"routes\":[");
+    for (uint32_t i = 0; i < s->nroutes; i++) {
+        strbuf_printf(o, "%s{\"route\":", i ? "," : "");
+        json_str(o, s->routes[i].name);
+        strbuf_lit(o, ",");
+        json_traffic(o, &s->routes[i].t, s->routes[i].key);
+        strbuf_lit(o, "}");
+    }
+    strbuf_lit(o, "],\"rate_limit_zones\":[");
+    for (uint32_t i = 0; i < s->nzones; i++) {
+        const struct snap_zone *z = &s->zones[i];
+        strbuf_printf(o, "%s{\"zone\":", i ? "," : "");
+        json_str(o, z->name);
+        strbuf_printf(o,
+                      ",\"global\":%s,\"rate\":%.6g,\"burst\":%u,\"allowed\":%llu,"
+                      "\"limited\":%llu,\"delayed\":%llu,\"keys\":%llu,\"evictions\":%llu}",
+                      z->global ? "true" : "false", z->rate, z->burst,
+                      (unsigned long long)z->st.allowed, (unsigned long long)z->st.limited,
+                      (unsigned long long)z->st.delayed, (unsigned long long)z->st.keys,
+                      (unsigned long long)z->st.evictions);
+    }
+    strbuf_lit(o, "]}\n");
+}

@@ -358,6 +358,12 @@ rl_zone_count_limited(struct rl_zone *z)
 }
 
 void
+rl_zone_count_allowed(struct rl_zone *z)
+{
+    atomic_fetch_add_explicit(&stripe_get(z->t)->allowed, 1, memory_order_relaxed);
+}
+
+void
 rl_zone_stats(struct rl_zone *z, struct rl_zone_stats *out)
 {
     const struct rl_table *t = z->t;

@@ -31,7 +31,6 @@ request_rate_limited(struct request *req, struct rl_zone *z, const struct rl_dec
 {
     char extra[256];
     gstat_add(req->cli->w->id, GS_RATE_LIMITED, 1);
-    rl_zone_count_limited(z);
     snprintf(extra, sizeof(extra),
              "Retry-After: %u\r\nRateLimit-Limit: %u\r\nRateLimit-Remaining: 0\r\n"
              "RateLimit-Reset: %u\r\n",
@@ -73,9 +72,12 @@ request_rate_limit(struct request *req, const char *base)
                 continue;
             }
             /* Redis unusable: the zone's on_redis_error policy. */
-            if (cz->on_redis_error == ON_REDIS_ALLOW)
+            if (cz->on_redis_error == ON_REDIS_ALLOW) {
+                rl_zone_count_allowed(z);
                 continue;
+            }
             if (cz->on_redis_error == ON_REDIS_DENY) {
+                rl_zone_count_limited(z);
                 d = (struct rl_decision){.limit = cz->burst + 1, .retry_after_s = 1, .reset_s = 1};
                 request_rate_limited(req, z, &d);
                 return false;

@@ -227,7 +227,7 @@ session_table_insert(struct session_table *t, uint64_t key, const char *label, s
 
 bool
 session_table_lookup(struct session_table *t, uint64_t key, uint64_t now_ms, uint64_t refresh_ms,
-                     uint64_t *server_id)
+                     uint64_t *server_id, uint64_t *prev_expires_ms)
 {
     struct shard *s = shard_of(t, key);
     bool hit = false;
@@ -241,6 +241,8 @@ session_table_lookup(struct session_table *t, uint64_t key, uint64_t now_ms, uin
             hit = true;
             if (server_id)
                 *server_id = e->server_id;
+            if (prev_expires_ms)
+                *prev_expires_ms = e->expires_ms;
             if (refresh_ms > 0) {
                 e->expires_ms = now_ms + refresh_ms;
                 lru_unlink(s, x);

@@ -67,7 +67,10 @@ struct rl_zone_stats {
     uint64_t capacity;  /* max keys */
 };
 void rl_zone_stats(struct rl_zone *z, struct rl_zone_stats *out);
+/* Count a decision not made by rl_check() (global zones decided by Redis, or
+ * by their on_redis_error policy). rl_check() counts its own. */
 void rl_zone_count_limited(struct rl_zone *z);
+void rl_zone_count_allowed(struct rl_zone *z);
 /* Call <fn> for every live zone (metrics). */
 void rl_zone_each(void (*fn)(void *ctx, struct rl_zone *z), void *ctx);
 

@@ -29,6 +29,10 @@ void redis_worker_stop(struct worker *w);
 int redis_session_lookup(struct request *req);
 /* Write req->sid -> <s> with the affinity TTL (fire and forget). */
 void redis_session_store(struct request *req, const struct server *s);
+/* Extend the session's expiry in Redis (a long session in active use stays
+ * known to every replica). Fire and forget. */
+void redis_session_touch(struct request *req);
+
 /* Forget the request's operation in flight (its reply will be ignored). */
 void redis_request_cancel(struct request *req);
 
@@ -47,18 +51,29 @@ bool redis_worker_up(const struct worker *w);
 /* Start/stop the control thread's client (pub/sub for admin changes). */
 void redis_control_sync(void);
 void redis_control_stop(void);
-/* Publish an admin change line and store it as a persistent override. */
-void redis_admin_publish(const char *line);
+/* Publish an admin change line ("set ...") to the replicas and store it as a
+ * persistent override. 1: Redis not configured; 0: sent; -1: Redis is
+ * unreachable, the change is kept and published once the connection is back. */
+int redis_admin_publish(const char *line);
 
-/* Connection state and counters for metrics. */
+/* Connection state and counters for metrics: the workers' figures summed, plus
+ * the control connection's (redis_stats_add_control). */
 struct redis_stats {
     bool configured;
-    bool up;               /* control connection */
-    uint64_t errors;       /* failed commands and connections */
-    uint64_t timeouts;
-    uint64_t reconnects;
+    bool up;                 /* control connection (any worker's until it reports) */
+    uint32_t workers_up;     /* worker connections up */
+    uint64_t errors;         /* failed commands and connections */
+    uint64_t timeouts;       /* operations answered by their timeout */
+    uint64_t reconnects;     /* connection attempts after a loss */
+    uint64_t zone_fallbacks; /* global-zone decisions made without Redis */
     uint64_t admin_received;
 };
 void redis_stats_get(struct redis_stats *out);
+
+/* The control connection's figures (redis_admin.c, any thread): <up> is its
+ * state now; <errors>, <reconnects> and <admin_received> are added to the
+ * totals (pass the increments since the last call). */
+void redis_stats_add_control(bool up, uint64_t errors, uint64_t reconnects,
+                             uint64_t admin_received);
 
 #endif

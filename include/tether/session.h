@@ -67,9 +67,9 @@ int session_table_insert(struct session_table *t, uint64_t key, const char *labe
 
 /* Find <key>; an entry past its expiry is removed and not returned. On a hit with
  * <refresh_ms> > 0, the expiry becomes now_ms + refresh_ms and the entry becomes
- * most recently used. */
+ * most recently used; <prev_expires_ms> (may be NULL) gets the expiry before. */
 bool session_table_lookup(struct session_table *t, uint64_t key, uint64_t now_ms,
-                          uint64_t refresh_ms, uint64_t *server_id);
+                          uint64_t refresh_ms, uint64_t *server_id, uint64_t *prev_expires_ms);
 
 void session_table_remove(struct session_table *t, uint64_t key);
 size_t session_table_count(struct session_table *t);

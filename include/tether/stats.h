@@ -103,6 +103,8 @@ void traffic_sum(const struct traffic_counters *t, struct traffic_counters *out)
 
 /* Latency quantile <q> (0..1) in microseconds from histogram <h> (interpolated). */
 uint64_t stats_hist_quantile(const struct stats_hist *h, double q);
+/* The same from plain non-cumulative bucket counts (STATS_LAT_BUCKETS of them). */
+uint64_t stats_quantile_us(const uint64_t *bucket, double q);
 
 /* Per-route counters that outlive generations, keyed by route label. */
 struct route_stats {

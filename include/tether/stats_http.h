@@ -33,6 +33,8 @@ struct strbuf {
 void strbuf_add(struct strbuf *b, const char *s, size_t n);
 void strbuf_printf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void strbuf_free(struct strbuf *b);
+/* Append a string literal (its length known at compile time). */
+#define strbuf_lit(b, lit) strbuf_add((b), "" lit, sizeof(lit) - 1)
 
 /* ---- a snapshot of everything exported (stats_http.c) ---- */
 
@@ -98,7 +100,8 @@ struct snap_upstream {
 };
 
 struct snap_route {
-    char *name; /* route label, e.g. "=/session" (owned) */
+    const void *key; /* its route_stats: identity only, not dereferenced later */
+    char *name;      /* route label, e.g. "=/session" (owned) */
     struct snap_traffic t;
 };
 
@@ -124,10 +127,9 @@ struct snap {
     uint32_t nroutes, routes_cap;
     struct snap_zone *zones;
     uint32_t nzones, zones_cap;
-    struct redis_stats redis;
-    uint64_t redis_errors, redis_timeouts; /* worker and control counts together */
-    uint64_t sessions, session_evictions;  /* learned-session table */
-    bool failed;                           /* out of memory while taking it */
+    struct redis_stats redis;             /* every Redis connection's totals */
+    uint64_t sessions, session_evictions; /* learned-session table */
+    bool failed;                          /* out of memory while taking it */
 };
 
 /* Take a snapshot (control thread). 0, or -1 when out of memory. */
@@ -142,5 +144,20 @@ void metrics_write_json(struct strbuf *out, const struct snap *s);
 
 /* Append the self-contained HTML status page to <out>. */
 void status_page_write(struct strbuf *out);
+
+/* ---- the short window the page shows (status_page.c) ---- */
+
+/* Sample every server's and route's counters once a second (control thread)
+ * while the stats listener is open, keeping RECENT_SECONDS of history. */
+#define RECENT_SECONDS 10
+void recent_start(void);
+void recent_stop(void);
+
+/* Traffic of <key> (a server_rt or route_stats) in the window: <now> minus the
+ * oldest sample, over <*seconds>. false when there is no usable sample yet. */
+bool recent_traffic(const void *key, const struct snap_traffic *now, struct snap_traffic *delta,
+                    double *seconds);
+/* The same for a process-wide count (requests answered). */
+bool recent_requests(int64_t now, int64_t *delta, double *seconds);
 
 #endif

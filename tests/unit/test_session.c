@@ -30,7 +30,7 @@ static bool
 look(struct session_table *t, const char *id, size_t len, uint64_t now, uint64_t refresh,
      uint64_t *server)
 {
-    return session_table_lookup(t, XXH3_64bits(id, len), now, refresh, server);
+    return session_table_lookup(t, XXH3_64bits(id, len), now, refresh, server, NULL);
 }
 
 static void
