@@ -156,6 +156,9 @@ exec_line(const char *line, struct admin_out *out, const struct admin_peer *peer
     int argc = 0, nw = 0;
     struct admin_ctx c = {.out = out, .peer = peer, .g = atomic_load(&gen_current)};
     const struct admin_cmd *cmd = NULL;
+    const char *first = line + strspn(line, " \t\r\n");
+    if (*first == '\0' || *first == '#')
+        return false; /* blank lines and comments get no answer, however long */
     snprintf(buf, sizeof(buf), "%s", line);
     for (char *t = strtok_r(buf, " \t\r\n", &save); t; t = strtok_r(NULL, " \t\r\n", &save)) {
         if (argc == ADMIN_ARGS_MAX) {

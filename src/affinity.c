@@ -322,7 +322,7 @@ pin(struct request *req, const struct server *s)
 {
     const struct affinity *af = req->cli->gen->aff;
     uint64_t key = affinity_session_key(req);
-    uint64_t now_ms = time_mono_ms();
+    uint64_t now_ms = worker_now_ms(req->cli->w);
     if (!key)
         return;
     session_table_insert(af->table, key, req->sid_len ? req->sid : NULL, req->sid_len, s->cookie_id,

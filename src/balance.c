@@ -1,19 +1,29 @@
 /* SPDX-License-Identifier: MIT */
 /* Picking a server for a new session from the published plan: region by smooth
  * weighted round-robin over region shares, then the upstream's balancer inside
- * the region (round_robin, least_conn, random_two, hash). O(1) per pick except
- * least_conn, which scans the servers of one region. */
+ * the region (round_robin, least_conn, random_two, hash). O(1) per pick;
+ * least_conn compares at most LC_SCAN servers of one region. */
 #include "config.h"
 
 #include <tether/balance.h>
 #include <tether/qsbr.h>
 
+#include <stdint.h>
 #include <stdlib.h>
+
+/* least_conn looks at this many servers from a rotating start: exact for
+ * regions up to this size, a bounded sample beyond (cost stays O(1)). */
+#define LC_SCAN 32
 
 void
 balance_cursors_init(struct upstream *u, uint32_t nw, struct arena *a)
 {
-    u->cursors = arena_calloc(a, nw ? nw : 1, sizeof(*u->cursors));
+    /* Cursors are cache-line aligned (one writer each); the arena aligns for
+     * ordinary types only, so take one line more and round up. */
+    size_t n = nw ? nw : 1;
+    char *raw = arena_alloc(a, n * sizeof(*u->cursors) + CACHELINE);
+    u->cursors =
+        (struct lb_cursor *)(((uintptr_t)raw + CACHELINE - 1) & ~(uintptr_t)(CACHELINE - 1));
     for (uint32_t i = 0; i < nw; i++) {
         struct lb_cursor *c = &u->cursors[i];
         c->server_pos = arena_calloc(a, u->nregions ? u->nregions : 1, sizeof(uint32_t));
@@ -61,18 +71,25 @@ excluded(const struct server *s, const struct server *const *ex, unsigned n)
     return false;
 }
 
+/* May <s> take this new session? <panic>: its tier ignores health. */
 static inline bool
-pick_ok(const struct lb_plan *p, const struct server *s, uint64_t now_ms,
-        const struct server *const *ex, unsigned nex)
+pick_ok(bool panic, const struct server *s, uint64_t now_ms, const struct server *const *ex,
+        unsigned nex)
 {
     uint32_t maxc = s->conf->max_conns;
     if (maxc && (uint32_t)atomic_load_explicit(&s->rt->active, memory_order_relaxed) >= maxc)
         return false;
     if (nex && excluded(s, ex, nex))
         return false;
-    if (p->panic)
-        return atomic_load_explicit(&s->rt->admin, memory_order_relaxed) != SRV_MAINT;
+    if (panic)
+        return atomic_load_explicit(&s->rt->admin, memory_order_relaxed) == SRV_READY;
     return server_usable_new(s, now_ms);
+}
+
+static inline bool
+tier_panic(const struct lb_plan *p, const struct upstream *u, const struct server *s)
+{
+    return p->panic && ((p->panic_tiers >> u->regions[s->region].conf->priority) & 1u);
 }
 
 static struct server *
@@ -82,7 +99,8 @@ pick_in_region(struct upstream *u, const struct plan_region *pr, struct lb_curso
     switch (u->conf->balance) {
     case BALANCE_LEAST_CONN: {
         uint32_t start = (*pos)++ % pr->nservers, best = start;
-        for (uint32_t k = 1; k < pr->nservers; k++) {
+        uint32_t scan = pr->nservers < LC_SCAN ? pr->nservers : LC_SCAN;
+        for (uint32_t k = 1; k < scan; k++) {
             uint32_t i = (start + k) % pr->nservers;
             if (lighter(&u->servers[pr->servers[i]], pr->weights[i], &u->servers[pr->servers[best]],
                         pr->weights[best]))
@@ -117,7 +135,7 @@ balance_pick(struct upstream *u, uint32_t worker, uint64_t now_ms, uint64_t key_
         return NULL;
     if (u->conf->balance == BALANCE_HASH && has_key && p->hash) {
         struct server *s = &u->servers[chash_lookup(p->hash, key_hash)];
-        if (pick_ok(p, s, now_ms, exclude, nexclude))
+        if (pick_ok(tier_panic(p, u, s), s, now_ms, exclude, nexclude))
             return s;
     }
     for (int attempt = 0; attempt < 4; attempt++) {
@@ -125,7 +143,7 @@ balance_pick(struct upstream *u, uint32_t worker, uint64_t now_ms, uint64_t key_
         if (p->nregions > 1)
             pr = &p->regions[p->region_wrr->seq[c->region_pos++ % p->region_wrr->len]];
         struct server *s = pick_in_region(u, pr, c);
-        if (pick_ok(p, s, now_ms, exclude, nexclude))
+        if (pick_ok(pr->panic, s, now_ms, exclude, nexclude))
             return s;
     }
     /* The plan is older than a state change (an ejection, a retry exclusion):
@@ -135,7 +153,7 @@ balance_pick(struct upstream *u, uint32_t worker, uint64_t now_ms, uint64_t key_
         const struct plan_region *pr = &p->regions[r];
         for (uint32_t i = 0; i < pr->nservers; i++) {
             struct server *s = &u->servers[pr->servers[i]];
-            if (pick_ok(p, s, now_ms, exclude, nexclude) &&
+            if (pick_ok(pr->panic, s, now_ms, exclude, nexclude) &&
                 (!best || lighter(s, pr->weights[i], best, best_w))) {
                 best = s;
                 best_w = pr->weights[i];
@@ -152,8 +170,8 @@ balance_hash_lookup(struct upstream *u, uint64_t key_hash, uint64_t now_ms)
     if (!p || !p->hash)
         return NULL;
     struct server *s = &u->servers[chash_lookup(p->hash, key_hash)];
-    if (p->panic ? atomic_load_explicit(&s->rt->admin, memory_order_relaxed) != SRV_MAINT
-                 : server_usable_pinned(s, now_ms))
+    if (tier_panic(p, u, s) ? atomic_load_explicit(&s->rt->admin, memory_order_relaxed) != SRV_MAINT
+                            : server_usable_pinned(s, now_ms))
         return s;
     return NULL;
 }

@@ -422,6 +422,9 @@ client_parse_head(struct client *cli)
     }
     cli->state = CS_BUSY;
     cli->nrequests++;
+    /* The last request keepalive_requests allows: its reply says close. */
+    if (cli->nrequests >= cv->keepalive_requests)
+        cli->close_after = true;
     request_start(req, (uint32_t)n);
 }
 

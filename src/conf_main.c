@@ -557,7 +557,12 @@ conf_load(const char *path, struct err *e)
     if (!doc)
         return NULL;
     c = conf_from_doc(doc, path, e);
-    conf_doc_free(doc);
+    /* Positions (for errors found later, e.g. while building a generation)
+     * point into the document: it lives as long as the conf. */
+    if (c)
+        c->doc = doc;
+    else
+        conf_doc_free(doc);
     return c;
 }
 
@@ -569,7 +574,12 @@ conf_parse_text(const char *text, size_t len, const char *name, struct err *e)
     if (!doc)
         return NULL;
     c = conf_from_doc(doc, name, e);
-    conf_doc_free(doc);
+    /* Positions (for errors found later, e.g. while building a generation)
+     * point into the document: it lives as long as the conf. */
+    if (c)
+        c->doc = doc;
+    else
+        conf_doc_free(doc);
     return c;
 }
 
@@ -579,6 +589,7 @@ conf_free(struct conf *c)
     if (!c)
         return;
     arena_fini(&c->arena);
+    conf_doc_free(c->doc);
     free(c);
 }
 

@@ -286,8 +286,8 @@ set_health_block(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     (void)d;
     if (conf_block_run(p, st, &conf_table_health, &u->health) < 0)
         return -1;
-    if (u->health.timeout_ms > u->health.interval_ms)
-        u->health.timeout_ms = u->health.interval_ms;
+    /* A timeout longer than the interval is allowed: the next check then starts
+     * when the slow one ends (checks of one server never overlap). */
     u->health.enabled = true;
     return 0;
 }

@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: MIT */
-/* Passive ejection of failing servers. */
+/* Passive ejection of failing servers: a streak of failures seen by any
+ * worker ejects the server for base_ejection x (number of recent ejections),
+ * capped by max_ejection, never more than max_ejected of an upstream at once. */
 #include "config.h"
 
 #include <tether/log.h>
 #include <tether/outlier.h>
 #include <tether/stats.h>
 #include <tether/upstream.h>
+
+#include <stdbool.h>
 
 void
 outlier_success(struct server *s, unsigned status)
@@ -14,6 +18,10 @@ outlier_success(struct server *s, unsigned status)
     if (status < 500 && atomic_load_explicit(&s->rt->consec_errors, memory_order_relaxed))
         atomic_store_explicit(&s->rt->consec_errors, 0, memory_order_relaxed);
 }
+
+/* Ejections are rare: one lock for all of them makes the max_ejected count and
+ * the ejection itself one step, so two workers cannot both take the last slot. */
+static atomic_flag eject_lock = ATOMIC_FLAG_INIT;
 
 static uint32_t
 ejected_count(const struct upstream *u, uint64_t now_ms)
@@ -41,18 +49,27 @@ outlier_failure(struct server *s, uint32_t worker)
     uint32_t cap = s->up->nservers * co->max_ejected_pct / 100;
     if (cap == 0)
         cap = 1;
-    if (ejected_count(s->up, now) >= cap)
+    while (atomic_flag_test_and_set_explicit(&eject_lock, memory_order_acquire))
+        ;
+    if (ejected_count(s->up, now) >= cap) {
+        atomic_flag_clear_explicit(&eject_lock, memory_order_release);
         return;
-    uint32_t k = atomic_fetch_add(&rt->ejections, 1) + 1;
+    }
+    /* The period grows with the ejections the server had lately. */
+    uint32_t k = atomic_load(&rt->ejections) + 1;
     uint64_t dur = co->base_ejection_ms * k;
     if (dur > co->max_ejection_ms || dur / k != co->base_ejection_ms)
         dur = co->max_ejection_ms;
-    if (!atomic_compare_exchange_strong(&rt->ejected_until_ms, &until, now + dur))
+    bool won = atomic_compare_exchange_strong(&rt->ejected_until_ms, &until, now + dur);
+    if (won)
+        atomic_store(&rt->ejections, k);
+    atomic_flag_clear_explicit(&eject_lock, memory_order_release);
+    if (!won)
         return;
     atomic_store(&rt->consec_errors, 0);
     atomic_store(&s->up->plan_dirty, 1);
     gstat_add(worker, GS_EJECTIONS, 1);
-    log_warn("server %s ejected for %llums after %u consecutive errors", rt->key,
+    log_warn("outlier: server %s ejected for %llums after %u consecutive errors", rt->key,
              (unsigned long long)dur, errs);
 }
 
@@ -66,7 +83,7 @@ outlier_tick(struct upstream *u, uint64_t now_ms)
         if (until && until <= now_ms &&
             atomic_compare_exchange_strong(&rt->ejected_until_ms, &until, 0)) {
             atomic_store(&rt->usable_since_ms, now_ms);
-            log_notice("server %s re-admitted after ejection", rt->key);
+            log_notice("outlier: server %s re-admitted after ejection", rt->key);
             changed = 1;
         } else if (!until && atomic_load(&rt->ejections) &&
                    now_ms > atomic_load(&rt->usable_since_ms) + u->conf->outlier.max_ejection_ms) {

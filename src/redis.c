@@ -609,7 +609,7 @@ session_learn(struct request *req, const char *v, size_t n)
     if (!s)
         return;
     const struct affinity *af = req->cli->gen->aff;
-    uint64_t now_ms = time_mono_ms();
+    uint64_t now_ms = worker_now_ms(req->cli->w);
     req->learned_srv = s->cookie_id;
     /* The next request for this session hits locally. */
     session_table_insert(af->table, affinity_session_key(req), req->sid, req->sid_len, s->cookie_id,

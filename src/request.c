@@ -196,7 +196,7 @@ request_start(struct request *req, uint32_t head_len)
     struct buf *ib = cli->ibuf;
     const char *base = buf_head(ib);
     const struct http1_head *h = &req->h;
-    uint64_t now_ms = (uint64_t)(ev_now(w->loop) * 1000.0);
+    uint64_t now_ms = worker_now_ms(req->cli->w);
 
     req->method = h->method;
     req->version_minor = h->version_minor;
@@ -370,7 +370,7 @@ request_resume(struct request *req)
 {
     struct client *cli = req->cli;
     struct ev_loop *loop = cli->w->loop;
-    uint64_t now_ms = (uint64_t)(ev_now(loop) * 1000.0);
+    uint64_t now_ms = worker_now_ms(req->cli->w);
     if (affinity_pending(req) || req->rl_pending)
         return; /* the Redis answer or the hold timer resumes it */
     if (req->rl_denied) {

@@ -89,7 +89,7 @@ static struct server *
 retry_next(struct request *req)
 {
     struct client *cli = req->cli;
-    uint64_t now_ms = (uint64_t)(ev_now(cli->w->loop) * 1000.0);
+    uint64_t now_ms = worker_now_ms(req->cli->w);
     if (req->retries >= req->ups->conf->retries || req->resp_head_sent || !req->replayable)
         return NULL;
     if (!retry_budget_ok(req, cli->w->id)) {

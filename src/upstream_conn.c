@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 static void up_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void up_write_cb(struct ev_loop *loop, ev_io *io, int revents);
@@ -79,6 +80,22 @@ upconn_close(struct upconn *uc, bool reset)
     w->free_upconns = uc;
 }
 
+/* A pooled connection whose pod has gone (killed, restarted) may still be in
+ * the pool when its FIN arrived in this very event batch. A request that cannot
+ * be retried once sent (not idempotent) pays one MSG_PEEK to find out; the
+ * others are retried on another server if the connection turns out dead. */
+static bool
+upconn_alive(const struct upconn *uc, const struct request *req)
+{
+    unsigned m = req->method;
+    if (m == HTTP1_M_GET || m == HTTP1_M_HEAD || m == HTTP1_M_OPTIONS || m == HTTP1_M_PUT ||
+        m == HTTP1_M_DELETE || m == HTTP1_M_TRACE)
+        return true;
+    char c;
+    ssize_t r = recv(uc->c.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 struct upconn *
 upconn_get(struct worker *w, struct server *s, struct request *req)
 {
@@ -92,7 +109,7 @@ upconn_get(struct worker *w, struct server *s, struct request *req)
         list_remove(&uc->link);
         pool->nidle--;
         uc->state = UC_BUSY; /* out of the pool */
-        if (uc->addr_version != addr_version) {
+        if (uc->addr_version != addr_version || !upconn_alive(uc, req)) {
             upconn_close(uc, false);
             continue;
         }

@@ -308,6 +308,7 @@ check_cb(struct ev_loop *loop, ev_check *c, int revents)
     (void)loop;
     (void)revents;
     qsbr_online(w->id);
+    w->now_ms = time_mono_ms();
 }
 
 static void *
@@ -319,6 +320,7 @@ worker_main(void *arg)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     worker_self = w;
     qsbr_online(w->id);
+    w->now_ms = time_mono_ms();
     worker_pick_gen(w);
     ev_run(w->loop, 0);
     /* Stopped: nothing of ours may outlive the loop. */

@@ -19,27 +19,32 @@
 
 /* One region that takes new sessions in a plan. */
 struct plan_region {
-    uint32_t region;      /* index in upstream->regions */
-    uint32_t tier;        /* its priority */
-    double share;         /* fraction of new sessions (all plan regions sum to 1) */
-    double availability;  /* min(1, overprovisioning * healthy fraction) */
-    double healthy;       /* usable servers (slow-start weighted) */
-    uint32_t total;       /* servers with weight > 0 */
-    uint32_t nservers;    /* servers taking new sessions */
-    uint32_t *servers;    /* indices in upstream->servers */
-    uint32_t *weights;    /* effective weights (slow start applied), parallel to servers */
+    uint32_t region;           /* index in upstream->regions */
+    uint32_t tier;             /* its priority */
+    double share;              /* fraction of new sessions (all plan regions sum to 1) */
+    double availability;       /* min(1, overprovisioning * healthy) */
+    double healthy;            /* healthy fraction of its capacity (weights, slow start applied) */
+    uint32_t total;            /* servers in the region */
+    uint32_t nservers;         /* servers taking new sessions */
+    bool panic;                /* its tier is in panic: health and ejection ignored */
+    uint32_t *servers;         /* indices in upstream->servers */
+    uint32_t *weights;         /* effective weights (slow start applied), parallel to servers */
     struct wrr_schedule *wrr;  /* round_robin */
     struct alias_table *alias; /* random_two */
 };
+
+struct plan_hash;
 
 struct lb_plan {
     uint64_t built_ms;
     uint32_t nregions;
     struct plan_region *regions;
-    struct wrr_schedule *region_wrr; /* over regions[] by share */
-    struct chash_table *hash;        /* over every plan server (member index = server index) */
-    bool panic;                      /* health below panic_threshold: health ignored */
-    bool ramping;                    /* slow start in progress: rebuild again soon */
+    struct wrr_schedule *region_wrr;  /* over regions[] by share */
+    struct chash_table *hash;         /* over every plan server (member index = server index) */
+    struct plan_hash *hash_ref;       /* owner of <hash>, shared by plans with the same members */
+    bool panic;                       /* some tier is in panic (see panic_tiers) */
+    uint32_t panic_tiers;             /* bit t: tier t below panic_threshold, health ignored */
+    bool ramping;                     /* slow start in progress: rebuild again soon */
     double tier_load[PLAN_MAX_TIERS]; /* share of new sessions per tier */
 };
 
@@ -52,7 +57,8 @@ struct lb_cursor {
     uint32_t budget_rets; /* retries in the current window */
 } __attribute__((aligned(64)));
 
-/* Build a plan from the current runtime state (control thread). */
+/* Build a plan from the current runtime state (control thread). The consistent-
+ * hash table of <u>'s current plan is shared when its members did not change. */
 struct lb_plan *plan_build(struct upstream *u, uint64_t now_ms);
 void plan_free(struct lb_plan *p);
 

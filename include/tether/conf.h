@@ -278,9 +278,10 @@ struct conf_redis {
 };
 
 struct conf {
-    struct arena arena; /* owns everything below */
-    char *path;         /* file loaded */
-    uint32_t workers;   /* 0 = number of CPUs */
+    struct arena arena;   /* owns everything below */
+    struct conf_doc *doc; /* parsed source, kept: every conf_pos.file points into it */
+    char *path;           /* file loaded */
+    uint32_t workers;     /* 0 = number of CPUs */
     uint8_t error_level;
     char *error_log;  /* "stderr", or a path */
     char *access_log; /* path, or NULL when off */

@@ -66,8 +66,9 @@ struct worker {
     bool draining;      /* shutting down: no accepts, close when idle */
     bool accept_paused; /* out of descriptors or at max_connections */
     uint64_t drain_deadline_ms;
-    char *scratch; /* bufsize bytes of scratch (head rewriting) */
-    void *redis;   /* this worker's Redis client (redis.c), or NULL */
+    char *scratch;   /* bufsize bytes of scratch (head rewriting) */
+    void *redis;     /* this worker's Redis client (redis.c), or NULL */
+    uint64_t now_ms; /* monotonic ms, read once per loop turn (ev_check) */
 };
 
 enum worker_msg {
@@ -98,6 +99,14 @@ extern __thread struct worker *worker_self;
 
 /* Keep-alive pool of the server with runtime slot <slot> (grown on demand). */
 struct upconn_pool *worker_pool(struct worker *w, uint32_t slot);
+
+/* Monotonic time of the current loop turn (runtime state such as ejections and
+ * slow start is on the monotonic clock; ev_now() is the wall clock). */
+static inline uint64_t
+worker_now_ms(const struct worker *w)
+{
+    return w->now_ms;
+}
 
 /* A client connection closed: counts and drain check. */
 void worker_client_gone(struct worker *w);

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* libFuzzer target for the config lexer and loader: any bytes through
- * conf_doc_parse, the tree's invariants checked, everything freed. */
+ * conf_doc_parse (the tree's invariants checked) and through conf_parse_text (the
+ * directive tables, setters and cross-checks), everything freed. */
 #include "config.h"
 
+#include <tether/conf.h>
 #include <tether/conf_lex.h>
 
 #include <stdint.h>
@@ -40,10 +42,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     e.msg[0] = '\0';
     doc = conf_doc_parse((const char *)data, size, "fuzz.conf", &e);
+    int doc_ok = doc != NULL;
     if (doc)
         check_stmt(&doc->root, 0);
     else if (e.msg[0] == '\0')
         abort(); /* a failure always says why */
     conf_doc_free(doc);
+
+    /* The whole loader: a text the lexer rejects is rejected, and a failure says
+     * why. */
+    struct err e2;
+    struct conf *c;
+    e2.msg[0] = '\0';
+    c = conf_parse_text((const char *)data, size, "fuzz.conf", &e2);
+    if (c && !doc_ok)
+        abort();
+    if (!c && e2.msg[0] == '\0')
+        abort();
+    conf_free(c);
     return 0;
 }

@@ -44,10 +44,24 @@ atexit.register(_cleanup)
 _used_ports = set()
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port():
-    """A loopback TCP port nobody listens on right now."""
+    """A loopback TCP port nobody listens on right now, outside the kernel's
+    ephemeral range: an outgoing connection (of this or a parallel test) cannot
+    take it between this check and the bind."""
+    lo, hi = _ephemeral_range()
     for _ in range(200):
-        port = random.randint(20000, 60000)
+        port = random.randint(10000, 65000)
+        if lo <= port <= hi:
+            continue
         if port in _used_ports:
             continue
         s = socket.socket()

@@ -1,0 +1,319 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests for plan building (src/region.c): tier loads, spill-over, region
+ * shares scaled by healthy fraction, panic, slow start, server weights, and the
+ * shared hash table; the numbers are the worked examples of doc/failover.md. */
+#include "config.h"
+
+#include <tether/balance.h>
+#include <tether/conf.h>
+#include <tether/stats.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "unit.h"
+
+/* DESIGN section 4: eu-west 70 (2 pods), me-central 30 (1 pod), us-west 100
+ * priority 1 (1 pod). %s adds upstream directives. */
+static const char *const DESIGN4 = "upstream voice {\n"
+                                   "  region eu-west weight=70; region me-central weight=30;\n"
+                                   "  region us-west weight=100 priority=1;\n"
+                                   "  server pod-a 10.0.0.1:8000 region=eu-west weight=%u;\n"
+                                   "  server pod-b 10.0.0.2:8000 region=eu-west;\n"
+                                   "  server pod-c 10.0.1.1:8000 region=me-central;\n"
+                                   "  server pod-d 10.0.2.1:8000 region=us-west;\n"
+                                   "  %s\n"
+                                   "}\n"
+                                   "server { listen 127.0.0.1:1; route / { upstream voice; } }\n";
+
+static const char *const TWO_REGIONS =
+    "upstream voice {\n"
+    "  region eu-west weight=70; region me-central weight=30;\n"
+    "  server pod-a 10.0.0.1:8000 region=eu-west weight=%u;\n"
+    "  server pod-b 10.0.0.2:8000 region=eu-west;\n"
+    "  server pod-c 10.0.1.1:8000 region=me-central;\n"
+    "  %s\n"
+    "}\n"
+    "server { listen 127.0.0.1:1; route / { upstream voice; } }\n";
+
+static struct conf *conf;
+static struct upstream up;
+
+/* An upstream built by hand from the config text (gen_build would bind). */
+static void
+setup(const char *fmt, unsigned weight_a, const char *extra)
+{
+    char text[2048], key[256];
+    struct err e;
+    snprintf(text, sizeof(text), fmt, weight_a, extra);
+    conf = conf_parse_text(text, strlen(text), "test.conf", &e);
+    if (!conf) {
+        fprintf(stderr, "%s\n", e.msg);
+        exit(1);
+    }
+    const struct conf_upstream *cu = &conf->upstreams[0];
+    memset(&up, 0, sizeof(up));
+    up.conf = cu;
+    up.nservers = cu->nservers;
+    up.nregions = cu->nregions;
+    up.servers = calloc(cu->nservers, sizeof(*up.servers));
+    up.regions = calloc(cu->nregions, sizeof(*up.regions));
+    for (uint32_t r = 0; r < cu->nregions; r++) {
+        snprintf(key, sizeof(key), "voice/%s", cu->regions[r].name);
+        up.regions[r].conf = &cu->regions[r];
+        up.regions[r].rt = region_rt_get(key);
+        up.regions[r].servers = calloc(cu->nservers, sizeof(uint32_t));
+    }
+    for (uint32_t i = 0; i < cu->nservers; i++) {
+        struct server *s = &up.servers[i];
+        int n = snprintf(key, sizeof(key), "voice/%s", cu->servers[i].name);
+        s->conf = &cu->servers[i];
+        s->up = &up;
+        s->index = i;
+        s->region = (uint32_t)cu->servers[i].region;
+        s->rt = server_rt_get(key, true);
+        s->hash_key = chash_hash(key, (size_t)n);
+        struct region *reg = &up.regions[s->region];
+        reg->servers[reg->nservers++] = i;
+    }
+}
+
+static void
+teardown(void)
+{
+    plan_free(atomic_load(&up.plan));
+    for (uint32_t i = 0; i < up.nservers; i++)
+        server_rt_unref(up.servers[i].rt);
+    for (uint32_t r = 0; r < up.nregions; r++) {
+        region_rt_unref(up.regions[r].rt);
+        free(up.regions[r].servers);
+    }
+    free(up.servers);
+    free(up.regions);
+    conf_free(conf);
+}
+
+static struct server *
+srv(const char *name)
+{
+    return upstream_server_by_name(&up, name);
+}
+
+static void
+set_down(const char *name)
+{
+    atomic_store(&srv(name)->rt->health, HEALTH_DOWN);
+}
+
+/* Share of new sessions that <name> gets in <p>. */
+static double
+server_share(const struct lb_plan *p, const char *name)
+{
+    const struct server *s = srv(name);
+    for (uint32_t i = 0; i < p->nregions; i++) {
+        const struct plan_region *pr = &p->regions[i];
+        uint64_t sum = 0, mine = 0;
+        for (uint32_t k = 0; k < pr->nservers; k++) {
+            sum += pr->weights[k];
+            if (pr->servers[k] == s->index)
+                mine = pr->weights[k];
+        }
+        if (mine)
+            return pr->share * (double)mine / (double)sum;
+    }
+    return 0;
+}
+
+static double
+region_share(const struct lb_plan *p, const char *name)
+{
+    const struct region *r = upstream_region_by_name(&up, name);
+    for (uint32_t i = 0; i < p->nregions; i++)
+        if (&up.regions[p->regions[i].region] == r)
+            return p->regions[i].share;
+    return 0;
+}
+
+#define SHARES(p, a, b, c, d)                                                                      \
+    do {                                                                                           \
+        CHECK_NEAR(server_share(p, "pod-a"), a, 1e-3);                                             \
+        CHECK_NEAR(server_share(p, "pod-b"), b, 1e-3);                                             \
+        CHECK_NEAR(server_share(p, "pod-c"), c, 1e-3);                                             \
+        if (srv("pod-d"))                                                                          \
+            CHECK_NEAR(server_share(p, "pod-d"), d, 1e-3);                                         \
+    } while (0)
+
+/* Build a plan for the current state, keep it as the upstream's current one. */
+static struct lb_plan *
+build(void)
+{
+    struct lb_plan *p = plan_build(&up, time_mono_ms());
+    CHECK(p != NULL);
+    plan_free(atomic_exchange(&up.plan, p));
+    return p;
+}
+
+static void
+test_design_examples_1_to_5(void)
+{
+    setup(DESIGN4, 1, "");
+    struct lb_plan *p = build(); /* 1: all up */
+    SHARES(p, 0.35, 0.35, 0.30, 0);
+    CHECK_NEAR(p->tier_load[0], 1.0, 1e-9);
+    CHECK(!p->panic);
+    set_down("pod-a"); /* 2: eu-west 0.7 available, 21 % spill to DR */
+    p = build();
+    SHARES(p, 0, 0.49, 0.30, 0.21);
+    CHECK_NEAR(p->tier_load[0], 0.79, 1e-9);
+    CHECK_NEAR(p->tier_load[1], 0.21, 1e-9);
+    atomic_store(&srv("pod-a")->rt->health, HEALTH_UP);
+    set_down("pod-c"); /* 3: me-central out */
+    p = build();
+    SHARES(p, 0.35, 0.35, 0, 0.30);
+    atomic_store(&srv("pod-c")->rt->health, HEALTH_UP);
+    set_down("pod-a"); /* 4: eu-west out */
+    set_down("pod-b");
+    p = build();
+    SHARES(p, 0, 0, 0.30, 0.70);
+    set_down("pod-c"); /* 5: tier 0 out */
+    p = build();
+    SHARES(p, 0, 0, 0, 1.0);
+    CHECK_NEAR(region_share(p, "us-west"), 1.0, 1e-9);
+    teardown();
+}
+
+static void
+test_panic_threshold(void)
+{
+    setup(DESIGN4, 1, ""); /* 6: everything down, no panic: no server */
+    set_down("pod-a");
+    set_down("pod-b");
+    set_down("pod-c");
+    set_down("pod-d");
+    struct lb_plan *p = build();
+    CHECK_UINT_EQ(p->nregions, 0);
+    CHECK(!p->panic);
+    teardown();
+    setup(DESIGN4, 1, "panic_threshold 50%;"); /* 7: panic in tier 0 */
+    set_down("pod-a");
+    set_down("pod-b");
+    set_down("pod-c");
+    set_down("pod-d");
+    p = build();
+    CHECK(p->panic);
+    CHECK_UINT_EQ(p->panic_tiers, 1);
+    SHARES(p, 0.35, 0.35, 0.30, 0);
+    /* A drained server takes nothing, not even in panic. */
+    atomic_store(&srv("pod-b")->rt->admin, SRV_DRAIN);
+    p = build();
+    SHARES(p, 0.70, 0, 0.30, 0);
+    teardown();
+}
+
+static void
+test_without_dr_tier(void)
+{
+    setup(TWO_REGIONS, 1, "");
+    set_down("pod-a"); /* 8: normalised, 49/79 */
+    struct lb_plan *p = build();
+    CHECK_NEAR(region_share(p, "eu-west"), 49.0 / 79.0, 1e-3);
+    CHECK_NEAR(region_share(p, "me-central"), 30.0 / 79.0, 1e-3);
+    set_down("pod-b"); /* 9: all to me-central */
+    p = build();
+    SHARES(p, 0, 0, 1.0, 0);
+    teardown();
+    setup(TWO_REGIONS, 1, "panic_threshold 50%;");
+    set_down("pod-a"); /* 11: 65 % usable, no panic */
+    struct lb_plan *q = build();
+    CHECK(!q->panic);
+    CHECK_NEAR(region_share(q, "eu-west"), 49.0 / 79.0, 1e-3);
+    set_down("pod-b"); /* 10: 30 % usable, panic */
+    q = build();
+    CHECK(q->panic);
+    SHARES(q, 0.35, 0.35, 0.30, 0);
+    teardown();
+}
+
+static void
+test_server_weights_count(void)
+{
+    /* pod-a has weight 3: losing it leaves eu-west 1/4 of its capacity. */
+    setup(DESIGN4, 3, "");
+    struct lb_plan *p = build();
+    SHARES(p, 0.525, 0.175, 0.30, 0);
+    set_down("pod-a");
+    p = build();
+    double a = 1.4 * 0.25; /* eu-west availability */
+    double t0 = (70 * a + 30) / 100;
+    CHECK_NEAR(region_share(p, "eu-west"), t0 * 70 * a / (70 * a + 30), 1e-3);
+    CHECK_NEAR(region_share(p, "us-west"), 1 - t0, 1e-3);
+    teardown();
+}
+
+static void
+test_slow_start_ramps_region(void)
+{
+    setup(TWO_REGIONS, 1, "slow_start 3s;");
+    uint64_t now = time_mono_ms();
+    /* eu-west back for 1 s of 3: f = 1/3, a = 1.4/3. */
+    atomic_store(&srv("pod-a")->rt->usable_since_ms, now - 1000);
+    atomic_store(&srv("pod-b")->rt->usable_since_ms, now - 1000);
+    struct lb_plan *p = build();
+    double a = 1.4 / 3.0;
+    CHECK_NEAR(region_share(p, "eu-west"), 70 * a / (70 * a + 30), 5e-3);
+    CHECK(p->ramping);
+    atomic_store(&srv("pod-a")->rt->usable_since_ms, now - 3000);
+    atomic_store(&srv("pod-b")->rt->usable_since_ms, now - 3000);
+    p = build();
+    CHECK_NEAR(region_share(p, "eu-west"), 0.70, 1e-9);
+    CHECK(!p->ramping);
+    teardown();
+}
+
+static void
+test_ejected_and_maint_excluded(void)
+{
+    setup(DESIGN4, 1, "");
+    atomic_store(&srv("pod-a")->rt->ejected_until_ms, time_mono_ms() + 60000);
+    struct lb_plan *p = build();
+    SHARES(p, 0, 0.49, 0.30, 0.21);
+    atomic_store(&srv("pod-a")->rt->ejected_until_ms, 0);
+    atomic_store(&srv("pod-c")->rt->admin, SRV_MAINT);
+    p = build();
+    SHARES(p, 0.35, 0.35, 0, 0.30);
+    teardown();
+}
+
+static void
+test_hash_table_shared_while_members_stay(void)
+{
+    setup(TWO_REGIONS, 1, "slow_start 3s;");
+    struct lb_plan *p1 = build();
+    CHECK(p1->hash != NULL);
+    /* A ramp changes weights and shares, not the hash members. */
+    atomic_store(&srv("pod-a")->rt->usable_since_ms, time_mono_ms() - 1000);
+    struct lb_plan *p2 = plan_build(&up, time_mono_ms());
+    CHECK(p2->hash == p1->hash);
+    plan_free(atomic_exchange(&up.plan, p2)); /* the table outlives p1 */
+    CHECK(p2->hash->nmembers == 3);
+    set_down("pod-b"); /* a member leaves: a new table */
+    struct lb_plan *p3 = plan_build(&up, time_mono_ms());
+    CHECK(p3->hash != p2->hash);
+    CHECK_UINT_EQ(p3->hash->nmembers, 2);
+    plan_free(p3);
+    teardown();
+}
+
+int
+main(void)
+{
+    stats_init(2);
+    RUN(test_design_examples_1_to_5);
+    RUN(test_panic_threshold);
+    RUN(test_without_dr_tier);
+    RUN(test_server_weights_count);
+    RUN(test_slow_start_ramps_region);
+    RUN(test_ejected_and_maint_excluded);
+    RUN(test_hash_table_shared_while_members_stay);
+    return unit_summary();
+}
