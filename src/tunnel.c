@@ -19,8 +19,8 @@
 #include <string.h>
 
 enum tun_flag {
-    TUN_A_EOF = 1u << 0, /* client sent FIN */
-    TUN_B_EOF = 1u << 1, /* pod sent FIN */
+    TUN_A_EOF = 1u << 0,  /* client sent FIN */
+    TUN_B_EOF = 1u << 1,  /* pod sent FIN */
     TUN_A_SHUT = 1u << 2, /* FIN sent to the client */
     TUN_B_SHUT = 1u << 3, /* FIN sent to the pod */
 };
@@ -32,10 +32,10 @@ struct pipe_end {
 };
 
 struct tunnel {
-    struct pipe_end a;       /* client side */
-    struct pipe_end b;       /* pod side */
+    struct pipe_end a; /* client side */
+    struct pipe_end b; /* pod side */
     ev_timer idle;
-    ev_tstamp last;          /* last byte moved */
+    ev_tstamp last; /* last byte moved */
     double idle_secs;
     struct worker *w;
     struct server_rt *rt;    /* counters and the tunnels gauge */
@@ -305,8 +305,8 @@ tunnel_start(struct request *req)
     if (up->ibuf)
         t->a.pending = take_bytes(w, t->a.pending, buf_head(up->ibuf), buf_len(up->ibuf));
     if (cli->ibuf && cli->ibuf->end > req->body_end)
-        t->b.pending = take_bytes(w, NULL, cli->ibuf->data + req->body_end,
-                                  cli->ibuf->end - req->body_end);
+        t->b.pending =
+            take_bytes(w, NULL, cli->ibuf->data + req->body_end, cli->ibuf->end - req->body_end);
     req->bytes_out += t->a.pending ? buf_len(t->a.pending) : 0;
 
     /* Hand the client's limit_conn slot and connection count to the tunnel. */

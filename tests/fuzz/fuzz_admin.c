@@ -24,22 +24,21 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char conf_text[] =
-    "workers 1;\n"
-    "error_log stderr error;\n"
-    "upstream voice {\n"
-    "    region eu weight=70 priority=0;\n"
-    "    region us weight=30 priority=1;\n"
-    "    server pod-a 127.0.0.1:9 region=eu weight=2;\n"
-    "    server pod-b 127.0.0.1:10 region=eu;\n"
-    "    server pod-c 127.0.0.1:11 region=us;\n"
-    "}\n"
-    "upstream static { server cdn 127.0.0.1:12; }\n"
-    "server {\n"
-    "    listen 127.0.0.1:1;\n" /* never bound: no workers */
-    "    route / { upstream voice; }\n"
-    "    route /s/ { upstream static; }\n"
-    "}\n";
+static const char conf_text[] = "workers 1;\n"
+                                "error_log stderr error;\n"
+                                "upstream voice {\n"
+                                "    region eu weight=70 priority=0;\n"
+                                "    region us weight=30 priority=1;\n"
+                                "    server pod-a 127.0.0.1:9 region=eu weight=2;\n"
+                                "    server pod-b 127.0.0.1:10 region=eu;\n"
+                                "    server pod-c 127.0.0.1:11 region=us;\n"
+                                "}\n"
+                                "upstream static { server cdn 127.0.0.1:12; }\n"
+                                "server {\n"
+                                "    listen 127.0.0.1:1;\n" /* never bound: no workers */
+                                "    route / { upstream voice; }\n"
+                                "    route /s/ { upstream static; }\n"
+                                "}\n";
 
 static int ready; /* 1: a generation is published; -1: setup failed */
 
