@@ -492,7 +492,8 @@ client_reply(struct client *cli, unsigned status, unsigned term, const char *ext
         if (!req->body_end || !req->req_body_done)
             close = true;
     }
-    if (close || cli->close_after)
+    /* The client asked for the close: bytes after its request are not read. */
+    if (close || cli->close_after || cli->peer_close)
         cli->close_after = true;
     buf_put(&w->bufs, cli->obuf);
     cli->obuf = buf_get(&w->bufs);

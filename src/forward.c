@@ -40,7 +40,11 @@ fwd_req_scan(struct request *req)
         return -1;
     req->body_end += (uint32_t)n;
     req->req_body_bytes = req->req_chunk.total;
-    if (req->req_chunk.total > req->route->conf->max_body_bytes)
+    /* A chunk announced bigger than what is left of the limit is refused as soon
+     * as its size line is complete, not after its bytes trickled in. */
+    if (req->req_chunk.total +
+            (http1_chunked_in_data(&req->req_chunk) ? req->req_chunk.chunk_left : 0) >
+        req->route->conf->max_body_bytes)
         return -2;
     if (req->req_chunk.done)
         req->req_body_done = true;

@@ -167,6 +167,12 @@ size_line_step(struct http1_chunked *c, unsigned st, unsigned char ch, uint64_t 
     return CS_ERROR;
 }
 
+bool
+http1_chunked_in_data(const struct http1_chunked *c)
+{
+    return c->state == CS_DATA || c->state == CS_DATA_CR || c->state == CS_DATA_LF;
+}
+
 int64_t
 http1_chunked_scan(struct http1_chunked *c, const char *p, size_t n,
                    const struct http1_chunk_limits *lim, http1_data_fn on_data, void *ctx)

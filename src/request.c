@@ -243,7 +243,8 @@ request_start(struct request *req, uint32_t head_len)
         /* http://host or http://host?q: the path is "/" */
         path = "/";
         route_len = 1;
-    } else if (plen == 0 || path[0] != '/' || path_has_dot_segment(path, route_len)) {
+    } else if (plen == 0 || path[0] != '/' || memchr(path, '#', plen) ||
+               path_has_dot_segment(path, route_len)) {
         client_reply(cli, 400, TERM_BAD_REQUEST, NULL, true);
         return;
     }
@@ -534,7 +535,11 @@ request_complete(struct request *req)
         upconn_release(up, reusable);
         req->up = NULL;
     }
-    if (!req->keepalive)
+    /* The next request starts right after this one's body; a body the client
+     * did not finish sending cannot be skipped reliably: close. */
+    if (cli->ibuf && req->req_body_done)
+        cli->ibuf->start = req->body_end;
+    if (!req->keepalive || !req->req_body_done)
         cli->close_after = true;
     request_log(req);
     request_free(req);

@@ -210,6 +210,16 @@ bad:
     request_fail(req, TERM_BAD_RESPONSE, 502);
     return;
 bad_body:
+    /* Nothing reached the client yet: it can still get a clean 502. */
+    if (req->chead && req->bytes_out == 0) {
+        buf_put(&w->bufs, req->chead);
+        req->chead = NULL;
+        req->resp_head_sent = false;
+        CTR_ADD(req->srv->rt->t[w->id].resets, 1);
+        req->server_close = true;
+        request_fail(req, TERM_BAD_RESPONSE, 502);
+        return;
+    }
     req->term = TERM_BAD_RESPONSE;
     request_client_gone(req, TERM_BAD_RESPONSE);
 }

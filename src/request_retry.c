@@ -90,7 +90,10 @@ retry_next(struct request *req)
 {
     struct client *cli = req->cli;
     uint64_t now_ms = worker_now_ms(req->cli->w);
-    if (req->retries >= req->ups->conf->retries || req->resp_head_sent || !req->replayable)
+    /* The body must still be whole in the buffer: kept for replay, or nothing
+     * of it was sent (a refused connect). */
+    if (req->retries >= req->ups->conf->retries || req->resp_head_sent ||
+        (!req->replayable && req->sent_any))
         return NULL;
     if (!retry_budget_ok(req, cli->w->id)) {
         gstat_add(cli->w->id, GS_RETRY_BUDGET_EXHAUSTED, 1);
@@ -194,7 +197,9 @@ request_fail(struct request *req, unsigned term, unsigned status)
     }
     buf_put(&cli->w->bufs, req->chead);
     req->chead = NULL;
-    client_reply(cli, status, term, NULL, !req->req_body_done);
+    /* After a malformed answer the pod connection is gone and the client
+     * connection closes too, like HAProxy: no second answer on that stream. */
+    client_reply(cli, status, term, NULL, !req->req_body_done || term == TERM_BAD_RESPONSE);
 }
 
 void
@@ -202,6 +207,12 @@ request_up_timeout(struct request *req)
 {
     if (req->state == RS_CONNECT) {
         request_up_failed(req, TERM_CONNECT_TIMEOUT, ETIMEDOUT);
+        return;
+    }
+    /* The pod is quiet because we stopped reading it: the client does not read
+     * what we have. The client's send deadline judges that, not the pod. */
+    if (req->state == RS_RESP && (req->cli->c.flags & CONN_WANT_WRITE)) {
+        upconn_deadline(req->up, ms_to_s(req->route->conf->timeout_ms));
         return;
     }
     if (req->srv)

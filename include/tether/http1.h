@@ -195,6 +195,10 @@ struct http1_chunked {
 
 void http1_chunked_init(struct http1_chunked *c);
 
+/* Inside a chunk's data: its size line is complete, so chunk_left is the
+ * announced remainder (during the size line it is a partial value). */
+bool http1_chunked_in_data(const struct http1_chunked *c);
+
 /* Scan <n> bytes at <p>. Returns the number of bytes consumed (<= n; it stops right
  * after the end of the body, so bytes of a next message are left), or
  * HTTP1_ERR_BAD on malformed framing (bad hex, overflow, missing CRLF, bare LF,
