@@ -54,12 +54,19 @@ balance_rebuild(struct upstream *u, uint64_t now_ms)
 }
 
 /* Weighted load comparison: is (a_active+1)/a_w below (b_active+1)/b_w? */
+/* Load of a server: requests in flight plus live WebSocket tunnels (a pod with
+ * a thousand open calls is not idle). */
+static inline uint64_t
+server_load(const struct server *s)
+{
+    return (uint64_t)atomic_load_explicit(&s->rt->active, memory_order_relaxed) +
+           (uint64_t)atomic_load_explicit(&s->rt->tunnels, memory_order_relaxed);
+}
+
 static inline bool
 lighter(const struct server *a, uint32_t aw, const struct server *b, uint32_t bw)
 {
-    uint64_t la = (uint64_t)(atomic_load_explicit(&a->rt->active, memory_order_relaxed) + 1);
-    uint64_t lb = (uint64_t)(atomic_load_explicit(&b->rt->active, memory_order_relaxed) + 1);
-    return la * bw < lb * aw;
+    return (server_load(a) + 1) * bw < (server_load(b) + 1) * aw;
 }
 
 static bool
@@ -77,7 +84,7 @@ pick_ok(bool panic, const struct server *s, uint64_t now_ms, const struct server
         unsigned nex)
 {
     uint32_t maxc = s->conf->max_conns;
-    if (maxc && (uint32_t)atomic_load_explicit(&s->rt->active, memory_order_relaxed) >= maxc)
+    if (maxc && server_load(s) >= maxc)
         return false;
     if (nex && excluded(s, ex, nex))
         return false;

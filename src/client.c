@@ -24,6 +24,7 @@ static void client_tmo_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void client_parse_head(struct client *cli);
 
 static struct log_limit tls_fail_limit;
+static struct log_limit proxy_fail_limit;
 
 /* ---- generation references ---- */
 
@@ -272,7 +273,7 @@ client_read_proxy(struct client *cli)
     if (n == 0 && (size_t)r < sizeof(buf))
         return;
     if (n <= 0) {
-        log_limited(&tls_fail_limit, 10000, LOG_LVL_WARN,
+        log_limited(&proxy_fail_limit, 10000, LOG_LVL_WARN,
                     "client %s: invalid PROXY protocol header", cli->peer_ip);
         client_close(cli, TERM_BAD_REQUEST);
         return;
@@ -296,6 +297,11 @@ client_handshake(struct client *cli)
 {
     struct worker *w = cli->w;
     int rc = tls_handshake(&cli->c);
+    if (rc == -2) {
+        /* Connected and closed without a byte: a TCP probe, not a failure. */
+        client_close(cli, TERM_CLIENT_ABORT);
+        return;
+    }
     if (rc < 0) {
         gstat_add(w->id, GS_TLS_FAILURES, 1);
         log_limited(&tls_fail_limit, 10000, LOG_LVL_NOTICE, "TLS handshake with %s failed: %s",

@@ -65,11 +65,16 @@ control_reload(struct err *e)
         goto fail;
     }
     ctl.next_gen_id++;
+    /* Keep the old generation alive until every module has moved to the new
+     * one: a worker may drop its last reference meanwhile, and the modules'
+     * sync may still look at objects of the old one (health targets). */
+    gen_ref(cur);
     gen_publish(g);
     admin_sync(g);
     stats_http_sync(g);
     health_sync(g);
     redis_control_sync();
+    gen_unref(cur);
     ctl.reloads_ok++;
     ctl.last_reload_error[0] = '\0';
     log_notice("configuration reloaded from %s (generation %llu)", ctl.conf_path,

@@ -678,12 +678,34 @@ parse_head(struct http1_head *h, const char *buf, size_t len, const struct http1
     }
 }
 
+/* While the request line is incomplete, its method must already be a token:
+ * binary garbage (a TLS hello, frames) gets 400 at once instead of waiting for
+ * a line end or the header timeout. */
+static bool
+partial_method_bad(struct http1_head *h, const char *buf, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)buf;
+    size_t p = h->scanned;
+    while (p + 1 < len && s[p] == '\r' && s[p + 1] == '\n')
+        p += 2; /* leading empty lines */
+    for (; p < len && s[p] != ' '; p++) {
+        if (!(http1_cls[s[p]] & C_TCHAR) && s[p] != '\r') {
+            h->err_off = (uint32_t)p; /* the same byte a whole-line parse blames */
+            return true;
+        }
+    }
+    return false;
+}
+
 int
 http1_parse_request(struct http1_head *h, const char *buf, size_t len,
                     const struct http1_limits *lim)
 {
     h->is_response = 0;
-    return parse_head(h, buf, len, lim);
+    int rc = parse_head(h, buf, len, lim);
+    if (rc == HTTP1_NEED_MORE && !h->saw_start && partial_method_bad(h, buf, len))
+        return HTTP1_ERR_BAD;
+    return rc;
 }
 
 int

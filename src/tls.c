@@ -479,6 +479,10 @@ tls_handshake(struct conn *c)
         return 0;
     }
     error_note(ssl, err);
+    /* Connected, then closed or reset without a byte: a port probe (an L4
+     * balancer's TCP check), which callers need not count or log as a failure. */
+    if (BIO_number_read(SSL_get_rbio(ssl)) == 0)
+        return -2;
     return -1;
 }
 

@@ -18,35 +18,49 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ *   client --a.c--> [ read into a pool buffer ] --b.c--> pod
+ *   client <--a.c-- [ read into a pool buffer ] <--b.c-- pod
+ *
+ * Each event reads once from the readable side into a fresh buffer and writes
+ * it to the other side at once. Only when that write would block does the
+ * buffer stay (as the other side's <pending>), and the reading side is paused
+ * until it drains: at most one buffer per direction, and none while idle.
+ */
+
 enum tun_flag {
     TUN_A_EOF = 1u << 0,  /* client sent FIN */
     TUN_B_EOF = 1u << 1,  /* pod sent FIN */
     TUN_A_SHUT = 1u << 2, /* FIN sent to the client */
     TUN_B_SHUT = 1u << 3, /* FIN sent to the pod */
+    TUN_TLS = 1u << 4,    /* the client side is TLS (access log) */
 };
 
-/* One direction: bytes read from <from> are written to <to>. */
+/* One side of the tunnel and the bytes waiting to be written to it. */
 struct pipe_end {
     struct conn c;
-    struct buf *pending; /* bytes read from the other side, not yet written here */
+    struct buf *pending; /* read from the other side, not yet written here */
+    struct buf *more;    /* queued behind <pending>: only at the start, when the
+                          * 101 head and the pod's first bytes are two buffers */
 };
 
 struct tunnel {
     struct pipe_end a; /* client side */
     struct pipe_end b; /* pod side */
-    ev_timer idle;
-    ev_tstamp last; /* last byte moved */
-    double idle_secs;
+    ev_timer idle;     /* fires at last + idle_secs (lazily re-armed) */
+    ev_tstamp last;    /* last byte moved */
+    double idle_secs;  /* the route's websocket_timeout */
     struct worker *w;
-    struct server_rt *rt;    /* counters and the tunnels gauge */
+    struct server_rt *rt;    /* counters and the tunnels gauge (reference held) */
     struct conn_slot *limit; /* limit_conn slot of the client */
-    struct list link;
-    uint64_t bytes_ab, bytes_ba;
+    struct list link;        /* in worker.tunnels */
+    uint64_t bytes_ab;       /* client to pod */
+    uint64_t bytes_ba;       /* pod to client */
     ev_tstamp started;
-    uint8_t flags;
+    uint8_t flags; /* enum tun_flag */
     uint8_t rid_len, ip_len;
-    char rid[40];
-    char ip[48];
+    char rid[40]; /* request id of the upgrade (access log) */
+    char ip[48];  /* client address (access log) */
 };
 
 static void tun_read_cb(struct ev_loop *loop, ev_io *io, int revents);
@@ -54,32 +68,43 @@ static void tun_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void tun_idle_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
 static void
+tunnel_log(struct tunnel *t, unsigned term, ev_tstamp now)
+{
+    struct worker *w = t->w;
+    char ts[32];
+    char *line = access_buf_reserve(&w->alog, 600);
+    if (!line)
+        return;
+    /* rt->key is "upstream/server": logged as two fields, as request lines do. */
+    const char *key = t->rt->key, *slash = strchr(key, '/');
+    int ulen = slash ? (int)(slash - key) : 0;
+    const char *srv = slash ? slash + 1 : key;
+    log_time_iso(ts, sizeof(ts), time_wall_ms());
+    int n = snprintf(line, 600,
+                     "{\"time\":\"%s\",\"client\":\"%.*s\",\"event\":\"tunnel_end\","
+                     "\"upstream\":\"%.*s\",\"server\":\"%s\",\"status\":101,\"bytes_in\":%llu,"
+                     "\"bytes_out\":%llu,\"duration_ms\":%.3f,\"request_id\":\"%.*s\","
+                     "\"term\":\"%s\",\"tls\":%s}\n",
+                     ts, t->ip_len, t->ip, ulen, key, srv, (unsigned long long)t->bytes_ab,
+                     (unsigned long long)t->bytes_ba, (now - t->started) * 1e3, t->rid_len, t->rid,
+                     term_name(term), (t->flags & TUN_TLS) ? "true" : "false");
+    if (n > 0 && n < 600)
+        access_buf_commit(&w->alog, (size_t)n);
+}
+
+static void
 tunnel_close(struct tunnel *t, unsigned term)
 {
     struct worker *w = t->w;
-    ev_tstamp now = ev_now(w->loop);
     ev_timer_stop(w->loop, &t->idle);
     conn_close(w->loop, &t->a.c, false);
     conn_close(w->loop, &t->b.c, false);
     buf_put(&w->bufs, t->a.pending);
+    buf_put(&w->bufs, t->a.more);
     buf_put(&w->bufs, t->b.pending);
-    if (atomic_load_explicit(&access_log_fd, memory_order_relaxed) >= 0) {
-        char *line = access_buf_reserve(&w->alog, 512);
-        char ts[32];
-        log_time_iso(ts, sizeof(ts), time_wall_ms());
-        if (line) {
-            int n = snprintf(line, 512,
-                             "{\"time\":\"%s\",\"client\":\"%.*s\",\"event\":\"tunnel_end\","
-                             "\"server\":\"%s\",\"status\":101,\"bytes_in\":%llu,"
-                             "\"bytes_out\":%llu,\"duration_ms\":%.3f,\"request_id\":\"%.*s\","
-                             "\"term\":\"%s\"}\n",
-                             ts, t->ip_len, t->ip, t->rt->key, (unsigned long long)t->bytes_ab,
-                             (unsigned long long)t->bytes_ba, (now - t->started) * 1e3, t->rid_len,
-                             t->rid, term_name(term));
-            if (n > 0 && n < 512)
-                access_buf_commit(&w->alog, (size_t)n);
-        }
-    }
+    buf_put(&w->bufs, t->b.more);
+    if (atomic_load_explicit(&access_log_fd, memory_order_relaxed) >= 0)
+        tunnel_log(t, term, ev_now(w->loop));
     atomic_fetch_sub(&t->rt->tunnels, 1);
     server_rt_unref(t->rt);
     if (t->limit)
@@ -103,53 +128,77 @@ tunnel_close_all(struct worker *w)
     }
 }
 
-static void
-tun_touch(struct tunnel *t)
-{
-    t->last = ev_now(t->w->loop);
-}
-
-/* Write what <to> has pending. 1 drained, 0 blocked, -1 error. */
-static int
-tun_flush(struct tunnel *t, struct pipe_end *to)
-{
-    struct buf *b = to->pending;
-    while (b && buf_len(b)) {
-        struct iovec iov = {.iov_base = buf_head(b), .iov_len = buf_len(b)};
-        ssize_t r = conn_writev(&to->c, &iov, 1);
-        if (r == IO_AGAIN) {
-            conn_write_want(t->w->loop, &to->c);
-            return 0;
-        }
-        if (r <= 0)
-            return -1;
-        b->start += (uint32_t)r;
-        tun_touch(t);
-    }
-    conn_write_done(t->w->loop, &to->c);
-    buf_put(&t->w->bufs, b);
-    to->pending = NULL;
-    return 1;
-}
-
 static struct pipe_end *
 other(struct tunnel *t, struct pipe_end *e)
 {
     return e == &t->a ? &t->b : &t->a;
 }
 
-/* <from> reached EOF and everything it sent was written: pass the FIN on. */
-static void
+/* The term for a failure on side <e>. */
+static unsigned
+term_of(struct tunnel *t, struct pipe_end *e)
+{
+    return e == &t->a ? TERM_CLIENT_ABORT : TERM_SERVER_RESET;
+}
+
+/* Write what <to> has pending. 1 drained, 0 blocked, -1 error. */
+static int
+tun_flush(struct tunnel *t, struct pipe_end *to)
+{
+    struct worker *w = t->w;
+    while (to->pending) {
+        struct iovec iov[2];
+        int n = 0;
+        iov[n++] =
+            (struct iovec){.iov_base = buf_head(to->pending), .iov_len = buf_len(to->pending)};
+        if (to->more)
+            iov[n++] = (struct iovec){.iov_base = buf_head(to->more), .iov_len = buf_len(to->more)};
+        ssize_t r = conn_writev(&to->c, iov, n);
+        if (r == IO_AGAIN) {
+            conn_write_want(w->loop, &to->c);
+            return 0;
+        }
+        if (r <= 0)
+            return -1;
+        t->last = ev_now(w->loop);
+        /* Advance over what was written; a drained first buffer goes back. */
+        uint32_t done = (uint32_t)r, first = buf_len(to->pending);
+        if (done < first) {
+            to->pending->start += done;
+            continue;
+        }
+        buf_put(&w->bufs, to->pending);
+        to->pending = to->more;
+        to->more = NULL;
+        if (to->pending) {
+            to->pending->start += done - first;
+            if (buf_len(to->pending) == 0) {
+                buf_put(&w->bufs, to->pending);
+                to->pending = NULL;
+            }
+        }
+    }
+    conn_write_done(w->loop, &to->c);
+    return 1;
+}
+
+/* <from> reached EOF and everything it sent was written: pass the FIN on.
+ * Returns false when that ended the tunnel (<t> is gone). */
+static bool
 tun_half_close(struct tunnel *t, struct pipe_end *from)
 {
     struct pipe_end *to = other(t, from);
     uint8_t shut = to == &t->a ? TUN_A_SHUT : TUN_B_SHUT;
     if (!(t->flags & shut)) {
         to->c.ops->shutdown_write(&to->c);
+        to->c.flags |= CONN_WRITE_SHUT;
         t->flags |= shut;
     }
-    if ((t->flags & (TUN_A_EOF | TUN_B_EOF)) == (TUN_A_EOF | TUN_B_EOF))
+    if ((t->flags & (TUN_A_EOF | TUN_B_EOF)) == (TUN_A_EOF | TUN_B_EOF)) {
         tunnel_close(t, TERM_TUNNEL_CLOSED);
+        return false;
+    }
+    return true;
 }
 
 /* Bytes are readable on <from>: read once, write to the other side. */
@@ -159,25 +208,32 @@ tun_pump(struct tunnel *t, struct pipe_end *from)
     struct worker *w = t->w;
     struct pipe_end *to = other(t, from);
     uint8_t eof = from == &t->a ? TUN_A_EOF : TUN_B_EOF;
-    if (to->pending)
-        return; /* back-pressure: the read side is paused until it drains */
+    if (to->pending || (t->flags & eof)) {
+        conn_read_pause(w->loop, &from->c); /* back-pressure, or nothing more to read */
+        return;
+    }
     struct buf *b = buf_get(&w->bufs);
     if (!b) {
         tunnel_close(t, TERM_INTERNAL);
         return;
     }
-    ssize_t r = conn_read(&from->c, buf_tail(b), buf_room(b));
+    uint32_t room = buf_room(b);
+    ssize_t r = conn_read(&from->c, buf_tail(b), room);
     if (r == IO_AGAIN) {
         buf_put(&w->bufs, b);
+        /* TLS: the read needs the socket writable first (a key update to answer). */
+        if (from->c.flags & CONN_TLS_READ_WANTS_WRITE)
+            conn_write_want(w->loop, &from->c);
         return;
     }
     if (r == IO_CLOSED || r == IO_ERROR) {
         buf_put(&w->bufs, b);
         if (r == IO_ERROR) {
-            tunnel_close(t, from == &t->a ? TERM_CLIENT_ABORT : TERM_SERVER_RESET);
+            tunnel_close(t, term_of(t, from));
             return;
         }
         t->flags |= eof;
+        from->c.flags |= CONN_READ_EOF;
         conn_read_pause(w->loop, &from->c);
         tun_half_close(t, from);
         return;
@@ -187,15 +243,21 @@ tun_pump(struct tunnel *t, struct pipe_end *from)
         t->bytes_ab += (uint64_t)r;
     else
         t->bytes_ba += (uint64_t)r;
-    tun_touch(t);
+    t->last = ev_now(w->loop);
     to->pending = b;
     int rc = tun_flush(t, to);
     if (rc < 0) {
-        tunnel_close(t, to == &t->a ? TERM_CLIENT_ABORT : TERM_SERVER_RESET);
+        tunnel_close(t, term_of(t, to));
         return;
     }
-    if (rc == 0)
+    if (rc == 0) {
         conn_read_pause(w->loop, &from->c);
+        return;
+    }
+    /* A full read over TLS may leave decrypted bytes in OpenSSL that will not
+     * make the socket readable again: look once more on the next loop pass. */
+    if (from->c.ssl && (uint32_t)r == room)
+        ev_feed_event(w->loop, &from->c.rio, EV_READ);
 }
 
 static void
@@ -207,26 +269,40 @@ tun_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     tun_pump(io->data, e);
 }
 
+/* After <to> drained: resume reading the other side, or pass its FIN on. */
 static void
-tun_write_cb(struct ev_loop *loop, ev_io *io, int revents)
+tun_drained(struct tunnel *t, struct pipe_end *to)
 {
-    struct pipe_end *to = container_of(io, struct pipe_end, c.wio);
-    struct tunnel *t = io->data;
-    (void)loop;
-    (void)revents;
-    int rc = tun_flush(t, to);
-    if (rc < 0) {
-        tunnel_close(t, to == &t->a ? TERM_CLIENT_ABORT : TERM_SERVER_RESET);
-        return;
-    }
-    if (rc == 0)
-        return;
     struct pipe_end *from = other(t, to);
     uint8_t eof = from == &t->a ? TUN_A_EOF : TUN_B_EOF;
     if (t->flags & eof)
         tun_half_close(t, from);
     else
         conn_read_start(t->w->loop, &from->c);
+}
+
+static void
+tun_write_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct pipe_end *to = container_of(io, struct pipe_end, c.wio);
+    struct tunnel *t = io->data;
+    (void)revents;
+    /* A TLS read that waited for writability goes on now. */
+    if (to->c.flags & CONN_TLS_READ_WANTS_WRITE) {
+        to->c.flags &= ~CONN_TLS_READ_WANTS_WRITE;
+        ev_feed_event(loop, &to->c.rio, EV_READ);
+    }
+    if (!to->pending) {
+        conn_write_done(loop, &to->c);
+        return;
+    }
+    int rc = tun_flush(t, to);
+    if (rc < 0) {
+        tunnel_close(t, term_of(t, to));
+        return;
+    }
+    if (rc > 0)
+        tun_drained(t, to);
 }
 
 static void
@@ -244,33 +320,73 @@ tun_idle_cb(struct ev_loop *loop, ev_timer *timer, int revents)
     tunnel_close(t, TERM_TUNNEL_TIMEOUT);
 }
 
-/* Take over a socket from a client or upconn. */
-static void
+/* Take over a socket from a client or upconn; true when it had seen EOF. */
+static bool
 adopt(struct tunnel *t, struct pipe_end *e, struct conn *src, struct ev_loop *loop)
 {
+    bool eof = (src->flags & CONN_READ_EOF) != 0;
     ev_io_stop(loop, &src->rio);
     ev_io_stop(loop, &src->wio);
     conn_init(&e->c, src->fd, tun_read_cb, tun_write_cb);
     e->c.ops = src->ops;
     e->c.ssl = src->ssl;
-    e->c.flags = 0;
+    e->c.flags = eof ? CONN_READ_EOF : 0;
     e->c.rio.data = t;
     e->c.wio.data = t;
     src->fd = -1;
     src->ssl = NULL;
     src->ops = &conn_plain_ops;
+    return eof;
 }
 
-/* Copy pending bytes into a pool buffer (they fit: each is at most one buffer). */
-static struct buf *
-take_bytes(struct worker *w, struct buf *pending, const char *p, uint32_t n)
+/* Queue <b> (bytes from <b->start>) for writing to <e>; an empty one goes back. */
+static void
+queue_buf(struct worker *w, struct pipe_end *e, struct buf *b)
 {
-    if (!n)
-        return pending;
-    if (!pending && !(pending = buf_get(&w->bufs)))
-        return NULL;
-    buf_append(pending, p, n);
-    return pending;
+    if (!b)
+        return;
+    if (buf_len(b) == 0)
+        buf_put(&w->bufs, b);
+    else if (!e->pending)
+        e->pending = b;
+    else
+        e->more = b;
+}
+
+/* First writes and reads of a new tunnel, as if each side had just become
+ * readable and writable. */
+static void
+tunnel_kick(struct tunnel *t)
+{
+    struct ev_loop *loop = t->w->loop;
+    struct pipe_end *ends[2] = {&t->a, &t->b};
+    for (int i = 0; i < 2; i++) {
+        struct pipe_end *to = ends[i], *from = other(t, to);
+        uint8_t eof = from == &t->a ? TUN_A_EOF : TUN_B_EOF;
+        if (to->pending) {
+            int rc = tun_flush(t, to);
+            if (rc < 0) {
+                tunnel_close(t, term_of(t, to));
+                return;
+            }
+            if (rc == 0) {
+                conn_read_pause(loop, &from->c);
+                continue;
+            }
+        }
+        if ((t->flags & eof) && !tun_half_close(t, from))
+            return;
+    }
+    for (int i = 0; i < 2; i++) {
+        struct pipe_end *e = ends[i];
+        uint8_t eof = e == &t->a ? TUN_A_EOF : TUN_B_EOF;
+        if ((t->flags & eof) || other(t, e)->pending)
+            continue;
+        conn_read_start(loop, &e->c);
+        /* OpenSSL may already hold decrypted bytes (read while the head was). */
+        if (e->c.ssl)
+            ev_feed_event(loop, &e->c.rio, EV_READ);
+    }
 }
 
 void
@@ -295,19 +411,29 @@ tunnel_start(struct request *req)
     memcpy(t->rid, req->req_id, req->req_id_len);
     t->ip_len = req->rip_len;
     memcpy(t->ip, req->rip, req->rip_len);
-    adopt(t, &t->a, &cli->c, w->loop);
-    adopt(t, &t->b, &up->c, w->loop);
+    if (cli->tls)
+        t->flags |= TUN_TLS;
+    if (adopt(t, &t->a, &cli->c, w->loop))
+        t->flags |= TUN_A_EOF;
+    if (adopt(t, &t->b, &up->c, w->loop))
+        t->flags |= TUN_B_EOF;
 
-    /* The 101 head and any early frames from the pod go to the client; frames
-     * the client sent right after its request go to the pod. */
-    if (req->chead)
-        t->a.pending = take_bytes(w, t->a.pending, buf_head(req->chead), buf_len(req->chead));
+    /* The 101 head, then any early bytes from the pod, go to the client; the
+     * bytes the client sent after its request go to the pod. The buffers are
+     * taken over, not copied: the head and the pod's bytes may each fill one. */
+    req->bytes_out += req->chead ? buf_len(req->chead) : 0;
+    queue_buf(w, &t->a, req->chead);
+    req->chead = NULL;
     if (up->ibuf)
-        t->a.pending = take_bytes(w, t->a.pending, buf_head(up->ibuf), buf_len(up->ibuf));
-    if (cli->ibuf && cli->ibuf->end > req->body_end)
-        t->b.pending =
-            take_bytes(w, NULL, cli->ibuf->data + req->body_end, cli->ibuf->end - req->body_end);
-    req->bytes_out += t->a.pending ? buf_len(t->a.pending) : 0;
+        t->bytes_ba = buf_len(up->ibuf);
+    queue_buf(w, &t->a, up->ibuf);
+    up->ibuf = NULL;
+    if (cli->ibuf && cli->ibuf->end > req->body_end) {
+        cli->ibuf->start = req->body_end;
+        t->bytes_ab = buf_len(cli->ibuf);
+        queue_buf(w, &t->b, cli->ibuf);
+        cli->ibuf = NULL;
+    }
 
     /* Hand the client's limit_conn slot and connection count to the tunnel. */
     t->limit = cli->limit;
@@ -329,22 +455,9 @@ tunnel_start(struct request *req)
 
     list_append(&w->tunnels, &t->link);
     w->ntunnels++;
-    tun_touch(t);
+    t->last = ev_now(w->loop);
     ev_init(&t->idle, tun_idle_cb);
     ev_timer_set(&t->idle, t->idle_secs, 0);
     ev_timer_start(w->loop, &t->idle);
-    conn_read_start(w->loop, &t->a.c);
-    conn_read_start(w->loop, &t->b.c);
-    if (t->a.pending && tun_flush(t, &t->a) < 0) {
-        tunnel_close(t, TERM_CLIENT_ABORT);
-        return;
-    }
-    if (t->b.pending && tun_flush(t, &t->b) < 0) {
-        tunnel_close(t, TERM_SERVER_RESET);
-        return;
-    }
-    if (t->a.pending)
-        conn_read_pause(w->loop, &t->b.c);
-    if (t->b.pending)
-        conn_read_pause(w->loop, &t->a.c);
+    tunnel_kick(t);
 }

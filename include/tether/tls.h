@@ -39,7 +39,8 @@ int tls_accept_attach(struct conn *c, struct tls_server *t);
 int tls_connect_attach(struct conn *c, struct tls_client *t);
 
 /* Drive the handshake: 1 done, 0 in progress (watch c->flags for which event:
- * CONN_TLS_READ_WANTS_WRITE means wait for writable, else readable), -1 failed. */
+ * CONN_TLS_READ_WANTS_WRITE means wait for writable, else readable), -1 failed,
+ * -2 the peer closed or reset before sending a single byte (a port probe). */
 int tls_handshake(struct conn *c);
 
 /* After a completed handshake: was the session resumed? ALPN chosen? */

@@ -375,8 +375,23 @@ test_failures(void)
         CHECK_INT_EQ(tls_handshake(&s), 0);
         CHECK_UINT_EQ(s.flags & CONN_TLS_READ_WANTS_WRITE, 0);
         close(sv[1]);
-        CHECK_INT_EQ(tls_handshake(&s), -1);
+        /* Nothing was ever sent: a port probe, told apart from a failure. */
+        CHECK_INT_EQ(tls_handshake(&s), -2);
         CHECK_STR_EQ(tls_last_error(), "peer closed");
+        conn_close(loop, &s, false);
+    }
+    /* The peer sends the start of a ClientHello, then goes away: a failure. */
+    {
+        static const unsigned char hello[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01};
+        int sv[2];
+        struct conn s;
+        CHECK_INT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+        conn_init(&s, sv[0], noop_cb, noop_cb);
+        CHECK_INT_EQ(tls_accept_attach(&s, srv), 0);
+        CHECK_INT_EQ(write(sv[1], hello, sizeof(hello)), (ssize_t)sizeof(hello));
+        CHECK_INT_EQ(tls_handshake(&s), 0);
+        close(sv[1]);
+        CHECK_INT_EQ(tls_handshake(&s), -1);
         conn_close(loop, &s, false);
     }
 out:
