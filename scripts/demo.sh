@@ -17,7 +17,8 @@ POD_A=${DEMO_POD_BASE:-8001}
 POD_B=$((POD_A + 1)) POD_C=$((POD_A + 2)) POD_D=$((POD_A + 3))
 pids=()
 cleanup() {
-    for p in "${pids[@]}" $(cat "$run"/*.pid 2>/dev/null); do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for f in "$run"/*.pid; do [[ -f $f ]] && kill "$(cat "$f")" 2>/dev/null || true; done
     wait 2>/dev/null || true
     echo "demo stopped; logs were in $run"
 }
@@ -33,6 +34,7 @@ start_pod() { # name port
     "$build/tests/mockpod/mockpod" --listen "127.0.0.1:$2" --name "$1" --quiet >"$run/$1.log" 2>&1 &
     pids+=($!)
     echo $! >"$run/$1.pid"
+    disown $! # the tour kills one on purpose: no "Killed" notice from bash
 }
 start_pod pod-a "$POD_A"; start_pod pod-b "$POD_B"; start_pod pod-c "$POD_C"; start_pod pod-d "$POD_D"
 "$build/tether" -t -c "$run/tether.conf"

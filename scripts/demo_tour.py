@@ -104,15 +104,16 @@ def kill_pod(port, run, mockpod, pod_b_port):
             try:
                 r, _, conn = request(port, "GET", "/sdp", conn=conn)
                 with lock:
-                    served[r.getheader("X-Pod")] += 1
-                    if r.status >= 500:
+                    if r.status != 200:
                         errors[r.status] += 1
+                    else:
+                        served[r.getheader("X-Pod")] += 1
             except Exception as e:
                 with lock:
                     errors[type(e).__name__] += 1
                 conn = None
 
-    ths = [threading.Thread(target=client) for _ in range(4)]
+    ths = [threading.Thread(target=client) for _ in range(3)]
     for t in ths:
         t.start()
     time.sleep(1.5)
@@ -125,7 +126,7 @@ def kill_pod(port, run, mockpod, pod_b_port):
     p = subprocess.Popen([mockpod, "--listen", "127.0.0.1:%d" % pod_b_port, "--name", "pod-b",
                           "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(os.path.join(run, "pod-b.pid"), "w") as f:
-        f.write(str(p.pid))
+        f.write("%d\n" % p.pid)
     print("  pod-b restarted (pid %d); health checks bring it back" % p.pid)
 
 
