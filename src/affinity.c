@@ -447,13 +447,20 @@ affinity_request_done(struct request *req)
 
 /* ---- learning ---- */
 
+/* A session id learned from a response: pinned locally at once; with Redis the
+ * response waits (at most the Redis timeout) until the pin is stored, so the
+ * client cannot reach another replica before it can know the session. */
 static void
 learn_id(struct request *req, const char *p, size_t n)
 {
+    const struct affinity *af = req->cli->gen->aff;
     if (!session_id_valid(p, n) || !req->srv)
         return;
     set_sid(req, p, n, req->sid_src ? req->sid_src : AFF_OUT_HEADER_LEARNED);
-    pin(req, req->srv);
+    session_table_insert(af->table, affinity_session_key(req), req->sid, req->sid_len,
+                         req->srv->cookie_id, worker_now_ms(req->cli->w) + af->ttl_ms);
+    if (redis_session_store_ack(req, req->srv) == 0)
+        req->store_pending = true;
     count(req, GS_LEARNED);
 }
 

@@ -477,6 +477,7 @@ redis_op_unlink(struct redis_op *op)
 }
 
 static void session_answer(struct redis_op *op, const redisReply *r);
+static void store_answer(struct redis_op *op);
 
 static void
 op_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
@@ -494,6 +495,8 @@ op_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
     if (op->req) {
         if (op->kind == ROP_ZONE)
             resent = redis_zone_reply(op, r);
+        else if (op->kind == ROP_STORE)
+            store_answer(op);
         else
             session_answer(op, r);
     }
@@ -512,6 +515,8 @@ op_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
     count_timeout(rc);
     if (op->kind == ROP_ZONE)
         redis_zone_timeout(op);
+    else if (op->kind == ROP_STORE)
+        store_answer(op);
     else
         session_answer(op, NULL);
     /* Replies stopped altogether (Redis stopped, a network black hole): a
@@ -696,4 +701,37 @@ redis_session_touch(struct request *req)
         (size_t)snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(ttl_ms ? ttl_ms : 1))};
     if (command(rc, store_cb, NULL, 3, argv, lens) < 0)
         redis_count_error(rc);
+}
+
+/* The learned session is in Redis (or the wait timed out): the response that
+ * taught it may go to the client. */
+static void
+store_answer(struct redis_op *op)
+{
+    struct request *req = op->req;
+    if (!req)
+        return;
+    redis_op_unlink(op);
+    req->store_pending = false;
+    request_client_writable(req);
+}
+
+int
+redis_session_store_ack(struct request *req, const struct server *s)
+{
+    struct redis_client *rc = redis_client_usable(req->cli->w);
+    if (!rc || !affinity_session_key(req))
+        return -1;
+    char key[REDIS_KEY_MAX], ttl[24], val[512];
+    uint64_t ttl_ms = req->cli->gen->aff->ttl_ms;
+    int vl = snprintf(val, sizeof(val), "%s%s%.*s", s->rt->key, req->sid_len ? " " : "",
+                      (int)req->sid_len, req->sid);
+    const char *argv[5] = {"SET", key, val, "PX", ttl};
+    size_t lens[5] = {
+        3, session_key(rc, req, key), vl > 0 && (size_t)vl < sizeof(val) ? (size_t)vl : 0, 2,
+        (size_t)snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(ttl_ms ? ttl_ms : 1))};
+    struct redis_op *op = redis_op_get(rc, req, ROP_STORE);
+    if (!op)
+        return -1;
+    return redis_op_start(op, 5, argv, lens);
 }

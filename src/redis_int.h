@@ -25,6 +25,7 @@ struct rl_zone;
 enum redis_op_kind {
     ROP_SESSION = 0, /* GET of a learned session */
     ROP_ZONE,        /* EVALSHA of the GCRA script */
+    ROP_STORE,       /* SET of a learned session the response waits for */
 };
 
 /* One request-path operation. It lives until hiredis runs its callback (hiredis

@@ -229,6 +229,8 @@ request_client_writable(struct request *req)
 {
     struct client *cli = req->cli;
     struct worker *w = cli->w;
+    if (req->store_pending)
+        return; /* a learned session is on its way to Redis: the answer resumes */
     if (req->state != RS_RESP) {
         /* Interim responses only; nothing else to write yet. */
         if (fwd_resp_send(req) == FWD_ERROR)

@@ -49,12 +49,14 @@ declare -a pids=()
 throttle() { while (( $(jobs -rp | wc -l) >= jobs )); do wait -n; done; }
 
 for t in "$builddir"/tests/unit/test_*; do
-    [[ -x $t && ! $t == *.* ]] || continue
+    b=$(basename "$t")
+    [[ -x $t && $b != *.* ]] || continue
     name=unit_$(basename "$t"); [[ -n $filter && $name != *$filter* ]] && continue
     throttle; run_one unit "$name" "$t" &
 done
 for t in "$builddir"/tests/fuzz/fuzz_*; do
-    [[ -x $t && ! $t == *.* ]] || continue
+    b=$(basename "$t")
+    [[ -x $t && $b != *.* ]] || continue
     base=$(basename "$t"); corpus=$srcdir/tests/fuzz/corpus/${base#fuzz_}
     name=fuzz_${base#fuzz_}; [[ -n $filter && $name != *$filter* ]] && continue
     [[ -d $corpus ]] || continue

@@ -183,6 +183,7 @@ struct request {
     uint8_t sid_src;      /* where sid came from (enum aff_outcome) */
     uint8_t cookie_state; /* affinity cookie: 0 none, 1 valid, 2 forged, 3 expired */
     bool aff_pending;     /* waiting for a Redis lookup */
+    bool store_pending;   /* the response waits for a learned session to reach Redis */
     uint64_t cookie_srv;  /* server id named by a valid affinity cookie */
     uint64_t cookie_sess; /* session hash carried by that cookie, 0 none */
     uint32_t cookie_exp;  /* its expiry (seconds since the epoch) */

@@ -29,6 +29,13 @@ void redis_worker_stop(struct worker *w);
 int redis_session_lookup(struct request *req);
 /* Write req->sid -> <s> with the affinity TTL (fire and forget). */
 void redis_session_store(struct request *req, const struct server *s);
+/* As redis_session_store, for a session learned from a response: 0 when the
+ * write is on its way and the response should wait for it (the answer, or the
+ * Redis timeout, clears req->store_pending and calls
+ * request_client_writable()), so a client that takes the session to another
+ * replica at once finds it there. -1: Redis not usable, nothing to wait for. */
+int redis_session_store_ack(struct request *req, const struct server *s);
+
 /* Extend the session's expiry in Redis (a long session in active use stays
  * known to every replica). Fire and forget. */
 void redis_session_touch(struct request *req);
