@@ -678,9 +678,9 @@ parse_head(struct http1_head *h, const char *buf, size_t len, const struct http1
     }
 }
 
-/* While the request line is incomplete, its method must already be a token:
- * binary garbage (a TLS hello, frames) gets 400 at once instead of waiting for
- * a line end or the header timeout. */
+/* The method must be a token as far as it has arrived: binary garbage (a TLS
+ * hello, WebSocket frames) gets 400 at once instead of waiting for a line end
+ * or the header timeout. */
 static bool
 partial_method_bad(struct http1_head *h, const char *buf, size_t len)
 {
@@ -688,8 +688,10 @@ partial_method_bad(struct http1_head *h, const char *buf, size_t len)
     size_t p = h->scanned;
     while (p + 1 < len && s[p] == '\r' && s[p + 1] == '\n')
         p += 2; /* leading empty lines */
-    for (; p < len && s[p] != ' '; p++) {
-        if (!(http1_cls[s[p]] & C_TCHAR) && s[p] != '\r') {
+    /* CR and LF are the line scanner's to judge (it blames the same byte
+     * however the head arrives): stop there. */
+    for (; p < len && s[p] != ' ' && s[p] != '\r' && s[p] != '\n'; p++) {
+        if (!(http1_cls[s[p]] & C_TCHAR)) {
             h->err_off = (uint32_t)p; /* the same byte a whole-line parse blames */
             return true;
         }
@@ -702,10 +704,11 @@ http1_parse_request(struct http1_head *h, const char *buf, size_t len,
                     const struct http1_limits *lim)
 {
     h->is_response = 0;
-    int rc = parse_head(h, buf, len, lim);
-    if (rc == HTTP1_NEED_MORE && !h->saw_start && partial_method_bad(h, buf, len))
+    /* Checked before the line scan, whole line or not, so a trickled head and a
+     * whole one blame the same byte. */
+    if (!h->saw_start && partial_method_bad(h, buf, len))
         return HTTP1_ERR_BAD;
-    return rc;
+    return parse_head(h, buf, len, lim);
 }
 
 int
