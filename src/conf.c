@@ -350,12 +350,18 @@ conf_set_percent(struct conf_parse *p, const struct conf_stmt *st, void *obj,
 
 #define PFIELD(obj, pm, type) ((type *)(void *)((char *)(obj) + (pm)->offset))
 
+struct conf_arg
+conf_param_value(const struct conf_arg *a, const char *value)
+{
+    struct conf_arg v = conf_param_value(a, value);
+    return v;
+}
+
 int
 conf_param_u32(struct conf_parse *p, const struct conf_arg *a, const char *value, void *obj,
                const struct conf_param *pm)
 {
-    struct conf_arg v = {.s = (char *)value, .len = strlen(value), .pos = a->pos};
-    v.pos.col += (uint32_t)(value - a->s);
+    struct conf_arg v = conf_param_value(a, value);
     return conf_arg_u32(p, &v, pm->min, pm->max, PFIELD(obj, pm, uint32_t));
 }
 
@@ -363,8 +369,7 @@ int
 conf_param_duration(struct conf_parse *p, const struct conf_arg *a, const char *value, void *obj,
                     const struct conf_param *pm)
 {
-    struct conf_arg v = {.s = (char *)value, .len = strlen(value), .pos = a->pos};
-    v.pos.col += (uint32_t)(value - a->s);
+    struct conf_arg v = conf_param_value(a, value);
     return conf_arg_duration(p, &v, PFIELD(obj, pm, uint64_t));
 }
 
@@ -372,8 +377,7 @@ int
 conf_param_size(struct conf_parse *p, const struct conf_arg *a, const char *value, void *obj,
                 const struct conf_param *pm)
 {
-    struct conf_arg v = {.s = (char *)value, .len = strlen(value), .pos = a->pos};
-    v.pos.col += (uint32_t)(value - a->s);
+    struct conf_arg v = conf_param_value(a, value);
     return conf_arg_size(p, &v, PFIELD(obj, pm, uint64_t));
 }
 
@@ -402,8 +406,7 @@ int
 conf_param_bool(struct conf_parse *p, const struct conf_arg *a, const char *value, void *obj,
                 const struct conf_param *pm)
 {
-    struct conf_arg v = {.s = (char *)value, .len = strlen(value), .pos = a->pos};
-    v.pos.col += (uint32_t)(value - a->s);
+    struct conf_arg v = conf_param_value(a, value);
     return conf_arg_bool(p, &v, PFIELD(obj, pm, bool));
 }
 

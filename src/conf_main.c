@@ -355,10 +355,7 @@ static int
 param_key(struct conf_parse *p, const struct conf_arg *a, const char *value, void *obj,
           const struct conf_param *pm)
 {
-    struct conf_arg v = *a;
-    v.s = (char *)value;
-    v.len = strlen(value);
-    v.pos.col += (uint32_t)(value - a->s);
+    struct conf_arg v = conf_param_value(a, value);
     return conf_arg_key(p, &v, (struct key_spec *)(void *)((char *)obj + pm->offset));
 }
 

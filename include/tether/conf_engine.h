@@ -103,6 +103,10 @@ struct conf_param {
 int conf_params(struct conf_parse *p, const struct conf_stmt *st, uint32_t first,
                 const struct conf_param *params, size_t n, void *obj);
 
+/* The value part of "key=value" (<value> points into <a>) as an argument of its
+ * own, so errors point at the value's column. */
+struct conf_arg conf_param_value(const struct conf_arg *a, const char *value);
+
 /* Generic parameter setters. */
 int conf_param_u32(struct conf_parse *p, const struct conf_arg *a, const char *value, void *obj,
                    const struct conf_param *pm);
