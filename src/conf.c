@@ -353,7 +353,8 @@ conf_set_percent(struct conf_parse *p, const struct conf_stmt *st, void *obj,
 struct conf_arg
 conf_param_value(const struct conf_arg *a, const char *value)
 {
-    struct conf_arg v = conf_param_value(a, value);
+    struct conf_arg v = {.s = (char *)value, .len = strlen(value), .pos = a->pos};
+    v.pos.col += (uint32_t)(value - a->s);
     return v;
 }
 
