@@ -170,7 +170,6 @@ client_accept(struct worker *w, struct wlisten *wl, int fd, const struct sock_ad
     cli->counted = true;
     conn_init(&cli->c, fd, client_read_cb, client_write_cb);
     ev_init(&cli->tmo, client_tmo_cb);
-    sock_nodelay(fd);
     client_take_gen(cli, w->gen);
     cli->vs = wl->gl->vs;
     cli->socks = wl->socks;

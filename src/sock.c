@@ -101,16 +101,37 @@ sock_addr_parse(struct sock_addr *a, const char *text, int default_port, struct 
     return 0;
 }
 
+/* Dotted quad without printf machinery (done for every accepted connection). */
+static size_t
+ipv4_format(const uint8_t *b, char *out, size_t outlen)
+{
+    char tmp[16];
+    size_t n = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = b[i];
+        if (v >= 100)
+            tmp[n++] = (char)('0' + v / 100);
+        if (v >= 10)
+            tmp[n++] = (char)('0' + v / 10 % 10);
+        tmp[n++] = (char)('0' + v % 10);
+        tmp[n++] = i < 3 ? '.' : '\0';
+    }
+    if (n > outlen)
+        return 0;
+    memcpy(out, tmp, n);
+    return n - 1;
+}
+
 size_t
 sock_addr_ip(const struct sock_addr *a, char *out, size_t outlen)
 {
     out[0] = '\0';
     if (a->u.sa.sa_family == AF_INET)
-        inet_ntop(AF_INET, &a->u.in.sin_addr, out, (socklen_t)outlen);
+        return ipv4_format((const uint8_t *)&a->u.in.sin_addr, out, outlen);
     else if (a->u.sa.sa_family == AF_INET6) {
         /* Show v4-mapped peers as plain IPv4, as operators expect in logs. */
         if (IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr))
-            inet_ntop(AF_INET, &a->u.in6.sin6_addr.s6_addr[12], out, (socklen_t)outlen);
+            return ipv4_format(&a->u.in6.sin6_addr.s6_addr[12], out, outlen);
         else
             inet_ntop(AF_INET6, &a->u.in6.sin6_addr, out, (socklen_t)outlen);
     } else if (a->u.sa.sa_family == AF_UNIX)
@@ -171,6 +192,9 @@ sock_listen(const struct sock_addr *a, int backlog, bool reuseport, bool defer_a
         goto fail;
     if (listen(fd, backlog) < 0)
         goto fail;
+    /* Accepted sockets inherit TCP_NODELAY: no setsockopt per connection. */
+    if (a->u.sa.sa_family != AF_UNIX)
+        sock_nodelay(fd);
     if (defer_accept && a->u.sa.sa_family != AF_UNIX) {
         int secs = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs));

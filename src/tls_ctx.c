@@ -190,7 +190,9 @@ ticket_cb(SSL *s, unsigned char name[16], unsigned char iv[EVP_MAX_IV_LENGTH], E
         for (uint32_t i = 0; i < t->nkeys && !k; i++) {
             if (memcmp(name, t->keys + (size_t)i * TICKET_KEY_LEN, TICKET_NAME_LEN) == 0) {
                 k = t->keys + (size_t)i * TICKET_KEY_LEN;
-                ret = i == 0 ? 1 : 2;
+                /* TLS 1.3 clients use a ticket once: always send a fresh one,
+                 * or every other reconnect would be a full handshake. */
+                ret = (i == 0 && SSL_version(s) < TLS1_3_VERSION) ? 1 : 2;
             }
         }
         if (!k)
