@@ -83,6 +83,9 @@ request_log(struct request *req)
     char ts[32], esc[600], rid[96];
     log_time_iso(ts, sizeof(ts), time_wall_ms());
     size_t pl = json_escape(esc, sizeof(esc), req->path, req->path_len);
+    /* "path" is the target without its query, "request" the whole target. */
+    const char *q = memchr(esc, '?', pl);
+    int path_only = q ? (int)(q - esc) : (int)pl;
     size_t rl = json_escape(rid, sizeof(rid), req->req_id, req->req_id_len);
     double connect_ms = req->t_connected > 0 ? (req->t_connected - req->t_connect) * 1e3 : -1;
     double upstream_ms = req->t_resp > 0 ? (req->t_resp - req->t_start) * 1e3 : -1;
@@ -90,21 +93,23 @@ request_log(struct request *req)
     int n;
     if (cli->gen->conf->access_format == ACCESS_COMBINED) {
         n = snprintf(line, 2048,
-                     "%.*s - - [%s] \"%.*s\" %u %llu \"-\" \"-\" route=%s server=%s term=%s "
-                     "aff=%s rid=%.*s t=%.3f\n",
-                     req->rip_len, req->rip, ts, (int)pl, esc, req->status,
-                     (unsigned long long)req->bytes_out, req->route ? req->route->conf->label : "-",
+                     "%.*s - - [%s] \"%s %.*s HTTP/1.%u\" %u %llu \"-\" \"-\" route=%s server=%s "
+                     "term=%s aff=%s rid=%.*s t=%.3f\n",
+                     req->rip_len, req->rip, ts, method ? method : "-", (int)pl, esc,
+                     req->version_minor, req->status, (unsigned long long)req->bytes_out,
+                     req->route ? req->route->conf->label : "-",
                      req->srv ? req->srv->conf->name : "-", term_name(req->term),
                      aff_outcome_name(req->aff), (int)rl, rid, (now - req->t_start));
     } else {
         n = snprintf(line, 2048,
-                     "{\"time\":\"%s\",\"client\":\"%.*s\",\"method\":\"%s\",\"request\":\"%.*s\","
-                     "\"route\":\"%s\",\"upstream\":\"%s\",\"server\":\"%s\",\"status\":%u,"
+                     "{\"time\":\"%s\",\"client\":\"%.*s\",\"method\":\"%s\",\"path\":\"%.*s\","
+                     "\"request\":\"%.*s\",\"route\":\"%s\",\"upstream\":\"%s\",\"server\":\"%s\","
+                     "\"status\":%u,"
                      "\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,"
                      "\"connect_ms\":%.3f,\"upstream_ms\":%.3f,\"request_id\":\"%.*s\","
                      "\"affinity\":\"%s\",\"retries\":%u,\"term\":\"%s\",\"tls\":%s}\n",
-                     ts, req->rip_len, req->rip, method ? method : "-", (int)pl, esc,
-                     req->route ? req->route->conf->label : "-",
+                     ts, req->rip_len, req->rip, method ? method : "-", path_only, esc, (int)pl,
+                     esc, req->route ? req->route->conf->label : "-",
                      req->ups ? req->ups->conf->name : "-", req->srv ? req->srv->conf->name : "-",
                      req->status, (unsigned long long)req->bytes_in,
                      (unsigned long long)req->bytes_out, (now - req->t_start) * 1e3, connect_ms,

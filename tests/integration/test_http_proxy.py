@@ -3,6 +3,7 @@
 Expect: 100-continue, hop-by-hop removal, X-Forwarded-*, X-Request-Id,
 chunked and close-delimited bodies, HTTP/1.0 clients."""
 import json
+import os
 import re
 import socket
 import time
@@ -177,14 +178,26 @@ def test_access_log_json_fields():
     assert r.status == 200
     h.wait_until(lambda: t.access(), what="access log line")
     line = [l for l in t.access() if l.get("request_id") == "rid-42"][0]
-    for k in ("time", "client", "method", "request", "route", "upstream", "server", "status",
+    for k in ("time", "client", "method", "path", "request", "route", "upstream", "server", "status",
               "bytes_in", "bytes_out", "duration_ms", "connect_ms", "upstream_ms", "request_id",
               "affinity", "term"):
         assert k in line, (k, line)
     assert line["method"] == "GET" and line["request"] == "/tools/run?x=1"
+    assert line["path"] == "/tools/run"
     assert line["route"] == "/" and line["upstream"] == "voice" and line["server"] == "pod-a"
     assert line["status"] == 200 and line["term"] == "ok" and line["client"] == "127.0.0.1"
     assert line["bytes_out"] > 0 and line["duration_ms"] >= 0
+    t.stop()
+
+
+def test_access_log_combined_format():
+    pod, t = setup(CONF.replace("access_log {access_log} json;", "access_log {access_log} combined;"))
+    h.get(t.port, "/sdp?a=1", headers={"X-Request-Id": "comb-1"})
+    h.wait_until(lambda: os.path.exists(t.access_log) and open(t.access_log).read().strip(),
+                 what="combined line")
+    line = open(t.access_log).read().strip().splitlines()[0]
+    assert re.match(r'127\.0\.0\.1 - - \[[^\]]+\] "GET /sdp\?a=1 HTTP/1\.1" 200 \d+ ', line), line
+    assert "rid=comb-1" in line and "server=pod-a" in line and "term=ok" in line, line
     t.stop()
 
 
