@@ -533,8 +533,8 @@ build_buffers(void)
     req_buf = malloc(1024);
     if (mode == M_TLS)
         req_len = (size_t)snprintf(req_buf, 1024,
-                                   "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
-                                   path, host_hdr);
+                                   "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path,
+                                   host_hdr);
     else
         req_len = (size_t)snprintf(req_buf, 1024,
                                    "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
@@ -565,11 +565,13 @@ build_buffers(void)
 int
 main(int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"tls", no_argument, 0, 'T'},    {"resume", no_argument, 0, 'R'},
-        {"host", required_argument, 0, 'H'}, {"sni", required_argument, 0, 'S'},
-        {"ramp", required_argument, 0, 'r'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option lo[] = {{"tls", no_argument, 0, 'T'},
+                                       {"resume", no_argument, 0, 'R'},
+                                       {"host", required_argument, 0, 'H'},
+                                       {"sni", required_argument, 0, 'S'},
+                                       {"ramp", required_argument, 0, 'r'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
     struct epoll_event evs[512];
     struct rlimit rl;
     const char *addr = NULL;
@@ -588,20 +590,48 @@ main(int argc, char **argv)
             else
                 die("unknown mode %s", optarg);
             break;
-        case 'a': addr = optarg; break;
-        case 'c': nconns = atoi(optarg); break;
-        case 'd': duration = atof(optarg); break;
-        case 'n': max_ops = strtoull(optarg, NULL, 10); break;
-        case 's': msg_size = (size_t)atol(optarg); break;
-        case 'p': path = optarg; break;
-        case 'q': quiet = 1; break;
-        case 'T': use_tls = 1; break;
-        case 'R': resume = 1; break;
-        case 'H': host_hdr = optarg; break;
-        case 'S': sni = optarg; break;
-        case 'r': ramp = atoi(optarg); break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'a':
+            addr = optarg;
+            break;
+        case 'c':
+            nconns = atoi(optarg);
+            break;
+        case 'd':
+            duration = atof(optarg);
+            break;
+        case 'n':
+            max_ops = strtoull(optarg, NULL, 10);
+            break;
+        case 's':
+            msg_size = (size_t)atol(optarg);
+            break;
+        case 'p':
+            path = optarg;
+            break;
+        case 'q':
+            quiet = 1;
+            break;
+        case 'T':
+            use_tls = 1;
+            break;
+        case 'R':
+            resume = 1;
+            break;
+        case 'H':
+            host_hdr = optarg;
+            break;
+        case 'S':
+            sni = optarg;
+            break;
+        case 'r':
+            ramp = atoi(optarg);
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (!addr || nconns < 1 || duration <= 0 || ramp < 1) {
@@ -697,9 +727,11 @@ main(int argc, char **argv)
         else
             printf("mode=%s ops=%llu secs=%.3f rate=%.1f p50_us=%.1f p99_us=%.1f errors=%llu "
                    "bad_status=%llu full=%llu reused=%llu proto=%s cipher=%s group=%s\n",
-                   mode == M_TLS ? "tls" : use_tls ? "wss" : "ws", (unsigned long long)ops,
-                   secs, (double)ops / secs, percentile(50), percentile(99),
-                   (unsigned long long)errors, (unsigned long long)bad_status,
+                   mode == M_TLS ? "tls"
+                   : use_tls     ? "wss"
+                                 : "ws",
+                   (unsigned long long)ops, secs, (double)ops / secs, percentile(50),
+                   percentile(99), (unsigned long long)errors, (unsigned long long)bad_status,
                    (unsigned long long)fulls, (unsigned long long)reused,
                    proto_seen[0] ? proto_seen : "-", cipher_seen[0] ? cipher_seen : "-",
                    group_seen[0] ? group_seen : "-");
