@@ -16,7 +16,7 @@ BUILD_DIR=$src/build-clang scripts/build.sh --enable-werror CC=clang
 
 echo "== formatting (clang-format)"
 files=$(git ls-files 'src/*.c' 'src/*.h' 'include/tether/*.h' 'tests/unit/*.c' 'tests/unit/*.h' \
-        'tests/fuzz/*.c' 'tests/mockpod/*.c' 'tests/mockpod/*.h' 2>/dev/null ||
+        'tests/fuzz/*.c' 'tests/mockpod/*.c' 'tests/mockpod/*.h' 'bench/*.c' 2>/dev/null ||
         ls src/*.c src/*.h include/tether/*.h tests/unit/*.[ch] tests/fuzz/*.c tests/mockpod/*.[ch])
 clang-format --dry-run -Werror $files
 echo "formatting ok"
