@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -230,6 +231,21 @@ class Tether(Proc):
         except Exception:
             pass
         return rc
+
+
+SANITIZER = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:")
+
+
+def stop_clean(*tethers):
+    """Stop tethers (SIGTERM, by pid) and check each exited 0 without a sanitizer
+    report (ASan, LeakSanitizer and UBSan write to its stderr, which nothing else
+    reads)."""
+    for t in tethers:
+        rc = t.stop()
+        err = t.stderr()
+        m = SANITIZER.search(err)
+        assert not m, "sanitizer report:\n" + err[max(0, m.start() - 300):m.start() + 3000]
+        assert rc == 0, "tether exited %r after SIGTERM:\n%s" % (rc, err[-2000:])
 
 
 class Redis(Proc):

@@ -14,18 +14,6 @@ import time
 import harness as h
 
 
-SANITIZER = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:")
-
-
-def stop_clean(t):
-    """Stop tether (SIGTERM) and check it exited 0 without a sanitizer report (ASan,
-    LeakSanitizer and UBSan write to its stderr, which nothing else reads)."""
-    rc = t.stop()
-    err = t.stderr()
-    m = SANITIZER.search(err)
-    assert not m, "sanitizer report:\n" + err[max(0, m.start() - 300):m.start() + 3000]
-    assert rc == 0, "tether exited %r after SIGTERM:\n%s" % (rc, err[-2000:])
-
 CONF = """
 workers 2;
 error_log {dir}/error.log info;
@@ -199,7 +187,7 @@ def test_pod_reset_mid_response():
                  what="server_reset in the access log")
     # tether and the pod still serve
     assert h.get(t.port, "/t/after").status == 200
-    stop_clean(t)
+    h.stop_clean(t)
     raw.close()
 
 
@@ -209,7 +197,7 @@ def test_pod_reset_before_response_502():
     assert status_of(out) == 502, out[:100]
     assert took < 2 * h.SLOW
     h.wait_until(lambda: terms(t, "/t/r") == ["server_reset"], what="server_reset")
-    stop_clean(t)
+    h.stop_clean(t)
     raw.close()
 
 
@@ -234,7 +222,7 @@ def test_pod_hangs_504_after_route_timeout():
     out, took, closed = fetch(t.port, "/raw/m2", close=False)
     assert status_of(out) == 200 and out.endswith(b"partial") and closed, out
     assert took < 0.6 + 1.0 * h.SLOW, took
-    stop_clean(t)
+    h.stop_clean(t)
     raw.close()
     raw2.close()
 
@@ -283,7 +271,7 @@ def test_pod_garbage_502():
         if reply and reply[:20] in out:
             failures.append("%s: the pod's bytes were passed through" % name)
     assert t.alive()
-    stop_clean(t)
+    h.stop_clean(t)
     raw.close()
     assert not failures, "\n".join(failures)
 
@@ -317,7 +305,7 @@ def test_pod_bad_body_after_head():
             body = out[out.find(b"\r\n\r\n") + 4:]
             assert not body.endswith(b"0\r\n\r\n"), (name, out)
             assert not complete(out), (name, out)
-        stop_clean(t)
+        h.stop_clean(t)
         raw.close()
         pod.stop()
 
@@ -405,7 +393,7 @@ def test_sighup_storm_under_load():
     # Old generations are freed: descriptors back to where they were (one tunnel less).
     h.wait_until(lambda: len(os.listdir("/proc/%d/fd" % t.pid)) <= fds0, timeout=5,
                  what="descriptors back after the storm")
-    stop_clean(t)
+    h.stop_clean(t)
     raw.close()
 
 
@@ -455,7 +443,7 @@ def test_flapping_health():
     a.control("/control/health/ok")
     h.wait_until(lambda: health_transitions(t, "a")[-1:] == ["UP"], timeout=3, what="a up again")
     assert t.alive()
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 # ---- Redis slow and down ----
@@ -532,7 +520,7 @@ def test_redis_slow_and_down():
                  what="redis reconnected")
     assert timed_get(t.port, "/x?back=1", headers={"X-Voice-Session-Id": sid})[0].status == 200
     assert t.alive()
-    stop_clean(t)
+    h.stop_clean(t)
     r2.stop()
 
 

@@ -34,14 +34,6 @@ def error_log(t):
         return ""
 
 
-def stop_clean(*ts):
-    """Stop tethers by pid: exit 0, and no sanitizer report (ASan/UBSan/LSan)."""
-    for t in ts:
-        rc = t.stop()
-        err = t.stderr()
-        assert rc == 0 and "Sanitizer" not in err and "runtime error" not in err, (rc, err[-3000:])
-
-
 def setup(n=2, rate="50r/s", burst=10, policy="", redis=True):
     r = h.Redis() if redis else None
     pod = h.Mockpod("pod-a", threads=2)
@@ -127,7 +119,7 @@ def test_limit_shared_by_two_replicas():
     assert 0 < ttl <= 41 * 20 + 1, ttl
     for t in ts:
         assert "Redis unreachable" not in error_log(t)
-    stop_clean(*ts)
+    h.stop_clean(*ts)
 
 
 def test_429_headers():
@@ -144,7 +136,7 @@ def test_429_headers():
     log = h.wait_until(lambda: len(ts[0].access()) >= 5 and ts[0].access(), what="access log")
     assert [l["term"] for l in log[-2:]] == ["rate_limited"] * 2, log
     c.close()
-    stop_clean(*ts)
+    h.stop_clean(*ts)
 
 
 def test_paced_not_nodelay():
@@ -159,7 +151,7 @@ def test_paced_not_nodelay():
     # held until its turn, 50 ms apart -> about 0.2 s
     assert 0.15 <= elapsed < 1.0 * h.SLOW, elapsed
     c.close()
-    stop_clean(*ts)
+    h.stop_clean(*ts)
 
 
 def test_script_flushed():
@@ -173,7 +165,7 @@ def test_script_flushed():
     assert c.get("/limited/x").status == 429
     assert "Redis unreachable" not in error_log(ts[0])
     c.close()
-    stop_clean(*ts)
+    h.stop_clean(*ts)
 
 
 def burst(t, n=20):
@@ -192,14 +184,14 @@ def test_redis_down_policy_local():
         h.wait_until(lambda: "global zone g: Redis unreachable" in error_log(t), what="log")
         assert "falling back to the local zone" in error_log(t)
         assert error_log(t).count("global zone g: Redis unreachable") == 1, error_log(t)
-    stop_clean(*ts)
+    h.stop_clean(*ts)
 
 
 def test_redis_down_policy_allow():
     r, pod, ts = setup(n=1, rate="1r/m", burst=1, policy="allow", redis=False)
     assert burst(ts[0]) == [200] * 20
     h.wait_until(lambda: "allowing every request" in error_log(ts[0]), what="log")
-    stop_clean(*ts)
+    h.stop_clean(*ts)
 
 
 def test_redis_down_policy_deny():
@@ -212,7 +204,7 @@ def test_redis_down_policy_deny():
     assert c.get("/other").status == 200  # routes without the zone are not affected
     h.wait_until(lambda: "denying every request" in error_log(ts[0]), what="log")
     c.close()
-    stop_clean(*ts)
+    h.stop_clean(*ts)
 
 
 def test_redis_killed_then_back():
@@ -252,7 +244,7 @@ def test_redis_killed_then_back():
     assert "global zone g: Redis back" in error_log(ts[0])
     assert r2.cmd("EXISTS", "t:rl:g:127.0.0.1") == 1
     c.close()
-    stop_clean(*ts)
+    h.stop_clean(*ts)
     r2.stop()
 
 

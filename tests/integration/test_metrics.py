@@ -100,12 +100,6 @@ def scrape(port):
     return r.body, parse_prom(r.body)
 
 
-def stop_clean(t):
-    """Stop tether; it must exit 0 (under sanitizers: no leak or error reports)."""
-    rc = t.stop()
-    assert rc == 0, "tether exit %r: %s" % (rc, t.stderr()[-3000:])
-
-
 def setup(**kw):
     pods = [h.Mockpod(n) for n in ("pod-a", "pod-b", "pod-c")]
     sp = h.free_port()
@@ -187,7 +181,7 @@ def test_request_counters_exact():
     assert metric(m, "tether_region_servers_up", upstream="voice", region="me") == 1
     assert metric(m, "tether_workers") == 2
     assert metric(m, "tether_info", version=metric_version(m)) == 1
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 def metric_version(m):
@@ -209,7 +203,7 @@ def test_rate_limit_zone_counters():
     assert metric(m, "tether_rate_limit_keys", zone="z1") == 1
     assert metric(m, "tether_rate_limited_total", zone="z1") == 3, \
         "zone counter %s for 3 refused requests" % metric(m, "tether_rate_limited_total", zone="z1")
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 def test_latency_buckets():
@@ -234,7 +228,7 @@ def test_latency_buckets():
     srv = st["upstreams"][0]["regions"][0]["servers"][0]
     assert srv["name"] == "pod-c" and srv["latency"]["count"] == 6
     assert 1000000 <= srv["latency"]["p95_us"] <= 2500000, srv["latency"]
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 def test_active_requests_and_tunnels():
@@ -270,7 +264,7 @@ def test_active_requests_and_tunnels():
                           metric(m, "tether_server_active_requests", **lab) == 0 and
                           metric(m, "tether_connections_active") == 0)(scrape(t.stats_port)[1]),
                  what="gauges back to 0")
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 def test_promtool_check_metrics():
@@ -281,7 +275,7 @@ def test_promtool_check_metrics():
     os.makedirs(h.ARTIFACTS, exist_ok=True)
     with open(path, "w") as f:
         f.write(body)
-    stop_clean(t)
+    h.stop_clean(t)
     if not shutil.which("promtool"):
         print("SKIP promtool check: promtool not installed (apt-get install prometheus)")
         return
@@ -332,7 +326,7 @@ def test_stats_json_matches_metrics():
     z = {x["zone"]: x for x in st["rate_limit_zones"]}["z1"]
     assert z["allowed"] == metric(m, "tether_rate_limit_allowed_total", zone="z1") == 3
     assert z["limited"] == metric(m, "tether_rate_limited_total", zone="z1")
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 def test_reload_counters():
@@ -364,7 +358,7 @@ def test_reload_counters():
     assert st["generation"] == 2 and st["reloads"]["failed"] == 1 and st["reloads"]["last_error"]
     with open(t.conf_path, "w") as f:
         f.write(good)
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 def test_listener_survives_garbage():
@@ -414,7 +408,7 @@ def test_listener_survives_garbage():
     _, m = scrape(sp)
     assert metric(m, "tether_workers") == 2
     assert h.get(t.port, "/a/x").status == 200
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 def test_listener_moves_on_reload():
@@ -435,7 +429,7 @@ def test_listener_moves_on_reload():
     _, m = scrape(new)
     assert metric(m, "tether_reloads_total", result="ok") == 3
     assert metric(m, "tether_config_generation") == 4
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 def test_scrapes_during_traffic_and_reloads():
@@ -483,7 +477,7 @@ def test_scrapes_during_traffic_and_reloads():
     assert metric(m, "tether_reloads_total", result="ok") == 10
     # pod-d left with the last reload: its series are gone.
     assert not [k for k in m if dict(k[1]).get("server") == "pod-d"]
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 def test_redis_metrics():
@@ -512,7 +506,7 @@ def test_redis_metrics():
                  what="redis errors counted")
     st = h.get(sp, "/stats").json()["redis"]
     assert st["configured"] and not st["up"] and st["errors"] > 0, st
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 def refused(port):

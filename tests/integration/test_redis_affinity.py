@@ -77,14 +77,6 @@ class Redis(h.Redis):
         h.wait_port(self.port)
 
 
-def stop_clean(*ts):
-    """Stop tethers by pid: exit 0, and no sanitizer report (ASan/UBSan/LSan)."""
-    for t in ts:
-        rc = t.stop()
-        err = t.stderr()
-        assert rc == 0 and "Sanitizer" not in err and "runtime error" not in err, (rc, err[-3000:])
-
-
 _tmp = tempfile.mkdtemp(prefix="tether-redis-test-")
 atexit.register(shutil.rmtree, _tmp, True)
 
@@ -206,7 +198,7 @@ def test_sessions_shared_across_replicas():
         assert sum(1 for l in al if l["affinity"] == "path") >= 100, al[:3]
     ca.close()
     cb.close()
-    stop_clean(ta, tb)
+    h.stop_clean(ta, tb)
 
 
 def test_redis_killed_and_restarted():
@@ -281,7 +273,7 @@ def test_redis_killed_and_restarted():
         assert m["tether_redis_errors_total"] >= 2 and m["tether_redis_reconnects_total"] >= 2, m
     ca.close()
     cb.close()
-    stop_clean(ta, tb)
+    h.stop_clean(ta, tb)
     r2.stop()
 
 
@@ -340,7 +332,7 @@ def test_redis_slow_requests_bounded_by_timeout():
     assert resp.header("X-Pod") == pod
     ca.close()
     cb.close()
-    stop_clean(ta, tb)
+    h.stop_clean(ta, tb)
 
 
 def test_lookup_and_global_zone_in_one_request():
@@ -370,7 +362,7 @@ def test_lookup_and_global_zone_in_one_request():
     assert "global zone g: Redis back" in error_log(tb)
     ca.close()
     cb.close()
-    stop_clean(ta, tb)
+    h.stop_clean(ta, tb)
 
 
 def test_reload_keeps_or_replaces_the_connection():
@@ -406,7 +398,7 @@ def test_reload_keeps_or_replaces_the_connection():
     assert metrics(ta)["tether_redis_configured"] == 0
     ca.close()
     cb.close()
-    stop_clean(ta, tb)
+    h.stop_clean(ta, tb)
 
 
 def test_redis_stopped_connection_replaced():
@@ -434,7 +426,7 @@ def test_redis_stopped_connection_replaced():
                  timeout=5, what="shared again")
     ca.close()
     cb.close()
-    stop_clean(ta, tb)
+    h.stop_clean(ta, tb)
 
 
 UNIX_CONF = """
@@ -474,14 +466,14 @@ def test_unix_socket_auth_and_db():
     h.wait_until(lambda: "up (worker 0)" in error_log(t), what="redis up")
     sid = h.request(t.port, "POST", "/session").header("X-Voice-Session-Id")
     h.wait_until(lambda: session_value(None, "p:", sid, cmd=rcmd) == "voice/pod-a", what="stored in db 3")
-    stop_clean(t)
+    h.stop_clean(t)
     # a wrong password: the reason is logged once, tether serves from local state
     t = h.Tether(UNIX_CONF, sock=sock, password="wrong", a=pod.addr)
     h.wait_until(lambda: "down: AUTH" in error_log(t), what="AUTH failure logged")
     assert h.request(t.port, "POST", "/session").status == 200
     time.sleep(0.5)
     assert error_log(t).count("down: AUTH") == 1, error_log(t)
-    stop_clean(t)
+    h.stop_clean(t)
     r.stop()
 
 
@@ -501,7 +493,7 @@ def test_redis_unreachable_from_start():
     time.sleep(0.6)  # several reconnect attempts: still one line per worker
     assert error_log(ta).count("redis 127.0.0.1:%d down" % dead) == 2, error_log(ta)
     ca.close()
-    stop_clean(ta, tb)
+    h.stop_clean(ta, tb)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ latency under 2x its baseline (+5 ms, so a busy 2-core VM does not flake); the
 attackers must be cut by the configured timeouts and limits; tether's memory stays
 bounded and its descriptors come back; it never spins the CPU."""
 import os
-import re
 import resource
 import selectors
 import socket
@@ -16,18 +15,6 @@ import time
 
 import harness as h
 
-
-SANITIZER = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:")
-
-
-def stop_clean(t):
-    """Stop tether (SIGTERM) and check it exited 0 without a sanitizer report (ASan,
-    LeakSanitizer and UBSan write to its stderr, which nothing else reads)."""
-    rc = t.stop()
-    err = t.stderr()
-    m = SANITIZER.search(err)
-    assert not m, "sanitizer report:\n" + err[max(0, m.start() - 300):m.start() + 3000]
-    assert rc == 0, "tether exited %r after SIGTERM:\n%s" % (rc, err[-2000:])
 
 CONF = """
 workers {workers};
@@ -257,7 +244,7 @@ def test_slowloris_1000():
     h.wait_until(lambda: client_fds(t.pid, t.port) == 0, timeout=5, what="client descriptors back")
     assert not any(r["path"] == "/t/loris" for r in pod.requests())
     assert t.alive()
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 def test_idle_connections():
@@ -287,7 +274,7 @@ def test_idle_connections():
     h.wait_until(lambda: client_fds(t.pid, t.port) == 0, timeout=15 + 5,
                  what="the last client descriptors back")
     assert one_request(t.port) < 1.0
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 def test_slow_post_and_huge_chunks():
@@ -312,7 +299,7 @@ def test_slow_post_and_huge_chunks():
     h.wait_until(lambda: client_fds(t.pid, t.port) == 0, timeout=5, what="client descriptors back")
     h.wait_until(lambda: pod.stats()["connections_open"] <= 3, timeout=5, what="pod connections back")
     assert t.alive()
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 def test_slow_read():
@@ -353,7 +340,7 @@ def test_slow_read():
                              and l.get("term") == "client_timeout") == 20,
                  timeout=5, what="20 client_timeout in the access log")
     h.wait_until(lambda: pod.stats()["connections_open"] <= 3, timeout=5, what="pod connections back")
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 def test_header_bombs():
@@ -381,7 +368,7 @@ def test_header_bombs():
     rss1 = rss_kb(t.pid)
     assert rss1 - rss0 < 32 * 1024 * (3 if h.SLOW > 1 else 1), (rss0, rss1)
     assert not any(r["path"] == "/t/bomb" for r in pod.requests())
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 def test_max_connections_accept_backoff():
@@ -404,7 +391,7 @@ def test_max_connections_accept_backoff():
     assert statuses.get(200, 0) == 20, (closed, statuses)
     close_all(held[40:])
     assert one_request(t.port) < 1.0
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 def test_fd_exhaustion_no_spin_and_recovers():
@@ -447,7 +434,7 @@ def test_fd_exhaustion_no_spin_and_recovers():
                 raise
             time.sleep(0.1)
     assert t.alive()
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 if __name__ == "__main__":

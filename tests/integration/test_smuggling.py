@@ -12,24 +12,11 @@ Every case ends with a pipelined canary request. Each asserts the exact outcome:
       X-Forwarded-For / X-Request-Id), with the expected bodies, followed by the canary
       when the connection stays open; tether's reply count and statuses are exact.
 The pod's request log is cut per case with a sentinel request on a fresh connection."""
-import re
 import socket
 import time
 
 import harness as h
 
-
-SANITIZER = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:")
-
-
-def stop_clean(t):
-    """Stop tether (SIGTERM) and check it exited 0 without a sanitizer report (ASan,
-    LeakSanitizer and UBSan write to its stderr, which nothing else reads)."""
-    rc = t.stop()
-    err = t.stderr()
-    m = SANITIZER.search(err)
-    assert not m, "sanitizer report:\n" + err[max(0, m.start() - 300):m.start() + 3000]
-    assert rc == 0, "tether exited %r after SIGTERM:\n%s" % (rc, err[-2000:])
 
 CONF = """
 workers 1;
@@ -474,7 +461,7 @@ def test_smuggling_cases():
     for f in failures:
         print("  " + f)
     assert not failures, "%d of %d smuggling cases failed" % (len(failures), len(CASES))
-    stop_clean(run.t)
+    h.stop_clean(run.t)
 
 
 def test_split_delivery_same_outcome():
@@ -512,7 +499,7 @@ def test_split_delivery_same_outcome():
             failures.append("%s: replies %r, pod saw %r" % (
                 name, st, [(r["method"], r["path"], r["body_bytes"]) for r in seen]))
     assert not failures, failures
-    stop_clean(run.t)
+    h.stop_clean(run.t)
 
 
 def test_early_response_rest_of_body_never_a_request():
@@ -544,7 +531,7 @@ def test_early_response_rest_of_body_never_a_request():
     assert not any("smuggled" in r["path"] for r in seen), seen
     replies = statuses_of(first + rest)
     assert [x for x, _ in replies] == [200], replies
-    stop_clean(run.t)
+    h.stop_clean(run.t)
 
 
 def test_keepalive_requests_last_reply_says_close():
@@ -557,7 +544,7 @@ def test_keepalive_requests_last_reply_says_close():
     st = statuses_of(out)
     assert [x for x, _ in st] == [200, 200, 200] and closed, st
     assert [c for _, c in st] == ["", "", "close"], st
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 if __name__ == "__main__":

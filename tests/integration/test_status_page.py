@@ -92,12 +92,6 @@ class Dom(html.parser.HTMLParser):
             self._row["text"].append(data.strip())
 
 
-def stop_clean(t):
-    """Stop tether; it must exit 0 (under sanitizers: no leak or error reports)."""
-    rc = t.stop()
-    assert rc == 0, "tether exit %r: %s" % (rc, t.stderr()[-3000:])
-
-
 def setup():
     pods = {n: h.Mockpod(n) for n in ("pod-a", "pod-b", "pod-dr", "cdn")}
     sp = h.free_port()
@@ -128,7 +122,7 @@ def test_page_is_self_contained():
     for bad in ("http://", "https://", "<link", " src="):
         assert bad not in low, "external reference %r in the page" % bad
     assert "fetch('stats'" in r.body and "<script>" in low and "<style>" in low
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 def test_page_shows_every_server_with_state():
@@ -201,7 +195,7 @@ def test_page_shows_every_server_with_state():
     with open(shot, "rb") as f:
         png = f.read()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20000, len(png)
-    stop_clean(t)
+    h.stop_clean(t)
 
 
 if __name__ == "__main__":
