@@ -8,6 +8,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -391,10 +392,15 @@ def parse_responses(data):
 
 # ---- running tests ----
 
-def main(namespace):
+def main(namespace, tmp_prefix=None):
     """Run every test_* function of the calling module, in order of definition;
     print "ok NAME" / "FAIL NAME" and the closing "N passed, N failed" line.
-    A test name (or several) on the command line runs only those."""
+    A test name (or several) on the command line runs only those. With
+    tmp_prefix, every temporary file of the run (tether and pod dirs,
+    certificates) goes under one directory, removed when all passed and kept
+    for a failure."""
+    if tmp_prefix:
+        tempfile.tempdir = tempfile.mkdtemp(prefix=tmp_prefix)
     names = [n for n in namespace if n.startswith("test_") and callable(namespace[n])]
     only = sys.argv[1:]
     if only:
@@ -413,4 +419,10 @@ def main(namespace):
         finally:
             _cleanup()
     print("%d passed, %d failed" % (passed, failed), flush=True)
-    sys.exit(1 if failed or not passed else 0)
+    ok = passed and not failed
+    if tmp_prefix:
+        if ok:
+            shutil.rmtree(tempfile.tempdir, ignore_errors=True)
+        else:
+            print("temporary files kept in " + tempfile.tempdir)
+    sys.exit(0 if ok else 1)

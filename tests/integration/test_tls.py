@@ -386,14 +386,4 @@ def test_tls_to_pods():
 
 
 if __name__ == "__main__":
-    # Every temporary file of this run (tether and pod dirs, certificates) goes
-    # under one directory, removed when all passed and kept for a failure.
-    tempfile.tempdir = tempfile.mkdtemp(prefix="tether-test-tls-")
-    try:
-        h.main(globals())
-    except SystemExit as e:
-        if e.code == 0:
-            shutil.rmtree(tempfile.tempdir, ignore_errors=True)
-        else:
-            print("temporary files kept in " + tempfile.tempdir)
-        raise
+    h.main(globals(), tmp_prefix="tether-test-tls-")

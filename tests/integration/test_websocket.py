@@ -9,11 +9,9 @@ import base64
 import os
 import re
 import resource
-import shutil
 import signal
 import socket
 import struct
-import tempfile
 import threading
 import time
 import urllib.request
@@ -701,14 +699,4 @@ def test_idle_tunnel_memory():
 
 
 if __name__ == "__main__":
-    # Every temporary file of this run (tether and pod dirs, certificates) goes
-    # under one directory, removed when all passed and kept for a failure.
-    tempfile.tempdir = tempfile.mkdtemp(prefix="tether-test-websocket-")
-    try:
-        h.main(globals())
-    except SystemExit as e:
-        if e.code == 0:
-            shutil.rmtree(tempfile.tempdir, ignore_errors=True)
-        else:
-            print("temporary files kept in " + tempfile.tempdir)
-        raise
+    h.main(globals(), tmp_prefix="tether-test-websocket-")
