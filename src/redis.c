@@ -661,21 +661,48 @@ store_cb(redisAsyncContext *ac, void *reply, void *priv)
         redis_count_error(rc);
 }
 
+/* The arguments of SET PREFIXsession:HASH "upstream/server SID" PX TTL. */
+struct session_set {
+    char key[REDIS_KEY_MAX], ttl[24], val[512];
+    const char *argv[5];
+    size_t lens[5];
+};
+
+/* The session TTL in milliseconds as text into buf[24]; its length. */
+static size_t
+session_ttl_arg(const struct request *req, char *buf)
+{
+    uint64_t ttl_ms = req->cli->gen->aff->ttl_ms;
+    return (size_t)snprintf(buf, 24, "%llu", (unsigned long long)(ttl_ms ? ttl_ms : 1));
+}
+
+static void
+session_set_build(struct session_set *c, struct redis_client *rc, struct request *req,
+                  const struct server *s)
+{
+    int vl = snprintf(c->val, sizeof(c->val), "%s%s%.*s", s->rt->key, req->sid_len ? " " : "",
+                      (int)req->sid_len, req->sid);
+    c->argv[0] = "SET";
+    c->argv[1] = c->key;
+    c->argv[2] = c->val;
+    c->argv[3] = "PX";
+    c->argv[4] = c->ttl;
+    c->lens[0] = 3;
+    c->lens[1] = session_key(rc, req, c->key);
+    c->lens[2] = vl > 0 && (size_t)vl < sizeof(c->val) ? (size_t)vl : 0;
+    c->lens[3] = 2;
+    c->lens[4] = session_ttl_arg(req, c->ttl);
+}
+
 void
 redis_session_store(struct request *req, const struct server *s)
 {
     struct redis_client *rc = redis_client_usable(req->cli->w);
     if (!rc || !affinity_session_key(req))
         return; /* down: the outage is counted and logged already */
-    char key[REDIS_KEY_MAX], ttl[24], val[512];
-    uint64_t ttl_ms = req->cli->gen->aff->ttl_ms;
-    int vl = snprintf(val, sizeof(val), "%s%s%.*s", s->rt->key, req->sid_len ? " " : "",
-                      (int)req->sid_len, req->sid);
-    const char *argv[5] = {"SET", key, val, "PX", ttl};
-    size_t lens[5] = {
-        3, session_key(rc, req, key), vl > 0 && (size_t)vl < sizeof(val) ? (size_t)vl : 0, 2,
-        (size_t)snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(ttl_ms ? ttl_ms : 1))};
-    if (command(rc, store_cb, NULL, 5, argv, lens) < 0) {
+    struct session_set c;
+    session_set_build(&c, rc, req, s);
+    if (command(rc, store_cb, NULL, 5, c.argv, c.lens) < 0) {
         redis_count_error(rc);
         return;
     }
@@ -694,11 +721,8 @@ redis_session_touch(struct request *req)
     if (!rc || !affinity_session_key(req))
         return;
     char key[REDIS_KEY_MAX], ttl[24];
-    uint64_t ttl_ms = req->cli->gen->aff->ttl_ms;
     const char *argv[3] = {"PEXPIRE", key, ttl};
-    size_t lens[3] = {
-        7, session_key(rc, req, key),
-        (size_t)snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(ttl_ms ? ttl_ms : 1))};
+    size_t lens[3] = {7, session_key(rc, req, key), session_ttl_arg(req, ttl)};
     if (command(rc, store_cb, NULL, 3, argv, lens) < 0)
         redis_count_error(rc);
 }
@@ -722,16 +746,10 @@ redis_session_store_ack(struct request *req, const struct server *s)
     struct redis_client *rc = redis_client_usable(req->cli->w);
     if (!rc || !affinity_session_key(req))
         return -1;
-    char key[REDIS_KEY_MAX], ttl[24], val[512];
-    uint64_t ttl_ms = req->cli->gen->aff->ttl_ms;
-    int vl = snprintf(val, sizeof(val), "%s%s%.*s", s->rt->key, req->sid_len ? " " : "",
-                      (int)req->sid_len, req->sid);
-    const char *argv[5] = {"SET", key, val, "PX", ttl};
-    size_t lens[5] = {
-        3, session_key(rc, req, key), vl > 0 && (size_t)vl < sizeof(val) ? (size_t)vl : 0, 2,
-        (size_t)snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(ttl_ms ? ttl_ms : 1))};
+    struct session_set c;
+    session_set_build(&c, rc, req, s);
     struct redis_op *op = redis_op_get(rc, req, ROP_STORE);
     if (!op)
         return -1;
-    return redis_op_start(op, 5, argv, lens);
+    return redis_op_start(op, 5, c.argv, c.lens);
 }
