@@ -4,15 +4,13 @@
  * only fail earlier, and a chunked body after the head goes through the scanner. */
 #include "config.h"
 
-#include <tether/http1.h>
+#include "head_agree.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static const struct http1_limits lim_big = {8192, 100};
 
 /* tchar, written out again rather than taken from the parser */
 static int
@@ -175,52 +173,10 @@ count_data(void *ctx, const char *p, size_t n)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static struct http1_head one, tr, small;
+    static const struct head_fuzz hf = {http1_parse_request, check_success, same};
+    static struct http1_head one;
     const char *buf = (const char *)data;
-    int rc, rt = 0, rs;
-
-    http1_head_init(&one);
-    rc = http1_parse_request(&one, buf, size, &lim_big);
-    if (rc < HTTP1_ERR_VERSION || (rc > 0 && (size_t)rc > size))
-        abort();
-    if (rc < 0 && one.err_off > size)
-        abort();
-    if (rc > 0)
-        check_success(&one, buf, rc, &lim_big);
-
-    /* trickled: each prefix in a buffer of its exact size, so overreads show */
-    size_t step = 1 + size / 256;
-    http1_head_init(&tr);
-    for (size_t k = 1; k <= size + step - 1; k += step) {
-        size_t m = k < size ? k : size;
-        char *copy = malloc(m);
-        memcpy(copy, buf, m);
-        rt = http1_parse_request(&tr, copy, m, &lim_big);
-        free(copy);
-        if (rt != 0)
-            break;
-    }
-    if (size && !same(rc, &one, rt, &tr))
-        abort();
-
-    /* the head alone parses the same: no byte after it was looked at */
-    if (rc > 0) {
-        http1_head_init(&tr);
-        if (!same(rc, &one, http1_parse_request(&tr, buf, (size_t)rc, &lim_big), &tr))
-            abort();
-    }
-
-    /* tighter limits: success only when the roomy parse agrees */
-    struct http1_limits lim_small = {(uint32_t)(24 + size % 97), (uint16_t)(1 + size % 5)};
-    http1_head_init(&small);
-    rs = http1_parse_request(&small, buf, size, &lim_small);
-    if (rs > 0) {
-        check_success(&small, buf, rs, &lim_small);
-        if (!same(rc, &one, rs, &small))
-            abort();
-    } else if (rs != rc && rs != HTTP1_ERR_TOO_LARGE && rs != HTTP1_ERR_TOO_MANY) {
-        abort();
-    }
+    int rc = head_fuzz_run(&hf, &one, buf, size);
 
     /* a chunked body that follows */
     if (rc > 0 && http1_request_body(&one) == HTTP1_BODY_CHUNKED) {
