@@ -100,6 +100,20 @@ def wait_until(cond, timeout=5.0, step=0.02, what="condition"):
     raise AssertionError("timed out waiting for " + what)
 
 
+def wait_admin(path, timeout=5.0):
+    """Until the admin socket accepts connections (the file appears first)."""
+    def up():
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+    wait_until(up, timeout=timeout, what="admin socket")
+
+
 class Proc:
     """A child process stopped by pid (SIGTERM, then SIGKILL)."""
 

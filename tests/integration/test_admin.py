@@ -47,24 +47,11 @@ server { listen 127.0.0.1:{port}; route / { upstream voice; } }
 """
 
 
-def wait_admin(path):
-    """Until the admin socket accepts connections (the file appears first)."""
-    def up():
-        s = socket.socket(socket.AF_UNIX)
-        try:
-            s.connect(path)
-            return True
-        except OSError:
-            return False
-        finally:
-            s.close()
-    h.wait_until(up, what="admin socket")
-
 
 def start(conf=CONF, workers=1, wa=1, wb=1):
     a, b = h.Mockpod("pod-a"), h.Mockpod("pod-b")
     t = h.Tether(conf, a=a.addr, b=b.addr, workers=workers, wa=wa, wb=wb)
-    wait_admin(t.admin_sock)
+    h.wait_admin(t.admin_sock)
     return t, a, b
 
 

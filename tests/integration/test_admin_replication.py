@@ -36,24 +36,11 @@ class Cluster:
     def start(self, wait_up=True):
         t = h.Tether(CONF, a=self.a.addr, b=self.b.addr, redis_port=self.redis.port,
                      prefix=self.prefix)
-        wait_admin(t.admin_sock)
+        h.wait_admin(t.admin_sock)
         if wait_up:
             wait_log(t, "admin replication through 127.0.0.1:%d up" % self.redis.port)
         return t
 
-
-def wait_admin(path):
-    """Until the admin socket accepts connections (the file appears first)."""
-    def up():
-        s = socket.socket(socket.AF_UNIX)
-        try:
-            s.connect(path)
-            return True
-        except OSError:
-            return False
-        finally:
-            s.close()
-    h.wait_until(up, what="admin socket")
 
 
 def wait_log(t, text, timeout=10):
