@@ -7,6 +7,7 @@
 #include <tether/gen.h>
 #include <tether/log.h>
 #include <tether/qsbr.h>
+#include <tether/sock.h>
 #include <tether/stats.h>
 #include <tether/tls.h>
 #include <tether/worker.h>
@@ -72,6 +73,7 @@ main(int argc, char **argv)
     struct err e = {{0}};
     int opt;
 
+    sock_resolve_names(true);
     while ((opt = getopt(argc, argv, "c:tDvh")) != -1) {
         switch (opt) {
         case 'c':

@@ -7,12 +7,50 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* Off by default, so the fuzzers and the corpus replay never touch DNS; the
+ * programs turn it on. */
+static bool resolve_names;
+
+void
+sock_resolve_names(bool on)
+{
+    resolve_names = on;
+}
+
+/* Host name -> first address getaddrinfo() gives (IPv4 or IPv6), once, when the
+ * configuration is read, as HAProxy and nginx do. */
+static int
+resolve_host(struct sock_addr *a, const char *host, uint16_t port, struct err *e)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0 || !res)
+        return err_set(e, "cannot resolve host name \"%s\": %s", host,
+                       rc != 0 ? gai_strerror(rc) : "no address");
+    memset(a, 0, sizeof(*a));
+    if (res->ai_family == AF_INET6) {
+        memcpy(&a->u.in6, res->ai_addr, sizeof(a->u.in6));
+        a->u.in6.sin6_port = htons(port);
+        a->len = sizeof(a->u.in6);
+    } else {
+        memcpy(&a->u.in, res->ai_addr, sizeof(a->u.in));
+        a->u.in.sin_port = htons(port);
+        a->len = sizeof(a->u.in);
+    }
+    freeaddrinfo(res);
+    return 0;
+}
 
 static int
 parse_port(const char *s, size_t len, uint16_t *port)
@@ -95,10 +133,11 @@ sock_addr_parse(struct sock_addr *a, const char *text, int default_port, struct 
         a->u.in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         return 0;
     }
-    if (inet_pton(AF_INET, host, &a->u.in.sin_addr) != 1)
-        return err_set(e, "invalid IPv4 address \"%s\" (host names are not resolved; use an IP)",
-                       host);
-    return 0;
+    if (inet_pton(AF_INET, host, &a->u.in.sin_addr) == 1)
+        return 0;
+    if (!resolve_names || strspn(host, "0123456789.") == strlen(host))
+        return err_set(e, "invalid IPv4 address \"%s\"", host);
+    return resolve_host(a, host, port, e);
 }
 
 /* Dotted quad without printf machinery (done for every accepted connection). */

@@ -156,6 +156,7 @@ main(int argc, char **argv)
     int opt;
     if (!path || !*path)
         path = DEFAULT_SOCKET;
+    sock_resolve_names(true);
     while ((opt = getopt(argc, argv, "+s:t:hv")) != -1) {
         char *end;
         switch (opt) {

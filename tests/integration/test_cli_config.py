@@ -130,5 +130,53 @@ def test_bad_config_on_reload_keeps_serving():
     pod.stop()
 
 
+def loopback_name():
+    """A host name /etc/hosts maps to 127.0.0.1 (other than "localhost", which
+    tether knows without a lookup), or None."""
+    try:
+        with open("/etc/hosts") as f:
+            for line in f:
+                words = line.split("#")[0].split()
+                if len(words) > 1 and words[0] == "127.0.0.1":
+                    for name in words[1:]:
+                        if name != "localhost":
+                            return name
+    except OSError:
+        pass
+    return None
+
+
+def test_server_host_name():
+    """A server given by host name is resolved when the config is read."""
+    pod = h.Mockpod("pod-a")
+    name, wrap = loopback_name(), []
+    if name is None:
+        # No such name: give tether a private /etc/hosts in its own mount namespace.
+        name = "pod-a.tether.test"
+        hosts = os.path.join(tempfile.mkdtemp(prefix="tether-hosts-"), "hosts")
+        with open(hosts, "w") as f:
+            f.write("127.0.0.1 localhost %s\n" % name)
+        if not os.path.exists("/etc/hosts") or subprocess.run(
+                ["unshare", "-m", "true"], capture_output=True).returncode != 0:
+            print("skip test_server_host_name: no loopback name in /etc/hosts and no unshare -m")
+            pod.stop()
+            return
+        wrap = ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', hosts]
+    port = h.free_port()
+    conf = GOOD.replace("127.0.0.1:1", "%s:%d" % (name, pod.port)).replace("{port}", str(port))
+    d = tempfile.mkdtemp(prefix="tether-name-")
+    with open(os.path.join(d, "t.conf"), "w") as f:
+        f.write(conf)
+    t = h.Proc(wrap + [h.TETHER, "-c", os.path.join(d, "t.conf")])
+    h.wait_port(port)
+    r = h.get(port, "/sdp")
+    assert r.status == 200 and r.header("x-pod") == "pod-a", (r.status, r.headers)
+    t.stop()
+    pod.stop()
+    # A dotted quad that is not one is an address error, never a lookup.
+    p, _ = run(["-t", "-c", "{conf}"], GOOD.replace("127.0.0.1:1", "127.0.1:80").replace("{port}", "8080"))
+    assert p.returncode == 1 and 'invalid IPv4 address "127.0.1"' in p.stderr, p.stderr
+
+
 if __name__ == "__main__":
     h.main(globals())
