@@ -50,6 +50,7 @@ struct tunnel {
     ev_timer idle;     /* fires at last + idle_secs (lazily re-armed) */
     ev_tstamp last;    /* last byte moved */
     double idle_secs;  /* the route's websocket_timeout */
+    double fin_secs;   /* its websocket_fin_timeout: the idle limit once half-closed */
     struct worker *w;
     struct server_rt *rt;    /* counters and the tunnels gauge (reference held) */
     struct conn_slot *limit; /* limit_conn slot of the client */
@@ -197,6 +198,16 @@ tun_half_close(struct tunnel *t, struct pipe_end *from)
     if ((t->flags & (TUN_A_EOF | TUN_B_EOF)) == (TUN_A_EOF | TUN_B_EOF)) {
         tunnel_close(t, TERM_TUNNEL_CLOSED);
         return false;
+    }
+    /* Half-closed: the side still open gets the shorter fin timeout, so a peer
+     * that never closes does not hold the tunnel for the whole idle timeout. */
+    if (t->fin_secs < t->idle_secs) {
+        struct ev_loop *loop = t->w->loop;
+        ev_tstamp left = t->last + t->fin_secs - ev_now(loop);
+        t->idle_secs = t->fin_secs;
+        ev_timer_stop(loop, &t->idle);
+        ev_timer_set(&t->idle, left > 0 ? left : 0, 0);
+        ev_timer_start(loop, &t->idle);
     }
     return true;
 }
@@ -406,6 +417,7 @@ tunnel_start(struct request *req)
     atomic_fetch_add(&t->rt->tunnels, 1);
     CTR_ADD(t->rt->t[w->id].tunnels, 1);
     t->idle_secs = (double)req->route->conf->websocket_timeout_ms / 1000.0;
+    t->fin_secs = (double)req->route->conf->websocket_fin_timeout_ms / 1000.0;
     t->started = ev_now(w->loop);
     t->rid_len = req->req_id_len;
     memcpy(t->rid, req->req_id, req->req_id_len);

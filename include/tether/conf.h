@@ -214,6 +214,7 @@ struct conf_route {
     bool learn;
     uint64_t timeout_ms;
     uint64_t websocket_timeout_ms;
+    uint64_t websocket_fin_timeout_ms; /* idle limit once one side has closed */
     uint64_t max_body_bytes;
     bool max_body_set;
     struct conf_ref *zone_refs; /* limit_req names */

@@ -37,6 +37,7 @@ server {
     listen 127.0.0.1:{port};
     route / { upstream voice; }
     route /short/ { upstream voice; websocket_timeout 300ms; }
+    route /fin/ { upstream voice; websocket_fin_timeout 300ms; }
     route /pin/ { upstream voice; affinity cookie; }
 }
 """
@@ -354,6 +355,38 @@ def test_half_close_pod_fin():
     assert rd.frame() == (8, b"\x03\xe8bye")
     s.settimeout(5 * h.SLOW)
     assert s.recv(10) == b""
+    s.close()
+    t.stop()
+
+
+def test_half_closed_tunnel_fin_timeout():
+    """The pod closes; a client that never closes its half is let go after
+    websocket_fin_timeout (300 ms on /fin/), not after websocket_timeout."""
+    a, b, t = setup()
+    ends = lambda: [l for l in t.access() if l.get("event") == "tunnel_end"]
+
+    def pod_closes(path):
+        s, _, rd = ws_open(t.port, path)
+        s.sendall(frame(b"\x03\xe8bye", op=8))
+        assert rd.frame() == (8, b"\x03\xe8bye")
+        s.settimeout(5 * h.SLOW)
+        assert s.recv(10) == b""  # the pod's FIN, passed on
+        return s
+
+    # Default route (fin timeout 60 s): the half-closed tunnel stays.
+    s = pod_closes("/ws")
+    time.sleep(1.0)
+    assert ends() == [], ends()
+    s.close()
+    h.wait_until(lambda: len(ends()) == 1, what="tunnel_end on client close")
+    assert ends()[0]["term"] == "tunnel_closed", ends()
+    # /fin/: let go after ~300 ms of silence.
+    s = pod_closes("/fin/ws")
+    t0 = time.time()
+    h.wait_until(lambda: len(ends()) == 2, timeout=5 * h.SLOW, what="tunnel_end after the fin timeout")
+    waited = time.time() - t0
+    assert ends()[1]["term"] == "tunnel_timeout", ends()
+    assert 0.2 <= waited < 3 * h.SLOW, waited
     s.close()
     t.stop()
 
