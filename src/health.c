@@ -6,12 +6,14 @@
 #include "config.h"
 
 #include <tether/balance.h>
+#include <tether/conn.h>
 #include <tether/control.h>
 #include <tether/gen.h>
 #include <tether/health.h>
 #include <tether/http1.h>
 #include <tether/log.h>
 #include <tether/sock.h>
+#include <tether/tls.h>
 #include <tether/upstream.h>
 
 #include <errno.h>
@@ -29,9 +31,12 @@
 /*
  * One target per checked server. A check:
  *
- *   IDLE --timer--> [connect] CONNECTING --writable--> SENDING --sent--> READING
- *     ^                                                                    |
+ *   IDLE --timer--> [connect] CONNECTING --writable--> [HANDSHAKE] SENDING --sent--> READING
+ *     ^                                                                                |
  *     +---- result: counted, rise/fall applied, next check at start+interval
+ *
+ * A server with `tls` is checked over TLS (verified as its traffic is), unless
+ * the health_check names its own port, which is taken to be plain HTTP.
  *
  * The check connection stays open when the pod keeps it alive, so a steady check
  * costs one send and one recv. Its read watcher stays armed while idle: a pod
@@ -40,6 +45,7 @@
 enum hc_state {
     HC_IDLE = 0, /* waiting for the next check (connection kept or none) */
     HC_CONNECTING,
+    HC_HANDSHAKE, /* TLS */
     HC_SENDING,
     HC_READING,
 };
@@ -54,6 +60,7 @@ enum hc_result {
     HC_CONNECT, /* other connect error */
     HC_CLOSED,  /* reset or closed before a complete response */
     HC_BAD,     /* malformed response */
+    HC_TLS,     /* TLS handshake or record failure */
 };
 
 struct hc_target {
@@ -65,19 +72,21 @@ struct hc_target {
     char *expect_body;     /* substring the body must contain, or NULL */
     uint16_t expect_lo;    /* accepted status range */
     uint16_t expect_hi;
-    uint32_t rise, fall;  /* hysteresis */
-    uint64_t interval_ms; /* one check per interval */
-    uint64_t timeout_ms;  /* of one check, connect included */
-    ev_timer tmr;         /* next check, or the running check's deadline */
-    ev_io io;             /* the check connection */
-    int fd;               /* -1 when there is none */
-    uint8_t state;        /* enum hc_state */
-    bool reused;          /* the running check went over a kept connection */
-    bool keep;            /* sync mark: still configured */
-    uint64_t start_ms;    /* monotonic start of the running (or last) check */
-    uint32_t sent;        /* request bytes sent */
-    uint32_t len;         /* response bytes in buf */
-    char *buf;            /* response bytes, allocated only while reading */
+    uint32_t rise, fall;    /* hysteresis */
+    uint64_t interval_ms;   /* one check per interval */
+    uint64_t timeout_ms;    /* of one check, connect included */
+    ev_timer tmr;           /* next check, or the running check's deadline */
+    ev_io io;               /* the check connection */
+    int fd;                 /* -1 when there is none */
+    struct tls_client *tls; /* checks over TLS with this, or NULL */
+    struct conn tc;         /* TLS state of the connection: tc.fd == fd, tc.ssl */
+    uint8_t state;          /* enum hc_state */
+    bool reused;            /* the running check went over a kept connection */
+    bool keep;              /* sync mark: still configured */
+    uint64_t start_ms;      /* monotonic start of the running (or last) check */
+    uint32_t sent;          /* request bytes sent */
+    uint32_t len;           /* response bytes in buf */
+    char *buf;              /* response bytes, allocated only while reading */
 };
 
 static struct hc_target **targets; /* by server_rt slot */
@@ -127,8 +136,23 @@ conn_drop(struct hc_target *t)
     if (t->fd < 0)
         return;
     ev_io_stop(ctl.loop, &t->io);
+    if (t->tc.ssl)
+        t->tc.ops->free(&t->tc);
+    t->tc.ops = &conn_plain_ops;
     close(t->fd);
     t->fd = -1;
+}
+
+/* Wait for what the TLS connection asked for (a read may need a write first). */
+static void
+io_want_tls(struct hc_target *t, int dflt)
+{
+    if (t->tc.flags & CONN_TLS_READ_WANTS_WRITE)
+        io_want(t, EV_READ | EV_WRITE);
+    else if (t->tc.flags & CONN_TLS_WRITE_WANTS_READ)
+        io_want(t, EV_READ);
+    else
+        io_want(t, dflt);
 }
 
 /* ---- rebuilding plans ---- */
@@ -191,6 +215,9 @@ describe(char *out, size_t cap, const struct hc_target *t, int res, unsigned sta
         break;
     case HC_CLOSED:
         snprintf(out, cap, "connection closed before a complete response");
+        break;
+    case HC_TLS:
+        snprintf(out, cap, "TLS: %s", tls_last_error());
         break;
     default:
         snprintf(out, cap, "malformed response");
@@ -375,17 +402,16 @@ static void
 send_request(struct hc_target *t)
 {
     while (t->sent < t->req_len) {
-        ssize_t r = send(t->fd, t->req + t->sent, t->req_len - t->sent, MSG_NOSIGNAL);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        struct iovec iov = {t->req + t->sent, t->req_len - t->sent};
+        ssize_t r = conn_writev(&t->tc, &iov, 1);
+        if (r == IO_AGAIN) {
             t->state = HC_SENDING;
-            io_want(t, EV_READ | EV_WRITE);
+            io_want_tls(t, EV_READ | EV_WRITE);
             return;
         }
         if (r <= 0) {
             if (!stale_retry(t))
-                check_done(t, HC_CLOSED, 0, errno, false);
+                check_done(t, t->tc.ssl && !t->reused ? HC_TLS : HC_CLOSED, 0, errno, false);
             return;
         }
         t->sent += (uint32_t)r;
@@ -401,9 +427,12 @@ read_response(struct hc_target *t)
         check_done(t, HC_BAD, 0, ENOMEM, false);
         return;
     }
-    ssize_t r = recv(t->fd, t->buf + t->len, HC_BUF_SIZE - t->len, 0);
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    ssize_t r = conn_read(&t->tc, t->buf + t->len, HC_BUF_SIZE - t->len);
+    if (r == IO_AGAIN) {
+        if (t->tc.ssl)
+            io_want_tls(t, EV_READ);
         return;
+    }
     if (r <= 0) {
         if (stale_retry(t))
             return;
@@ -427,8 +456,31 @@ check_connect(struct hc_target *t)
         check_done(t, err == ECONNREFUSED ? HC_REFUSED : HC_CONNECT, 0, err, false);
         return;
     }
+    t->tc.fd = t->fd;
+    t->tc.flags = 0;
+    if (t->tls && tls_connect_attach(&t->tc, t->tls) < 0) {
+        conn_drop(t);
+        check_done(t, HC_TLS, 0, 0, false);
+        return;
+    }
     t->state = HC_CONNECTING;
     io_want(t, EV_READ | EV_WRITE);
+}
+
+static void
+handshake(struct hc_target *t)
+{
+    int r = tls_handshake(&t->tc);
+    if (r == 1) {
+        send_request(t);
+        return;
+    }
+    if (r < 0) {
+        check_done(t, r == -2 ? HC_CLOSED : HC_TLS, 0, 0, false);
+        return;
+    }
+    t->state = HC_HANDSHAKE;
+    io_want_tls(t, EV_READ);
 }
 
 static void
@@ -460,11 +512,17 @@ hc_io_cb(struct ev_loop *loop, ev_io *w, int revents)
             check_done(t, err == ECONNREFUSED ? HC_REFUSED : HC_CONNECT, 0, err, false);
             return;
         }
-        send_request(t);
+        if (t->tc.ssl)
+            handshake(t);
+        else
+            send_request(t);
         return;
     }
+    case HC_HANDSHAKE:
+        handshake(t);
+        return;
     case HC_SENDING:
-        if (revents & EV_WRITE)
+        if ((revents & EV_WRITE) || (t->tc.flags & CONN_TLS_WRITE_WANTS_READ))
             send_request(t);
         else
             read_response(t); /* an early answer (or a close) */
@@ -472,10 +530,17 @@ hc_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     case HC_READING:
         read_response(t);
         return;
-    default:
-        /* Idle connection readable: the pod closed it (or sent junk). */
+    default: {
+        /* Idle connection readable: the pod closed it (or sent junk). Over TLS
+         * it may be a record without data (a session ticket): read to know. */
+        char junk[512];
+        if (t->tc.ssl && conn_read(&t->tc, junk, sizeof(junk)) == IO_AGAIN) {
+            io_want_tls(t, EV_READ);
+            return;
+        }
         conn_drop(t);
         return;
+    }
     }
 }
 
@@ -541,7 +606,12 @@ target_configure(struct hc_target *t, struct upstream *u, const struct server *s
     struct sock_addr a = s->conf->addr;
     char host[SOCK_ADDR_STRLEN + 8], req[HC_REQ_MAX];
     int changed = 0;
+    /* A health port of its own is plain HTTP; otherwise as the traffic goes. */
+    struct tls_client *tls = h->port ? NULL : s->tls_ctx;
 
+    if (tls != t->tls)
+        changed = 1; /* also a rebuilt context (reload): reconnect with it */
+    t->tls = tls;
     if (h->port && a.u.sa.sa_family == AF_INET)
         a.u.in.sin_port = htons((uint16_t)h->port);
     else if (h->port && a.u.sa.sa_family == AF_INET6)
@@ -668,6 +738,7 @@ health_sync(struct gen *g)
                 continue;
             }
             t->fd = -1;
+            t->tc.ops = &conn_plain_ops;
             ev_init(&t->tmr, hc_timer_cb);
             ev_init(&t->io, hc_io_cb);
             if (target_configure(t, u, s) < 0) {

@@ -385,5 +385,57 @@ def test_tls_to_pods():
     t.stop()
 
 
+HC_CONF = """
+workers 1;
+error_log {dir}/error.log info;
+upstream voice {
+    retries 0;
+    server pod-t 127.0.0.1:{tp} {params};
+    health_check { path /health; interval 100ms; timeout 1s; rise 1; fall 1; {extra} }
+}
+server { listen 127.0.0.1:{port}; route / { upstream voice; } }
+"""
+
+
+def test_health_checks_over_tls():
+    """A `tls` server is checked over TLS, verified like its traffic; a
+    health_check port of its own is plain HTTP."""
+    c = certs()
+    other = tempfile.mkdtemp(prefix="tether-othercerts-")
+    subprocess.run(["bash", os.path.join(h.SRCDIR, "tests", "tls", "gen-certs.sh"), other],
+                   check=True, capture_output=True)
+    tp = h.free_port()
+    pod = h.Mockpod("pod-t", args=["--tls-listen", "127.0.0.1:%d" % tp, "--cert",
+                                   c + "/server.pem", "--key", c + "/server.key"])
+    h.wait_port(tp)
+    log = lambda t: open(t.dir + "/error.log").read()
+    cases = [("tls verify=on ca=%s/ca.pem sni=localhost" % c, "", "UP"),
+             ("tls verify=off", "", "UP"),
+             ("tls verify=on ca=%s/ca.pem sni=localhost" % other, "", "DOWN"),
+             # Plain HTTP to the pod's plain port (TLS there would fail).
+             ("tls verify=on ca=%s/ca.pem sni=localhost" % c, "port %d;" % pod.port, "UP")]
+    for params, extra, want in cases:
+        # Start in the other state: the checks must move it.
+        initial = "initial down;" if want == "UP" else "initial up;"
+        t = h.Tether(HC_CONF, tp=tp, params=params, extra=extra + initial)
+        if want == "UP":
+            h.wait_until(lambda: "voice/pod-t is UP" in log(t), what="UP: %s %s" % (params, extra))
+            # The plan follows the transition within a few ms.
+            h.wait_until(lambda: h.get(t.port, "/echo").status == 200, what="served")
+            assert h.get(t.port, "/echo").header("X-Pod") == "pod-t"
+            # Kept-alive check connections: many checks, few handshakes.
+            n0 = len([q for q in pod.requests() if q["path"] == "/health"])
+            time.sleep(0.6)
+            n1 = len([q for q in pod.requests() if q["path"] == "/health"])
+            assert n1 - n0 >= 3, (n0, n1)
+        else:
+            h.wait_until(lambda: "voice/pod-t is DOWN" in log(t), what="DOWN")
+            down = [l for l in log(t).splitlines() if "is DOWN" in l][0]
+            assert "TLS:" in down and "certificate verify failed" in down, down
+            h.wait_until(lambda: h.get(t.port, "/echo").status == 503, what="not served")
+        t.stop()
+    pod.stop()
+
+
 if __name__ == "__main__":
     h.main(globals(), tmp_prefix="tether-test-tls-")
