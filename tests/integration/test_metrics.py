@@ -133,6 +133,11 @@ def send_known_traffic(t):
 
 def test_request_counters_exact():
     pods, t = setup()
+    # The start-up probe (h.Tether's wait_port) is counted asynchronously, by a
+    # worker that may not have run yet on a busy machine: wait for it.
+    h.wait_until(lambda: metric(scrape(t.stats_port)[1], "tether_connections_total") >= 1 and
+                 metric(scrape(t.stats_port)[1], "tether_connections_active") == 0,
+                 what="the start-up probe counted and closed")
     _, before = scrape(t.stats_port)
     conns0 = metric(before, "tether_connections_total")
     n = send_known_traffic(t)
