@@ -339,7 +339,9 @@ server {
 """
 
 
-def test_tls_to_pods():
+def tls_pod():
+    """The test CA's directory, a second CA's (which the pod's certificate does
+    not chain to), and a mock pod with a TLS port (returned too)."""
     c = certs()
     other = tempfile.mkdtemp(prefix="tether-othercerts-")
     subprocess.run(["bash", os.path.join(h.SRCDIR, "tests", "tls", "gen-certs.sh"), other],
@@ -348,6 +350,11 @@ def test_tls_to_pods():
     pod = h.Mockpod("pod-t", args=["--tls-listen", "127.0.0.1:%d" % tp, "--cert",
                                    c + "/server.pem", "--key", c + "/server.key"])
     h.wait_port(tp)
+    return c, other, pod, tp
+
+
+def test_tls_to_pods():
+    c, other, pod, tp = tls_pod()
     good = ["tls verify=on ca=%s/ca.pem sni=localhost" % c,
             "tls verify=on ca=%s/ca.pem" % c,       # no name: the chain is checked
             "tls verify=off"]
@@ -400,14 +407,7 @@ server { listen 127.0.0.1:{port}; route / { upstream voice; } }
 def test_health_checks_over_tls():
     """A `tls` server is checked over TLS, verified like its traffic; a
     health_check port of its own is plain HTTP."""
-    c = certs()
-    other = tempfile.mkdtemp(prefix="tether-othercerts-")
-    subprocess.run(["bash", os.path.join(h.SRCDIR, "tests", "tls", "gen-certs.sh"), other],
-                   check=True, capture_output=True)
-    tp = h.free_port()
-    pod = h.Mockpod("pod-t", args=["--tls-listen", "127.0.0.1:%d" % tp, "--cert",
-                                   c + "/server.pem", "--key", c + "/server.key"])
-    h.wait_port(tp)
+    c, other, pod, tp = tls_pod()
     log = lambda t: open(t.dir + "/error.log").read()
     cases = [("tls verify=on ca=%s/ca.pem sni=localhost" % c, "", "UP"),
              ("tls verify=off", "", "UP"),
