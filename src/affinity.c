@@ -98,6 +98,10 @@ affinity_build(const struct conf *c, struct arena *a, struct err *e)
     af->learn_header_len = ca->learn_header ? strlen(ca->learn_header) : 0;
     af->learn_json = ca->learn_json;
     af->learn_json_len = ca->learn_json ? strlen(ca->learn_json) : 0;
+    af->learn_cookie = ca->learn_cookie;
+    af->learn_cookie_len = ca->learn_cookie ? strlen(ca->learn_cookie) : 0;
+    af->session_cookie = ca->session_cookie;
+    af->session_cookie_len = ca->session_cookie ? strlen(ca->session_cookie) : 0;
     af->paths = ca->paths;
     af->npaths = ca->npaths;
     af->ttl_ms = ca->ttl_ms;
@@ -154,6 +158,24 @@ set_sid(struct request *req, const char *p, size_t n, uint8_t src)
     req->sid[n] = '\0';
     req->sid_len = (uint8_t)n;
     req->sid_src = src;
+}
+
+/* A session id in the request cookie <af->session_cookie>. */
+static void
+read_session_cookie(struct request *req, const struct affinity *af, const char *base)
+{
+    const struct http1_head *h = &req->h;
+    for (unsigned i = 0; i < h->nfields; i++) {
+        const struct http1_field *f = &h->fields[i];
+        struct slice v;
+        if (f->id == HTTP1_H_COOKIE &&
+            http1_cookie_get(base + f->value_off, f->value_len, af->session_cookie,
+                             af->session_cookie_len, &v)) {
+            if (session_id_valid(v.p, v.len))
+                set_sid(req, v.p, v.len, AFF_OUT_COOKIE_LEARNED);
+            return;
+        }
+    }
 }
 
 int
@@ -213,6 +235,8 @@ affinity_prepare(struct request *req, const char *base, uint64_t now_ms)
         if (session_id_valid(v, vl))
             set_sid(req, v, vl, AFF_OUT_HEADER_LEARNED);
     }
+    if (!req->sid_len && af->session_cookie)
+        read_session_cookie(req, af, base);
     if (!req->sid_len && mode == AFFINITY_SESSION) {
         for (uint32_t i = 0; i < af->npaths; i++) {
             struct slice id;
@@ -476,6 +500,21 @@ affinity_on_response(struct request *req, const char *buf)
         if (idx >= 0) {
             learn_id(req, buf + h->fields[idx].value_off, h->fields[idx].value_len);
             return;
+        }
+    }
+    if (af->learn_cookie) {
+        for (unsigned i = 0; i < h->nfields; i++) {
+            const struct http1_field *f = &h->fields[i];
+            struct slice v;
+            if (f->id != HTTP1_H_SET_COOKIE)
+                continue;
+            /* Only the first pair is the cookie; the rest are its attributes. */
+            const char *sv = buf + f->value_off, *semi = memchr(sv, ';', f->value_len);
+            size_t first = semi ? (size_t)(semi - sv) : f->value_len;
+            if (http1_cookie_get(sv, first, af->learn_cookie, af->learn_cookie_len, &v)) {
+                learn_id(req, v.p, v.len);
+                return;
+            }
         }
     }
     if (af->learn_json)

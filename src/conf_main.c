@@ -298,16 +298,33 @@ set_aff_learn(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     (void)d;
     af->learn_header = NULL;
     af->learn_json = NULL;
+    af->learn_cookie = NULL;
     for (uint32_t i = 0; i < st->nargs; i++) {
         const struct conf_arg *a = &st->args[i];
         if (strncmp(a->s, "header=", 7) == 0 && token_ok(a->s + 7))
             af->learn_header = arena_strdup(p->a, a->s + 7);
         else if (strncmp(a->s, "json=", 5) == 0 && a->s[5])
             af->learn_json = arena_strdup(p->a, a->s + 5);
+        else if (strncmp(a->s, "cookie=", 7) == 0 && token_ok(a->s + 7))
+            af->learn_cookie = arena_strdup(p->a, a->s + 7);
         else
             return conf_err_arg(
-                p, a, "invalid learn source \"%s\"; expected header=NAME or json=FIELD", a->s);
+                p, a,
+                "invalid learn source \"%s\"; expected header=NAME, json=FIELD or cookie=NAME",
+                a->s);
     }
+    return 0;
+}
+
+static int
+set_aff_session_cookie(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+                       const struct conf_directive *d)
+{
+    struct conf_affinity *af = obj;
+    (void)d;
+    if (!token_ok(st->args[0].s))
+        return conf_err_arg(p, &st->args[0], "invalid cookie name \"%s\"", st->args[0].s);
+    af->session_cookie = arena_strdup(p->a, st->args[0].s);
     return 0;
 }
 
@@ -328,8 +345,9 @@ static const struct conf_directive affinity_dirs[] = {
     {"cookie", 1, 4, .set = set_aff_cookie, .dflt = "VOICE_AFFINITY max_age=900s",
      .usage = "cookie NAME [max_age=DURATION] [secret_file=PATH] [samesite=Lax|Strict|None]"},
     {"header", 1, 1, .set = set_aff_header, .dflt = "X-Voice-Session-Id", .usage = "header NAME"},
-    {"learn", 1, 2, .set = set_aff_learn, .dflt = "header=X-Voice-Session-Id",
-     .usage = "learn header=NAME|json=FIELD ..."},
+    {"learn", 1, 3, .set = set_aff_learn, .dflt = "header=X-Voice-Session-Id",
+     .usage = "learn header=NAME|json=FIELD|cookie=NAME ..."},
+    {"session_cookie", 1, 1, .set = set_aff_session_cookie, .usage = "session_cookie NAME"},
     {"path", 1, 1, .multi = true, .set = set_aff_path, .usage = "path PATTERN-WITH-{id}"},
     {"ttl", 1, 1, .set = conf_set_duration, .offset = offsetof(struct conf_affinity, ttl_ms),
      .min = 1000, .dflt = "900s", .usage = "ttl DURATION"},

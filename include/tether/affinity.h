@@ -32,6 +32,10 @@ struct affinity {
     size_t learn_header_len;
     const char *learn_json; /* JSON body field to learn from, or NULL */
     size_t learn_json_len;
+    const char *learn_cookie; /* Set-Cookie name to learn from, or NULL */
+    size_t learn_cookie_len;
+    const char *session_cookie; /* request cookie carrying a session id, or NULL */
+    size_t session_cookie_len;
     const struct path_pattern *paths;
     uint32_t npaths;
     uint64_t ttl_ms;

@@ -262,6 +262,8 @@ struct conf_affinity {
     char *header_name;
     char *learn_header;
     char *learn_json;
+    char *learn_cookie;   /* learn from the response's Set-Cookie of this name */
+    char *session_cookie; /* request cookie carrying a session id, or NULL */
     struct path_pattern *paths;
     uint32_t npaths;
     uint64_t ttl_ms;

@@ -10,6 +10,7 @@ import signal
 import tempfile
 import threading
 import time
+import urllib.parse
 
 import harness as h
 
@@ -22,6 +23,7 @@ affinity {
     learn {learn};
     path /webhook/{id}/;
     ttl 900s;
+    {aff_extra}
 }
 upstream voice {
     balance round_robin;
@@ -49,14 +51,18 @@ def secret_file():
 
 
 def setup(n=3, weights=None, learn="header=X-Voice-Session-Id", max_age="900s", pod_args=(),
-          secret=None, order=None):
+          secret=None, order=None, aff_extra=""):
     pods = [h.Mockpod("pod-%d" % i, args=pod_args) for i in range(n)]
     weights = weights or [1] * n
     idx = order or range(n)
     servers = "".join("server pod-%d %s weight=%d;\n    " % (i, pods[i].addr, weights[i]) for i in idx)
-    t = h.Tether(CONF.replace("{id}", "@ID@").replace("{servers}", servers).replace("@ID@", "{id}"),
-                 secret=secret or secret_file(), learn=learn, max_age=max_age)
-    return pods, t
+    return pods, tether(servers, secret or secret_file(), learn, max_age, aff_extra)
+
+
+def tether(servers, secret, learn="header=X-Voice-Session-Id", max_age="900s", aff_extra=""):
+    """tether with CONF over <servers> (the upstream's server lines)."""
+    return h.Tether(CONF.replace("{id}", "@ID@").replace("{servers}", servers).replace("@ID@", "{id}"),
+                    secret=secret, learn=learn, max_age=max_age, aff_extra=aff_extra)
 
 
 def cookie_of(r):
@@ -148,8 +154,7 @@ def test_cookie_stable_across_reload_and_reordering():
     t.stop()
     # a second tether, servers listed in another order, same secret: same pod
     servers = "".join("server pod-%d %s;\n    " % (i, pods[i].addr) for i in (2, 0, 1))
-    t2 = h.Tether(CONF.replace("{id}", "@ID@").replace("{servers}", servers).replace("@ID@", "{id}"),
-                  secret=secret, learn="header=X-Voice-Session-Id", max_age="900s")
+    t2 = tether(servers, secret)
     assert all(h.request(t2.port, "POST", "/sdp", headers={"Cookie": cookie}).header("X-Pod") == pod
                for _ in range(6))
     t2.reload()
@@ -243,12 +248,42 @@ def test_learn_from_json_body():
     t.stop()
 
 
+def test_learn_from_set_cookie_and_route_by_session_cookie():
+    """The pod names the session in its own cookie: tether learns it from the
+    Set-Cookie of /session and routes later requests carrying that cookie
+    (and no affinity cookie) to the same pod."""
+    pods, t = setup(3, learn="cookie=app_sid", pod_args=("--no-session-header",),
+                    aff_extra="session_cookie app_sid;")
+    homes = {}
+    for i in range(9):
+        sid = "sess-%d-%s" % (i, os.urandom(4).hex())
+        sc = urllib.parse.quote("Set-Cookie:app_sid=%s; Path=/; HttpOnly" % sid)
+        r = h.request(t.port, "POST", "/session?header=" + sc)
+        assert r.status == 200 and "app_sid=" + sid in r.headers_all("Set-Cookie")[0], r.headers
+        homes[sid] = r.header("X-Pod")
+    assert len(set(homes.values())) == 3, homes  # round robin spread them
+    for sid, pod in homes.items():
+        for path in ("/sdp", "/tools/x", "/webhook/none/e"):
+            r = h.get(t.port, path, {"Cookie": "theme=dark; app_sid=%s" % sid})
+            assert r.header("X-Pod") == pod, (sid, path, r.header("X-Pod"), pod)
+    # The pod gets the cookie as sent; the access log names the source.
+    want = "theme=dark; app_sid=%s" % sid
+    assert any(k.lower() == "cookie" and v == want for hs in pods_requests(pods) for k, v in hs)
+    h.wait_until(lambda: [l for l in t.access() if l.get("affinity") == "cookie_session"],
+                 what="cookie_session in the access log")
+    t.stop()
+
+
+def pods_requests(pods):
+    """Headers of every request the pods saw, in no particular order between pods."""
+    return [r["headers"] for p in pods for r in p.requests()]
+
+
 def test_unknown_session_header_hashes_consistently():
     secret = secret_file()
     pods, t = setup(3, secret=secret)
     servers = "".join("server pod-%d %s weight=1;\n    " % (i, pods[i].addr) for i in range(3))
-    t2 = h.Tether(CONF.replace("{id}", "@ID@").replace("{servers}", servers).replace("@ID@", "{id}"),
-                  secret=secret, learn="header=X-Voice-Session-Id", max_age="900s")
+    t2 = tether(servers, secret)
     spread = collections.Counter()
     for i in range(60):
         sid = "client-made-%d" % i
