@@ -89,7 +89,6 @@ affinity_build(const struct conf *c, struct arena *a, struct err *e)
         pthread_mutex_unlock(&aff_lock);
     }
     af->cookie_name = ca->cookie_name;
-    af->cookie_name_len = strlen(ca->cookie_name);
     af->max_age_s = (uint32_t)(ca->cookie_max_age_ms / 1000);
     af->samesite = ca->samesite;
     af->header = ca->header_name;
@@ -126,9 +125,10 @@ affinity_cookie_header(const struct affinity *af, const struct server *s, uint64
 {
     char val[COOKIE_VALUE_LEN];
     cookie_encode(val, &af->key, s->cookie_id, session, now_s + af->max_age_s);
-    int n = snprintf(out, cap, "%s=%.*s; Path=/; Max-Age=%u; HttpOnly%s%s%s", af->cookie_name,
-                     COOKIE_VALUE_LEN, val, af->max_age_s, tls ? "; Secure" : "",
-                     af->samesite ? "; SameSite=" : "", af->samesite ? af->samesite : "");
+    int n = snprintf(out, cap, "%s=%.*s; Path=/; Max-Age=%u; HttpOnly%s%s%s",
+                     affinity_cookie_name(af, s->up->conf), COOKIE_VALUE_LEN, val, af->max_age_s,
+                     tls ? "; Secure" : "", af->samesite ? "; SameSite=" : "",
+                     af->samesite ? af->samesite : "");
     return (n > 0 && (size_t)n < cap) ? (size_t)n : 0;
 }
 
@@ -138,11 +138,13 @@ static void
 read_cookie(struct request *req, const struct affinity *af, const char *base, uint32_t now_s)
 {
     const struct http1_head *h = &req->h;
+    const char *name = affinity_cookie_name(af, req->ups->conf);
+    size_t name_len = strlen(name);
     for (unsigned i = 0; i < h->nfields; i++) {
         const struct http1_field *f = &h->fields[i];
         struct slice v;
-        if (f->id != HTTP1_H_COOKIE || !http1_cookie_get(base + f->value_off, f->value_len,
-                                                         af->cookie_name, af->cookie_name_len, &v))
+        if (f->id != HTTP1_H_COOKIE ||
+            !http1_cookie_get(base + f->value_off, f->value_len, name, name_len, &v))
             continue;
         int rc = cookie_decode(v.p, v.len, &af->key, now_s, &req->cookie_srv, &req->cookie_sess,
                                &req->cookie_exp);

@@ -334,6 +334,30 @@ conf_set_str(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     return 0;
 }
 
+bool
+conf_token_ok(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", *s)))
+            return false;
+    return true;
+}
+
+int
+conf_set_token(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+               const struct conf_directive *d)
+{
+    if (!conf_token_ok(st->args[0].s))
+        return conf_err_arg(p, &st->args[0],
+                            "invalid name \"%s\" (letters, digits and !#$%%&'*+-.^_`|~)",
+                            st->args[0].s);
+    *FIELD(obj, d, char *) = arena_strdup(p->a, st->args[0].s);
+    return 0;
+}
+
 int
 conf_set_percent(struct conf_parse *p, const struct conf_stmt *st, void *obj,
                  const struct conf_directive *d)

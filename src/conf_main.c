@@ -254,25 +254,13 @@ static const struct conf_param cookie_params[] = {
     {"samesite", false, param_samesite, 0, 0, 0},
 };
 
-static bool
-token_ok(const char *s)
-{
-    if (!*s)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              strchr("!#$%&'*+-.^_`|~", *s)))
-            return false;
-    return true;
-}
-
 static int
 set_aff_cookie(struct conf_parse *p, const struct conf_stmt *st, void *obj,
                const struct conf_directive *d)
 {
     struct conf_affinity *af = obj;
     (void)d;
-    if (!token_ok(st->args[0].s))
+    if (!conf_token_ok(st->args[0].s))
         return conf_err_arg(p, &st->args[0], "invalid cookie name \"%s\"", st->args[0].s);
     af->cookie_name = arena_strdup(p->a, st->args[0].s);
     return conf_params(p, st, 1, cookie_params, ARRAY_SIZE(cookie_params), af);
@@ -284,7 +272,7 @@ set_aff_header(struct conf_parse *p, const struct conf_stmt *st, void *obj,
 {
     struct conf_affinity *af = obj;
     (void)d;
-    if (!token_ok(st->args[0].s))
+    if (!conf_token_ok(st->args[0].s))
         return conf_err_arg(p, &st->args[0], "invalid header name \"%s\"", st->args[0].s);
     af->header_name = arena_strdup(p->a, st->args[0].s);
     return 0;
@@ -301,11 +289,11 @@ set_aff_learn(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     af->learn_cookie = NULL;
     for (uint32_t i = 0; i < st->nargs; i++) {
         const struct conf_arg *a = &st->args[i];
-        if (strncmp(a->s, "header=", 7) == 0 && token_ok(a->s + 7))
+        if (strncmp(a->s, "header=", 7) == 0 && conf_token_ok(a->s + 7))
             af->learn_header = arena_strdup(p->a, a->s + 7);
         else if (strncmp(a->s, "json=", 5) == 0 && a->s[5])
             af->learn_json = arena_strdup(p->a, a->s + 5);
-        else if (strncmp(a->s, "cookie=", 7) == 0 && token_ok(a->s + 7))
+        else if (strncmp(a->s, "cookie=", 7) == 0 && conf_token_ok(a->s + 7))
             af->learn_cookie = arena_strdup(p->a, a->s + 7);
         else
             return conf_err_arg(
@@ -313,18 +301,6 @@ set_aff_learn(struct conf_parse *p, const struct conf_stmt *st, void *obj,
                 "invalid learn source \"%s\"; expected header=NAME, json=FIELD or cookie=NAME",
                 a->s);
     }
-    return 0;
-}
-
-static int
-set_aff_session_cookie(struct conf_parse *p, const struct conf_stmt *st, void *obj,
-                       const struct conf_directive *d)
-{
-    struct conf_affinity *af = obj;
-    (void)d;
-    if (!token_ok(st->args[0].s))
-        return conf_err_arg(p, &st->args[0], "invalid cookie name \"%s\"", st->args[0].s);
-    af->session_cookie = arena_strdup(p->a, st->args[0].s);
     return 0;
 }
 
@@ -347,7 +323,8 @@ static const struct conf_directive affinity_dirs[] = {
     {"header", 1, 1, .set = set_aff_header, .dflt = "X-Voice-Session-Id", .usage = "header NAME"},
     {"learn", 1, 3, .set = set_aff_learn, .dflt = "header=X-Voice-Session-Id",
      .usage = "learn header=NAME|json=FIELD|cookie=NAME ..."},
-    {"session_cookie", 1, 1, .set = set_aff_session_cookie, .usage = "session_cookie NAME"},
+    {"session_cookie", 1, 1, .set = conf_set_token,
+     .offset = offsetof(struct conf_affinity, session_cookie), .usage = "session_cookie NAME"},
     {"path", 1, 1, .multi = true, .set = set_aff_path, .usage = "path PATTERN-WITH-{id}"},
     {"ttl", 1, 1, .set = conf_set_duration, .offset = offsetof(struct conf_affinity, ttl_ms),
      .min = 1000, .dflt = "900s", .usage = "ttl DURATION"},
@@ -435,7 +412,7 @@ static const struct conf_param zone_params[] = {
 static int
 check_name(struct conf_parse *p, const struct conf_arg *a, const char *what)
 {
-    if (!token_ok(a->s) || strchr(a->s, '/'))
+    if (!conf_token_ok(a->s) || strchr(a->s, '/'))
         return conf_err_arg(p, a, "invalid %s name \"%s\"", what, a->s);
     return 0;
 }

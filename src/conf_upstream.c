@@ -309,6 +309,8 @@ static const struct conf_directive upstream_dirs[] = {
     {"server", 2, 9, .multi = true, .set = set_server,
      .usage = "server NAME ADDRESS:PORT [region=NAME] [weight=N] [tls] [verify=on|off] [ca=FILE] "
               "[sni=NAME] [max_conns=N]"},
+    {"affinity_cookie", 1, 1, .set = conf_set_token,
+     .offset = offsetof(struct conf_upstream, affinity_cookie), .usage = "affinity_cookie NAME"},
     {"keepalive", 1, 1, .set = conf_set_u32, .offset = offsetof(struct conf_upstream, keepalive),
      .max = 100000, .dflt = "64", .usage = "keepalive N"},
     {"keepalive_timeout", 1, 1, .set = conf_set_duration,

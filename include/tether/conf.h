@@ -168,7 +168,8 @@ struct conf_upstream {
     uint32_t nregions;
     struct conf_server *servers;
     uint32_t nservers;
-    uint32_t keepalive; /* idle pooled connections per worker */
+    char *affinity_cookie; /* the affinity cookie's name here, or NULL: the affinity block's */
+    uint32_t keepalive;    /* idle pooled connections per worker */
     uint64_t keepalive_timeout_ms;
     uint64_t connect_timeout_ms;
     uint32_t retries;

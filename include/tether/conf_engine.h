@@ -72,6 +72,10 @@ int conf_set_bool(struct conf_parse *p, const struct conf_stmt *st, void *obj,
                   const struct conf_directive *d); /* bool, on|off */
 int conf_set_str(struct conf_parse *p, const struct conf_stmt *st, void *obj,
                  const struct conf_directive *d); /* char * */
+/* A header or cookie name (an RFC 9110 token). */
+bool conf_token_ok(const char *s);
+int conf_set_token(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+                   const struct conf_directive *d);
 int conf_set_percent(struct conf_parse *p, const struct conf_stmt *st, void *obj,
                      const struct conf_directive *d); /* uint32_t 0..100 */
 

@@ -279,6 +279,47 @@ def pods_requests(pods):
     return [r["headers"] for p in pods for r in p.requests()]
 
 
+TWO_UPSTREAMS = """
+workers 2;
+affinity { cookie VOICE_AFFINITY secret_file={secret}; }
+upstream voice { balance round_robin; server v0 {v0}; server v1 {v1}; server v2 {v2}; }
+upstream tools {
+    balance round_robin;
+    affinity_cookie TOOLS_AFFINITY;
+    server t0 {t0}; server t1 {t1}; server t2 {t2};
+}
+server {
+    listen 127.0.0.1:{port};
+    route = /sdp { upstream voice; affinity cookie; }
+    route /t/ { upstream tools; affinity cookie; }
+}
+"""
+
+
+def test_affinity_cookie_per_upstream():
+    """Two upstreams with cookie affinity and cookies of their own: a client
+    holds both, and neither request replaces the other's cookie."""
+    pods = {n: h.Mockpod(n) for n in ("v0", "v1", "v2", "t0", "t1", "t2")}
+    t = h.Tether(TWO_UPSTREAMS, secret=secret_file(), **{n: p.addr for n, p in pods.items()})
+    for _ in range(4):
+        r1 = h.get(t.port, "/sdp")
+        voice, vpod = cookie_of(r1), r1.header("X-Pod")
+        assert voice.startswith("VOICE_AFFINITY="), voice
+        r2 = h.get(t.port, "/t/x", {"Cookie": voice})
+        tools, tpod = cookie_of(r2), r2.header("X-Pod")
+        assert tools.startswith("TOOLS_AFFINITY="), tools
+        both = {"Cookie": "%s; %s" % (voice, tools)}
+        for _ in range(3):
+            a, b = h.get(t.port, "/sdp", both), h.get(t.port, "/t/x", both)
+            assert (a.header("X-Pod"), b.header("X-Pod")) == (vpod, tpod)
+            assert a.header("Set-Cookie") is None and b.header("Set-Cookie") is None
+    # Each pod gets the other upstream's cookie, never its own upstream's.
+    cookies = [v for hs in pods_requests([pods[n] for n in ("t0", "t1", "t2")]) for k, v in hs
+               if k.lower() == "cookie"]
+    assert cookies and all("TOOLS_AFFINITY" not in c and "VOICE_AFFINITY" in c for c in cookies)
+    t.stop()
+
+
 def test_unknown_session_header_hashes_consistently():
     secret = secret_file()
     pods, t = setup(3, secret=secret)
