@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
     *) die "unknown option $1 (see -h)" ;;
     esac
 done
-for v in N ROUNDS WORKERS; do [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v needs a positive integer"; done
+check_counts N ROUNDS WORKERS
 [ "$ROUNDS" -le 20 ] || die "-r is at most 20"
 
 bench_init

@@ -514,12 +514,18 @@ ab_parse_args() {
         *) die "unknown option $1 (see -h)" ;;
         esac
     done
-    local v
-    for v in WORKERS ROUNDS SECS CONNS THREADS; do
-        [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v needs a positive integer"
-    done
-    [ "$SECS" -le 600 ] || die "-d is at most 600 seconds"
+    check_counts WORKERS ROUNDS SECS CONNS THREADS
     [ "$ROUNDS" -le 100 ] || die "-r is at most 100"
+}
+
+# check_counts VAR...: each variable holds a positive integer; SECS (when
+# named) is at most 600.
+check_counts() {
+    local v
+    for v in "$@"; do
+        [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v needs a positive integer"
+        [ "$v" != SECS ] || [ "$SECS" -le 600 ] || die "-d is at most 600 seconds"
+    done
 }
 
 # ab_setup: packages, tether, pinning, two mock pods pod1 and pod2 (two upstream servers:

@@ -42,10 +42,7 @@ while [ $# -gt 0 ]; do
     *) die "unknown option $1 (see -h)" ;;
     esac
 done
-for v in WORKERS ROUNDS SECS CONNS THREADS; do
-    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "-${v,,} needs a positive integer"
-done
-[ "$SECS" -le 600 ] || die "-d is at most 600 seconds"
+check_counts WORKERS ROUNDS SECS CONNS THREADS
 [ "$ROUNDS" -le 100 ] || die "-r is at most 100"
 
 bench_init

@@ -40,10 +40,7 @@ while [ $# -gt 0 ]; do
     *) die "unknown option $1 (see -h)" ;;
     esac
 done
-for v in WORKERS ROUNDS SECS CONNS MSG; do
-    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v needs a positive integer"
-done
-[ "$SECS" -le 600 ] || die "-d is at most 600 seconds"
+check_counts WORKERS ROUNDS SECS CONNS MSG
 [ "$MSG" -le 65535 ] || die "-s is at most 65535"
 case $KEYTYPE in ecdsa | rsa) ;; *) die "-k ecdsa|rsa" ;; esac
 

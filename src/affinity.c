@@ -88,7 +88,6 @@ affinity_build(const struct conf *c, struct arena *a, struct err *e)
         af->key = random_key;
         pthread_mutex_unlock(&aff_lock);
     }
-    af->cookie_name = ca->cookie_name;
     af->max_age_s = (uint32_t)(ca->cookie_max_age_ms / 1000);
     af->samesite = ca->samesite;
     af->header = ca->header_name;
@@ -125,10 +124,9 @@ affinity_cookie_header(const struct affinity *af, const struct server *s, uint64
 {
     char val[COOKIE_VALUE_LEN];
     cookie_encode(val, &af->key, s->cookie_id, session, now_s + af->max_age_s);
-    int n = snprintf(out, cap, "%s=%.*s; Path=/; Max-Age=%u; HttpOnly%s%s%s",
-                     affinity_cookie_name(af, s->up->conf), COOKIE_VALUE_LEN, val, af->max_age_s,
-                     tls ? "; Secure" : "", af->samesite ? "; SameSite=" : "",
-                     af->samesite ? af->samesite : "");
+    int n = snprintf(out, cap, "%s=%.*s; Path=/; Max-Age=%u; HttpOnly%s%s%s", s->up->cookie_name,
+                     COOKIE_VALUE_LEN, val, af->max_age_s, tls ? "; Secure" : "",
+                     af->samesite ? "; SameSite=" : "", af->samesite ? af->samesite : "");
     return (n > 0 && (size_t)n < cap) ? (size_t)n : 0;
 }
 
@@ -137,20 +135,12 @@ affinity_cookie_header(const struct affinity *af, const struct server *s, uint64
 static void
 read_cookie(struct request *req, const struct affinity *af, const char *base, uint32_t now_s)
 {
-    const struct http1_head *h = &req->h;
-    const char *name = affinity_cookie_name(af, req->ups->conf);
-    size_t name_len = strlen(name);
-    for (unsigned i = 0; i < h->nfields; i++) {
-        const struct http1_field *f = &h->fields[i];
-        struct slice v;
-        if (f->id != HTTP1_H_COOKIE ||
-            !http1_cookie_get(base + f->value_off, f->value_len, name, name_len, &v))
-            continue;
-        int rc = cookie_decode(v.p, v.len, &af->key, now_s, &req->cookie_srv, &req->cookie_sess,
-                               &req->cookie_exp);
-        req->cookie_state = rc == COOKIE_OK ? 1 : rc == COOKIE_ERR_EXPIRED ? 3 : 2;
+    struct slice v;
+    if (!http1_request_cookie(&req->h, base, req->ups->cookie_name, req->ups->cookie_name_len, &v))
         return;
-    }
+    int rc = cookie_decode(v.p, v.len, &af->key, now_s, &req->cookie_srv, &req->cookie_sess,
+                           &req->cookie_exp);
+    req->cookie_state = rc == COOKIE_OK ? 1 : rc == COOKIE_ERR_EXPIRED ? 3 : 2;
 }
 
 static void
@@ -160,24 +150,6 @@ set_sid(struct request *req, const char *p, size_t n, uint8_t src)
     req->sid[n] = '\0';
     req->sid_len = (uint8_t)n;
     req->sid_src = src;
-}
-
-/* A session id in the request cookie <af->session_cookie>. */
-static void
-read_session_cookie(struct request *req, const struct affinity *af, const char *base)
-{
-    const struct http1_head *h = &req->h;
-    for (unsigned i = 0; i < h->nfields; i++) {
-        const struct http1_field *f = &h->fields[i];
-        struct slice v;
-        if (f->id == HTTP1_H_COOKIE &&
-            http1_cookie_get(base + f->value_off, f->value_len, af->session_cookie,
-                             af->session_cookie_len, &v)) {
-            if (session_id_valid(v.p, v.len))
-                set_sid(req, v.p, v.len, AFF_OUT_COOKIE_LEARNED);
-            return;
-        }
-    }
 }
 
 int
@@ -207,13 +179,10 @@ affinity_prepare(struct request *req, const char *base, uint64_t now_ms)
                 vl = h->fields[idx].value_len;
             } else if (kp->kind == KEY_COOKIE) {
                 struct slice cv;
-                for (unsigned f = 0; f < h->nfields && !v; f++)
-                    if (h->fields[f].id == HTTP1_H_COOKIE &&
-                        http1_cookie_get(base + h->fields[f].value_off, h->fields[f].value_len,
-                                         kp->name, kp->len, &cv)) {
-                        v = cv.p;
-                        vl = cv.len;
-                    }
+                if (http1_request_cookie(h, base, kp->name, kp->len, &cv)) {
+                    v = cv.p;
+                    vl = cv.len;
+                }
             } else if (kp->kind == KEY_LITERAL || kp->kind == KEY_ROUTE) {
                 v = kp->kind == KEY_ROUTE ? req->route->conf->label : kp->name;
                 vl = strlen(v);
@@ -237,8 +206,11 @@ affinity_prepare(struct request *req, const char *base, uint64_t now_ms)
         if (session_id_valid(v, vl))
             set_sid(req, v, vl, AFF_OUT_HEADER_LEARNED);
     }
-    if (!req->sid_len && af->session_cookie)
-        read_session_cookie(req, af, base);
+    struct slice sc;
+    if (!req->sid_len && af->session_cookie &&
+        http1_request_cookie(h, base, af->session_cookie, af->session_cookie_len, &sc) &&
+        session_id_valid(sc.p, sc.len))
+        set_sid(req, sc.p, sc.len, AFF_OUT_COOKIE_LEARNED);
     if (!req->sid_len && mode == AFFINITY_SESSION) {
         for (uint32_t i = 0; i < af->npaths; i++) {
             struct slice id;

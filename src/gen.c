@@ -113,6 +113,8 @@ build_upstream(struct gen *g, struct upstream *u, const struct conf_upstream *cu
     u->conf = cu;
     u->gen = g;
     u->index = cu->index;
+    u->cookie_name = cu->affinity_cookie ? cu->affinity_cookie : g->conf->affinity.cookie_name;
+    u->cookie_name_len = strlen(u->cookie_name);
     u->nservers = cu->nservers;
     u->nregions = cu->nregions;
     u->servers = arena_calloc(&g->arena, cu->nservers, sizeof(*u->servers));

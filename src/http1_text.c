@@ -14,6 +14,19 @@ is_ows(unsigned char c)
 }
 
 bool
+http1_request_cookie(const struct http1_head *h, const char *base, const char *name,
+                     size_t name_len, struct slice *val)
+{
+    for (unsigned i = 0; i < h->nfields; i++) {
+        const struct http1_field *f = &h->fields[i];
+        if (f->id == HTTP1_H_COOKIE &&
+            http1_cookie_get(base + f->value_off, f->value_len, name, name_len, val))
+            return true;
+    }
+    return false;
+}
+
+bool
 http1_cookie_get(const char *value, size_t value_len, const char *name, size_t name_len,
                  struct slice *val)
 {

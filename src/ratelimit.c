@@ -114,21 +114,6 @@ stripe_get(struct rl_table *t)
 
 /* ---- keys ---- */
 
-/* Value of a Cookie named <name> in any Cookie field of the head. */
-static bool
-cookie_value(const struct rl_keyctx *ctx, const char *name, size_t len, struct slice *v)
-{
-    const struct http1_head *h = ctx->h;
-    for (unsigned i = 0; i < h->nfields; i++) {
-        const struct http1_field *f = &h->fields[i];
-        if (f->id != HTTP1_H_COOKIE && !slice_ieq(ctx->buf + f->name_off, f->name_len, "cookie"))
-            continue;
-        if (http1_cookie_get(ctx->buf + f->value_off, f->value_len, name, len, v))
-            return true;
-    }
-    return false;
-}
-
 /* The value of one key part; false when it is missing or empty (a variable that
  * is empty does not identify a client: nginx skips such requests too). */
 static bool
@@ -160,7 +145,7 @@ part_value(const struct key_part *kp, const struct rl_keyctx *ctx, struct slice 
         v->len = ctx->h->fields[i].value_len;
         break;
     case KEY_COOKIE:
-        if (!ctx->h || !ctx->buf || !cookie_value(ctx, kp->name, kp->len, v))
+        if (!ctx->h || !ctx->buf || !http1_request_cookie(ctx->h, ctx->buf, kp->name, kp->len, v))
             return false;
         break;
     default:

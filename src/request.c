@@ -285,7 +285,6 @@ request_start(struct request *req, uint32_t head_len)
         client_reply(cli, 503, TERM_INTERNAL, NULL, true);
         return;
     }
-    const char *own_cookie = affinity_cookie_name(cli->gen->aff, req->ups->conf);
     struct rewrite_req rw = {
         .buf = base,
         .h = h,
@@ -294,8 +293,8 @@ request_start(struct request *req, uint32_t head_len)
         .tls = cli->tls,
         .req_id = req->req_id,
         .req_id_len = req->req_id_len,
-        .strip_cookie = own_cookie,
-        .strip_cookie_len = strlen(own_cookie),
+        .strip_cookie = req->ups->cookie_name,
+        .strip_cookie_len = req->ups->cookie_name_len,
         .websocket = req->ws_upgrade,
     };
     int n = rewrite_request_head(buf_tail(req->uhead), buf_room(req->uhead), &rw);

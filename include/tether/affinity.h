@@ -22,7 +22,6 @@ struct upstream;
 struct affinity {
     struct cookie_key key; /* from secret_file, or a per-process random key */
     bool key_shared;       /* from secret_file (replicas agree) */
-    const char *cookie_name;
     uint32_t max_age_s;
     const char *samesite; /* or NULL */
     const char *header;   /* request header carrying a session id */
@@ -87,14 +86,6 @@ void affinity_request_done(struct request *req);
 void affinity_on_response(struct request *req, const char *buf);
 /* Learning from a JSON body: feed the first body bytes; true when done. */
 bool affinity_learn_body(struct request *req, const char *p, size_t n);
-
-/* The affinity cookie's name for upstream <cu>: its own (affinity_cookie), or
- * the affinity block's. Upstreams with names of their own keep a cookie each. */
-static inline const char *
-affinity_cookie_name(const struct affinity *af, const struct conf_upstream *cu)
-{
-    return cu->affinity_cookie ? cu->affinity_cookie : af->cookie_name;
-}
 
 /* Write "NAME=VALUE; Path=/; Max-Age=N; HttpOnly[; Secure][; SameSite=X]" for
  * server <s> and session hash <session> into <out>; returns the length. */

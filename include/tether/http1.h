@@ -160,6 +160,9 @@ enum http1_body http1_response_body(const struct http1_head *resp, unsigned req_
 int http1_find(const struct http1_head *h, const char *buf, const char *name, size_t name_len);
 
 /* Find cookie <name> in a Cookie header value; fills <val>. true when found. */
+/* The value of cookie <name> in the first Cookie field of <h> that has it. */
+bool http1_request_cookie(const struct http1_head *h, const char *base, const char *name,
+                          size_t name_len, struct slice *val);
 bool http1_cookie_get(const char *value, size_t value_len, const char *name, size_t name_len,
                       struct slice *val);
 

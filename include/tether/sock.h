@@ -28,13 +28,13 @@ struct sock_addr {
 /* Longest formatted address ("[v6]:port" or "unix:/path"). */
 #define SOCK_ADDR_STRLEN 128
 
-/* Parse "1.2.3.4:80", "[::1]:80", "*:80", "80", "unix:/path", and "name:80" when
- * host names are resolved (see below). A port is required unless <default_port>
- * > 0. 0 or -1 (message in <e>, no position). */
 /* Resolve host names in sock_addr_parse() (blocking getaddrinfo, first
  * address). Off until a program turns it on. */
 void sock_resolve_names(bool on);
 
+/* Parse "1.2.3.4:80", "[::1]:80", "*:80", "80", "unix:/path", and "name:80" when
+ * host names are resolved (see above). A port is required unless <default_port>
+ * > 0. 0 or -1 (message in <e>, no position). */
 int sock_addr_parse(struct sock_addr *a, const char *text, int default_port, struct err *e);
 
 /* Format as "1.2.3.4:80", "[::1]:80" or "unix:/path" into <out>. Returns <out>. */

@@ -96,8 +96,11 @@ struct upstream {
     _Atomic(struct lb_plan *) plan; /* published by the control thread */
     _Atomic uint32_t plan_dirty;    /* a worker saw a change: rebuild soon */
     struct lb_cursor *cursors;      /* one per worker */
-    uint64_t *id_sorted;            /* cookie ids, sorted, for lookups */
-    uint32_t *id_index;             /* server index of id_sorted[i] */
+    const char *cookie_name;        /* its affinity cookie (affinity_cookie, else the
+                                     * affinity block's): one per upstream when named */
+    size_t cookie_name_len;
+    uint64_t *id_sorted; /* cookie ids, sorted, for lookups */
+    uint32_t *id_index;  /* server index of id_sorted[i] */
 };
 
 /* ---- runtime registry (thread-safe) ---- */

@@ -21,21 +21,6 @@ is_tchar(unsigned char c)
 }
 
 static int
-ieq(const char *a, size_t n, const char *lit)
-{
-    if (strlen(lit) != n)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char x = (unsigned char)a[i], y = (unsigned char)lit[i];
-        if (x >= 'A' && x <= 'Z')
-            x = (unsigned char)(x + 32);
-        if (x != y)
-            return 0;
-    }
-    return 1;
-}
-
-static int
 in(uint32_t off, uint32_t len, uint32_t lo, uint32_t hi)
 {
     return off >= lo && (uint64_t)off + len <= hi;

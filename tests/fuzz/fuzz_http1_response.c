@@ -12,21 +12,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int
-ieq(const char *a, size_t n, const char *lit)
-{
-    if (strlen(lit) != n)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char x = (unsigned char)a[i], y = (unsigned char)lit[i];
-        if (x >= 'A' && x <= 'Z')
-            x = (unsigned char)(x + 32);
-        if (x != y)
-            return 0;
-    }
-    return 1;
-}
-
 /* Everything a successful parse claims must hold in the bytes. */
 static void
 check_success(const struct http1_head *h, const char *b, int rc, const struct http1_limits *lim)
