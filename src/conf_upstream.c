@@ -138,6 +138,7 @@ set_retry_on(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         {"502", RETRY_502},
         {"503", RETRY_503},
         {"504", RETRY_504},
+        {"timeout", RETRY_TIMEOUT},
     };
     struct conf_upstream *u = obj;
     (void)d;
@@ -152,7 +153,7 @@ set_retry_on(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         if (j == ARRAY_SIZE(conds))
             return conf_err_arg(p, &st->args[i],
                                 "unknown retry condition \"%s\"; expected connect-failure, "
-                                "refused, reset, 502, 503, 504 or none",
+                                "refused, reset, 502, 503, 504, timeout or none",
                                 st->args[i].s);
         u->retry_on |= conds[j].bit;
     }
@@ -274,9 +275,32 @@ static const struct conf_directive outlier_dirs[] = {
     {"max_ejected", 1, 1, .set = conf_set_percent,
      .offset = offsetof(struct conf_outlier, max_ejected_pct), .dflt = "50%",
      .usage = "max_ejected PERCENT"},
+    {"uneject_on_health_pass", 1, 1, .set = conf_set_bool,
+     .offset = offsetof(struct conf_outlier, uneject_on_health_pass), .dflt = "on",
+     .usage = "uneject_on_health_pass on|off"},
 };
 const struct conf_table conf_table_outlier = {CONF_OUTLIER, "outlier", outlier_dirs,
                                               ARRAY_SIZE(outlier_dirs)};
+
+/* per_try_timeout DURATION|off: how long a try may wait for the first byte of
+ * an answer before an idempotent request goes to another server. */
+static int
+set_per_try(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+            const struct conf_directive *d)
+{
+    struct conf_upstream *u = obj;
+    (void)d;
+    u->per_try_pos = st->pos;
+    if (strcmp(st->args[0].s, "off") == 0) {
+        u->per_try_timeout_ms = 0;
+        return 0;
+    }
+    if (conf_arg_duration(p, &st->args[0], &u->per_try_timeout_ms) < 0)
+        return -1;
+    if (u->per_try_timeout_ms == 0)
+        return conf_err_arg(p, &st->args[0], "per_try_timeout must be longer than 0 (or \"off\")");
+    return 0;
+}
 
 static int
 set_health_block(struct conf_parse *p, const struct conf_stmt *st, void *obj,
@@ -321,8 +345,10 @@ static const struct conf_directive upstream_dirs[] = {
      .dflt = "2s", .usage = "connect_timeout DURATION"},
     {"retries", 1, 1, .set = conf_set_u32, .offset = offsetof(struct conf_upstream, retries),
      .max = 10, .dflt = "2", .usage = "retries N"},
-    {"retry_on", 1, 6, .set = set_retry_on, .dflt = "connect-failure refused reset",
-     .usage = "retry_on connect-failure|refused|reset|502|503|504 ...|none"},
+    {"retry_on", 1, 7, .set = set_retry_on, .dflt = "connect-failure refused reset",
+     .usage = "retry_on connect-failure|refused|reset|502|503|504|timeout ...|none"},
+    {"per_try_timeout", 1, 1, .set = set_per_try, .dflt = "off",
+     .usage = "per_try_timeout DURATION|off"},
     {"retry_budget", 1, 1, .set = conf_set_percent,
      .offset = offsetof(struct conf_upstream, retry_budget_pct), .dflt = "20%",
      .usage = "retry_budget PERCENT"},

@@ -137,7 +137,7 @@ build_upstream(struct gen *g, struct upstream *u, const struct conf_upstream *cu
         s->index = i;
         s->region = (uint32_t)cs->region;
         bool existed = server_rt_find(key) != NULL;
-        s->rt = server_rt_get(key, !cu->health.enabled || cu->health.initial_up);
+        s->rt = server_rt_join(key, &cu->health, prev == NULL);
         if (!s->rt)
             return err_set(e, "out of memory");
         atomic_store(&s->rt->weight_conf, (int32_t)cs->weight);

@@ -226,7 +226,7 @@ describe(char *out, size_t cap, const struct hc_target *t, int res, unsigned sta
 }
 
 static void
-transition(struct hc_target *t, bool up, const char *why)
+transition(struct hc_target *t, bool up, unsigned nchecks, const char *why)
 {
     struct server_rt *rt = t->rt;
     atomic_store(&rt->health, up ? HEALTH_UP : HEALTH_DOWN);
@@ -236,10 +236,26 @@ transition(struct hc_target *t, bool up, const char *why)
     atomic_store(&rt->last_change_ms, time_wall_ms());
     if (up)
         log_notice("health: server %s is UP after %u passed check%s (%s); transition %llu", rt->key,
-                   t->rise, t->rise == 1 ? "" : "s", why, (unsigned long long)n);
+                   nchecks, nchecks == 1 ? "" : "s", why, (unsigned long long)n);
     else
         log_warn("health: server %s is DOWN after %u failed check%s (%s); transition %llu", rt->key,
-                 t->fall, t->fall == 1 ? "" : "s", why, (unsigned long long)n);
+                 nchecks, nchecks == 1 ? "" : "s", why, (unsigned long long)n);
+    replan_soon(t->u);
+}
+
+/* A passing active check ends a passive ejection (as Envoy does by default),
+ * unless the upstream's outlier block says uneject_on_health_pass off. */
+static void
+uneject(struct hc_target *t, uint64_t now)
+{
+    struct server_rt *rt = t->rt;
+    uint64_t until = atomic_load(&rt->ejected_until_ms);
+    if (!t->u->conf->outlier.uneject_on_health_pass || until <= now ||
+        !atomic_compare_exchange_strong(&rt->ejected_until_ms, &until, 0))
+        return;
+    atomic_store(&rt->consec_errors, 0);
+    atomic_store(&rt->usable_since_ms, now);
+    log_notice("outlier: server %s re-admitted: an active health check passed", rt->key);
     replan_soon(t->u);
 }
 
@@ -267,19 +283,22 @@ check_done(struct hc_target *t, int res, unsigned status, int err, bool reusable
     log_debug("health: %s check %s: %s", rt->key, res == HC_OK ? "passed" : "failed", why);
 
     bool up = atomic_load(&rt->health) == HEALTH_UP;
+    /* A server new since the start is judged by its first check alone. */
+    bool fresh = atomic_exchange(&rt->hc_unchecked, false);
     if (res == HC_OK) {
         atomic_fetch_add(&rt->hc_ok, 1);
         rt->hc_fall = 0;
-        if (!up && ++rt->hc_rise >= t->rise) {
+        if (!up && (fresh || ++rt->hc_rise >= t->rise)) {
             rt->hc_rise = 0;
-            transition(t, true, why);
+            transition(t, true, fresh ? 1 : t->rise, why);
         }
+        uneject(t, now);
     } else {
         atomic_fetch_add(&rt->hc_failed, 1);
         rt->hc_rise = 0;
         if (up && ++rt->hc_fall >= t->fall) {
             rt->hc_fall = 0;
-            transition(t, false, why);
+            transition(t, false, t->fall, why);
         }
     }
     /* Fixed rate: the next check starts one interval after this one started. */

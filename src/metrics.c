@@ -90,6 +90,9 @@ struct metric_def {
       "Requests with no usable server.")                                                           \
     X(M_UPSTREAM_RETRIES, "tether_upstream_retries_total", MK_COUNTER, SRC_GLOBAL, GS_RETRIES,     \
       "retries", "Requests retried on another server.")                                            \
+    X(M_RETRY_TIMEOUTS, "tether_upstream_retry_timeouts_total", MK_COUNTER, SRC_GLOBAL,            \
+      GS_RETRY_TIMEOUTS, "retry_timeouts",                                                         \
+      "Requests resent to another server after per_try_timeout passed with no answer.")            \
     X(M_RETRY_BUDGET_EXHAUSTED, "tether_retry_budget_exhausted_total", MK_COUNTER, SRC_GLOBAL,     \
       GS_RETRY_BUDGET_EXHAUSTED, "retry_budget_exhausted",                                         \
       "Retries skipped because the retry budget was spent.")                                       \

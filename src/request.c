@@ -419,6 +419,7 @@ request_connect(struct request *req)
     req->uhead_off = 0;
     req->body_off = req->body_start;
     req->sent_any = false;
+    req->per_try = false;
     req->t_connect = ev_now(w->loop);
     struct upconn *up = upconn_get(w, s, req);
     if (!up) {
@@ -461,7 +462,11 @@ request_up_writable(struct request *req)
     if (req->req_body_done && req->state == RS_SEND) {
         req->req_sent = true;
         req->state = RS_WAIT_RESP;
-        upconn_deadline(req->up, ms_to_s(req->route->conf->timeout_ms));
+        /* A request that could go again waits for its first answer byte at most
+         * per_try_timeout (request_up_timeout then resends it). */
+        req->per_try = request_per_try_ok(req);
+        upconn_deadline(req->up, ms_to_s(req->per_try ? req->route->conf->per_try_timeout_ms
+                                                      : req->route->conf->timeout_ms));
     }
 }
 

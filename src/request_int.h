@@ -35,6 +35,9 @@ bool request_retry(struct request *req, unsigned term, int err);
 /* A 502/503/504 answer before anything reached the client: retry it when
  * retry_on lists that status and the request is idempotent. */
 bool request_retry_status(struct request *req, unsigned status);
+/* This try may be resent after per_try_timeout: the route has one, retry_on
+ * lists timeout, and the request is idempotent with no body. */
+bool request_per_try_ok(const struct request *req);
 void retry_budget_count(struct upstream *u, uint32_t worker, bool retry);
 void retry_budget_release(struct request *req);
 

@@ -64,6 +64,7 @@ enum retry_cond {
     RETRY_502 = 1u << 3,
     RETRY_503 = 1u << 4,
     RETRY_504 = 1u << 5,
+    RETRY_TIMEOUT = 1u << 6, /* no answer within per_try_timeout */
 };
 
 /* A rate-limit key: one or more parts joined (e.g. $remote_addr$route). */
@@ -135,6 +136,7 @@ struct conf_outlier {
     uint64_t base_ejection_ms;
     uint64_t max_ejection_ms;
     uint32_t max_ejected_pct;
+    bool uneject_on_health_pass; /* a passing active check ends an ejection */
 };
 
 struct conf_region {
@@ -175,6 +177,8 @@ struct conf_upstream {
     uint32_t retries;
     uint32_t retry_on; /* enum retry_cond mask */
     uint32_t retry_budget_pct;
+    uint64_t per_try_timeout_ms; /* 0: off */
+    struct conf_pos per_try_pos; /* where per_try_timeout was set */
     uint32_t panic_threshold_pct;
     double overprovisioning;
     uint64_t slow_start_ms;
@@ -214,6 +218,9 @@ struct conf_route {
     uint8_t affinity; /* enum affinity_mode */
     bool learn;
     uint64_t timeout_ms;
+    uint64_t per_try_timeout_ms; /* in effect (the route's, else the upstream's), 0 off */
+    bool per_try_set;            /* per_try_timeout given in the route */
+    struct conf_pos per_try_pos;
     uint64_t websocket_timeout_ms;
     uint64_t websocket_fin_timeout_ms; /* idle limit once one side has closed */
     uint64_t max_body_bytes;

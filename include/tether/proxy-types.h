@@ -142,6 +142,8 @@ struct request {
     bool sent_any;       /* some request byte reached the current server */
     bool counted_active; /* counted in server_rt.active */
     bool budget_counted; /* counted in the retry budget's in-flight requests */
+    bool per_try;        /* this try waits for its answer under per_try_timeout */
+    uint8_t retried_on;  /* the retry_on condition of the last retry (bit index + 1), 0 none */
     uint16_t status;     /* final status sent to the client */
     const struct route *route;
     struct upstream *ups;

@@ -55,6 +55,7 @@ struct server_rt {
     _Atomic uint64_t hc_ok, hc_failed; /* check results */
     _Atomic uint64_t transitions;      /* up/down changes */
     _Atomic uint64_t last_change_ms;   /* wall clock of the last up/down change */
+    _Atomic bool hc_unchecked;         /* new, down until its first passing check */
     struct traffic_counters *t;        /* per-slot counters */
 };
 
@@ -108,6 +109,12 @@ struct upstream {
 /* Find or create the runtime state for <key>, taking a reference. New entries
  * start healthy (or down when <initial_up> is false) and ready. */
 struct server_rt *server_rt_get(const char *key, bool initial_up);
+/* The one rule for a server that appears (a generation, DNS, the admin socket):
+ * find or create its runtime state, taking a reference. An existing entry keeps
+ * its state. A new one is up when <h> checks nothing; at the first generation
+ * (<at_start>) it starts as h->initial_up says; later it starts unchecked: down,
+ * until its first passing check brings it up. */
+struct server_rt *server_rt_join(const char *key, const struct conf_health *h, bool at_start);
 void server_rt_ref(struct server_rt *rt);
 void server_rt_unref(struct server_rt *rt);
 /* Existing entry for <key> (no reference taken), or NULL. Control thread. */
