@@ -178,11 +178,11 @@ request_retry_timeout(struct request *req)
 {
     struct worker *w = req->cli->w;
     req->per_try = false;
-    CTR_ADD(req->srv->rt->t[w->id].timeouts, 1);
-    outlier_failure(req->srv, w->id);
     struct server *next = retry_next(req);
     if (!next)
         return false;
+    CTR_ADD(req->srv->rt->t[w->id].timeouts, 1);
+    outlier_failure(req->srv, w->id);
     upconn_release(req->up, false);
     req->up = NULL;
     gstat_add(w->id, GS_RETRY_TIMEOUTS, 1);
@@ -251,7 +251,7 @@ request_up_timeout(struct request *req)
     if (req->per_try && req->state == RS_WAIT_RESP) {
         if (request_retry_timeout(req))
             return;
-        /* Counted already: the rest of the route's timeout, then a 504. */
+        /* No retry: the rest of the route's timeout, then a 504 (counted then). */
         uint64_t rest = req->route->conf->timeout_ms - req->route->conf->per_try_timeout_ms;
         upconn_deadline(req->up, ms_to_s(rest));
         return;

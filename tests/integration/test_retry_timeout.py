@@ -17,7 +17,7 @@ import time
 import harness as h
 
 CONF = """
-workers 2;
+workers {workers};
 error_log stderr info;
 access_log {access_log} json;
 stats { listen 127.0.0.1:{stats_port}; }
@@ -40,14 +40,16 @@ server {
 }
 """
 
-HEALTH = "health_check { interval 100ms; timeout 80ms; rise 2; fall 2; }"
+# Short intervals; a timeout long enough that a loaded machine does not fail
+# the checks of healthy pods.
+HEALTH = "health_check { interval 100ms; timeout 500ms; rise 2; fall 2; }"
 
 
-def setup(health=HEALTH, outlier="consecutive_errors 3;"):
+def setup(health=HEALTH, outlier="consecutive_errors 3;", workers=2):
     pods = [h.Mockpod(n) for n in ("pod-a", "pod-b", "pod-c")]
     sp = h.free_port()
     t = h.Tether(CONF, a=pods[0].addr, b=pods[1].addr, c=pods[2].addr, stats_port=sp,
-                 health=health, outlier=outlier)
+                 health=health, outlier=outlier, workers=workers)
     h.wait_port(sp)
     t.stats_port = sp
     return pods, t
@@ -114,19 +116,26 @@ def test_hung_pod_under_steady_get_traffic():
 def test_body_nonidempotent_and_unknobbed_not_resent():
     """POST and PUT with a body and GET on a route with per_try_timeout off wait
     for the hung pod and get 504; a GET on the knobbed route is resent."""
-    pods, t = setup(health="", outlier="enabled off;")
+    pods, t = setup(health="", outlier="enabled off;", workers=1)
     a, b, c = pods
     try:
         b.signal(signal.SIGSTOP)
-        got = {"POST": [], "PUT": [], "GET /tools/": [], "GET /": []}
-        # Round robin over three pods: every third try lands on the hung pod.
-        for i in range(6):
-            got["POST"].append(h.request(t.port, "POST", "/p%d" % i, body=b"abc").status)
-            got["PUT"].append(h.request(t.port, "PUT", "/q%d" % i, body=b"abc").status)
-            got["GET /tools/"].append(h.get(t.port, "/tools/t%d" % i).status)
-            got["GET /"].append(h.get(t.port, "/g%d" % i).status)
-        for k in ("POST", "PUT", "GET /tools/"):
-            assert set(got[k]) <= {200, 504} and 504 in got[k], (k, got)
+        send = {
+            "POST": lambda i: h.request(t.port, "POST", "/p%d" % i, body=b"abc"),
+            "PUT": lambda i: h.request(t.port, "PUT", "/q%d" % i, body=b"abc"),
+            "GET /tools/": lambda i: h.get(t.port, "/tools/t%d" % i),
+        }
+        got = {}
+        # Round robin over three pods: one of three requests lands on the hung
+        # pod; each kind goes on until it did (bounded).
+        for k, f in send.items():
+            got[k] = []
+            for i in range(6):
+                got[k].append(f(i).status)
+                if got[k][-1] != 200:
+                    break
+            assert got[k][-1] == 504 and set(got[k]) == {200, 504}, (k, got)
+        got["GET /"] = [h.get(t.port, "/g%d" % i).status for i in range(6)]
         assert got["GET /"] == [200] * 6, got
         # Nothing with a body, nor the /tools/ GET, reached a second pod.
         posts = client_requests(a, "POST") + client_requests(c, "POST")
@@ -136,6 +145,8 @@ def test_body_nonidempotent_and_unknobbed_not_resent():
         assert len(posts) == got["POST"].count(200), (posts, got)
         assert len(puts) == got["PUT"].count(200), (puts, got)
         assert len(tools) == got["GET /tools/"].count(200), (tools, got)
+        h.wait_until(lambda: any(l["retried_on"] == "timeout" for l in t.access()),
+                     what="the GET / resent")
         h.wait_until(lambda: len([l for l in t.access() if l["status"] == 504]) ==
                      sum(v.count(504) for v in got.values()), what="504s logged")
         for l in t.access():
@@ -149,15 +160,21 @@ def test_body_nonidempotent_and_unknobbed_not_resent():
 def test_without_knob_hung_pod_gives_504():
     """No per_try_timeout: a GET to the hung pod waits for the route's timeout
     and gets 504, as before."""
-    pods, t = setup(health="", outlier="enabled off;")
+    pods, t = setup(health="", outlier="enabled off;", workers=1)
     try:
         t.stop()
         conf = CONF.replace("per_try_timeout 200ms;", "").replace("per_try_timeout off;", "")
         t = h.Tether(conf, a=pods[0].addr, b=pods[1].addr, c=pods[2].addr,
-                     stats_port=t.stats_port, health="", outlier="enabled off;")
+                     stats_port=t.stats_port, health="", outlier="enabled off;", workers=1)
         pods[1].signal(signal.SIGSTOP)
-        statuses = [h.get(t.port, "/n%d" % i).status for i in range(3)]
-        assert sorted(statuses) == [200, 200, 504], statuses
+        statuses = []
+        for i in range(6):
+            statuses.append(h.get(t.port, "/n%d" % i).status)
+            if statuses[-1] != 200:
+                break
+        assert statuses[-1] == 504 and set(statuses) == {200, 504}, statuses
+        h.wait_until(lambda: any(l["status"] == 504 for l in t.access()), what="504 logged")
+        assert all(l["retries"] == 0 for l in t.access()), t.access()
     finally:
         stop_all(t, pods)
 
