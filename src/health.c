@@ -12,6 +12,7 @@
 #include <tether/health.h>
 #include <tether/http1.h>
 #include <tether/log.h>
+#include <tether/outlier.h>
 #include <tether/sock.h>
 #include <tether/tls.h>
 #include <tether/upstream.h>
@@ -243,22 +244,6 @@ transition(struct hc_target *t, bool up, unsigned nchecks, const char *why)
     replan_soon(t->u);
 }
 
-/* A passing active check ends a passive ejection (as Envoy does by default),
- * unless the upstream's outlier block says uneject_on_health_pass off. */
-static void
-uneject(struct hc_target *t, uint64_t now)
-{
-    struct server_rt *rt = t->rt;
-    uint64_t until = atomic_load(&rt->ejected_until_ms);
-    if (!t->u->conf->outlier.uneject_on_health_pass || until <= now ||
-        !atomic_compare_exchange_strong(&rt->ejected_until_ms, &until, 0))
-        return;
-    atomic_store(&rt->consec_errors, 0);
-    atomic_store(&rt->usable_since_ms, now);
-    log_notice("outlier: server %s re-admitted: an active health check passed", rt->key);
-    replan_soon(t->u);
-}
-
 /* End the running check with <res>; <reusable> keeps the connection. */
 static void
 check_done(struct hc_target *t, int res, unsigned status, int err, bool reusable)
@@ -292,7 +277,8 @@ check_done(struct hc_target *t, int res, unsigned status, int err, bool reusable
             rt->hc_rise = 0;
             transition(t, true, fresh ? 1 : t->rise, why);
         }
-        uneject(t, now);
+        if (outlier_health_pass(t->u, rt, now))
+            replan_soon(t->u);
     } else {
         atomic_fetch_add(&rt->hc_failed, 1);
         rt->hc_rise = 0;

@@ -11,7 +11,7 @@ workers 2;
 error_log stderr info;
 upstream voice {
     balance round_robin;
-    health_check { interval {interval}; timeout 200ms; rise 2; fall 3; }
+    health_check { interval {interval}; timeout 1s; rise 2; fall 3; }
     outlier { enabled off; }
     server pod-a {a};
     server pod-b {b};

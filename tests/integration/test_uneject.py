@@ -14,7 +14,7 @@ upstream voice {
     balance round_robin;
     retries 2;
     retry_on connect-failure refused reset;
-    health_check { interval 100ms; timeout 80ms; rise 1; fall 100; }
+    health_check { interval 100ms; timeout 1s; rise 1; fall 100; }
     outlier { consecutive_errors 3; base_ejection 30s; max_ejected 50%; {knob} }
     server pod-a {a};
     server pod-b {b};
