@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
 """A pod that hangs (SIGSTOP) under steady GET traffic: client-visible errors
-and added latency with `retry_on timeout; per_try_timeout` and without.
+and added latency with `retry_on timeout; per_try_timeout` and without (and,
+with --haproxy, HAProxy 2.6 with `retry-on response-timeout`).
 
 Three mock pods, health checks every 500 ms, retries 2, route timeout 1 s,
 N client threads with keep-alive sending GETs for the whole run; one pod is
@@ -9,7 +10,10 @@ stopped for --hang seconds, then continued. Each setting runs --rounds times,
 alternating. Prints per round and a summary: requests, non-200 answers,
 p50/p99/max latency over the whole run and the slowest answers.
 
-    TETHER_BUILDDIR=build bench/pod_hang.py [--hang 4] [--rounds 3] [--threads 4]
+    TETHER_BUILDDIR=build bench/pod_hang.py [--hang 4] [--rounds 3] [--threads 4] [--haproxy]
+
+HAProxy has one server timeout for the whole answer, so its response-timeout
+retry comes after `timeout server` (set to the route's 1 s here).
 """
 import argparse
 import http.client
@@ -43,6 +47,32 @@ upstream voice {
 server { listen 127.0.0.1:%(port)d; route / { upstream voice; timeout 1s; } }
 """
 
+HAPROXY = """
+global
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 1s
+    timeout check 400ms
+    retries 2
+    option redispatch 1
+    retry-on conn-failure empty-response response-timeout
+frontend fe
+    bind 127.0.0.1:%(port)d
+    default_backend voice
+backend voice
+    balance roundrobin
+    server pod-a 127.0.0.1:%(a)d check inter 500ms rise 2 fall 2
+    server pod-b 127.0.0.1:%(b)d check inter 500ms rise 2 fall 2
+    server pod-c 127.0.0.1:%(c)d check inter 500ms rise 2 fall 2
+"""
+
+LABELS = {"plain": "tether, no per_try_timeout (before)",
+          "knob": "tether, `retry_on timeout; per_try_timeout 200ms`",
+          "haproxy": "HAProxy 2.6, `retry-on response-timeout`, `timeout server 1s`"}
+
 
 def free_port():
     s = socket.socket()
@@ -63,7 +93,7 @@ def wait_port(port, timeout=10):
     raise RuntimeError("port %d did not open" % port)
 
 
-def one_round(knob, args, tmp):
+def one_round(mode, args, tmp):
     procs = []
     try:
         ports = [free_port() for _ in range(3)]
@@ -74,12 +104,15 @@ def one_round(knob, args, tmp):
         for p in ports:
             wait_port(p)
         port = free_port()
-        conf = os.path.join(tmp, "knob.conf" if knob else "plain.conf")
+        conf = os.path.join(tmp, mode + ".conf")
+        knob = mode == "knob"
         with open(conf, "w") as f:
-            f.write(CONF % {"retry_on": "timeout" if knob else "",
-                            "per_try": "per_try_timeout 200ms;" if knob else "",
-                            "a": ports[0], "b": ports[1], "c": ports[2], "port": port})
-        t = subprocess.Popen([TETHER, "-c", conf])
+            f.write((HAPROXY if mode == "haproxy" else CONF) % {
+                "retry_on": "timeout" if knob else "",
+                "per_try": "per_try_timeout 200ms;" if knob else "",
+                "a": ports[0], "b": ports[1], "c": ports[2], "port": port})
+        argv = ["haproxy", "-f", conf] if mode == "haproxy" else [TETHER, "-c", conf]
+        t = subprocess.Popen(argv)
         procs.append(t)
         wait_port(port)
         time.sleep(1.2)  # first health checks
@@ -141,27 +174,27 @@ def main():
     ap.add_argument("--after", type=float, default=1.0, help="seconds of traffic after")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--haproxy", action="store_true", help="also HAProxy (Debian haproxy)")
     args = ap.parse_args()
+    modes = ["plain", "knob"] + (["haproxy"] if args.haproxy else [])
     tmp = tempfile.mkdtemp(prefix="pod-hang-")
-    res = {True: [], False: []}
+    res = {m: [] for m in modes}
     try:
         for r in range(args.rounds):
-            for knob in (False, True):
-                x = one_round(knob, args, tmp)
-                res[knob].append(x)
-                print("round %d %-28s %s" % (r + 1, "per_try_timeout 200ms" if knob else
-                                             "no per_try_timeout", x), flush=True)
+            for mode in modes:
+                x = one_round(mode, args, tmp)
+                res[mode].append(x)
+                print("round %d %-8s %s" % (r + 1, mode, x), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("\n| setting | requests | client errors | p50 ms | p99 ms | max ms | answers > 150 ms |")
     print("|---|---|---|---|---|---|---|")
-    for knob in (False, True):
-        xs = res[knob]
+    for mode in modes:
+        xs = res[mode]
         med = lambda k: sorted(x[k] for x in xs)[len(xs) // 2]
         print("| %s | %d | %s | %.1f | %.1f | %.0f | %s |" % (
-            "`retry_on timeout; per_try_timeout 200ms`" if knob else "without (before)",
-            med("requests"), "/".join(str(x["errors"]) for x in xs), med("p50"), med("p99"),
-            med("max"), "/".join(str(x["over_150ms"]) for x in xs)))
+            LABELS[mode], med("requests"), "/".join(str(x["errors"]) for x in xs), med("p50"),
+            med("p99"), med("max"), "/".join(str(x["over_150ms"]) for x in xs)))
     return 0
 
 
