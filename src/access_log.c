@@ -4,7 +4,6 @@
 
 #include <tether/affinity.h>
 #include <tether/balance.h>
-#include <tether/client.h>
 #include <tether/forward.h>
 #include <tether/gen.h>
 #include <tether/http_rewrite.h>
@@ -71,8 +70,7 @@ retried_on_name(unsigned bit1)
 void
 request_log(struct request *req)
 {
-    struct client *cli = req->cli;
-    struct worker *w = cli->w;
+    struct worker *w = req->w;
     ev_tstamp now = ev_now(w->loop);
     uint64_t total_us = (uint64_t)((now - req->t_start) * 1e6);
 
@@ -101,7 +99,7 @@ request_log(struct request *req)
     const char *method = http1_method_name(req->method);
     const char *ron = retried_on_name(req->retried_on);
     int n;
-    if (cli->gen->conf->access_format == ACCESS_COMBINED) {
+    if (req->gen->conf->access_format == ACCESS_COMBINED) {
         n = snprintf(line, 2048,
                      "%.*s - - [%s] \"%s %.*s HTTP/1.%u\" %u %llu \"-\" \"-\" route=%s server=%s "
                      "term=%s aff=%s rid=%.*s t=%.3f\n",
@@ -125,7 +123,7 @@ request_log(struct request *req)
                      req->status, (unsigned long long)req->bytes_in,
                      (unsigned long long)req->bytes_out, (now - req->t_start) * 1e3, connect_ms,
                      upstream_ms, (int)rl, rid, aff_outcome_name(req->aff), req->retries, ron,
-                     term_name(req->term), cli->tls ? "true" : "false");
+                     term_name(req->term), req->cli_tls ? "true" : "false");
     }
     if (n > 0 && n < 2048)
         access_buf_commit(&w->alog, (size_t)n);

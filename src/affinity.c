@@ -9,7 +9,7 @@
 #include <tether/lb.h>
 #include <tether/log.h>
 #include <tether/redis.h>
-#include <tether/request.h>
+#include <tether/proxy-types.h>
 #include <tether/stats.h>
 #include <tether/worker.h>
 
@@ -155,7 +155,7 @@ set_sid(struct request *req, const char *p, size_t n, uint8_t src)
 int
 affinity_prepare(struct request *req, const char *base, uint64_t now_ms)
 {
-    const struct affinity *af = req->cli->gen->aff;
+    const struct affinity *af = req->gen->aff;
     const struct http1_head *h = &req->h;
     unsigned mode = req->route->conf->affinity;
     struct upstream *u = req->ups;
@@ -227,11 +227,11 @@ affinity_prepare(struct request *req, const char *base, uint64_t now_ms)
                              &req->learned_srv, &prev)) {
         /* Slide the Redis copy's expiry too, at most every quarter TTL. */
         if (prev < now_ms + af->ttl_ms - af->ttl_ms / 4)
-            redis_session_touch(req);
+            redis_session_touch(req->w, affinity_session_key(req), af->ttl_ms);
         return AFF_NONE;
     }
     /* Local miss: another replica may have learned it. */
-    if (redis_session_lookup(req) == 0) {
+    if (redis_session_lookup(req->w, &req->rw, affinity_session_key(req)) == 0) {
         req->aff_pending = true;
         return AFF_WAIT;
     }
@@ -303,14 +303,57 @@ affinity_repick(struct request *req, uint64_t now_ms)
     struct server *s = rehash_pick(req, key, NULL, now_ms);
     if (s)
         return s;
-    return balance_pick(req->ups, req->cli->w->id, now_ms, req->bhash, req->has_bhash,
+    return balance_pick(req->ups, req->w->id, now_ms, req->bhash, req->has_bhash,
                         (const struct server *const *)req->tried, req->ntried);
 }
 
 static void
 count(struct request *req, enum gstat s)
 {
-    gstat_add(req->cli->w->id, s, 1);
+    gstat_add(req->w->id, s, 1);
+}
+
+/* The value a learned session has in Redis: "upstream/server SID" into
+ * <out> (<cap> bytes); its length, 0 when it does not fit. */
+static size_t
+session_value(const struct request *req, const struct server *s, char *out, size_t cap)
+{
+    int vl = snprintf(out, cap, "%s%s%.*s", s->rt->key, req->sid_len ? " " : "", (int)req->sid_len,
+                      req->sid);
+    return vl > 0 && (size_t)vl < cap ? (size_t)vl : 0;
+}
+
+void
+affinity_session_answer(struct request *req, const char *v, size_t n)
+{
+    req->aff_pending = false;
+    if (!v)
+        return;
+    /* "upstream/server" then, after a space, the session id (for operators). It
+     * is learned when it names a server of the request's upstream (another
+     * upstream, or a server since removed: ignored). */
+    const char *sp = memchr(v, ' ', n);
+    if (sp)
+        n = (size_t)(sp - v);
+    const char *slash = memchr(v, '/', n);
+    const char *uname = req->ups->conf->name;
+    char sname[256];
+    if (!slash || (size_t)(slash - v) != strlen(uname) || memcmp(v, uname, strlen(uname)) != 0)
+        return;
+    size_t sl = n - (size_t)(slash + 1 - v);
+    if (sl == 0 || sl >= sizeof(sname))
+        return;
+    memcpy(sname, slash + 1, sl);
+    sname[sl] = '\0';
+    const struct server *s = upstream_server_by_name(req->ups, sname);
+    if (!s)
+        return;
+    const struct affinity *af = req->gen->aff;
+    uint64_t now_ms = worker_now_ms(req->w);
+    req->learned_srv = s->cookie_id;
+    /* The next request for this session hits locally. */
+    session_table_insert(af->table, affinity_session_key(req), req->sid, req->sid_len, s->cookie_id,
+                         now_ms + af->ttl_ms);
 }
 
 /* Pin the request's session (by its key, so a cookie that carries only the key
@@ -318,20 +361,21 @@ count(struct request *req, enum gstat s)
 static void
 pin(struct request *req, const struct server *s)
 {
-    const struct affinity *af = req->cli->gen->aff;
+    const struct affinity *af = req->gen->aff;
     uint64_t key = affinity_session_key(req);
-    uint64_t now_ms = worker_now_ms(req->cli->w);
+    uint64_t now_ms = worker_now_ms(req->w);
     if (!key)
         return;
     session_table_insert(af->table, key, req->sid_len ? req->sid : NULL, req->sid_len, s->cookie_id,
                          now_ms + af->ttl_ms);
-    redis_session_store(req, s);
+    char val[512];
+    size_t n = session_value(req, s, val, sizeof(val));
+    redis_session_store(req->w, key, val, n, af->ttl_ms);
 }
 
 int
 affinity_pick(struct request *req, uint64_t now_ms)
 {
-    struct client *cli = req->cli;
     const struct route *rt = req->route;
     struct upstream *u = req->ups;
     unsigned mode = rt->conf->affinity;
@@ -347,7 +391,7 @@ affinity_pick(struct request *req, uint64_t now_ms)
             count(req, GS_AFF_COOKIE);
             /* Sliding expiry: re-issue once half the lifetime is gone. */
             uint32_t now_s = (uint32_t)(time_wall_ms() / 1000);
-            if (req->cookie_exp < now_s + cli->gen->aff->max_age_s / 2)
+            if (req->cookie_exp < now_s + req->gen->aff->max_age_s / 2)
                 req->set_cookie = true;
             if (req->sid_len && req->learned_srv != s->cookie_id && rt->conf->learn)
                 pin(req, s);
@@ -395,7 +439,7 @@ affinity_pick(struct request *req, uint64_t now_ms)
     s = moved ? rehash_pick(req, affinity_session_key(req), moved, now_ms) : NULL;
     if (!s) {
         const struct server *ex[1] = {moved};
-        s = balance_pick(u, cli->w->id, now_ms, req->bhash, req->has_bhash,
+        s = balance_pick(u, req->w->id, now_ms, req->bhash, req->has_bhash,
                          moved ? (const struct server *const *)ex : NULL, moved ? 1 : 0);
     }
     if (!s)
@@ -404,7 +448,7 @@ affinity_pick(struct request *req, uint64_t now_ms)
     if (moved) {
         req->aff = AFF_OUT_REDISPATCH;
         count(req, GS_AFF_REDISPATCH);
-        CTR_ADD(moved->rt->t[cli->w->id].redispatches, 1);
+        CTR_ADD(moved->rt->t[req->w->id].redispatches, 1);
         pin(req, s);
     } else {
         req->aff = mode == AFFINITY_NONE ? AFF_OUT_NONE : AFF_OUT_NEW;
@@ -427,7 +471,7 @@ affinity_redispatch(struct request *req, struct server *next)
     req->aff = AFF_OUT_REDISPATCH;
     count(req, GS_AFF_REDISPATCH);
     if (req->srv)
-        CTR_ADD(req->srv->rt->t[req->cli->w->id].redispatches, 1);
+        CTR_ADD(req->srv->rt->t[req->w->id].redispatches, 1);
     req->set_cookie = mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION;
     pin(req, next);
 }
@@ -437,8 +481,8 @@ affinity_request_done(struct request *req)
 {
     /* Global-zone operations hang off redis_op too: a freed request must
      * leave none behind, or a late answer would reach a recycled request. */
-    if (req->aff_pending || req->redis_op) {
-        redis_request_cancel(req);
+    if (req->aff_pending || req->rw.ops) {
+        redis_waiter_cancel(&req->rw);
         req->aff_pending = false;
     }
 }
@@ -451,13 +495,16 @@ affinity_request_done(struct request *req)
 static void
 learn_id(struct request *req, const char *p, size_t n)
 {
-    const struct affinity *af = req->cli->gen->aff;
+    const struct affinity *af = req->gen->aff;
     if (!session_id_valid(p, n) || !req->srv)
         return;
     set_sid(req, p, n, req->sid_src ? req->sid_src : AFF_OUT_HEADER_LEARNED);
     session_table_insert(af->table, affinity_session_key(req), req->sid, req->sid_len,
-                         req->srv->cookie_id, worker_now_ms(req->cli->w) + af->ttl_ms);
-    if (redis_session_store_ack(req, req->srv) == 0)
+                         req->srv->cookie_id, worker_now_ms(req->w) + af->ttl_ms);
+    char val[512];
+    size_t vn = session_value(req, req->srv, val, sizeof(val));
+    if (redis_session_store_ack(req->w, &req->rw, affinity_session_key(req), val, vn, af->ttl_ms) ==
+        0)
         req->store_pending = true;
     count(req, GS_LEARNED);
 }
@@ -465,7 +512,7 @@ learn_id(struct request *req, const char *p, size_t n)
 void
 affinity_on_response(struct request *req, const char *buf)
 {
-    const struct affinity *af = req->cli->gen->aff;
+    const struct affinity *af = req->gen->aff;
     const struct http1_head *h = &req->h;
     if (!req->route->conf->learn || h->status < 200 || h->status >= 300)
         return;
@@ -498,7 +545,7 @@ affinity_on_response(struct request *req, const char *buf)
 bool
 affinity_learn_body(struct request *req, const char *p, size_t n)
 {
-    const struct affinity *af = req->cli->gen->aff;
+    const struct affinity *af = req->gen->aff;
     struct slice val;
     if (!req->learn_buf && !(req->learn_buf = malloc(LEARN_JSON_MAX)))
         return true;

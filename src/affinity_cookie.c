@@ -4,13 +4,10 @@
 #include "config.h"
 
 #include <tether/cookie.h>
-
+#include <tether/crypto.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #define COOKIE_VERSION '1'
 /* server_id:8 | session:8 | expires:4 | tag:16 */
@@ -212,15 +209,14 @@ b64url_decode(uint8_t *out, const char *in, size_t n)
 void
 cookie_key_derive(struct cookie_key *k, const void *secret, size_t len)
 {
-    uint8_t md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
+    uint8_t md[CRYPTO_SHA256_LEN];
     /* SHA-256 cannot fail short of a broken libcrypto; a silently weak key would
      * be worse than stopping. */
-    if (EVP_Digest(secret, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen < 16)
+    if (crypto_sha256(secret, len, md) != 0)
         abort();
     k->k0 = load_le64(md);
     k->k1 = load_le64(md + 8);
-    OPENSSL_cleanse(md, sizeof(md));
+    crypto_cleanse(md, sizeof(md));
 }
 
 uint64_t
@@ -267,7 +263,7 @@ cookie_decode(const char *val, size_t len, const struct cookie_key *k, uint32_t 
         return COOKIE_ERR_FORMAT;
     cookie_tag(k, raw, tag);
     /* constant time: timing must not tell a forger how many tag bytes matched */
-    if (CRYPTO_memcmp(tag, raw + COOKIE_FIELDS, COOKIE_TAG_LEN) != 0)
+    if (crypto_memeq(tag, raw + COOKIE_FIELDS, COOKIE_TAG_LEN) != 0)
         return COOKIE_ERR_MAC;
     uint32_t exp = load_le32(raw + 16);
     if (exp < now_s)

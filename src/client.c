@@ -5,13 +5,15 @@
 
 #include <tether/client.h>
 #include <tether/gen.h>
+#include <tether/log.h>
 #include <tether/proxy_proto.h>
 #include <tether/ratelimit.h>
-#include <tether/request.h>
+#include <tether/exchange.h>
 #include <tether/stats.h>
 #include <tether/tls.h>
 #include <tether/worker.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +45,7 @@ client_drop_gen(struct client *cli)
         return;
     cli->gen = NULL;
     if (--g->wrefs[cli->w->id].n == 0 && g != cli->w->gen)
-        gen_unref(g);
+        gen_unref_worker(g);
 }
 
 void
@@ -118,6 +120,37 @@ client_free_all(struct worker *w)
     }
 }
 
+/* ---- the state machine's one door ---- */
+
+#define CS_BIT(s) (1u << (s))
+#ifndef NDEBUG
+/* Legal next states of each state (a new client starts in CS_HANDSHAKE, 0). */
+static const uint8_t client_next[] = {
+    [CS_HANDSHAKE] = CS_BIT(CS_PROXY_HDR) | CS_BIT(CS_HANDSHAKE) | CS_BIT(CS_IDLE) |
+                     CS_BIT(CS_ERROR_REPLY) | CS_BIT(CS_CLOSED),
+    [CS_PROXY_HDR] =
+        CS_BIT(CS_HANDSHAKE) | CS_BIT(CS_IDLE) | CS_BIT(CS_ERROR_REPLY) | CS_BIT(CS_CLOSED),
+    [CS_IDLE] = CS_BIT(CS_HEAD) | CS_BIT(CS_ERROR_REPLY) | CS_BIT(CS_CLOSED),
+    [CS_HEAD] = CS_BIT(CS_BUSY) | CS_BIT(CS_ERROR_REPLY) | CS_BIT(CS_CLOSED),
+    [CS_BUSY] = CS_BIT(CS_IDLE) | CS_BIT(CS_ERROR_REPLY) | CS_BIT(CS_CLOSED),
+    [CS_ERROR_REPLY] = CS_BIT(CS_IDLE) | CS_BIT(CS_ERROR_REPLY) | CS_BIT(CS_CLOSED),
+    [CS_CLOSED] = 0,
+};
+#endif
+static const char *const client_state_names[] = {"HANDSHAKE", "PROXY_HDR",   "IDLE",  "HEAD",
+                                                 "BUSY",      "ERROR_REPLY", "CLOSED"};
+
+/* Every transition of a client goes through here (doc/internals/
+ * state-machines.md): debug builds assert it is legal; the debug log shows it. */
+static void
+client_set_state(struct client *cli, enum client_state to)
+{
+    assert(cli->state < ARRAY_SIZE(client_next) && (client_next[cli->state] & CS_BIT(to)));
+    log_debug("client %p: %s -> %s", (void *)cli, client_state_names[cli->state],
+              client_state_names[to]);
+    cli->state = (uint8_t)to;
+}
+
 /* ---- close ---- */
 
 void
@@ -133,10 +166,10 @@ client_close(struct client *cli, unsigned term)
                 req->term = (uint8_t)term;
             request_log(req);
         }
-        request_free(req);
+        exchange_free(req);
         cli->req = NULL;
     }
-    cli->state = CS_CLOSED;
+    client_set_state(cli, CS_CLOSED);
     ev_timer_stop(w->loop, &cli->tmo);
     conn_close(w->loop, &cli->c, false);
     buf_put(&w->bufs, cli->ibuf);
@@ -188,11 +221,11 @@ client_accept(struct worker *w, struct wlisten *wl, int fd, const struct sock_ad
         return;
     }
     if (cli->proxy_protocol)
-        cli->state = CS_PROXY_HDR;
+        client_set_state(cli, CS_PROXY_HDR);
     else if (cli->tls)
-        cli->state = CS_HANDSHAKE;
+        client_set_state(cli, CS_HANDSHAKE);
     else
-        cli->state = CS_IDLE;
+        client_set_state(cli, CS_IDLE);
     client_deadline(cli, CT_HEADER, ms_to_s(cli->vs->conf->client_header_timeout_ms));
     conn_read_start(w->loop, &cli->c);
     /* TCP_DEFER_ACCEPT: the first bytes are usually here already. */
@@ -287,7 +320,7 @@ client_read_proxy(struct client *cli)
         cli->peer = src;
         cli->peer_ip_len = (uint8_t)sock_addr_ip(&src, cli->peer_ip, sizeof(cli->peer_ip));
     }
-    cli->state = cli->tls ? CS_HANDSHAKE : CS_IDLE;
+    client_set_state(cli, cli->tls ? CS_HANDSHAKE : CS_IDLE);
     client_read_cb(cli->w->loop, &cli->c.rio, EV_READ);
 }
 
@@ -319,7 +352,7 @@ client_handshake(struct client *cli)
     gstat_add(w->id, GS_TLS_HANDSHAKES, 1);
     if (tls_session_reused(&cli->c))
         gstat_add(w->id, GS_TLS_RESUMED, 1);
-    cli->state = CS_IDLE;
+    client_set_state(cli, CS_IDLE);
     client_read_cb(w->loop, &cli->c.rio, EV_READ);
 }
 
@@ -401,12 +434,12 @@ client_parse_head(struct client *cli)
         return;
     if (!req) {
         client_follow_gen(cli);
-        req = cli->req = request_new(w, cli);
+        req = cli->req = client_exchange_new(cli);
         if (!req) {
             client_close(cli, TERM_INTERNAL);
             return;
         }
-        cli->state = CS_HEAD;
+        client_set_state(cli, CS_HEAD);
         if (cli->nrequests > 0)
             client_deadline(cli, CT_HEADER, ms_to_s(cli->vs->conf->client_header_timeout_ms));
     }
@@ -425,12 +458,18 @@ client_parse_head(struct client *cli)
         client_reply(cli, parse_error_status(n), TERM_BAD_REQUEST, NULL, true);
         return;
     }
-    cli->state = CS_BUSY;
+    client_set_state(cli, CS_BUSY);
     cli->nrequests++;
     /* The last request keepalive_requests allows: its reply says close. */
     if (cli->nrequests >= cv->keepalive_requests)
         cli->close_after = true;
-    request_start(req, (uint32_t)n);
+    /* A client that asked to close (Connection: close, HTTP/1.0 without
+     * keep-alive) sends nothing after this request. */
+    if (req->h.version_minor == 0
+            ? !(req->h.flags & HTTP1_F_CONN_KEEPALIVE) || (req->h.flags & HTTP1_F_CONN_CLOSE)
+            : (req->h.flags & HTTP1_F_CONN_CLOSE))
+        cli->peer_close = true;
+    exchange_start(req, (uint32_t)n);
 }
 
 /* ---- tether's own replies ---- */
@@ -462,7 +501,7 @@ client_flush_obuf(struct client *cli)
 static void
 client_linger(struct client *cli)
 {
-    cli->state = CS_ERROR_REPLY;
+    client_set_state(cli, CS_ERROR_REPLY);
     buf_put(&cli->w->bufs, cli->ibuf);
     cli->ibuf = NULL;
     cli->c.ops->shutdown_write(&cli->c);
@@ -531,10 +570,10 @@ client_reply(struct client *cli, unsigned status, unsigned term, const char *ext
          * right after. */
         if (!cli->close_after && cli->ibuf)
             cli->ibuf->start = req->body_end;
-        request_free(req);
+        exchange_free(req);
         cli->req = NULL;
     }
-    cli->state = CS_ERROR_REPLY;
+    client_set_state(cli, CS_ERROR_REPLY);
     int rc = client_flush_obuf(cli);
     if (rc < 0)
         client_close(cli, TERM_CLIENT_ABORT);
@@ -566,7 +605,7 @@ client_request_done(struct client *cli)
             client_linger(cli);
         return;
     }
-    cli->state = CS_IDLE;
+    client_set_state(cli, CS_IDLE);
     conn_read_start(w->loop, &cli->c);
     if (cli->ibuf && buf_len(cli->ibuf)) {
         /* A pipelined request is already here: answer in order. */
@@ -606,7 +645,7 @@ client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     case CS_HEAD:
         if (cli->state == CS_IDLE && !client_limit_conn(cli)) {
             gstat_add(cli->w->id, GS_CONN_LIMITED, 1);
-            cli->req = request_new(cli->w, cli);
+            cli->req = client_exchange_new(cli);
             if (cli->req)
                 cli->req->term = TERM_CONN_LIMITED;
             client_reply(cli, 429, TERM_CONN_LIMITED, "Retry-After: 1\r\n", true);
@@ -616,7 +655,7 @@ client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         return;
     case CS_BUSY:
         if (cli->req)
-            request_client_readable(cli->req);
+            exchange_readable(cli->req);
         return;
     case CS_ERROR_REPLY: {
         /* Lingering: drop input until EOF. */
@@ -651,7 +690,7 @@ client_write_cb(struct ev_loop *loop, ev_io *io, int revents)
     }
     case CS_BUSY:
         if (cli->req)
-            request_client_writable(cli->req);
+            exchange_writable(cli->req);
         else
             conn_write_done(cli->w->loop, &cli->c);
         return;
@@ -691,7 +730,7 @@ client_tmo_cb(struct ev_loop *loop, ev_timer *t, int revents)
     case CT_BODY:
     case CT_SEND:
         if (cli->req) {
-            request_client_gone(cli->req, TERM_CLIENT_TIMEOUT);
+            exchange_gone(cli->req, TERM_CLIENT_TIMEOUT);
             return;
         }
         client_close(cli, TERM_CLIENT_TIMEOUT);

@@ -189,6 +189,7 @@ tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
     if (affinity_table())
         session_table_expire(affinity_table(), now, 10000);
+    gen_reap();
     qsbr_reclaim();
 }
 

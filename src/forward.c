@@ -6,7 +6,6 @@
 
 #include <tether/affinity.h>
 #include <tether/buf.h>
-#include <tether/client.h>
 #include <tether/forward.h>
 #include <tether/gen.h>
 #include <tether/worker.h>
@@ -20,7 +19,7 @@ static const struct http1_chunk_limits chunk_limits = {
 int
 fwd_req_scan(struct request *req)
 {
-    struct buf *b = req->cli->ibuf;
+    struct buf *b = ds_input(&req->ds);
     if (req->req_body_done || !b)
         return 0;
     uint32_t avail = b->end - req->body_end;
@@ -54,7 +53,7 @@ fwd_req_scan(struct request *req)
 void
 fwd_req_reclaim(struct request *req)
 {
-    struct buf *b = req->cli->ibuf;
+    struct buf *b = ds_input(&req->ds);
     if (!b || req->replayable)
         return;
     if (req->body_off == b->end) {
@@ -75,8 +74,8 @@ int
 fwd_req_send(struct request *req)
 {
     struct upconn *up = req->up;
-    struct buf *b = req->cli->ibuf;
-    struct worker *w = req->cli->w;
+    struct buf *b = ds_input(&req->ds);
+    struct worker *w = req->w;
     for (;;) {
         struct iovec iov[2];
         int n = 0;
@@ -198,9 +197,8 @@ fwd_resp_scan(struct request *req)
 int
 fwd_resp_send(struct request *req)
 {
-    struct client *cli = req->cli;
     struct upconn *up = req->up;
-    struct worker *w = cli->w;
+    struct worker *w = req->w;
     struct buf *b = up ? up->ibuf : NULL;
     for (;;) {
         struct iovec iov[2];
@@ -219,11 +217,9 @@ fwd_resp_send(struct request *req)
         }
         if (n == 0)
             break;
-        ssize_t r = conn_writev(&cli->c, iov, n);
-        if (r == IO_AGAIN) {
-            conn_write_want(w->loop, &cli->c);
-            return FWD_AGAIN;
-        }
+        ssize_t r = ds_write(&req->ds, iov, n);
+        if (r == IO_AGAIN)
+            return FWD_AGAIN; /* the downstream watches for writability */
         if (r <= 0)
             return FWD_ERROR;
         uint32_t k = (uint32_t)r;
@@ -239,7 +235,7 @@ fwd_resp_send(struct request *req)
         if (k - h)
             b->start += k - h;
     }
-    conn_write_done(w->loop, &cli->c);
+    req->ds.ops->write_done(req->ds.ctx);
     if (b && req->state == RS_RESP && b->start == req->resp_out) {
         /* Skip de-chunking leftovers, then start the buffer over when empty. */
         b->start = req->resp_scan;

@@ -8,6 +8,7 @@
 #include <tether/balance.h>
 #include <tether/gen.h>
 #include <tether/lb.h>
+#include <tether/qsbr.h>
 #include <tether/log.h>
 #include <tether/ratelimit.h>
 #include <tether/stats.h>
@@ -333,6 +334,38 @@ gen_unref(struct gen *g)
 {
     if (g && atomic_fetch_sub(&g->refs, 1) == 1)
         gen_free(g);
+}
+
+/* Generations whose last reference a worker dropped, for gen_reap(). */
+static _Atomic(struct gen *) gen_dead;
+
+static void
+gen_free_cb(void *p)
+{
+    gen_free(p);
+}
+
+void
+gen_unref_worker(struct gen *g)
+{
+    if (!g || atomic_fetch_sub(&g->refs, 1) != 1)
+        return;
+    struct gen *head = atomic_load_explicit(&gen_dead, memory_order_relaxed);
+    do
+        g->dead_next = head;
+    while (!atomic_compare_exchange_weak_explicit(&gen_dead, &head, g, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+void
+gen_reap(void)
+{
+    struct gen *g = atomic_exchange_explicit(&gen_dead, NULL, memory_order_acquire);
+    while (g) {
+        struct gen *next = g->dead_next;
+        qsbr_retire(g, gen_free_cb);
+        g = next;
+    }
 }
 
 struct gen *

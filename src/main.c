@@ -184,6 +184,7 @@ main(int argc, char **argv)
             unlink(last->conf->pidfile);
         gen_unref(last);
     }
+    gen_reap(); /* generations the workers let go since the last tick */
     qsbr_fini();
     affinity_shutdown();
     access_log_close();

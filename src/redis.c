@@ -4,11 +4,9 @@
  * timeouts; learned sessions read on a local miss and written through. */
 #include "config.h"
 
-#include <tether/affinity.h>
 #include <tether/gen.h>
 #include <tether/log.h>
 #include <tether/redis.h>
-#include <tether/request.h>
 #include <tether/session.h>
 #include <tether/stats.h>
 #include <tether/upstream.h>
@@ -434,7 +432,7 @@ redis_client_usable(struct worker *w)
 /* ---- operations ---- */
 
 struct redis_op *
-redis_op_get(struct redis_client *rc, struct request *req, unsigned kind)
+redis_op_get(struct redis_client *rc, struct redis_waiter *wt, unsigned kind)
 {
     struct redis_op *op = rc->free_ops;
     if (op)
@@ -442,7 +440,7 @@ redis_op_get(struct redis_client *rc, struct request *req, unsigned kind)
     else if (!(op = malloc(sizeof(*op))))
         return NULL;
     op->rc = rc;
-    op->req = req;
+    op->wt = wt;
     op->next = NULL;
     op->kind = (uint8_t)kind;
     op->resent = false;
@@ -462,17 +460,17 @@ op_put(struct redis_op *op)
 void
 redis_op_unlink(struct redis_op *op)
 {
-    struct request *req = op->req;
-    if (!req)
+    struct redis_waiter *wt = op->wt;
+    if (!wt)
         return;
-    for (struct redis_op **pp = (struct redis_op **)&req->redis_op; *pp; pp = &(*pp)->next) {
+    for (struct redis_op **pp = &wt->ops; *pp; pp = &(*pp)->next) {
         if (*pp == op) {
             *pp = op->next;
             break;
         }
     }
     op->next = NULL;
-    op->req = NULL;
+    op->wt = NULL;
     ev_timer_stop(op->rc->w->loop, &op->timer);
 }
 
@@ -492,7 +490,7 @@ op_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
         redis_count_error(rc);
     rc->in_cb++;
     bool resent = false;
-    if (op->req) {
+    if (op->wt) {
         if (op->kind == ROP_ZONE)
             resent = redis_zone_reply(op, r);
         else if (op->kind == ROP_STORE)
@@ -539,14 +537,14 @@ int
 redis_op_start(struct redis_op *op, int argc, const char **argv, const size_t *lens)
 {
     struct redis_client *rc = op->rc;
-    struct request *req = op->req;
+    struct redis_waiter *wt = op->wt;
     if (op_send(op, argc, argv, lens) < 0) {
         redis_count_error(rc);
         op_put(op);
         return -1;
     }
-    op->next = req->redis_op;
-    req->redis_op = op;
+    op->next = wt->ops;
+    wt->ops = op;
     /* A hair under the configured timeout: the request's own hold timer (same
      * timeout, started later) then never fires first. */
     double t = (double)rc->timeout_ms / 1000.0;
@@ -562,17 +560,17 @@ redis_op_resend(struct redis_op *op, int argc, const char **argv, const size_t *
 }
 
 void
-redis_request_cancel(struct request *req)
+redis_waiter_cancel(struct redis_waiter *wt)
 {
-    struct redis_op *op = req->redis_op;
+    struct redis_op *op = wt->ops;
     while (op) {
         struct redis_op *next = op->next;
         ev_timer_stop(op->rc->w->loop, &op->timer);
-        op->req = NULL;
+        op->wt = NULL;
         op->next = NULL;
         op = next;
     }
-    req->redis_op = NULL;
+    wt->ops = NULL;
 }
 
 /* ---- learned sessions ---- */
@@ -581,9 +579,8 @@ redis_request_cancel(struct request *req)
  * the hash of the session id (as the local table is), so a request that only
  * carries the affinity cookie can re-pin the session too. */
 static size_t
-session_key(const struct redis_client *rc, const struct request *req, char *out)
+session_key(const struct redis_client *rc, uint64_t k, char *out)
 {
-    uint64_t k = affinity_session_key(req);
     memcpy(out, rc->prefix, rc->prefix_len);
     memcpy(out + rc->prefix_len, "session:", 8);
     for (int i = 0; i < 16; i++)
@@ -591,60 +588,30 @@ session_key(const struct redis_client *rc, const struct request *req, char *out)
     return rc->prefix_len + 8 + 16;
 }
 
-/* "upstream/server" read from Redis: learn it when it names a server of the
- * request's upstream (another upstream, or a server since removed: ignored). */
-static void
-session_learn(struct request *req, const char *v, size_t n)
-{
-    /* "upstream/server" then, after a space, the session id (for operators). */
-    const char *sp = memchr(v, ' ', n);
-    if (sp)
-        n = (size_t)(sp - v);
-    const char *slash = memchr(v, '/', n);
-    const char *uname = req->ups->conf->name;
-    char sname[256];
-    if (!slash || (size_t)(slash - v) != strlen(uname) || memcmp(v, uname, strlen(uname)) != 0)
-        return;
-    size_t sl = n - (size_t)(slash + 1 - v);
-    if (sl == 0 || sl >= sizeof(sname))
-        return;
-    memcpy(sname, slash + 1, sl);
-    sname[sl] = '\0';
-    const struct server *s = upstream_server_by_name(req->ups, sname);
-    if (!s)
-        return;
-    const struct affinity *af = req->cli->gen->aff;
-    uint64_t now_ms = worker_now_ms(req->cli->w);
-    req->learned_srv = s->cookie_id;
-    /* The next request for this session hits locally. */
-    session_table_insert(af->table, affinity_session_key(req), req->sid, req->sid_len, s->cookie_id,
-                         now_ms + af->ttl_ms);
-}
-
-/* The lookup's answer (<r> NULL: none, the request goes on without it). */
+/* The lookup's answer (<r> NULL: none, the owner goes on without it). */
 static void
 session_answer(struct redis_op *op, const redisReply *r)
 {
-    struct request *req = op->req;
-    if (!req)
+    struct redis_waiter *wt = op->wt;
+    if (!wt)
         return;
     redis_op_unlink(op);
     if (r && r->type == REDIS_REPLY_STRING)
-        session_learn(req, r->str, r->len);
-    req->aff_pending = false;
-    request_resume(req);
+        wt->cb->session(wt->owner, r->str, r->len);
+    else
+        wt->cb->session(wt->owner, NULL, 0);
 }
 
 int
-redis_session_lookup(struct request *req)
+redis_session_lookup(struct worker *w, struct redis_waiter *wt, uint64_t key)
 {
-    struct redis_client *rc = redis_client_usable(req->cli->w);
-    if (!rc || !affinity_session_key(req))
+    struct redis_client *rc = redis_client_usable(w);
+    if (!rc || !key)
         return -1;
-    char key[REDIS_KEY_MAX];
-    const char *argv[2] = {"GET", key};
-    size_t lens[2] = {3, session_key(rc, req, key)};
-    struct redis_op *op = redis_op_get(rc, req, ROP_SESSION);
+    char kbuf[REDIS_KEY_MAX];
+    const char *argv[2] = {"GET", kbuf};
+    size_t lens[2] = {3, session_key(rc, key, kbuf)};
+    struct redis_op *op = redis_op_get(rc, wt, ROP_SESSION);
     if (!op)
         return -1;
     return redis_op_start(op, 2, argv, lens);
@@ -663,45 +630,42 @@ store_cb(redisAsyncContext *ac, void *reply, void *priv)
 
 /* The arguments of SET PREFIXsession:HASH "upstream/server SID" PX TTL. */
 struct session_set {
-    char key[REDIS_KEY_MAX], ttl[24], val[512];
+    char key[REDIS_KEY_MAX], ttl[24];
     const char *argv[5];
     size_t lens[5];
 };
 
 /* The session TTL in milliseconds as text into buf[24]; its length. */
 static size_t
-session_ttl_arg(const struct request *req, char *buf)
+session_ttl_arg(uint64_t ttl_ms, char *buf)
 {
-    uint64_t ttl_ms = req->cli->gen->aff->ttl_ms;
     return (size_t)snprintf(buf, 24, "%llu", (unsigned long long)(ttl_ms ? ttl_ms : 1));
 }
 
 static void
-session_set_build(struct session_set *c, struct redis_client *rc, struct request *req,
-                  const struct server *s)
+session_set_build(struct session_set *c, struct redis_client *rc, uint64_t key, const char *val,
+                  size_t n, uint64_t ttl_ms)
 {
-    int vl = snprintf(c->val, sizeof(c->val), "%s%s%.*s", s->rt->key, req->sid_len ? " " : "",
-                      (int)req->sid_len, req->sid);
     c->argv[0] = "SET";
     c->argv[1] = c->key;
-    c->argv[2] = c->val;
+    c->argv[2] = val;
     c->argv[3] = "PX";
     c->argv[4] = c->ttl;
     c->lens[0] = 3;
-    c->lens[1] = session_key(rc, req, c->key);
-    c->lens[2] = vl > 0 && (size_t)vl < sizeof(c->val) ? (size_t)vl : 0;
+    c->lens[1] = session_key(rc, key, c->key);
+    c->lens[2] = n;
     c->lens[3] = 2;
-    c->lens[4] = session_ttl_arg(req, c->ttl);
+    c->lens[4] = session_ttl_arg(ttl_ms, c->ttl);
 }
 
 void
-redis_session_store(struct request *req, const struct server *s)
+redis_session_store(struct worker *w, uint64_t key, const char *val, size_t n, uint64_t ttl_ms)
 {
-    struct redis_client *rc = redis_client_usable(req->cli->w);
-    if (!rc || !affinity_session_key(req))
+    struct redis_client *rc = redis_client_usable(w);
+    if (!rc || !key)
         return; /* down: the outage is counted and logged already */
     struct session_set c;
-    session_set_build(&c, rc, req, s);
+    session_set_build(&c, rc, key, val, n, ttl_ms);
     if (command(rc, store_cb, NULL, 5, c.argv, c.lens) < 0) {
         redis_count_error(rc);
         return;
@@ -715,14 +679,14 @@ redis_session_store(struct request *req, const struct server *s)
 }
 
 void
-redis_session_touch(struct request *req)
+redis_session_touch(struct worker *w, uint64_t key, uint64_t ttl_ms)
 {
-    struct redis_client *rc = redis_client_usable(req->cli->w);
-    if (!rc || !affinity_session_key(req))
+    struct redis_client *rc = redis_client_usable(w);
+    if (!rc || !key)
         return;
-    char key[REDIS_KEY_MAX], ttl[24];
-    const char *argv[3] = {"PEXPIRE", key, ttl};
-    size_t lens[3] = {7, session_key(rc, req, key), session_ttl_arg(req, ttl)};
+    char kbuf[REDIS_KEY_MAX], ttl[24];
+    const char *argv[3] = {"PEXPIRE", kbuf, ttl};
+    size_t lens[3] = {7, session_key(rc, key, kbuf), session_ttl_arg(ttl_ms, ttl)};
     if (command(rc, store_cb, NULL, 3, argv, lens) < 0)
         redis_count_error(rc);
 }
@@ -732,23 +696,23 @@ redis_session_touch(struct request *req)
 static void
 store_answer(struct redis_op *op)
 {
-    struct request *req = op->req;
-    if (!req)
+    struct redis_waiter *wt = op->wt;
+    if (!wt)
         return;
     redis_op_unlink(op);
-    req->store_pending = false;
-    request_client_writable(req);
+    wt->cb->stored(wt->owner);
 }
 
 int
-redis_session_store_ack(struct request *req, const struct server *s)
+redis_session_store_ack(struct worker *w, struct redis_waiter *wt, uint64_t key, const char *val,
+                        size_t n, uint64_t ttl_ms)
 {
-    struct redis_client *rc = redis_client_usable(req->cli->w);
-    if (!rc || !affinity_session_key(req))
+    struct redis_client *rc = redis_client_usable(w);
+    if (!rc || !key)
         return -1;
     struct session_set c;
-    session_set_build(&c, rc, req, s);
-    struct redis_op *op = redis_op_get(rc, req, ROP_STORE);
+    session_set_build(&c, rc, key, val, n, ttl_ms);
+    struct redis_op *op = redis_op_get(rc, wt, ROP_STORE);
     if (!op)
         return -1;
     return redis_op_start(op, 5, c.argv, c.lens);

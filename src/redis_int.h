@@ -12,10 +12,10 @@
 #include <hiredis/async.h>
 
 #include <tether/ratelimit.h>
+#include <tether/redis.h>
 #include <tether/sock.h>
 #include <tether/util.h>
 
-struct request;
 struct worker;
 struct rl_zone;
 
@@ -34,8 +34,8 @@ enum redis_op_kind {
  * <req>, so a late reply never touches a request. */
 struct redis_op {
     struct redis_client *rc; /* the client it was sent on */
-    struct request *req;     /* waiting request; NULL once answered or cancelled */
-    struct redis_op *next;   /* in the request's list (req->redis_op), or free */
+    struct redis_waiter *wt; /* waiting owner; NULL once answered or cancelled */
+    struct redis_op *next;   /* in the owner's list (wt->ops), or free */
     ev_timer timer;          /* answers the request when Redis is too slow */
     uint8_t kind;            /* enum redis_op_kind */
     bool resent;             /* zone: NOSCRIPT was answered with one EVAL */
@@ -86,14 +86,14 @@ struct redis_client {
 /* The worker's client when it can take a request-path command now, or NULL. */
 struct redis_client *redis_client_usable(struct worker *w);
 
-/* A fresh operation of <kind> for <req> (not yet linked), or NULL. */
-struct redis_op *redis_op_get(struct redis_client *rc, struct request *req, unsigned kind);
+/* A fresh operation of <kind> for <wt> (not yet linked), or NULL. */
+struct redis_op *redis_op_get(struct redis_client *rc, struct redis_waiter *wt, unsigned kind);
 /* Send the command for <op>: links it to its request and starts its timeout.
  * 0, or -1 (the op is given back, the error counted). */
 int redis_op_start(struct redis_op *op, int argc, const char **argv, const size_t *lens);
 /* Send another command for <op> from its reply handler (op stays linked). */
 int redis_op_resend(struct redis_op *op, int argc, const char **argv, const size_t *lens);
-/* Take <op> off its request's list and stop its timer; op->req becomes NULL. */
+/* Take <op> off its owner's list and stop its timer; op->wt becomes NULL. */
 void redis_op_unlink(struct redis_op *op);
 
 void redis_count_error(struct redis_client *rc);

@@ -8,7 +8,6 @@
 #include <tether/log.h>
 #include <tether/ratelimit.h>
 #include <tether/redis.h>
-#include <tether/request.h>
 #include <tether/worker.h>
 
 #include "redis_int.h"
@@ -164,14 +163,14 @@ reply_decision(const redisReply *r, const struct conf_zone *cz, struct rl_decisi
     return true;
 }
 
-/* Hand <d> to the request (which may answer, resume or free itself). */
+/* Hand <d> to the owner (which may answer, resume or free itself). */
 static void
 deliver(struct redis_op *op, const struct rl_decision *d)
 {
-    struct request *req = op->req;
+    struct redis_waiter *wt = op->wt;
     struct rl_zone *z = op->zone;
     redis_op_unlink(op);
-    request_zone_answer(req, z, d);
+    wt->cb->zone(wt->owner, z, d);
 }
 
 /* PREFIX "rl:" ZONE ":" KEY into <out> (REDIS_KEY_MAX, checked by
@@ -221,13 +220,14 @@ zone_send(struct redis_op *op, bool eval, bool start)
 }
 
 int
-redis_zone_check(struct request *req, struct rl_zone *z, const char *key, size_t klen)
+redis_zone_check(struct worker *w, struct redis_waiter *wt, struct rl_zone *z, const char *key,
+                 size_t klen)
 {
     const struct conf_zone *cz = rl_zone_conf(z);
-    struct redis_client *rc = redis_client_usable(req->cli->w);
+    struct redis_client *rc = redis_client_usable(w);
     if (!rc) {
         /* request.c applies the policy; the change is ours to report. */
-        struct redis_client *any = req->cli->w->redis;
+        struct redis_client *any = w->redis;
         zone_down(cz, any ? "connection down" : "no redis configured");
         if (any)
             redis_count_fallback(any);
@@ -239,7 +239,7 @@ redis_zone_check(struct request *req, struct rl_zone *z, const char *key, size_t
         redis_count_fallback(rc);
         return -1;
     }
-    struct redis_op *op = redis_op_get(rc, req, ROP_ZONE);
+    struct redis_op *op = redis_op_get(rc, wt, ROP_ZONE);
     if (!op)
         return -1;
     op->zone = z;
@@ -288,7 +288,7 @@ void
 redis_zone_timeout(struct redis_op *op)
 {
     struct rl_decision d;
-    if (!op->req)
+    if (!op->wt)
         return;
     fallback_decide(op, rl_zone_conf(op->zone), "timeout", &d);
     deliver(op, &d);

@@ -5,10 +5,10 @@
 
 #include <tether/affinity.h>
 #include <tether/balance.h>
-#include <tether/client.h>
 #include <tether/forward.h>
 #include <tether/gen.h>
 #include <tether/http_rewrite.h>
+#include <tether/log.h>
 #include <tether/outlier.h>
 #include <tether/ratelimit.h>
 #include <tether/redis.h>
@@ -19,6 +19,7 @@
 #include <tether/worker.h>
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,10 +29,109 @@
 
 static void hold_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
+/* ---- the state machine's one door ---- */
+
+#define RS_BIT(s) (1u << (s))
+#ifndef NDEBUG
+/* Legal next states of each state. */
+static const uint8_t request_next[] = {
+    [RS_HEAD] = RS_BIT(RS_HOLD) | RS_BIT(RS_CONNECT) | RS_BIT(RS_DONE),
+    [RS_HOLD] = RS_BIT(RS_HOLD) | RS_BIT(RS_CONNECT) | RS_BIT(RS_DONE),
+    [RS_CONNECT] = RS_BIT(RS_CONNECT) | RS_BIT(RS_SEND) | RS_BIT(RS_DONE),
+    [RS_SEND] = RS_BIT(RS_CONNECT) | RS_BIT(RS_WAIT_RESP) | RS_BIT(RS_RESP) | RS_BIT(RS_DONE),
+    [RS_WAIT_RESP] = RS_BIT(RS_CONNECT) | RS_BIT(RS_RESP) | RS_BIT(RS_DONE),
+    [RS_RESP] = RS_BIT(RS_DONE),
+    [RS_DONE] = 0,
+};
+#endif
+static const char *const request_state_names[] = {"HEAD",      "HOLD", "CONNECT", "SEND",
+                                                  "WAIT_RESP", "RESP", "DONE"};
+
+void
+request_set_state(struct request *req, enum request_state to)
+{
+    assert(req->state < ARRAY_SIZE(request_next) && (request_next[req->state] & RS_BIT(to)));
+    log_debug("exchange %p: %s -> %s", (void *)req, request_state_names[req->state],
+              request_state_names[to]);
+    req->state = (uint8_t)to;
+}
+
+/* ---- what lower layers report ---- */
+
+static void
+up_connected_cb(void *owner)
+{
+    request_up_connected(owner);
+}
+
+static void
+up_failed_cb(void *owner, unsigned term, int err)
+{
+    request_up_failed(owner, term, err);
+}
+
+static void
+up_readable_cb(void *owner)
+{
+    request_up_readable(owner);
+}
+
+static void
+up_writable_cb(void *owner)
+{
+    request_up_writable(owner);
+}
+
+static void
+up_timeout_cb(void *owner)
+{
+    request_up_timeout(owner);
+}
+
+/* A learned-session lookup answered (or timed out). */
+static void
+redis_session_cb(void *owner, const char *val, size_t n)
+{
+    struct request *req = owner;
+    affinity_session_answer(req, val, n);
+    request_resume(req);
+}
+
+/* The learned session the response waits for is in Redis (or timed out). */
+static void
+redis_stored_cb(void *owner)
+{
+    struct request *req = owner;
+    req->store_pending = false;
+    exchange_writable(req);
+}
+
+static void
+redis_zone_cb(void *owner, struct rl_zone *z, const struct rl_decision *d)
+{
+    request_zone_answer(owner, z, d);
+}
+
+/* The exchange's callbacks for its Redis operations (redis.h). */
+static const struct redis_waiter_cbs request_redis_cbs = {
+    .session = redis_session_cb,
+    .stored = redis_stored_cb,
+    .zone = redis_zone_cb,
+};
+
+/* The exchange's callbacks for its upstream connection (upstream_conn.h). */
+static const struct upconn_cbs request_upconn_cbs = {
+    .connected = up_connected_cb,
+    .failed = up_failed_cb,
+    .readable = up_readable_cb,
+    .writable = up_writable_cb,
+    .timeout = up_timeout_cb,
+};
+
 /* ---- allocation ---- */
 
 struct request *
-request_new(struct worker *w, struct client *cli)
+exchange_new(struct worker *w, const struct downstream *ds, const struct exchange_origin *o)
 {
     struct request *req = w->free_requests;
     if (req)
@@ -40,19 +140,26 @@ request_new(struct worker *w, struct client *cli)
         return NULL;
     /* Everything before the head is reset; the head resets itself. */
     memset(req, 0, offsetof(struct request, h));
-    req->cli = cli;
+    req->ds = *ds;
+    req->w = w;
+    req->gen = o->gen;
+    req->vs = o->vs;
+    req->peer = o->peer;
+    req->cli_tls = o->tls;
     req->t_start = ev_now(w->loop);
-    req->rip_len = cli->peer_ip_len;
-    memcpy(req->rip, cli->peer_ip, cli->peer_ip_len);
+    req->rip_len = o->ip_len;
+    memcpy(req->rip, o->ip, o->ip_len);
+    req->rw.cb = &request_redis_cbs;
+    req->rw.owner = req;
     ev_init(&req->hold, hold_cb);
     http1_head_init(&req->h);
     return req;
 }
 
 void
-request_free(struct request *req)
+exchange_free(struct request *req)
 {
-    struct worker *w = req->cli->w;
+    struct worker *w = req->w;
     if (req->up)
         upconn_release(req->up, false);
     req->up = NULL;
@@ -143,10 +250,9 @@ parse_ip_token(const char *p, size_t n, struct sock_addr *a)
 static void
 request_real_ip(struct request *req, const char *base)
 {
-    struct client *cli = req->cli;
-    const struct conf_vserver *cv = cli->vs->conf;
+    const struct conf_vserver *cv = req->vs->conf;
     const struct http1_head *h = &req->h;
-    if (!cv->nreal_ip_from || !trusted_proxy(cv, &cli->peer))
+    if (!cv->nreal_ip_from || !trusted_proxy(cv, req->peer))
         return;
     size_t nlen = strlen(cv->real_ip_header);
     for (int i = (int)h->nfields - 1; i >= 0; i--) {
@@ -179,7 +285,7 @@ static void
 request_gen_id(struct request *req)
 {
     static const char hex[] = "0123456789abcdef";
-    struct worker *w = req->cli->w;
+    struct worker *w = req->w;
     uint64_t a = rng_next(&w->rng), b = rng_next(&w->rng);
     for (int i = 0; i < 16; i++) {
         req->req_id[i] = hex[(a >> (i * 4)) & 15];
@@ -188,16 +294,16 @@ request_gen_id(struct request *req)
     req->req_id_len = 32;
 }
 
-void
-request_start(struct request *req, uint32_t head_len)
-{
-    struct client *cli = req->cli;
-    struct worker *w = cli->w;
-    struct buf *ib = cli->ibuf;
-    const char *base = buf_head(ib);
-    const struct http1_head *h = &req->h;
-    uint64_t now_ms = worker_now_ms(req->cli->w);
+/* The steps of exchange_start(). A step that answers the client returns
+ * false: the exchange is gone then (the downstream freed it), and the caller
+ * returns at once without touching it. */
 
+/* Note what the head says: method, keep-alive, client address, path for the
+ * log, request id, body framing. Answers nothing. */
+static void
+start_note(struct request *req, const char *base, uint32_t head_len, const struct buf *ib)
+{
+    const struct http1_head *h = &req->h;
     req->method = h->method;
     req->version_minor = h->version_minor;
     req->bytes_in = head_len;
@@ -205,17 +311,11 @@ request_start(struct request *req, uint32_t head_len)
         req->keepalive = (h->flags & HTTP1_F_CONN_KEEPALIVE) && !(h->flags & HTTP1_F_CONN_CLOSE);
     else
         req->keepalive = !(h->flags & HTTP1_F_CONN_CLOSE);
-    if (!req->keepalive)
-        cli->peer_close = true;
 
     request_real_ip(req, base);
-    const char *path = base + h->path_off;
-    size_t plen = h->path_len;
-    const char *q = memchr(path, '?', plen);
-    size_t route_len = q ? (size_t)(q - path) : plen;
     if (atomic_load_explicit(&access_log_fd, memory_order_relaxed) >= 0) {
-        size_t n = plen < sizeof(req->path) ? plen : sizeof(req->path);
-        memcpy(req->path, path, n);
+        size_t n = h->path_len < sizeof(req->path) ? h->path_len : sizeof(req->path);
+        memcpy(req->path, base + h->path_off, n);
         req->path_len = (uint16_t)n;
     }
     int idx = http1_find(h, base, "X-Request-Id", 12);
@@ -234,10 +334,22 @@ request_start(struct request *req, uint32_t head_len)
         req->req_body_left = (uint64_t)h->content_length;
     else
         http1_chunked_init(&req->req_chunk);
+}
+
+/* Check the method and the path, then route: 405, 400, 404, 429 (limit_conn),
+ * 417, 413. false when answered. */
+static bool
+start_route(struct request *req, const char *base)
+{
+    const struct http1_head *h = &req->h;
+    const char *path = base + h->path_off;
+    size_t plen = h->path_len;
+    const char *q = memchr(path, '?', plen);
+    size_t route_len = q ? (size_t)(q - path) : plen;
 
     if (req->method == HTTP1_M_CONNECT) {
-        client_reply(cli, 405, TERM_BAD_REQUEST, NULL, true);
-        return;
+        ds_reply(&req->ds, 405, TERM_BAD_REQUEST, NULL, true);
+        return false;
     }
     if (h->flags & HTTP1_F_ABSOLUTE_FORM && (plen == 0 || path[0] == '?')) {
         /* http://host or http://host?q: the path is "/" */
@@ -245,52 +357,51 @@ request_start(struct request *req, uint32_t head_len)
         route_len = 1;
     } else if (plen == 0 || path[0] != '/' || memchr(path, '#', plen) ||
                path_has_dot_segment(path, route_len)) {
-        client_reply(cli, 400, TERM_BAD_REQUEST, NULL, true);
-        return;
+        ds_reply(&req->ds, 400, TERM_BAD_REQUEST, NULL, true);
+        return false;
     }
-    req->route = router_match(cli->vs, path, route_len);
+    req->route = router_match(req->vs, path, route_len);
     if (!req->route) {
-        client_reply(cli, 404, TERM_NO_ROUTE, NULL, false);
-        return;
+        ds_reply(&req->ds, 404, TERM_NO_ROUTE, NULL, false);
+        return false;
     }
     req->ups = req->route->up;
-    if (!client_limit_conn_request(cli, req->rip, req->rip_len, base, h, req->route->conf->label)) {
-        client_reply(cli, 429, TERM_CONN_LIMITED, "Retry-After: 1\r\n", true);
-        return;
+    if (!req->ds.ops->admit(req->ds.ctx, req->rip, req->rip_len, base, h,
+                            req->route->conf->label)) {
+        ds_reply(&req->ds, 429, TERM_CONN_LIMITED, "Retry-After: 1\r\n", true);
+        return false;
     }
     if (h->flags & HTTP1_F_EXPECT_OTHER) {
-        client_reply(cli, 417, TERM_BAD_REQUEST, NULL, true);
-        return;
+        ds_reply(&req->ds, 417, TERM_BAD_REQUEST, NULL, true);
+        return false;
     }
     if (req->req_body == HTTP1_BODY_LENGTH &&
         (uint64_t)h->content_length > req->route->conf->max_body_bytes) {
-        client_reply(cli, 413, TERM_TOO_LARGE, NULL, true);
-        return;
+        ds_reply(&req->ds, 413, TERM_TOO_LARGE, NULL, true);
+        return false;
     }
     req->ws_upgrade = (h->flags & HTTP1_F_UPGRADE_WS) && (h->flags & HTTP1_F_CONN_UPGRADE) &&
                       req->method == HTTP1_M_GET && h->version_minor == 1;
     req->expect_continue = (h->flags & HTTP1_F_EXPECT_CONTINUE) != 0;
+    return true;
+}
 
-    if (req->route->nzones && !request_rate_limit(req, base))
-        return;
-
-    int aff = affinity_prepare(req, base, now_ms);
-    if (aff < 0) {
-        client_reply(cli, 400, TERM_BAD_REQUEST, NULL, true);
-        return;
-    }
-
-    req->uhead = buf_get(&w->bufs);
+/* Rewrite the head for the pod into req->uhead (kept for retries): 503 when
+ * no buffer, 431 when it does not fit. false when answered. */
+static bool
+start_head(struct request *req, const char *base)
+{
+    req->uhead = buf_get(&req->w->bufs);
     if (!req->uhead) {
-        client_reply(cli, 503, TERM_INTERNAL, NULL, true);
-        return;
+        ds_reply(&req->ds, 503, TERM_INTERNAL, NULL, true);
+        return false;
     }
     struct rewrite_req rw = {
         .buf = base,
-        .h = h,
-        .client_ip = cli->peer_ip,
-        .client_ip_len = cli->peer_ip_len,
-        .tls = cli->tls,
+        .h = &req->h,
+        .client_ip = req->rip,
+        .client_ip_len = req->rip_len,
+        .tls = req->cli_tls,
         .req_id = req->req_id,
         .req_id_len = req->req_id_len,
         .strip_cookie = req->ups->cookie_name,
@@ -299,50 +410,86 @@ request_start(struct request *req, uint32_t head_len)
     };
     int n = rewrite_request_head(buf_tail(req->uhead), buf_room(req->uhead), &rw);
     if (n < 0) {
-        client_reply(cli, 431, TERM_BAD_REQUEST, NULL, true);
-        return;
+        ds_reply(&req->ds, 431, TERM_BAD_REQUEST, NULL, true);
+        return false;
     }
     req->uhead->end += (uint32_t)n;
+    return true;
+}
 
+/* The head is consumed; validate the body bytes already here (400, 413) and
+ * run the body deadline. false when answered. */
+static bool
+start_body(struct request *req, struct buf *ib, uint32_t head_len)
+{
     /* The head is consumed: only body bytes (and maybe a next request) remain. */
     ib->start += head_len;
     /* Small bodies stay in the buffer until the response starts, so the request
      * can be replayed on another server. */
     req->replayable = req->req_body == HTTP1_BODY_NONE ||
                       (req->req_body == HTTP1_BODY_LENGTH &&
-                       (uint64_t)h->content_length <= ib->size - req->body_start);
+                       (uint64_t)req->h.content_length <= ib->size - req->body_start);
     int rc = fwd_req_scan(req);
     if (rc < 0) {
-        client_reply(cli, rc == -2 ? 413 : 400, rc == -2 ? TERM_TOO_LARGE : TERM_BAD_REQUEST, NULL,
-                     true);
-        return;
+        ds_reply(&req->ds, rc == -2 ? 413 : 400, rc == -2 ? TERM_TOO_LARGE : TERM_BAD_REQUEST, NULL,
+                 true);
+        return false;
     }
     if (!req->req_body_done)
-        client_deadline(cli, CT_BODY, ms_to_s(cli->vs->conf->client_body_timeout_ms));
+        ds_deadline(&req->ds, DS_TMO_BODY, ms_to_s(req->vs->conf->client_body_timeout_ms));
     else
-        client_deadline(cli, CT_NONE, 0);
+        ds_deadline(&req->ds, DS_TMO_NONE, 0);
+    return true;
+}
 
+/* Go on now, or hold for global zones, Redis (<aff> AFF_WAIT) or pacing. */
+static void
+start_go(struct request *req, int aff)
+{
+    struct worker *w = req->w;
     if (req->rl_pending) {
         /* Global zones answer through request_zone_answer(). */
-        req->state = RS_HOLD;
+        request_set_state(req, RS_HOLD);
         if (aff == AFF_WAIT) {
-            ev_timer_set(&req->hold, (double)cli->gen->conf->redis.timeout_ms / 1000.0, 0);
+            ev_timer_set(&req->hold, (double)req->gen->conf->redis.timeout_ms / 1000.0, 0);
             ev_timer_start(w->loop, &req->hold);
         }
         return;
     }
     if (aff == AFF_WAIT) {
         /* Wait for Redis at most its timeout (then the hold timer goes on). */
-        req->state = RS_HOLD;
-        double wait = (double)cli->gen->conf->redis.timeout_ms / 1000.0;
+        request_set_state(req, RS_HOLD);
+        double wait = (double)req->gen->conf->redis.timeout_ms / 1000.0;
         double pace = req->hold_until > 0 ? req->hold_until - ev_now(w->loop) : 0;
         ev_timer_set(&req->hold, wait > pace ? wait : pace, 0);
         ev_timer_start(w->loop, &req->hold);
         return;
     }
     if (req->hold_until > 0)
-        req->state = RS_HOLD;
+        request_set_state(req, RS_HOLD);
     request_resume(req);
+}
+
+/* note -> check and route -> limit -> affinity -> head -> body -> go. */
+void
+exchange_start(struct request *req, uint32_t head_len)
+{
+    struct buf *ib = ds_input(&req->ds);
+    const char *base = buf_head(ib);
+
+    start_note(req, base, head_len, ib);
+    if (!start_route(req, base))
+        return;
+    if (req->route->nzones && !request_rate_limit(req, base))
+        return;
+    int aff = affinity_prepare(req, base, worker_now_ms(req->w));
+    if (aff < 0) {
+        ds_reply(&req->ds, 400, TERM_BAD_REQUEST, NULL, true);
+        return;
+    }
+    if (!start_head(req, base) || !start_body(req, ib, head_len))
+        return;
+    start_go(req, aff);
 }
 
 /* The hold timer ends a pacing delay, or a Redis wait that took too long. */
@@ -354,7 +501,7 @@ hold_cb(struct ev_loop *loop, ev_timer *t, int revents)
     if (affinity_pending(req)) {
         /* No request waits longer than the Redis timeout: go on without it. */
         affinity_request_done(req);
-        gstat_add(req->cli->w->id, GS_REDIS_TIMEOUTS, 1);
+        gstat_add(req->w->id, GS_REDIS_TIMEOUTS, 1);
     }
     if (req->hold_until > ev_now(loop) + 0.0005) {
         ev_timer_set(t, req->hold_until - ev_now(loop), 0);
@@ -368,9 +515,8 @@ hold_cb(struct ev_loop *loop, ev_timer *t, int revents)
 void
 request_resume(struct request *req)
 {
-    struct client *cli = req->cli;
-    struct ev_loop *loop = cli->w->loop;
-    uint64_t now_ms = worker_now_ms(req->cli->w);
+    struct ev_loop *loop = req->w->loop;
+    uint64_t now_ms = worker_now_ms(req->w);
     if (affinity_pending(req) || req->rl_pending)
         return; /* the Redis answer or the hold timer resumes it */
     if (req->rl_denied) {
@@ -386,8 +532,8 @@ request_resume(struct request *req)
     }
     ev_timer_stop(loop, &req->hold);
     if (!req->srv && affinity_pick(req, now_ms) != AFF_PICKED) {
-        gstat_add(cli->w->id, GS_NO_SERVER, 1);
-        client_reply(cli, 503, TERM_NO_SERVER, "Retry-After: 1\r\n", false);
+        gstat_add(req->w->id, GS_NO_SERVER, 1);
+        ds_reply(&req->ds, 503, TERM_NO_SERVER, "Retry-After: 1\r\n", false);
         return;
     }
     request_connect(req);
@@ -398,8 +544,7 @@ request_resume(struct request *req)
 void
 request_connect(struct request *req)
 {
-    struct client *cli = req->cli;
-    struct worker *w = cli->w;
+    struct worker *w = req->w;
     struct server *s = req->srv;
 
     if (req->ntried < ARRAY_SIZE(req->tried))
@@ -412,8 +557,8 @@ request_connect(struct request *req)
         retry_budget_count(req->ups, w->id, false);
         req->budget_counted = true;
     }
-    req->state = RS_CONNECT;
-    /* The request head was consumed by request_start(): the struct now parses
+    request_set_state(req, RS_CONNECT);
+    /* The request head was consumed by exchange_start(): the struct now parses
      * this attempt's response. */
     http1_head_init(&req->h);
     req->uhead_off = 0;
@@ -421,7 +566,7 @@ request_connect(struct request *req)
     req->sent_any = false;
     req->per_try = false;
     req->t_connect = ev_now(w->loop);
-    struct upconn *up = upconn_get(w, s, req);
+    struct upconn *up = upconn_get(w, s, &request_upconn_cbs, req, method_idempotent(req->method));
     if (!up) {
         request_up_failed(req, TERM_SERVER_REFUSED, errno);
         return;
@@ -434,8 +579,8 @@ request_connect(struct request *req)
 void
 request_up_connected(struct request *req)
 {
-    req->t_connected = ev_now(req->cli->w->loop);
-    req->state = RS_SEND;
+    req->t_connected = ev_now(req->w->loop);
+    request_set_state(req, RS_SEND);
     /* From here the route's timeout bounds every silence of the pod. */
     upconn_deadline(req->up, ms_to_s(req->route->conf->timeout_ms));
     request_up_writable(req);
@@ -444,24 +589,23 @@ request_up_connected(struct request *req)
 void
 request_up_writable(struct request *req)
 {
-    struct client *cli = req->cli;
     int rc = fwd_req_send(req);
     if (rc == FWD_ERROR) {
         request_up_failed(req, TERM_SERVER_RESET, errno);
         return;
     }
     if (rc == FWD_AGAIN) {
-        if (cli->ibuf && buf_room(cli->ibuf) == 0)
-            conn_read_pause(cli->w->loop, &cli->c);
+        struct buf *ib = ds_input(&req->ds);
+        if (ib && buf_room(ib) == 0)
+            ds_pause(&req->ds);
         return;
     }
     if (!req->req_body_done) /* a slow upload is not a slow pod */
         upconn_deadline(req->up, ms_to_s(req->route->conf->timeout_ms));
-    if (!(cli->c.flags & CONN_READ_EOF))
-        conn_read_start(cli->w->loop, &cli->c);
+    ds_resume(&req->ds);
     if (req->req_body_done && req->state == RS_SEND) {
         req->req_sent = true;
-        req->state = RS_WAIT_RESP;
+        request_set_state(req, RS_WAIT_RESP);
         /* A request that could go again waits for its first answer byte at most
          * per_try_timeout (request_up_timeout then resends it). */
         req->per_try = request_per_try_ok(req);
@@ -471,26 +615,23 @@ request_up_writable(struct request *req)
 }
 
 void
-request_client_readable(struct request *req)
+exchange_readable(struct request *req)
 {
-    struct client *cli = req->cli;
-    ssize_t r = client_fill(cli);
+    ssize_t r = ds_read(&req->ds);
     if (r == IO_AGAIN)
         return;
     if (r == IO_NOROOM) {
         /* No room: wait until the pod (or the next request) takes the bytes. */
-        conn_read_pause(cli->w->loop, &cli->c);
+        ds_pause(&req->ds);
         return;
     }
-    if (r == IO_CLOSED) {
-        cli->c.flags |= CONN_READ_EOF;
-        conn_read_pause(cli->w->loop, &cli->c);
+    if (r == IO_CLOSED) { /* the downstream noted the EOF and stopped reading */
         if (!req->req_body_done)
-            request_client_gone(req, TERM_CLIENT_ABORT);
+            exchange_gone(req, TERM_CLIENT_ABORT);
         return;
     }
     if (r < 0) {
-        request_client_gone(req, TERM_CLIENT_ABORT);
+        exchange_gone(req, TERM_CLIENT_ABORT);
         return;
     }
     if (req->req_body_done)
@@ -499,7 +640,7 @@ request_client_readable(struct request *req)
     int rc = fwd_req_scan(req);
     if (rc < 0) {
         if (req->resp_head_sent) {
-            request_client_gone(req, TERM_BAD_REQUEST);
+            exchange_gone(req, TERM_BAD_REQUEST);
             return;
         }
         req->term = rc == -2 ? TERM_TOO_LARGE : TERM_BAD_REQUEST;
@@ -507,45 +648,48 @@ request_client_readable(struct request *req)
         return;
     }
     if (req->req_body_done)
-        client_deadline(cli, CT_NONE, 0);
+        ds_deadline(&req->ds, DS_TMO_NONE, 0);
     else
-        client_deadline(cli, CT_BODY, ms_to_s(cli->vs->conf->client_body_timeout_ms));
+        ds_deadline(&req->ds, DS_TMO_BODY, ms_to_s(req->vs->conf->client_body_timeout_ms));
     if (req->state == RS_SEND && req->up && !(req->up->c.flags & CONN_WANT_WRITE))
         request_up_writable(req);
 }
 
 void
-request_client_gone(struct request *req, unsigned term)
+exchange_gone(struct request *req, unsigned term)
 {
-    struct client *cli = req->cli;
     if (!req->term)
         req->term = (uint8_t)term;
     if (req->up) {
         upconn_release(req->up, false);
         req->up = NULL;
     }
-    client_close(cli, term);
+    ds_reset(&req->ds, term);
 }
 
 void
 request_complete(struct request *req)
 {
-    struct client *cli = req->cli;
     struct upconn *up = req->up;
+    struct downstream ds = req->ds;
     bool reusable = up && !req->server_close && req->req_body_done && req->req_sent && up->ibuf &&
                     buf_len(up->ibuf) == 0;
-    req->state = RS_DONE;
+    request_set_state(req, RS_DONE);
     if (up) {
         upconn_release(up, reusable);
         req->up = NULL;
     }
     /* The next request starts right after this one's body; a body the client
      * did not finish sending cannot be skipped reliably: close. */
-    if (cli->ibuf && req->req_body_done)
-        cli->ibuf->start = req->body_end;
-    if (!req->keepalive || !req->req_body_done)
-        cli->close_after = true;
+    uint32_t next = req->req_body_done ? req->body_end : UINT32_MAX;
+    bool close = !req->keepalive || !req->req_body_done;
     request_log(req);
-    request_free(req);
-    client_request_done(cli);
+    exchange_free(req);
+    ds.ops->done(ds.ctx, next, close);
+}
+
+struct http1_head *
+exchange_head(struct request *x)
+{
+    return &x->h;
 }

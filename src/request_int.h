@@ -7,15 +7,41 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <tether/exchange.h>
+#include <tether/http1.h>
 #include <tether/proxy-types.h>
 
 struct upstream;
+
+/* GET, HEAD, OPTIONS, PUT, DELETE, TRACE: safe to send again (RFC 9110 9.2.2). */
+static inline bool
+method_idempotent(unsigned m)
+{
+    return m == HTTP1_M_GET || m == HTTP1_M_HEAD || m == HTTP1_M_OPTIONS || m == HTTP1_M_PUT ||
+           m == HTTP1_M_DELETE || m == HTTP1_M_TRACE;
+}
 
 static inline double
 ms_to_s(uint64_t ms)
 {
     return (double)ms / 1000.0;
 }
+
+/* The one door of the exchange's state machine (doc/internals/
+ * state-machines.md): every transition goes through it; debug builds assert
+ * that it is one the diagram allows, and the debug log shows it. */
+void request_set_state(struct request *req, enum request_state to);
+
+/* request.c: upstream side events (the upconn callbacks). */
+void request_up_connected(struct request *req);
+void request_up_failed(struct request *req, unsigned term, int err);
+void request_up_readable(struct request *req);
+void request_up_writable(struct request *req);
+void request_up_timeout(struct request *req);
+/* The answer of a global zone (Redis, or its fallback). */
+void request_zone_answer(struct request *req, struct rl_zone *z, const struct rl_decision *d);
+/* A held request (rate-limit pacing, Redis answer) may go on. */
+void request_resume(struct request *req);
 
 /* request.c */
 void request_connect(struct request *req);

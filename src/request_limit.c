@@ -5,7 +5,6 @@
 
 #include <tether/affinity.h>
 #include <tether/balance.h>
-#include <tether/client.h>
 #include <tether/forward.h>
 #include <tether/gen.h>
 #include <tether/http_rewrite.h>
@@ -30,18 +29,18 @@ void
 request_rate_limited(struct request *req, struct rl_zone *z, const struct rl_decision *d)
 {
     char extra[256];
-    gstat_add(req->cli->w->id, GS_RATE_LIMITED, 1);
+    gstat_add(req->w->id, GS_RATE_LIMITED, 1);
     snprintf(extra, sizeof(extra),
              "Retry-After: %u\r\nRateLimit-Limit: %u\r\nRateLimit-Remaining: 0\r\n"
              "RateLimit-Reset: %u\r\n",
              d->retry_after_s, d->limit, d->reset_s);
-    client_reply(req->cli, rl_zone_conf(z)->status, TERM_RATE_LIMITED, extra, false);
+    ds_reply(&req->ds, rl_zone_conf(z)->status, TERM_RATE_LIMITED, extra, false);
 }
 
 static void
 request_pace(struct request *req, uint64_t delay_ns)
 {
-    ev_tstamp until = ev_now(req->cli->w->loop) + (double)delay_ns / 1e9;
+    ev_tstamp until = ev_now(req->w->loop) + (double)delay_ns / 1e9;
     if (delay_ns && until > req->hold_until)
         req->hold_until = until;
 }
@@ -67,7 +66,7 @@ request_rate_limit(struct request *req, const char *base)
         if (klen == 0)
             continue;
         if (cz->global) {
-            if (redis_zone_check(req, z, key, klen) == 0) {
+            if (redis_zone_check(req->w, &req->rw, z, key, klen) == 0) {
                 req->rl_pending++;
                 continue;
             }

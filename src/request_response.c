@@ -5,7 +5,6 @@
 
 #include <tether/affinity.h>
 #include <tether/balance.h>
-#include <tether/client.h>
 #include <tether/forward.h>
 #include <tether/gen.h>
 #include <tether/http_rewrite.h>
@@ -43,7 +42,7 @@ void
 request_up_readable(struct request *req)
 {
     struct upconn *up = req->up;
-    struct worker *w = req->cli->w;
+    struct worker *w = req->w;
     up_compact(req);
     ssize_t r = upconn_fill(up);
     if (r == IO_AGAIN)
@@ -63,14 +62,14 @@ request_up_readable(struct request *req)
                 req->resp_done = true;
                 req->server_close = true;
                 conn_read_pause(w->loop, &up->c);
-                request_client_writable(req);
+                exchange_writable(req);
                 return;
             }
             /* Cut mid-response: the client cannot be told with a status. */
             CTR_ADD(req->srv->rt->t[w->id].resets, 1);
             outlier_failure(req->srv, w->id);
             req->term = TERM_SERVER_RESET;
-            request_client_gone(req, TERM_SERVER_RESET);
+            exchange_gone(req, TERM_SERVER_RESET);
             return;
         }
         request_up_failed(req, TERM_SERVER_RESET, r == IO_CLOSED ? ECONNRESET : errno);
@@ -79,11 +78,11 @@ request_up_readable(struct request *req)
     if (req->state == RS_RESP) {
         if (fwd_resp_scan(req) < 0) {
             req->term = TERM_BAD_RESPONSE;
-            request_client_gone(req, TERM_BAD_RESPONSE);
+            exchange_gone(req, TERM_BAD_RESPONSE);
             return;
         }
         upconn_deadline(up, ms_to_s(req->route->conf->timeout_ms));
-        request_client_writable(req);
+        exchange_writable(req);
         return;
     }
     request_on_response(req);
@@ -93,13 +92,13 @@ request_up_readable(struct request *req)
 static int
 response_head_out(struct request *req, const char *base, bool interim)
 {
-    struct client *cli = req->cli;
-    struct worker *w = cli->w;
+    struct worker *w = req->w;
     char cookie[320];
     size_t clen = 0;
     if (!interim && req->set_cookie && req->srv)
-        clen = affinity_cookie_header(cli->gen->aff, req->srv, affinity_session_key(req), cli->tls,
-                                      (uint32_t)(time_wall_ms() / 1000), cookie, sizeof(cookie));
+        clen =
+            affinity_cookie_header(req->gen->aff, req->srv, affinity_session_key(req), req->cli_tls,
+                                   (uint32_t)(time_wall_ms() / 1000), cookie, sizeof(cookie));
     struct rewrite_resp rw = {
         .buf = base,
         .h = &req->h,
@@ -121,11 +120,49 @@ response_head_out(struct request *req, const char *base, bool interim)
     return 0;
 }
 
+/* 101: the client and pod sides become a tunnel; the exchange ends here. */
+static void
+request_upgrade(struct request *req)
+{
+    struct worker *w = req->w;
+    struct upconn *up = req->up;
+    const struct conf_route *rc = req->route->conf;
+    uint32_t head_len = req->chead ? buf_len(req->chead) : 0;
+    struct tunnel_args ta = {
+        .a_head = req->chead,
+        .b = &up->c,
+        .b_in = up->ibuf,
+        .rt = req->srv->rt,
+        .idle_secs = ms_to_s(rc->websocket_timeout_ms),
+        .fin_secs = ms_to_s(rc->websocket_fin_timeout_ms),
+        .rid = req->req_id,
+        .rid_len = req->req_id_len,
+        .ip = req->rip,
+        .ip_len = req->rip_len,
+    };
+    if (!req->ds.ops->upgrade(req->ds.ctx, &ta, req->body_end) || tunnel_start(w, &ta) < 0) {
+        buf_put(&w->bufs, ta.a_in);
+        exchange_gone(req, TERM_INTERNAL);
+        return;
+    }
+    req->chead = NULL;
+    up->ibuf = NULL;
+    req->bytes_out += head_len;
+    request_set_state(req, RS_DONE);
+    request_log(req);
+    req->term = TERM_OK;
+    /* The upconn and client objects go; their sockets live on in the tunnel. */
+    req->up = NULL;
+    upconn_close(up, false);
+    struct downstream ds = req->ds;
+    exchange_free(req);
+    ds.ops->release(ds.ctx);
+}
+
 void
 request_on_response(struct request *req)
 {
-    struct client *cli = req->cli;
-    struct worker *w = cli->w;
+    struct worker *w = req->w;
     struct upconn *up = req->up;
     struct buf *b = up->ibuf;
     struct http1_limits lim = {.max_head_bytes = b->size, .max_fields = HTTP1_MAX_FIELDS};
@@ -150,7 +187,7 @@ request_on_response(struct request *req)
             b->start += (uint32_t)n;
             http1_head_init(&req->h);
             if (fwd_resp_send(req) == FWD_ERROR) {
-                request_client_gone(req, TERM_CLIENT_ABORT);
+                exchange_gone(req, TERM_CLIENT_ABORT);
                 return;
             }
             continue;
@@ -185,14 +222,14 @@ request_on_response(struct request *req)
             req->keepalive = false;
             req->server_close = true;
         }
-        if (cli->close_after)
+        if (req->ds.ops->closing(req->ds.ctx))
             req->keepalive = false;
         affinity_on_response(req, base);
         if (response_head_out(req, base, false) < 0)
             goto bad;
         b->start += (uint32_t)n;
         req->resp_out = req->resp_scan = b->start;
-        req->state = RS_RESP;
+        request_set_state(req, RS_RESP);
         req->resp_head_sent = true;
         req->replayable = false;
         fwd_req_reclaim(req);
@@ -200,13 +237,13 @@ request_on_response(struct request *req)
         if (st >= 500)
             outlier_failure(req->srv, w->id);
         if (st == 101) {
-            tunnel_start(req);
+            request_upgrade(req);
             return;
         }
         if (fwd_resp_scan(req) < 0)
             goto bad_body;
         upconn_deadline(up, ms_to_s(req->route->conf->timeout_ms));
-        request_client_writable(req);
+        exchange_writable(req);
         return;
     }
 bad:
@@ -226,30 +263,29 @@ bad_body:
         return;
     }
     req->term = TERM_BAD_RESPONSE;
-    request_client_gone(req, TERM_BAD_RESPONSE);
+    exchange_gone(req, TERM_BAD_RESPONSE);
 }
 
 void
-request_client_writable(struct request *req)
+exchange_writable(struct request *req)
 {
-    struct client *cli = req->cli;
-    struct worker *w = cli->w;
+    struct worker *w = req->w;
     if (req->store_pending)
         return; /* a learned session is on its way to Redis: the answer resumes */
     if (req->state != RS_RESP) {
         /* Interim responses only; nothing else to write yet. */
         if (fwd_resp_send(req) == FWD_ERROR)
-            request_client_gone(req, TERM_CLIENT_ABORT);
+            exchange_gone(req, TERM_CLIENT_ABORT);
         return;
     }
     int rc = fwd_resp_send(req);
     if (rc == FWD_ERROR) {
-        request_client_gone(req, TERM_CLIENT_ABORT);
+        exchange_gone(req, TERM_CLIENT_ABORT);
         return;
     }
     struct upconn *up = req->up;
     if (rc == FWD_AGAIN) {
-        client_deadline(cli, CT_SEND, ms_to_s(req->route->conf->timeout_ms));
+        ds_deadline(&req->ds, DS_TMO_SEND, ms_to_s(req->route->conf->timeout_ms));
         if (up && up->ibuf && buf_room(up->ibuf) == 0 && up->ibuf->start == 0)
             conn_read_pause(w->loop, &up->c);
         return;
@@ -258,7 +294,7 @@ request_client_writable(struct request *req)
         request_complete(req);
         return;
     }
-    client_deadline(cli, CT_NONE, 0);
+    ds_deadline(&req->ds, DS_TMO_NONE, 0);
     if (up && !(up->c.flags & CONN_READ_EOF))
         conn_read_start(w->loop, &up->c);
 }

@@ -5,7 +5,6 @@
 
 #include <tether/affinity.h>
 #include <tether/balance.h>
-#include <tether/client.h>
 #include <tether/forward.h>
 #include <tether/gen.h>
 #include <tether/http_rewrite.h>
@@ -24,13 +23,6 @@
 #include <string.h>
 
 #include "request_int.h"
-
-static bool
-method_idempotent(unsigned m)
-{
-    return m == HTTP1_M_GET || m == HTTP1_M_HEAD || m == HTTP1_M_OPTIONS || m == HTTP1_M_PUT ||
-           m == HTTP1_M_DELETE || m == HTTP1_M_TRACE;
-}
 
 static uint32_t
 term_retry_cond(unsigned term, int err)
@@ -75,7 +67,7 @@ retry_budget_release(struct request *req)
 {
     if (!req->budget_counted)
         return;
-    struct lb_cursor *c = &req->ups->cursors[req->cli->w->id];
+    struct lb_cursor *c = &req->ups->cursors[req->w->id];
     c->budget_reqs--;
     if (req->retries)
         c->budget_rets--;
@@ -88,15 +80,14 @@ retry_budget_release(struct request *req)
 static struct server *
 retry_next(struct request *req)
 {
-    struct client *cli = req->cli;
-    uint64_t now_ms = worker_now_ms(req->cli->w);
+    uint64_t now_ms = worker_now_ms(req->w);
     /* The body must still be whole in the buffer: kept for replay, or nothing
      * of it was sent (a refused connect). */
     if (req->retries >= req->ups->conf->retries || req->resp_head_sent ||
         (!req->replayable && req->sent_any))
         return NULL;
-    if (!retry_budget_ok(req, cli->w->id)) {
-        gstat_add(cli->w->id, GS_RETRY_BUDGET_EXHAUSTED, 1);
+    if (!retry_budget_ok(req, req->w->id)) {
+        gstat_add(req->w->id, GS_RETRY_BUDGET_EXHAUSTED, 1);
         return NULL;
     }
     return affinity_repick(req, now_ms);
@@ -105,12 +96,12 @@ retry_next(struct request *req)
 static void
 retry_start(struct request *req, struct server *next, uint32_t cond)
 {
-    struct client *cli = req->cli;
+    struct worker *w = req->w;
     req->retried_on = (uint8_t)(__builtin_ctz(cond) + 1);
     if (req->retries == 0)
-        retry_budget_count(req->ups, cli->w->id, true);
-    gstat_add(cli->w->id, GS_RETRIES, 1);
-    CTR_ADD(req->srv->rt->t[cli->w->id].retries, 1);
+        retry_budget_count(req->ups, w->id, true);
+    gstat_add(w->id, GS_RETRIES, 1);
+    CTR_ADD(req->srv->rt->t[w->id].retries, 1);
     if (req->counted_active) {
         atomic_fetch_sub_explicit(&req->srv->rt->active, 1, memory_order_relaxed);
         req->counted_active = false;
@@ -154,7 +145,7 @@ request_retry_status(struct request *req, unsigned status)
     /* The response is dropped unread: that connection cannot be reused. */
     upconn_release(req->up, false);
     req->up = NULL;
-    outlier_failure(req->srv, req->cli->w->id);
+    outlier_failure(req->srv, req->w->id);
     retry_start(req, next, cond);
     return true;
 }
@@ -176,7 +167,7 @@ request_per_try_ok(const struct request *req)
 static bool
 request_retry_timeout(struct request *req)
 {
-    struct worker *w = req->cli->w;
+    struct worker *w = req->w;
     req->per_try = false;
     struct server *next = retry_next(req);
     if (!next)
@@ -193,7 +184,7 @@ request_retry_timeout(struct request *req)
 void
 request_up_failed(struct request *req, unsigned term, int err)
 {
-    struct worker *w = req->cli->w;
+    struct worker *w = req->w;
     if (req->up) {
         upconn_release(req->up, false);
         req->up = NULL;
@@ -218,21 +209,20 @@ request_up_failed(struct request *req, unsigned term, int err)
 void
 request_fail(struct request *req, unsigned term, unsigned status)
 {
-    struct client *cli = req->cli;
     if (req->up) {
         upconn_release(req->up, false);
         req->up = NULL;
     }
     req->term = (uint8_t)term;
     if (req->resp_head_sent) {
-        client_close(cli, term);
+        ds_reset(&req->ds, term);
         return;
     }
-    buf_put(&cli->w->bufs, req->chead);
+    buf_put(&req->w->bufs, req->chead);
     req->chead = NULL;
     /* After a malformed answer the pod connection is gone and the client
      * connection closes too, like HAProxy: no second answer on that stream. */
-    client_reply(cli, status, term, NULL, !req->req_body_done || term == TERM_BAD_RESPONSE);
+    ds_reply(&req->ds, status, term, NULL, !req->req_body_done || term == TERM_BAD_RESPONSE);
 }
 
 void
@@ -244,7 +234,7 @@ request_up_timeout(struct request *req)
     }
     /* The pod is quiet because we stopped reading it: the client does not read
      * what we have. The client's send deadline judges that, not the pod. */
-    if (req->state == RS_RESP && (req->cli->c.flags & CONN_WANT_WRITE)) {
+    if (req->state == RS_RESP && req->ds.ops->write_blocked(req->ds.ctx)) {
         upconn_deadline(req->up, ms_to_s(req->route->conf->timeout_ms));
         return;
     }
@@ -257,8 +247,8 @@ request_up_timeout(struct request *req)
         return;
     }
     if (req->srv)
-        CTR_ADD(req->srv->rt->t[req->cli->w->id].timeouts, 1);
+        CTR_ADD(req->srv->rt->t[req->w->id].timeouts, 1);
     if (req->srv)
-        outlier_failure(req->srv, req->cli->w->id);
+        outlier_failure(req->srv, req->w->id);
     request_fail(req, TERM_SERVER_TIMEOUT, 504);
 }

@@ -3,15 +3,12 @@
  * only while a write is pending, idle timeout, half-close, back-pressure. */
 #include "config.h"
 
-#include <tether/client.h>
 #include <tether/gen.h>
 #include <tether/log.h>
 #include <tether/ratelimit.h>
-#include <tether/request.h>
 #include <tether/stats.h>
 #include <tether/tunnel.h>
 #include <tether/upstream.h>
-#include <tether/upstream_conn.h>
 #include <tether/worker.h>
 
 #include <stdio.h>
@@ -400,70 +397,49 @@ tunnel_kick(struct tunnel *t)
     }
 }
 
-void
-tunnel_start(struct request *req)
+int
+tunnel_start(struct worker *w, struct tunnel_args *ta)
 {
-    struct client *cli = req->cli;
-    struct upconn *up = req->up;
-    struct worker *w = cli->w;
     struct tunnel *t = calloc(1, sizeof(*t));
-    if (!t) {
-        request_client_gone(req, TERM_INTERNAL);
-        return;
-    }
+    if (!t)
+        return -1;
     t->w = w;
-    t->rt = req->srv->rt;
+    t->rt = ta->rt;
     server_rt_ref(t->rt);
     atomic_fetch_add(&t->rt->tunnels, 1);
     CTR_ADD(t->rt->t[w->id].tunnels, 1);
-    t->idle_secs = (double)req->route->conf->websocket_timeout_ms / 1000.0;
-    t->fin_secs = (double)req->route->conf->websocket_fin_timeout_ms / 1000.0;
+    t->idle_secs = ta->idle_secs;
+    t->fin_secs = ta->fin_secs;
     t->started = ev_now(w->loop);
-    t->rid_len = req->req_id_len;
-    memcpy(t->rid, req->req_id, req->req_id_len);
-    t->ip_len = req->rip_len;
-    memcpy(t->ip, req->rip, req->rip_len);
-    if (cli->tls)
+    t->rid_len = ta->rid_len < sizeof(t->rid) ? ta->rid_len : (uint8_t)sizeof(t->rid);
+    memcpy(t->rid, ta->rid, t->rid_len);
+    t->ip_len = ta->ip_len < sizeof(t->ip) ? ta->ip_len : (uint8_t)sizeof(t->ip);
+    memcpy(t->ip, ta->ip, t->ip_len);
+    if (ta->a_tls)
         t->flags |= TUN_TLS;
-    if (adopt(t, &t->a, &cli->c, w->loop))
+    if (adopt(t, &t->a, ta->a, w->loop))
         t->flags |= TUN_A_EOF;
-    if (adopt(t, &t->b, &up->c, w->loop))
+    if (adopt(t, &t->b, ta->b, w->loop))
         t->flags |= TUN_B_EOF;
 
     /* The 101 head, then any early bytes from the pod, go to the client; the
      * bytes the client sent after its request go to the pod. The buffers are
      * taken over, not copied: the head and the pod's bytes may each fill one. */
-    req->bytes_out += req->chead ? buf_len(req->chead) : 0;
-    queue_buf(w, &t->a, req->chead);
-    req->chead = NULL;
-    if (up->ibuf)
-        t->bytes_ba = buf_len(up->ibuf);
-    queue_buf(w, &t->a, up->ibuf);
-    up->ibuf = NULL;
-    if (cli->ibuf && cli->ibuf->end > req->body_end) {
-        cli->ibuf->start = req->body_end;
-        t->bytes_ab = buf_len(cli->ibuf);
-        queue_buf(w, &t->b, cli->ibuf);
-        cli->ibuf = NULL;
+    queue_buf(w, &t->a, ta->a_head);
+    if (ta->b_in)
+        t->bytes_ba = buf_len(ta->b_in);
+    queue_buf(w, &t->a, ta->b_in);
+    if (ta->a_in) {
+        t->bytes_ab = buf_len(ta->a_in);
+        queue_buf(w, &t->b, ta->a_in);
     }
+    ta->a_head = ta->b_in = ta->a_in = NULL;
 
-    /* Hand the client's limit_conn slot and connection count to the tunnel. */
-    t->limit = cli->limit;
-    cli->limit = NULL;
-    cli->counted = false;
-    gstat_add(w->id, GS_CONN_ACTIVE, 1); /* client_close subtracts one */
+    /* The client's limit_conn slot and connection count are the tunnel's now. */
+    t->limit = ta->limit;
+    ta->limit = NULL;
     gstat_add(w->id, GS_TUNNELS_ACTIVE, 1);
     gstat_add(w->id, GS_TUNNELS_TOTAL, 1);
-
-    req->state = RS_DONE;
-    request_log(req);
-    req->term = TERM_OK;
-    /* The upconn and client objects go; their sockets live on in the tunnel. */
-    req->up = NULL;
-    upconn_close(up, false);
-    cli->req = NULL;
-    request_free(req);
-    client_close(cli, TERM_OK);
 
     list_append(&w->tunnels, &t->link);
     w->ntunnels++;
@@ -472,4 +448,5 @@ tunnel_start(struct request *req)
     ev_timer_set(&t->idle, t->idle_secs, 0);
     ev_timer_start(w->loop, &t->idle);
     tunnel_kick(t);
+    return 0;
 }

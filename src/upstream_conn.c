@@ -5,12 +5,12 @@
 
 #include <tether/gen.h>
 #include <tether/log.h>
-#include <tether/request.h>
 #include <tether/tls.h>
 #include <tether/upstream.h>
 #include <tether/upstream_conn.h>
 #include <tether/worker.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,9 +75,34 @@ upconn_close(struct upconn *uc, bool reset)
     uc->ibuf = NULL;
     server_rt_unref(uc->rt);
     uc->rt = NULL;
-    uc->req = NULL;
+    uc->cb = NULL;
+    uc->owner = NULL;
     uc->next_free = w->free_upconns;
     w->free_upconns = uc;
+}
+
+#define UC_BIT(s) (1u << (s))
+#ifndef NDEBUG
+/* Legal next states of each state (a new upconn starts in UC_CONNECTING, 0;
+ * one taken from the pool goes from UC_IDLE to UC_BUSY). */
+static const uint8_t upconn_next[] = {
+    [UC_CONNECTING] = UC_BIT(UC_CONNECTING) | UC_BIT(UC_TLS) | UC_BIT(UC_BUSY),
+    [UC_TLS] = UC_BIT(UC_BUSY),
+    [UC_BUSY] = UC_BIT(UC_IDLE),
+    [UC_IDLE] = UC_BIT(UC_BUSY),
+};
+#endif
+static const char *const upconn_state_names[] = {"CONNECTING", "TLS", "BUSY", "IDLE"};
+
+/* Every transition of an upstream connection goes through here: debug builds
+ * assert it is legal; the debug log shows it. */
+static void
+upconn_set_state(struct upconn *uc, enum upconn_state to)
+{
+    assert(uc->state < ARRAY_SIZE(upconn_next) && (upconn_next[uc->state] & UC_BIT(to)));
+    log_debug("upconn %p: %s -> %s", (void *)uc, upconn_state_names[uc->state],
+              upconn_state_names[to]);
+    uc->state = (uint8_t)to;
 }
 
 /* A pooled connection whose pod has gone (killed, restarted) may still be in
@@ -85,11 +110,9 @@ upconn_close(struct upconn *uc, bool reset)
  * be retried once sent (not idempotent) pays one MSG_PEEK to find out; the
  * others are retried on another server if the connection turns out dead. */
 static bool
-upconn_alive(const struct upconn *uc, const struct request *req)
+upconn_alive(const struct upconn *uc, bool resendable)
 {
-    unsigned m = req->method;
-    if (m == HTTP1_M_GET || m == HTTP1_M_HEAD || m == HTTP1_M_OPTIONS || m == HTTP1_M_PUT ||
-        m == HTTP1_M_DELETE || m == HTTP1_M_TRACE)
+    if (resendable)
         return true;
     char c;
     ssize_t r = recv(uc->c.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -97,7 +120,8 @@ upconn_alive(const struct upconn *uc, const struct request *req)
 }
 
 struct upconn *
-upconn_get(struct worker *w, struct server *s, struct request *req)
+upconn_get(struct worker *w, struct server *s, const struct upconn_cbs *cb, void *owner,
+           bool resendable)
 {
     struct server_rt *rt = s->rt;
     struct upconn_pool *pool = worker_pool(w, rt->slot);
@@ -108,12 +132,13 @@ upconn_get(struct worker *w, struct server *s, struct request *req)
         uc = container_of(pool->idle.next, struct upconn, link);
         list_remove(&uc->link);
         pool->nidle--;
-        uc->state = UC_BUSY; /* out of the pool */
-        if (uc->addr_version != addr_version || !upconn_alive(uc, req)) {
+        upconn_set_state(uc, UC_BUSY); /* out of the pool */
+        if (uc->addr_version != addr_version || !upconn_alive(uc, resendable)) {
             upconn_close(uc, false);
             continue;
         }
-        uc->req = req;
+        uc->cb = cb;
+        uc->owner = owner;
         uc->reused = true;
         return uc;
     }
@@ -131,10 +156,11 @@ upconn_get(struct worker *w, struct server *s, struct request *req)
     server_rt_ref(rt);
     uc->rt = rt;
     uc->addr_version = addr_version;
-    uc->req = req;
+    uc->cb = cb;
+    uc->owner = owner;
     uc->keep_max = s->up->conf->keepalive;
     uc->keep_secs = (double)s->up->conf->keepalive_timeout_ms / 1000.0;
-    uc->state = UC_CONNECTING;
+    upconn_set_state(uc, UC_CONNECTING);
     if (s->tls_ctx && tls_connect_attach(&uc->c, s->tls_ctx) < 0) {
         upconn_close(uc, false);
         errno = ENOMEM;
@@ -150,7 +176,8 @@ upconn_release(struct upconn *uc, bool reusable)
 {
     struct worker *w = uc->w;
     struct upconn_pool *pool;
-    uc->req = NULL;
+    uc->cb = NULL;
+    uc->owner = NULL;
     if (!reusable || w->draining || (uc->c.flags & (CONN_READ_EOF | CONN_WRITE_SHUT)) ||
         (uc->ibuf && buf_len(uc->ibuf)) || uc->keep_max == 0 ||
         !(pool = worker_pool(w, uc->rt->slot)) || pool->nidle >= uc->keep_max) {
@@ -161,7 +188,7 @@ upconn_release(struct upconn *uc, bool reusable)
     uc->ibuf = NULL;
     conn_write_done(w->loop, &uc->c);
     conn_read_start(w->loop, &uc->c);
-    uc->state = UC_IDLE;
+    upconn_set_state(uc, UC_IDLE);
     uc->nreq++;
     uc->idle_since = ev_now(w->loop);
     list_push(&pool->idle, &uc->link);
@@ -196,7 +223,7 @@ upconn_tls_step(struct upconn *uc)
     if (rc < 0) {
         log_limited(&tls_up_limit, 10000, LOG_LVL_WARN, "TLS to %s failed: %s", uc->rt->key,
                     tls_last_error());
-        request_up_failed(uc->req, TERM_SERVER_REFUSED, ECONNREFUSED);
+        uc->cb->failed(uc->owner, TERM_SERVER_REFUSED, ECONNREFUSED);
         return;
     }
     if (rc == 0) {
@@ -207,8 +234,8 @@ upconn_tls_step(struct upconn *uc)
         return;
     }
     conn_write_done(w->loop, &uc->c);
-    uc->state = UC_BUSY;
-    request_up_connected(uc->req);
+    upconn_set_state(uc, UC_BUSY);
+    uc->cb->connected(uc->owner);
 }
 
 static void
@@ -217,18 +244,18 @@ upconn_connected(struct upconn *uc)
     struct worker *w = uc->w;
     int err = sock_error(uc->c.fd);
     if (err) {
-        request_up_failed(uc->req, TERM_SERVER_REFUSED, err);
+        uc->cb->failed(uc->owner, TERM_SERVER_REFUSED, err);
         return;
     }
     conn_read_start(w->loop, &uc->c);
     if (uc->c.ssl) {
-        uc->state = UC_TLS;
+        upconn_set_state(uc, UC_TLS);
         upconn_tls_step(uc);
         return;
     }
-    uc->state = UC_BUSY;
+    upconn_set_state(uc, UC_BUSY);
     conn_write_done(w->loop, &uc->c);
-    request_up_connected(uc->req);
+    uc->cb->connected(uc->owner);
 }
 
 static void
@@ -242,7 +269,7 @@ up_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         upconn_tls_step(uc);
         return;
     case UC_BUSY:
-        request_up_readable(uc->req);
+        uc->cb->readable(uc->owner);
         return;
     case UC_IDLE:
         /* A pooled connection spoke: the pod closed it (or misbehaves). */
@@ -267,7 +294,7 @@ up_write_cb(struct ev_loop *loop, ev_io *io, int revents)
         upconn_tls_step(uc);
         return;
     case UC_BUSY:
-        request_up_writable(uc->req);
+        uc->cb->writable(uc->owner);
         return;
     default:
         conn_write_done(uc->w->loop, &uc->c);
@@ -290,8 +317,8 @@ up_tmo_cb(struct ev_loop *loop, ev_timer *t, int revents)
         upconn_close(uc, false);
         return;
     }
-    if (uc->req)
-        request_up_timeout(uc->req);
+    if (uc->owner)
+        uc->cb->timeout(uc->owner);
 }
 
 void

@@ -177,13 +177,13 @@ worker_pick_gen(struct worker *w)
     if (!g)
         return;
     if (g == old) {
-        gen_unref(g);
+        gen_unref_worker(g);
         return;
     }
     w->gen = g;
     listeners_sync(w, g);
     if (old && old->wrefs[w->id].n == 0)
-        gen_unref(old);
+        gen_unref_worker(old);
     upconn_pools_sweep(w);
     redis_worker_sync(w);
 }

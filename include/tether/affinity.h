@@ -61,6 +61,10 @@ enum aff_result {
 int affinity_prepare(struct request *req, const char *base, uint64_t now_ms);
 /* A Redis lookup for <req> is still in flight. */
 bool affinity_pending(const struct request *req);
+/* The Redis lookup started by affinity_prepare answered with <v> (<n> bytes,
+ * "upstream/server SID"), or NULL on a miss or timeout: no longer pending;
+ * learned when it names a server of the request's upstream. */
+void affinity_session_answer(struct request *req, const char *v, size_t n);
 
 /* Choose req->srv for req->route per DESIGN §2's chain; sets req->aff and
  * req->set_cookie. */

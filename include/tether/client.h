@@ -23,6 +23,10 @@ enum client_tmo {
 /* A new connection accepted on <wl> (fd nonblocking). */
 void client_accept(struct worker *w, struct wlisten *wl, int fd, const struct sock_addr *peer);
 
+/* A new exchange carried by <cli> (client_downstream.c: the HTTP/1
+ * connection's downstream operations), or NULL when out of memory. */
+struct request *client_exchange_new(struct client *cli);
+
 /* Close now (counts, logs when a request was in progress, frees). */
 void client_close(struct client *cli, unsigned term);
 

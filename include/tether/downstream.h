@@ -62,6 +62,14 @@ struct downstream_ops {
     /* Everything given to write() was taken: stop watching write readiness. */
     void (*write_done)(void *ctx);
 
+    /* true while a write is waiting for the client to take bytes (the pod's
+     * silence is then the client's fault, judged by the send deadline). */
+    bool (*write_blocked)(void *ctx);
+
+    /* true when the carrier will close after this exchange (draining,
+     * keepalive_requests reached): the response says so to the client. */
+    bool (*closing)(void *ctx);
+
     /* Run the downstream deadline <kind> (enum ds_tmo) for <secs> from now. */
     void (*deadline)(void *ctx, unsigned kind, double secs);
 
@@ -74,17 +82,20 @@ struct downstream_ops {
     /* Answer with tether's own small reply <status> (text body, X-Request-Id,
      * <extra> header lines each ending CRLF, or NULL) accounted with <term>.
      * With <close> the carrier closes after it (HTTP/1: the connection, after
-     * draining input briefly; HTTP/2: the stream). Ends the exchange. */
+     * draining input briefly; HTTP/2: the stream). Ends the exchange: the
+     * downstream sets its status and term, logs it (request_log) and frees it
+     * (exchange_free). */
     void (*reply)(void *ctx, unsigned status, unsigned term, const char *extra, bool close);
 
-    /* The exchange ended normally (logged, counted, freed by the caller just
-     * before). <next>: input offset where the next pipelined request starts
+    /* The exchange ended normally (logged, counted and freed by the caller
+     * just before: do not touch it). <next>: input offset where the next pipelined request starts
      * (HTTP/1); <close>: the carrier must close after it. HTTP/1 goes on with
      * the next request, idles or closes; HTTP/2 ends the stream. */
     void (*done)(void *ctx, uint32_t next, bool close);
 
     /* Abort the carrier with <term> (HTTP/1: close the connection; HTTP/2:
-     * RST_STREAM). The exchange was logged and detached by the caller. */
+     * RST_STREAM). The caller released the upstream connection; the
+     * downstream logs the exchange (when it received anything) and frees it. */
     void (*reset)(void *ctx, unsigned term);
 
     /* A 101 was answered: fill the client side of <ta> (the byte carrier, TLS
@@ -94,8 +105,9 @@ struct downstream_ops {
      * and carry the tunnel in DATA frames instead. */
     bool (*upgrade)(void *ctx, struct tunnel_args *ta, uint32_t next);
 
-    /* After upgrade(): the carrier object goes away (its socket lives on in
-     * the tunnel). */
+    /* After upgrade() and a started tunnel (the exchange was logged and freed
+     * just before): the carrier object goes away, its socket, limit_conn slot
+     * and connection count live on in the tunnel. */
     void (*release)(void *ctx);
 };
 
@@ -104,5 +116,54 @@ struct downstream {
     const struct downstream_ops *ops; /* the protocol's operations */
     void *ctx;                        /* the connection or stream */
 };
+
+/* Calls through a downstream, as the exchange makes them. */
+static inline struct buf *
+ds_input(const struct downstream *d)
+{
+    return d->ops->input(d->ctx);
+}
+
+static inline ssize_t
+ds_read(const struct downstream *d)
+{
+    return d->ops->read(d->ctx);
+}
+
+static inline void
+ds_pause(const struct downstream *d)
+{
+    d->ops->pause(d->ctx);
+}
+
+static inline void
+ds_resume(const struct downstream *d)
+{
+    d->ops->resume(d->ctx);
+}
+
+static inline ssize_t
+ds_write(const struct downstream *d, const struct iovec *iov, int n)
+{
+    return d->ops->write(d->ctx, iov, n);
+}
+
+static inline void
+ds_deadline(const struct downstream *d, unsigned kind, double secs)
+{
+    d->ops->deadline(d->ctx, kind, secs);
+}
+
+static inline void
+ds_reply(const struct downstream *d, unsigned status, unsigned term, const char *extra, bool close)
+{
+    d->ops->reply(d->ctx, status, term, extra, close);
+}
+
+static inline void
+ds_reset(const struct downstream *d, unsigned term)
+{
+    d->ops->reset(d->ctx, term);
+}
 
 #endif

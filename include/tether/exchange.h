@@ -65,8 +65,12 @@ void exchange_start(struct request *x, uint32_t head_len);
 void exchange_readable(struct request *x);
 /* The client can take more response bytes (after ops->write gave IO_AGAIN). */
 void exchange_writable(struct request *x);
-/* The client is gone (EOF while sending, reset, timeout): log with <term>,
- * free, and ops->reset. */
+/* The client is gone (EOF while sending, reset, timeout): release the
+ * upstream side, set <term>, and ops->reset (which logs and frees). */
 void exchange_gone(struct request *x, unsigned term);
+
+/* Write the access log line and count the exchange (access_log.c). The
+ * downstream calls it when it ends an exchange itself (reply, reset). */
+void request_log(struct request *x);
 
 #endif

@@ -78,6 +78,7 @@ struct gen {
     uint32_t nzones;
     struct gen_wref *wrefs; /* [nworkers] */
     uint64_t loaded_ms;     /* wall clock */
+    struct gen *dead_next;  /* in the list of generations a worker let go (gen_reap) */
 };
 
 /* Build a generation from <conf> (ownership passes to the generation, also on
@@ -87,7 +88,15 @@ struct gen *gen_build(struct conf *conf, const struct gen *prev, uint32_t nworke
                       struct err *e);
 
 void gen_ref(struct gen *g);
+/* Drop a reference; the last one frees <g> at once (control or main thread). */
 void gen_unref(struct gen *g);
+/* Drop a worker's reference: never frees on the worker (not in the middle of
+ * a parse, not SSL contexts on the hot path). The last one hands <g> to the
+ * control thread, whose next tick retires it through QSBR (gen_reap). */
+void gen_unref_worker(struct gen *g);
+/* Control thread (and main at exit): retire every generation a worker let go
+ * through qsbr_retire(); qsbr_reclaim()/qsbr_fini() free them. */
+void gen_reap(void);
 
 /* The current generation (acquire). */
 extern _Atomic(struct gen *) gen_current;

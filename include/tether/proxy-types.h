@@ -17,9 +17,11 @@
 #include <ev.h>
 
 #include <tether/conn.h>
+#include <tether/downstream.h>
 #include <tether/http1.h>
 #include <tether/list.h>
 #include <tether/ratelimit.h>
+#include <tether/redis.h>
 #include <tether/session.h>
 #include <tether/sock.h>
 
@@ -66,6 +68,10 @@ enum term_reason {
     TERM_TUNNEL_TIMEOUT,  /* a tunnel idled out */
     TERM__COUNT
 };
+
+/* Human name of a termination reason ("server_reset"), of an outcome. */
+const char *term_name(unsigned term);
+const char *aff_outcome_name(unsigned aff);
 
 /* How the request found its server (access log "affinity"; metrics). */
 enum aff_outcome {
@@ -117,11 +123,18 @@ enum request_state {
     RS_DONE,
 };
 
+/* The exchange (exchange.h): one request/response, reached by its client
+ * only through <ds> and reaching the client only through ds.ops. */
 struct request {
-    struct client *cli;
-    struct upconn *up; /* server connection, while attached */
-    uint8_t state;     /* enum request_state */
-    uint8_t method;    /* enum http1_method */
+    struct downstream ds;         /* the client side carrying it (HTTP/1 connection, ...) */
+    struct worker *w;             /* the worker it runs on */
+    struct gen *gen;              /* generation in use (the downstream holds the reference) */
+    struct vserver *vs;           /* server block of the listen (in gen) */
+    const struct sock_addr *peer; /* client address (the downstream's) */
+    bool cli_tls;                 /* the client side is TLS */
+    struct upconn *up;            /* server connection, while attached */
+    uint8_t state;                /* enum request_state */
+    uint8_t method;               /* enum http1_method */
     uint8_t version_minor;
     uint8_t req_body;  /* enum http1_body */
     uint8_t resp_body; /* enum http1_body */
@@ -192,7 +205,7 @@ struct request {
     uint64_t learned_srv; /* server id learned for sid, 0 none */
     uint64_t bhash;       /* balance hash key (balance hash) */
     bool has_bhash;
-    void *redis_op;             /* Redis operations in flight for this request */
+    struct redis_waiter rw;     /* Redis operations in flight for this request */
     uint8_t rl_pending;         /* global-zone decisions awaited from Redis */
     bool rl_denied;             /* one of them said no */
     struct rl_decision rl_deny; /* the denial to answer with */
@@ -201,6 +214,16 @@ struct request {
     uint32_t learn_len;
     struct http1_head h; /* request head, then response heads */
     struct request *next_free;
+};
+
+/* How an upstream connection reports to its owner (the exchange): every call
+ * gets the <owner> pointer given to upconn_get(). */
+struct upconn_cbs {
+    void (*connected)(void *owner);                      /* ready to send (pooled or new) */
+    void (*failed)(void *owner, unsigned term, int err); /* connect or TLS failed */
+    void (*readable)(void *owner);                       /* response bytes may be read */
+    void (*writable)(void *owner);                       /* request bytes may be written */
+    void (*timeout)(void *owner);                        /* its deadline passed */
 };
 
 enum upconn_state {
@@ -214,16 +237,17 @@ struct upconn {
     struct conn c;
     ev_timer tmo; /* connect / response / pool idle */
     struct worker *w;
-    struct server_rt *rt;  /* reference held */
-    uint32_t addr_version; /* rt->addr_version when connected */
-    struct request *req;
-    struct buf *ibuf;   /* response bytes */
-    struct list link;   /* in the pool's idle list */
-    uint8_t state;      /* enum upconn_state */
-    bool reused;        /* came from the pool */
-    uint32_t keep_max;  /* pool size of its upstream (keepalive) */
-    double keep_secs;   /* pool idle timeout */
-    ev_tstamp deadline; /* lazy timer target */
+    struct server_rt *rt;        /* reference held */
+    uint32_t addr_version;       /* rt->addr_version when connected */
+    const struct upconn_cbs *cb; /* the owner's callbacks, while attached */
+    void *owner;                 /* their first argument (the exchange), NULL in the pool */
+    struct buf *ibuf;            /* response bytes */
+    struct list link;            /* in the pool's idle list */
+    uint8_t state;               /* enum upconn_state */
+    bool reused;                 /* came from the pool */
+    uint32_t keep_max;           /* pool size of its upstream (keepalive) */
+    double keep_secs;            /* pool idle timeout */
+    ev_tstamp deadline;          /* lazy timer target */
     uint32_t nreq;
     ev_tstamp idle_since;
     struct upconn *next_free;

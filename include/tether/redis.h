@@ -10,7 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct request;
+struct redis_op;
+struct rl_decision;
 struct server;
 struct worker;
 struct conf_redis;
@@ -23,32 +24,53 @@ struct rl_zone;
 void redis_worker_sync(struct worker *w);
 void redis_worker_stop(struct worker *w);
 
-/* Look up req->sid in Redis. 0: started; the answer sets req->learned_srv (when
- * the stored server is in the request's upstream), clears req->aff_pending and
- * calls request_resume(). -1: Redis not usable now (caller goes on). */
-int redis_session_lookup(struct request *req);
-/* Write req->sid -> <s> with the affinity TTL (fire and forget). */
-void redis_session_store(struct request *req, const struct server *s);
+/* How request-path answers reach their owner (an exchange): Redis never
+ * calls the request code by name. Each gets the waiter's <owner>. */
+struct redis_waiter_cbs {
+    /* A session lookup's answer: the stored value, or NULL with 0 (miss,
+     * error, timeout). */
+    void (*session)(void *owner, const char *val, size_t n);
+    /* An acknowledged store landed, or the wait for it timed out. */
+    void (*stored)(void *owner);
+    /* A global zone's decision (Redis's, or the on_redis_error fallback). */
+    void (*zone)(void *owner, struct rl_zone *z, const struct rl_decision *d);
+};
+
+/* What an owner embeds to wait on Redis (zeroed, then cb and owner set). */
+struct redis_waiter {
+    struct redis_op *ops;              /* operations in flight for the owner */
+    const struct redis_waiter_cbs *cb; /* where their answers go */
+    void *owner;                       /* the callbacks' first argument */
+};
+
+/* Look up session <key> (its hash) in Redis. 0: started; the answer (or the
+ * timeout) calls wt->cb->session(). -1: Redis not usable now (caller goes on). */
+int redis_session_lookup(struct worker *w, struct redis_waiter *wt, uint64_t key);
+/* Write session <key> -> <val> (n bytes: "upstream/server SID") for <ttl_ms>
+ * (fire and forget). */
+void redis_session_store(struct worker *w, uint64_t key, const char *val, size_t n,
+                         uint64_t ttl_ms);
 /* As redis_session_store, for a session learned from a response: 0 when the
  * write is on its way and the response should wait for it (the answer, or the
- * Redis timeout, clears req->store_pending and calls
- * request_client_writable()), so a client that takes the session to another
- * replica at once finds it there. -1: Redis not usable, nothing to wait for. */
-int redis_session_store_ack(struct request *req, const struct server *s);
+ * Redis timeout, calls wt->cb->stored()), so a client that takes the session
+ * to another replica at once finds it there. -1: Redis not usable. */
+int redis_session_store_ack(struct worker *w, struct redis_waiter *wt, uint64_t key,
+                            const char *val, size_t n, uint64_t ttl_ms);
 
-/* Extend the session's expiry in Redis (a long session in active use stays
- * known to every replica). Fire and forget. */
-void redis_session_touch(struct request *req);
+/* Extend the session's expiry in Redis to <ttl_ms> (a long session in active
+ * use stays known to every replica). Fire and forget. */
+void redis_session_touch(struct worker *w, uint64_t key, uint64_t ttl_ms);
 
-/* Forget the request's operation in flight (its reply will be ignored). */
-void redis_request_cancel(struct request *req);
+/* Forget the waiter's operations in flight (their replies will be ignored). */
+void redis_waiter_cancel(struct redis_waiter *wt);
 
 /* Decide one request of global zone <z> for <key> in Redis: one EVALSHA of the
  * GCRA script (loaded once per connection). 0: started; the answer (or, after
  * the Redis timeout, the zone's on_redis_error fallback) calls
- * request_zone_answer(req, z, &decision). -1: Redis unusable right now (the
- * caller applies on_redis_error itself). */
-int redis_zone_check(struct request *req, struct rl_zone *z, const char *key, size_t klen);
+ * wt->cb->zone(owner, z, &decision). -1: Redis unusable right now (the caller
+ * applies on_redis_error itself). */
+int redis_zone_check(struct worker *w, struct redis_waiter *wt, struct rl_zone *z, const char *key,
+                     size_t klen);
 
 /* Is the worker's Redis connection up? */
 bool redis_worker_up(const struct worker *w);

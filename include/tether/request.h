@@ -15,39 +15,11 @@
 
 #include <stdbool.h>
 
+#include <tether/exchange.h>
 #include <tether/proxy-types.h>
 
-struct request *request_new(struct worker *w, struct client *cli);
-/* Return to the worker's free list (buffers released, upconn detached). */
-void request_free(struct request *req);
-
-/* The request head is complete in cli->ibuf: run the request. */
-void request_start(struct request *req, uint32_t head_len);
-
-/* Client side events for the request in progress. */
-void request_client_readable(struct request *req);
-void request_client_writable(struct request *req);
-/* The client went away (EOF on a request still sending, reset, timeout). */
-void request_client_gone(struct request *req, unsigned term);
-
-/* Upstream side events (from upstream_conn.c). */
-void request_up_connected(struct request *req);
-void request_up_failed(struct request *req, unsigned term, int err);
-void request_up_readable(struct request *req);
-void request_up_writable(struct request *req);
-void request_up_timeout(struct request *req);
-
-/* The answer of a global zone (Redis, or its fallback). */
-void request_zone_answer(struct request *req, struct rl_zone *z, const struct rl_decision *d);
-
-/* A held request (rate-limit pacing, Redis answer) may go on. */
-void request_resume(struct request *req);
-
-/* Write the access log line and count the request. */
-void request_log(struct request *req);
-
-/* Human name of a termination reason ("server_reset"). */
-const char *term_name(unsigned term);
-const char *aff_outcome_name(unsigned aff);
+/* The downstream-facing functions (new, free, start, readable, writable,
+ * gone, log) are in exchange.h; the steps between them are private to the
+ * request*.c files (request_int.h). */
 
 #endif

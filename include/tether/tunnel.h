@@ -7,12 +7,35 @@
 #ifndef TETHER_TUNNEL_H
 #define TETHER_TUNNEL_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include <tether/proxy-types.h>
 
-/* Turn <req> (101 sent or pending in req->chead) into a tunnel: takes over the
- * client and upstream sockets, pending bytes and counters; frees the client,
- * request and upconn objects. */
-void tunnel_start(struct request *req);
+/* What a tunnel is made of, filled by the exchange (pod side, ids, timeouts)
+ * and by its downstream (client side). tunnel_start() moves the two conns and
+ * takes the buffers and the limit_conn slot (it NULLs them in <ta>). */
+struct tunnel_args {
+    struct conn *a;          /* client side (moved: the caller must not close it) */
+    struct buf *a_head;      /* the 101 head still to send to the client, or NULL */
+    struct buf *a_in;        /* bytes the client sent after its request, or NULL */
+    struct conn_slot *limit; /* the client's limit_conn slot, or NULL */
+    bool a_tls;              /* the client side is TLS (access log) */
+    struct conn *b;          /* pod side (moved) */
+    struct buf *b_in;        /* bytes the pod sent after its 101, or NULL */
+    struct server_rt *rt;    /* the pod's runtime counters (a reference is taken) */
+    double idle_secs;        /* websocket_timeout */
+    double fin_secs;         /* websocket_fin_timeout */
+    const char *rid;         /* request id of the upgrade (access log) */
+    uint8_t rid_len;         /* its length */
+    const char *ip;          /* client address (access log) */
+    uint8_t ip_len;          /* its length */
+};
+
+/* Start a tunnel on <w> from <ta>: the sockets and buffers are the tunnel's
+ * now. It counts one active connection (as the client did) and a tunnel.
+ * 0, or -1 when out of memory (nothing was taken). */
+int tunnel_start(struct worker *w, struct tunnel_args *ta);
 
 /* Shutdown: close every tunnel of <w> now. */
 void tunnel_close_all(struct worker *w);

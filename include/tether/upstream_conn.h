@@ -9,10 +9,14 @@
 
 #include <tether/proxy-types.h>
 
-/* Get a pooled connection to <s> or start a new one, attached to <req>.
- * Returns the upconn (UC_BUSY when pooled, UC_CONNECTING/UC_TLS otherwise), or
- * NULL with errno when the socket could not even be created. */
-struct upconn *upconn_get(struct worker *w, struct server *s, struct request *req);
+/* Get a pooled connection to <s> or start a new one, reporting to <owner>
+ * through <cb> (lower layers never call the exchange by name). <resendable>:
+ * the request may be sent again if a pooled connection turns out dead (else
+ * a pooled one is checked with one MSG_PEEK first). Returns the upconn
+ * (UC_BUSY when pooled, UC_CONNECTING/UC_TLS otherwise), or NULL with errno
+ * when the socket could not even be created. */
+struct upconn *upconn_get(struct worker *w, struct server *s, const struct upconn_cbs *cb,
+                          void *owner, bool resendable);
 
 /* Detach from its request: back to the pool when <reusable>, else closed. */
 void upconn_release(struct upconn *uc, bool reusable);
