@@ -11,6 +11,7 @@
 
 #include <tether/arena.h>
 #include <tether/conf_lex.h>
+#include <tether/log.h>
 #include <tether/session.h>
 #include <tether/sock.h>
 #include <tether/util.h>
@@ -27,14 +28,6 @@ enum conf_ctx {
     CONF_AFFINITY = 1u << 7,
     CONF_SERVER = 1u << 8,
     CONF_ROUTE = 1u << 9,
-};
-
-enum log_level {
-    LOG_LVL_DEBUG = 0,
-    LOG_LVL_INFO,
-    LOG_LVL_NOTICE,
-    LOG_LVL_WARN,
-    LOG_LVL_ERROR,
 };
 
 enum access_format {

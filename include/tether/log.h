@@ -10,7 +10,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <tether/conf.h>
+#include <tether/util.h>
+
+enum log_level {
+    LOG_LVL_DEBUG = 0,
+    LOG_LVL_INFO,
+    LOG_LVL_NOTICE,
+    LOG_LVL_WARN,
+    LOG_LVL_ERROR,
+};
 
 /* Messages below this level are dropped. */
 extern _Atomic int log_level;
