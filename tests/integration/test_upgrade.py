@@ -390,6 +390,50 @@ def test_state_passes_to_the_new_process():
         t.stop()
 
 
+def test_upgrade_to_fewer_workers_keeps_every_socket():
+    # workers 3 -> 1: the new process inherits three SO_REUSEPORT sockets per
+    # address and its one worker watches them all (a socket left unwatched
+    # would hold the connections the kernel hashes to it), then 1 -> 2.
+    pods, t = setup(1, conf=CONF.replace("workers 2;", "workers 3;"))
+    traffic = Traffic(t.port)
+    h.wait_until(lambda: traffic.count >= 20, timeout=20, what="traffic")
+    conf = open(t.conf_path).read()
+    with open(t.conf_path, "w") as f:
+        f.write(conf.replace("workers 3;", "workers 1;"))
+    rc, out = ctl(t, "upgrade")
+    assert rc == 0, out
+    new = serving_pid(t)
+    newer = None
+    try:
+        before = traffic.count
+        h.wait_until(lambda: traffic.count >= before + 100, timeout=30, what="traffic after")
+        count, errors = traffic.stop()
+        assert errors == [], errors[:5]
+        h.wait_until(lambda: not t.alive(), timeout=20, what="old process to exit")
+        # Each new connection lands on one of the three sockets (by hash of
+        # its port): every one is answered, and by the new process.
+        for i in range(60):
+            r = h.get(t.port, "/n%d" % i, headers={"Connection": "close"}, timeout=10 * h.SLOW)
+            assert r.status == 200
+            r.conn.close()
+        with open(t.conf_path, "w") as f:
+            f.write(conf.replace("workers 3;", "workers 2;"))
+        rc, out = ctl(t, "upgrade")
+        assert rc == 0, out
+        newer = serving_pid(t)
+        h.wait_until(lambda: gone(new), timeout=20, what="first new process to exit")
+        for i in range(60):
+            r = h.get(t.port, "/m%d" % i, headers={"Connection": "close"}, timeout=10 * h.SLOW)
+            assert r.status == 200
+            r.conn.close()
+    finally:
+        traffic.stop()
+        for p in (newer, new):
+            if p:
+                stop_pid(p)
+        t.stop()
+
+
 def test_one_instance_per_pid_file_and_admin_socket():
     pods, t = setup(1)
     second = subprocess.run([h.TETHER, "-c", t.conf_path], stdout=subprocess.PIPE,
