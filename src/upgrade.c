@@ -283,6 +283,14 @@ upgrade_start(const char *path, int admin_fd, int stats_fd, char *msg, size_t ms
         snprintf(msg, msglen, "this process already handed over to a new one and is draining");
         return -1;
     }
+    if (getpid() == 1) {
+        /* The new process would be our child: when we exit after draining,
+         * the container (or namespace) ends and takes it along. */
+        snprintf(msg, msglen,
+                 "upgrade refused: tether runs as pid 1 (a container?), whose exit "
+                 "would end the new process too; replace the container instead");
+        return -1;
+    }
     if (upgrade_pred_fd >= 0) {
         struct pollfd p = {.fd = upgrade_pred_fd, .events = POLLIN | POLLRDHUP};
         if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR))) {

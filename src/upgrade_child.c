@@ -28,6 +28,7 @@ static struct {
     char *state;   /* runtime-state lines (heap) */
     char *pidfile; /* path of the pid file we hold the lock of (heap) */
     size_t len, cap;
+    bool truncated; /* the state did not all fit: the rest was dropped */
 } child = {.fd = -1};
 
 bool
@@ -149,9 +150,14 @@ upgrade_child_recv(struct err *e)
         if (rfd >= 0)
             close(rfd);
         bool done = n >= 4 && strcmp(buf + n - 4, "end\n") == 0 && (n == 4 || buf[n - 5] == '\n');
-        if (state_add(buf, (size_t)(done ? n - 4 : n)) < 0) {
-            err_set(e, "upgrade: runtime state too large or out of memory");
-            goto fail;
+        if (!child.truncated && state_add(buf, (size_t)(done ? n - 4 : n)) < 0) {
+            /* Serving matters more than the state: keep what fits (whole
+             * messages hold whole lines) and read on to the end. */
+            child.truncated = true;
+            fprintf(stderr,
+                    "tether: upgrade: runtime state beyond %u MiB or out of memory: the "
+                    "rest is not taken over\n",
+                    UPGRADE_STATE_MAX >> 20);
         }
         if (done)
             break;

@@ -434,6 +434,57 @@ def test_upgrade_to_fewer_workers_keeps_every_socket():
         t.stop()
 
 
+def handover(conf_path, messages, fds=()):
+    """Start tether as if an upgrade started it, on a hand-over socket we
+    drive: send <messages> (bytes, or (bytes, fd) with a socket), return
+    (process, our end)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    env = dict(os.environ, TETHER_UPGRADE_FD=str(theirs.fileno()))
+    p = subprocess.Popen([h.TETHER, "-c", conf_path], env=env, pass_fds=[theirs.fileno()],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    h._procs.append(p)
+    theirs.close()
+    for m in messages:
+        if isinstance(m, tuple):
+            socket.send_fds(ours, [m[0]], [m[1]])
+        else:
+            ours.send(m)
+    ours.settimeout(30 * h.SLOW)
+    return p, ours
+
+
+def test_bad_handover_is_refused_with_a_message():
+    pods, t = setup(1)
+    conf = t.conf_path
+    for msgs, want in (
+            ([b"hello\n"], "another hand-over protocol"),
+            ([b"tether-upgrade 1 1\n", b"fd listen\n"], "missing from its message"),
+            ([b"tether-upgrade 1 1\n", b"half a line"], "malformed hand-over message"),
+            ([b"tether-upgrade 1 1\n"], "ended early")):
+        p, ours = handover(conf, msgs)
+        if want == "ended early":
+            ours.shutdown(socket.SHUT_WR)
+        answer = ours.recv(4096).decode()
+        out = p.communicate(timeout=30 * h.SLOW)[0].decode()
+        ours.close()
+        assert p.returncode == 1 and want in out and answer.startswith("error ") and \
+            want in answer, (msgs, out, answer)
+    p = subprocess.run([h.TETHER, "-c", conf], env=dict(os.environ, TETHER_UPGRADE_FD="x"),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30 * h.SLOW)
+    assert p.returncode == 1 and b"bad TETHER_UPGRADE_FD" in p.stdout, p.stdout
+    # A hand-over of the admin socket that is not a listening socket: refused.
+    a, b = socket.socketpair()
+    p, ours = handover(conf, [b"tether-upgrade 1 1\n", (b"fd admin\n", a.fileno())])
+    answer = ours.recv(4096).decode()
+    p.communicate(timeout=30 * h.SLOW)
+    assert p.returncode == 1 and "unusable admin socket" in answer, answer
+    for s in (a, b, ours):
+        s.close()
+    # Unknown state lines are skipped; the old one still serves throughout.
+    assert serving_pid(t) == t.pid and h.get(t.port, "/x").status == 200
+    h.stop_clean(t)
+
+
 def test_one_instance_per_pid_file_and_admin_socket():
     pods, t = setup(1)
     second = subprocess.run([h.TETHER, "-c", t.conf_path], stdout=subprocess.PIPE,
