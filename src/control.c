@@ -49,6 +49,15 @@ int
 control_reload(struct err *e)
 {
     struct gen *cur = atomic_load(&gen_current);
+    if (ctl.stopping) {
+        /* A draining process (after SIGTERM or a binary upgrade) must not bind
+         * listeners again: they would join the SO_REUSEPORT group and take
+         * connections nobody accepts ("kill -HUP $(pidof tether)" reaches it). */
+        err_set(e, "shutting down%s: reload ignored",
+                upgrade_handed_over() ? " (handed over to a new process)" : "");
+        log_notice("%s", e->msg);
+        return -1;
+    }
     struct conf *c = conf_load(ctl.conf_path, e);
     ctl.last_reload_ms = time_wall_ms();
     if (!c)

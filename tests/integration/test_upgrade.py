@@ -327,6 +327,15 @@ def test_second_upgrade_during_drain_is_refused():
         h.wait_until(lambda: open(log).read().count("still draining") >= 2, timeout=10,
                      what="both refusals logged")
         assert serving_pid(t) == first and t.alive()
+        # "kill -HUP $(pidof tether)" reaches the draining process too: it must
+        # not bind listeners again (they would take connections it never accepts).
+        t.signal(signal.SIGHUP)
+        h.wait_until(lambda: "reload ignored" in open(log).read(), timeout=10,
+                     what="reload ignored while draining")
+        for i in range(40):
+            r = h.get(t.port, "/h%d" % i, headers={"Connection": "close"}, timeout=10 * h.SLOW)
+            assert r.status == 200
+            r.conn.close()
         assert ws_echo(s, b"still") == b"still"
         s.close()
         h.wait_until(lambda: not t.alive(), timeout=20, what="old process to exit")
