@@ -225,6 +225,21 @@ describe_status(int status, char *out, size_t len)
         snprintf(out, len, "ended (status %d)", status);
 }
 
+/* Reap <child>, which is about to exit; killed when it is still there at
+ * <deadline>. */
+static void
+reap(pid_t child, uint64_t deadline, int *status)
+{
+    while (waitpid(child, status, WNOHANG) == 0) {
+        if (time_mono_ms() >= deadline) {
+            kill(child, SIGKILL);
+            waitpid(child, status, 0);
+            return;
+        }
+        usleep(5000);
+    }
+}
+
 /* Wait for "ok PID" / "error WHY" until <deadline>. 1 ok, 0 error (<msg>). */
 static int
 await_verdict(int fd, pid_t child, uint64_t deadline, long *newpid, char *msg, size_t msglen)
@@ -260,12 +275,12 @@ await_verdict(int fd, pid_t child, uint64_t deadline, long *newpid, char *msg, s
                 return 1;
             }
             snprintf(msg, msglen, "%.500s", strncmp(buf, "error ", 6) == 0 ? buf + 6 : buf);
-            waitpid(child, &status, 0);
+            reap(child, deadline, &status);
             return 0;
         }
         /* EOF: it ended without a word. */
         char how[64];
-        waitpid(child, &status, 0);
+        reap(child, deadline, &status);
         describe_status(status, how, sizeof(how));
         snprintf(msg, msglen, "the new process %s before serving", how);
         return 0;
@@ -368,7 +383,12 @@ upgrade_start(const char *path, int admin_fd, int stats_fd, char *msg, size_t ms
         int err = o->err;
         free(o);
         if (err && err != EPIPE && err != ECONNRESET) {
-            snprintf(why, sizeof(why), "handing over: %s", strerror(err));
+            if (err == EAGAIN || err == EWOULDBLOCK)
+                snprintf(why, sizeof(why),
+                         "the new process did not take the hand-over within "
+                         "upgrade_timeout");
+            else
+                snprintf(why, sizeof(why), "handing over: %s", strerror(err));
             kill(child, SIGKILL);
             waitpid(child, NULL, 0);
         } else {

@@ -311,6 +311,26 @@ def test_failed_upgrade_keeps_the_old_process_serving():
     assert not h.SANITIZER.search(err), err[-3000:]
 
 
+def test_upgrade_timeout_and_crash_keep_the_old_process_serving():
+    pods, t = setup(1, conf=CONF.replace("workers 2;", "workers 2;\nupgrade_timeout 500ms;"))
+    d = h.tempfile.mkdtemp(prefix="tether-fake-")
+    hang, crash = os.path.join(d, "hang"), os.path.join(d, "crash")
+    with open(hang, "w") as f:
+        f.write("#!/bin/sh\necho $$ > %s/hang.pid\nexec sleep 60\n" % d)
+    with open(crash, "w") as f:
+        f.write("#!/bin/sh\nkill -SEGV $$\n")
+    os.chmod(hang, 0o755)
+    os.chmod(crash, 0o755)
+    rc, out = ctl(t, "upgrade", hang)
+    assert rc == 1 and "did not" in out and "upgrade_timeout" in out, out
+    hung = int(open(os.path.join(d, "hang.pid")).read())
+    assert gone(hung), "the hung new process was not killed"
+    rc, out = ctl(t, "upgrade", crash)
+    assert rc == 1 and "killed by signal 11" in out, out
+    assert serving_pid(t) == t.pid and h.get(t.port, "/x").status == 200
+    h.stop_clean(t)
+
+
 def test_second_upgrade_during_drain_is_refused():
     pods, t = setup(1)
     s = ws_open(t.port)
