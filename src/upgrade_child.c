@@ -129,6 +129,8 @@ upgrade_child_recv(struct err *e)
         }
         if (first) {
             int proto = 0;
+            if (rfd >= 0)
+                close(rfd);
             if (sscanf(buf, "tether-upgrade %d %ld", &proto, &upgrade_pred_pid) != 2 ||
                 proto != UPGRADE_PROTO) {
                 err_set(e, "upgrade: the old process speaks another hand-over protocol");
