@@ -419,6 +419,35 @@ def test_state_passes_to_the_new_process():
         t.stop()
 
 
+def test_health_state_passes_to_the_new_process():
+    # pod-1 fails one check (fall 1) and would need 100 passes (50 s) to come back:
+    # a new process starting from scratch would have it up (initial up).
+    conf = CONF.replace("balance round_robin;", "balance round_robin;\n    health_check { "
+                        "path /health; interval 500ms; timeout 1s; rise 100; fall 1; }")
+    pods, t = setup(2, conf=conf)
+    pods[1].control("/control/health/fail")
+
+    def state(name):
+        rc, out = ctl(t, "show servers voice")
+        return {l.split()[0]: l.split()[4] for l in out.splitlines() if l.startswith("voice/")}[name]
+    h.wait_until(lambda: state("voice/pod-1") == "down", timeout=20, what="pod-1 down")
+    pods[1].control("/control/health/ok")
+    rc, out = ctl(t, "upgrade")
+    assert rc == 0, out
+    new = serving_pid(t)
+    try:
+        assert new != t.pid
+        assert state("voice/pod-1") == "down" and state("voice/pod-0") == "up"
+        for i in range(10):
+            r = h.get(t.port, "/x%d" % i, headers={"Connection": "close"})
+            assert r.status == 200 and r.header("X-Pod") == "pod-0", r.header("X-Pod")
+            r.conn.close()
+        h.wait_until(lambda: not t.alive(), timeout=20, what="old process to exit")
+    finally:
+        stop_pid(new)
+        t.stop()
+
+
 def test_upgrade_to_fewer_workers_keeps_every_socket():
     # workers 3 -> 1: the new process inherits three SO_REUSEPORT sockets per
     # address and its one worker watches them all (a socket left unwatched
