@@ -184,6 +184,21 @@ cmd_set_region_weight(struct admin_ctx *c, int argc, char **argv)
 }
 
 static int
+cmd_upgrade(struct admin_ctx *c, int argc, char **argv)
+{
+    char msg[1024];
+    /* Starting another file is for local operators only: over TCP, only the
+     * executable this process was started from. */
+    if (argc > 0 && strncmp(c->peer->who, "uid ", 4) != 0)
+        return admin_error(c->out, "\"upgrade PATH\" is accepted on a Unix admin socket only");
+    log_notice("admin (%s): upgrade%s%s", c->peer->who, argc ? " " : "", argc ? argv[0] : "");
+    if (control_upgrade(argc ? argv[0] : NULL, msg, sizeof(msg)) < 0)
+        return admin_error(c->out, "%s", msg);
+    admin_printf(c->out, "%s\n", msg);
+    return 0;
+}
+
+static int
 cmd_reload(struct admin_ctx *c, int argc, char **argv)
 {
     struct err e = {{0}};
@@ -538,6 +553,11 @@ const struct admin_cmd admin_cmds[] = {
      .fn = cmd_reload,
      .usage = "reload",
      .help = "reload the configuration file (as SIGHUP)"},
+    {.words = {"upgrade"},
+     .fn = cmd_upgrade,
+     .max = 1,
+     .usage = "upgrade [PATH]",
+     .help = "binary upgrade: start the executable anew (as SIGUSR2), hand over, drain"},
     {.words = {"quit"}, .fn = cmd_quit, .usage = "quit", .help = "close this connection"},
 };
 const size_t admin_ncmds = ARRAY_SIZE(admin_cmds);

@@ -300,6 +300,7 @@ struct conf {
     uint64_t access_flush_ms;
     uint64_t shutdown_timeout_ms;
     char *pidfile;
+    uint64_t upgrade_timeout_ms; /* binary upgrade: how long the new process may take */
     uint32_t max_connections;
     uint64_t bufsize;
     struct sock_addr stats_listen;

@@ -348,7 +348,9 @@ def test_systemd_unit():
         if line and not line.startswith(("#", "[")):
             k, _, v = line.partition("=")
             unit.setdefault(k, []).append(v)
-    assert unit["Type"] == ["simple"]
+    # notify + NotifyAccess=all: systemd follows the new main process of a
+    # binary upgrade (MAINPID=) instead of stopping the unit when the old exits.
+    assert unit["Type"] == ["notify"] and unit["NotifyAccess"] == ["all"]
     assert unit["ExecReload"][-1] == "/bin/kill -HUP $MAINPID", unit["ExecReload"]
     assert unit["User"] != ["root"] and unit["NoNewPrivileges"] == ["yes"]
     assert int(unit["TimeoutStopSec"][0]) > 30
