@@ -197,8 +197,10 @@ apply_line(char *l, struct session_table *t, uint64_t now)
         atomic_store(&rt->weight_admin, w < 0 ? -1 : w);
         if (adminst <= SRV_MAINT)
             atomic_store(&rt->admin, (uint8_t)adminst);
-        if (health <= HEALTH_DOWN)
+        if (health <= HEALTH_DOWN) {
             atomic_store(&rt->health, (uint8_t)health);
+            atomic_store(&rt->hc_unchecked, false); /* judged already by the old process */
+        }
         atomic_store(&rt->ejected_until_ms, (uint64_t)ej);
         return 0;
     }
