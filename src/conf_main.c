@@ -189,6 +189,16 @@ static const struct conf_directive redis_dirs[] = {
 const struct conf_table conf_table_redis = {CONF_REDIS, "redis", redis_dirs,
                                             ARRAY_SIZE(redis_dirs)};
 
+/* Where the block's "listen" argument is, for errors found later. */
+static struct conf_pos
+block_listen_pos(const struct conf_stmt *blk)
+{
+    for (uint32_t i = 0; i < blk->nchildren; i++)
+        if (strcmp(blk->children[i].name, "listen") == 0 && blk->children[i].nargs)
+            return blk->children[i].args[0].pos;
+    return blk->pos;
+}
+
 static int
 set_block_stats(struct conf_parse *p, const struct conf_stmt *st, void *obj,
                 const struct conf_directive *d)
@@ -199,6 +209,7 @@ set_block_stats(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         return -1;
     if (c->stats_listen.len == 0)
         return conf_err_stmt(p, st, "the stats block needs \"listen ADDRESS:PORT\"");
+    c->stats_listen_pos = block_listen_pos(st);
     c->stats_enabled = true;
     return 0;
 }
@@ -214,6 +225,7 @@ set_block_admin(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         return -1;
     if (c->admin_listen.len == 0)
         return conf_err_stmt(p, st, "the admin block needs \"listen unix:PATH\"");
+    c->admin_listen_pos = block_listen_pos(st);
     c->admin_enabled = true;
     return 0;
 }
@@ -263,6 +275,10 @@ set_aff_cookie(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     if (!conf_token_ok(st->args[0].s))
         return conf_err_arg(p, &st->args[0], "invalid cookie name \"%s\"", st->args[0].s);
     af->cookie_name = arena_strdup(p->a, st->args[0].s);
+    af->secret_pos = st->pos;
+    for (uint32_t i = 1; i < st->nargs; i++)
+        if (strncmp(st->args[i].s, "secret_file=", 12) == 0)
+            af->secret_pos = conf_param_value(&st->args[i], st->args[i].s + 12).pos;
     return conf_params(p, st, 1, cookie_params, ARRAY_SIZE(cookie_params), af);
 }
 
@@ -427,7 +443,9 @@ set_zone(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         return -1;
     for (uint32_t i = 0; i < c->nzones; i++)
         if (strcmp(c->zones[i].name, st->args[0].s) == 0)
-            return conf_err_arg(p, &st->args[0], "duplicate rate_limit_zone \"%s\"", st->args[0].s);
+            return conf_err_arg(p, &st->args[0],
+                                "duplicate rate_limit_zone \"%s\" (first at %s:%u)", st->args[0].s,
+                                c->zones[i].pos.file, c->zones[i].pos.line);
     struct conf_zone *z = conf_push(p, (void **)&c->zones, &c->nzones, sizeof(*z));
     z->name = arena_strdup(p->a, st->args[0].s);
     z->pos = st->pos;
@@ -460,7 +478,9 @@ set_conn_zone(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         return -1;
     for (uint32_t i = 0; i < c->nconn_zones; i++)
         if (strcmp(c->conn_zones[i].name, st->args[0].s) == 0)
-            return conf_err_arg(p, &st->args[0], "duplicate limit_conn_zone \"%s\"", st->args[0].s);
+            return conf_err_arg(p, &st->args[0],
+                                "duplicate limit_conn_zone \"%s\" (first at %s:%u)", st->args[0].s,
+                                c->conn_zones[i].pos.file, c->conn_zones[i].pos.line);
     struct conf_conn_zone *z = conf_push(p, (void **)&c->conn_zones, &c->nconn_zones, sizeof(*z));
     z->name = arena_strdup(p->a, st->args[0].s);
     z->pos = st->pos;

@@ -259,7 +259,8 @@ struct conf_affinity {
     char *cookie_name;
     uint64_t cookie_max_age_ms;
     char *secret_file;
-    char *samesite; /* NULL, "Lax", "Strict" or "None" */
+    struct conf_pos secret_pos; /* where secret_file was given */
+    char *samesite;             /* NULL, "Lax", "Strict" or "None" */
     char *header_name;
     char *learn_header;
     char *learn_json;
@@ -296,8 +297,10 @@ struct conf {
     uint32_t max_connections;
     uint64_t bufsize;
     struct sock_addr stats_listen;
+    struct conf_pos stats_listen_pos;
     bool stats_enabled;
     struct sock_addr admin_listen;
+    struct conf_pos admin_listen_pos;
     bool admin_enabled;
     unsigned admin_mode;
     struct conf_redis redis;

@@ -312,13 +312,19 @@ def test_kubernetes_manifests():
     for name, ip, port in servers:
         s = docs[("Service", name)]["spec"]
         assert s["clusterIP"] == ip and s["ports"][0]["port"] == int(port), name
-    # The configuration itself loads (with a stand-in key file).
+    # The Secret as shipped is refused (a key readable in the repository makes
+    # cookies forgeable); the configuration loads with a key of one's own.
     d = tempfile.mkdtemp(prefix="tether-k8s-")
-    with open(os.path.join(d, "affinity.key"), "w") as f:
-        f.write(secret["stringData"][key_name])
+    key_file = os.path.join(d, "affinity.key")
     path = os.path.join(d, "tether.conf")
     with open(path, "w") as f:
-        f.write(conf.replace(key_path, os.path.join(d, "affinity.key")))
+        f.write(conf.replace(key_path, key_file))
+    with open(key_file, "w") as f:
+        f.write(secret["stringData"][key_name])
+    p = subprocess.run([h.TETHER, "-t", "-c", path], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and "placeholder key" in p.stderr, p.stderr
+    with open(key_file, "w") as f:
+        f.write(os.urandom(32).hex())
     p = subprocess.run([h.TETHER, "-t", "-c", path], capture_output=True, text=True, timeout=30)
     shutil.rmtree(d, ignore_errors=True)
     assert p.returncode == 0, p.stderr
