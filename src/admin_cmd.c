@@ -231,8 +231,9 @@ cmd_show_info(struct admin_ctx *c, int argc, char **argv)
     out_time(o, "started", ctl.started_ms);
     admin_printf(o, "uptime_s: %llu\n",
                  (unsigned long long)((time_wall_ms() - ctl.started_ms) / 1000));
-    admin_printf(o, "config: %s\ngeneration: %llu\n", ctl.conf_path ? ctl.conf_path : "-",
-                 (unsigned long long)c->g->id);
+    admin_printf(o, "config: %s\ngeneration: %llu\nconfig_sha256: %s\n",
+                 ctl.conf_path ? ctl.conf_path : "-", (unsigned long long)c->g->id,
+                 c->g->conf->hash);
     out_time(o, "generation_loaded", c->g->loaded_ms);
     admin_printf(o, "reloads_ok: %llu\nreloads_failed: %llu\n", (unsigned long long)ctl.reloads_ok,
                  (unsigned long long)ctl.reloads_failed);
@@ -249,6 +250,17 @@ cmd_show_info(struct admin_ctx *c, int argc, char **argv)
     else
         admin_printf(o, "redis: off\n");
     admin_printf(o, "admin_clients: %u\n", admin_nclients());
+    return 0;
+}
+
+/* The running generation's effective configuration, as tether -T prints it. */
+static int
+cmd_show_conf(struct admin_ctx *c, int argc, char **argv)
+{
+    const struct conf *conf = c->g->conf;
+    (void)argc;
+    (void)argv;
+    admin_printf(c->out, "%.*s", (int)MIN(conf->text_len, (size_t)INT32_MAX), conf->text);
     return 0;
 }
 
@@ -494,6 +506,10 @@ const struct admin_cmd admin_cmds[] = {
      .fn = cmd_show_info,
      .usage = "show info",
      .help = "process, configuration and totals"},
+    {.words = {"show", "conf"},
+     .fn = cmd_show_conf,
+     .usage = "show conf",
+     .help = "the running generation's effective configuration (as tether -T)"},
     {.words = {"show", "servers"},
      .fn = cmd_show_servers,
      .max = 2,

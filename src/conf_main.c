@@ -561,6 +561,23 @@ conf_from_doc(struct conf_doc *doc, const char *path, struct err *e)
     return c;
 }
 
+/* Positions (for errors found later, e.g. while building a generation) point
+ * into the document: it lives as long as the conf. */
+static struct conf *
+conf_keep_doc(struct conf *c, struct conf_doc *doc, struct err *e)
+{
+    if (!c) {
+        conf_doc_free(doc);
+        return NULL;
+    }
+    c->doc = doc;
+    if (conf_effective_build(c, doc, e) < 0) {
+        conf_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 struct conf *
 conf_load(const char *path, struct err *e)
 {
@@ -569,13 +586,7 @@ conf_load(const char *path, struct err *e)
     if (!doc)
         return NULL;
     c = conf_from_doc(doc, path, e);
-    /* Positions (for errors found later, e.g. while building a generation)
-     * point into the document: it lives as long as the conf. */
-    if (c)
-        c->doc = doc;
-    else
-        conf_doc_free(doc);
-    return c;
+    return conf_keep_doc(c, doc, e);
 }
 
 struct conf *
@@ -586,13 +597,7 @@ conf_parse_text(const char *text, size_t len, const char *name, struct err *e)
     if (!doc)
         return NULL;
     c = conf_from_doc(doc, name, e);
-    /* Positions (for errors found later, e.g. while building a generation)
-     * point into the document: it lives as long as the conf. */
-    if (c)
-        c->doc = doc;
-    else
-        conf_doc_free(doc);
-    return c;
+    return conf_keep_doc(c, doc, e);
 }
 
 void

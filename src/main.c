@@ -27,9 +27,10 @@
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: tether [-c FILE] [-t] [-D] [-v] [-h]\n"
+    fprintf(f, "usage: tether [-c FILE] [-t] [-T] [-D] [-v] [-h]\n"
                "  -c FILE   configuration file (default " DEFAULT_CONF ")\n"
                "  -t        check the configuration and exit\n"
+               "  -T        check it, print the effective configuration and exit\n"
                "  -D        list every configuration directive with its context and exit\n"
                "  -v        print the version and exit\n"
                "  -h        this help\n"
@@ -70,17 +71,21 @@ main(int argc, char **argv)
 {
     const char *conf_path = DEFAULT_CONF;
     bool test_only = false;
+    bool dump = false;
     struct err e = {{0}};
     int opt;
 
     sock_resolve_names(true);
-    while ((opt = getopt(argc, argv, "c:tDvh")) != -1) {
+    while ((opt = getopt(argc, argv, "c:tTDvh")) != -1) {
         switch (opt) {
         case 'c':
             conf_path = optarg;
             break;
         case 't':
             test_only = true;
+            break;
+        case 'T':
+            test_only = dump = true;
             break;
         case 'D':
             conf_dump_directives(print_directive, NULL);
@@ -135,9 +140,15 @@ main(int argc, char **argv)
             fprintf(stderr, "tether: %s\n", e.msg);
             return 1;
         }
+        if (dump) {
+            /* As nginx -T: the text on stdout, the verdict on stderr. */
+            fwrite(g->conf->text, 1, g->conf->text_len, stdout);
+            fprintf(stderr, "tether: configuration %s ok (sha256 %s)\n", conf_path, g->conf->hash);
+        } else {
+            printf("tether: configuration %s ok\n", conf_path);
+        }
         gen_unref(g);
         affinity_shutdown();
-        printf("tether: configuration %s ok\n", conf_path);
         return 0;
     }
 

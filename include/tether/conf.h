@@ -286,7 +286,10 @@ struct conf {
     struct arena arena;   /* owns everything below */
     struct conf_doc *doc; /* parsed source, kept: every conf_pos.file points into it */
     char *path;           /* file loaded */
-    uint32_t workers;     /* 0 = number of CPUs */
+    char *text;           /* the effective configuration (conf_dump.c), NUL-terminated */
+    size_t text_len;
+    char hash[65];    /* SHA-256 of text, lowercase hex */
+    uint32_t workers; /* 0 = number of CPUs */
     uint8_t error_level;
     char *error_log;  /* "stderr", or a path */
     char *access_log; /* path, or NULL when off */
@@ -323,6 +326,13 @@ struct conf *conf_load(const char *path, struct err *e);
 /* Same from text in memory (tests, fuzzing). */
 struct conf *conf_parse_text(const char *text, size_t len, const char *name, struct err *e);
 void conf_free(struct conf *c);
+
+/* The statement tree of <doc> written out as config text: includes expanded,
+ * each run of statements from one file under "# configuration file PATH".
+ * malloc'd (NUL-terminated, length in <len>), NULL when out of memory. */
+char *conf_doc_text(const struct conf_doc *doc, size_t *len);
+/* Fill c->text, c->text_len and c->hash (SHA-256 of the text) from <doc>. */
+int conf_effective_build(struct conf *c, const struct conf_doc *doc, struct err *e);
 
 /* Upstream, zone or region index by name, or -1. */
 int conf_upstream_find(const struct conf *c, const char *name);
