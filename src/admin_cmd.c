@@ -7,6 +7,7 @@
 #include <tether/affinity.h>
 #include <tether/balance.h>
 #include <tether/control.h>
+#include <tether/cpu_limit.h>
 #include <tether/gen.h>
 #include <tether/log.h>
 #include <tether/redis.h>
@@ -239,7 +240,8 @@ cmd_show_info(struct admin_ctx *c, int argc, char **argv)
                  (unsigned long long)ctl.reloads_failed);
     if (ctl.last_reload_error[0])
         admin_printf(o, "last_reload_error: %s\n", ctl.last_reload_error);
-    admin_printf(o, "workers: %u\nconnections: %u\n", nworkers, atomic_load(&conns_open));
+    admin_printf(o, "workers: %u\nworkers_from: %s\nconnections: %u\n", nworkers, cpu_limit_source,
+                 atomic_load(&conns_open));
     admin_printf(o, "tunnels: %lld\nrequests: %lld\n", (long long)gstat_sum(GS_TUNNELS_ACTIVE),
                  (long long)gstat_sum(GS_REQUESTS));
     admin_printf(o, "upstreams: %u\nservers: %u\n", c->g->nupstreams, nsrv);

@@ -4,6 +4,7 @@
 
 #include <tether/affinity.h>
 #include <tether/control.h>
+#include <tether/cpu_limit.h>
 #include <tether/gen.h>
 #include <tether/log.h>
 #include <tether/qsbr.h>
@@ -124,11 +125,7 @@ main(int argc, char **argv)
         fprintf(stderr, "tether: %s\n", e.msg);
         return 1;
     }
-    uint32_t n = c->workers;
-    if (n == 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cpus > 0 ? (uint32_t)cpus : 1;
-    }
+    uint32_t n = cpu_limit_workers(c->workers);
     if (stats_init(n + 1) < 0 || qsbr_init(n) < 0) {
         fprintf(stderr, "tether: out of memory\n");
         return 1;
