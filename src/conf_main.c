@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <tether/conf_engine.h>
+#include <tether/log_sink.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,25 +25,50 @@ set_workers(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     return conf_arg_u32(p, &st->args[0], 1, 256, &c->workers);
 }
 
+/* A log destination (stdout, stderr, syslog:..., a path), checked here so a
+ * mistake is a config error with its position. */
+static int
+log_dest(struct conf_parse *p, const struct conf_arg *a, char **out)
+{
+    struct log_sink s;
+    struct err e2;
+    if (log_sink_parse(&s, a->s, &e2) < 0)
+        return conf_err_arg(p, a, "%s", e2.msg);
+    *out = arena_strdup(p->a, a->s);
+    return 0;
+}
+
 static int
 set_error_log(struct conf_parse *p, const struct conf_stmt *st, void *obj,
               const struct conf_directive *d)
 {
     static const char *const levels[] = {"debug", "info", "notice", "warn", "error"};
     struct conf *c = obj;
+    bool level_set = false;
     (void)d;
-    c->error_log = arena_strdup(p->a, st->args[0].s);
-    if (st->nargs > 1) {
-        for (size_t i = 0; i < ARRAY_SIZE(levels); i++) {
-            if (strcmp(st->args[1].s, levels[i]) == 0) {
-                c->error_level = (uint8_t)i;
-                return 0;
-            }
+    if (log_dest(p, &st->args[0], &c->error_log) < 0)
+        return -1;
+    c->error_json = false;
+    for (uint32_t i = 1; i < st->nargs; i++) {
+        const struct conf_arg *a = &st->args[i];
+        size_t l;
+        if (strcmp(a->s, "json") == 0 || strcmp(a->s, "text") == 0) {
+            c->error_json = a->s[0] == 'j';
+            continue;
         }
-        return conf_err_arg(p, &st->args[1],
-                            "invalid log level \"%s\"; expected debug, info, notice, warn or error",
-                            st->args[1].s);
+        for (l = 0; l < ARRAY_SIZE(levels) && !level_set; l++)
+            if (strcmp(a->s, levels[l]) == 0)
+                break;
+        if (level_set || l == ARRAY_SIZE(levels))
+            return conf_err_arg(p, a,
+                                "invalid error_log argument \"%s\"; expected a level (debug, info, "
+                                "notice, warn or error) or a format (text or json)",
+                                a->s);
+        c->error_level = (uint8_t)l;
+        level_set = true;
     }
+    if (!level_set)
+        c->error_level = LOG_LVL_INFO;
     return 0;
 }
 
@@ -58,7 +84,8 @@ set_access_log(struct conf_parse *p, const struct conf_stmt *st, void *obj,
             return conf_err_arg(p, &st->args[1], "\"access_log off\" takes no other argument");
         return 0;
     }
-    c->access_log = arena_strdup(p->a, st->args[0].s);
+    if (log_dest(p, &st->args[0], &c->access_log) < 0)
+        return -1;
     for (uint32_t i = 1; i < st->nargs; i++) {
         const struct conf_arg *a = &st->args[i];
         if (strcmp(a->s, "json") == 0)
@@ -502,10 +529,12 @@ int conf_set_vserver(struct conf_parse *p, const struct conf_stmt *st, void *obj
 static const struct conf_directive main_dirs[] = {
     {"workers", 1, 1, .restart = true, .set = set_workers, .dflt = "auto",
      .usage = "workers N|auto"},
-    {"error_log", 1, 2, .set = set_error_log, .dflt = "stderr info",
-     .usage = "error_log stderr|PATH [debug|info|notice|warn|error]"},
+    {"error_log", 1, 3, .set = set_error_log, .dflt = "stderr info",
+     .usage = "error_log stderr|stdout|syslog:server=ADDR[,facility=F][,tag=T]|PATH "
+              "[debug|info|notice|warn|error] [text|json]"},
     {"access_log", 1, 3, .set = set_access_log,
-     .usage = "access_log PATH|off [json|combined] [flush=DURATION]"},
+     .usage = "access_log stdout|stderr|syslog:server=ADDR[,facility=F][,tag=T]|PATH|off "
+              "[json|combined] [flush=DURATION]"},
     {"shutdown_timeout", 1, 1, .set = conf_set_duration,
      .offset = offsetof(struct conf, shutdown_timeout_ms), .dflt = "30s",
      .usage = "shutdown_timeout DURATION"},

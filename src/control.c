@@ -25,7 +25,7 @@ int
 control_apply_logs(const struct gen *g, struct err *e)
 {
     const struct conf *c = g->conf;
-    if (log_open(c->error_log, c->error_level, e) < 0)
+    if (log_open(c->error_log, c->error_level, c->error_json, e) < 0)
         return -1;
     if (c->access_log)
         return access_log_open(c->access_log, e);

@@ -291,8 +291,9 @@ struct conf {
     char hash[65];    /* SHA-256 of text, lowercase hex */
     uint32_t workers; /* 0 = number of CPUs */
     uint8_t error_level;
-    char *error_log;  /* "stderr", or a path */
-    char *access_log; /* path, or NULL when off */
+    bool error_json;  /* error_log ... json: JSON lines */
+    char *error_log;  /* "stderr", "stdout", "syslog:...", or a path */
+    char *access_log; /* as error_log, or NULL when off */
     uint8_t access_format;
     uint64_t access_flush_ms;
     uint64_t shutdown_timeout_ms;
