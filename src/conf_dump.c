@@ -73,7 +73,9 @@ out_mark(struct out *o, const char *file, unsigned depth)
 static bool
 bare_ok(const char *s, size_t len)
 {
-    if (len == 0 || s[0] == '#' || s[0] == '}' || (s[0] == '{' && len == 1))
+    /* A '{' standing before these would open a block (conf_lex.c). */
+    if (len == 0 || s[0] == '#' || s[0] == '}' ||
+        (s[0] == '{' && (len == 1 || strchr("{}#", s[1]))))
         return false;
     for (size_t i = 0; i < len; i++)
         if (strchr(" \t\r\n;\"'", s[i]) || s[i] == '\0')
