@@ -162,6 +162,7 @@ main(int argc, char **argv)
     }
     if (control_apply_logs(g, &e) < 0) {
         fprintf(stderr, "tether: %s\n", e.msg);
+        gen_unref(g);
         return 1;
     }
     if (g->conf->pidfile && write_pidfile(g->conf->pidfile) < 0) {
