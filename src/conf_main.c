@@ -56,14 +56,16 @@ set_error_log(struct conf_parse *p, const struct conf_stmt *st, void *obj,
             c->error_json = a->s[0] == 'j';
             continue;
         }
-        for (l = 0; l < ARRAY_SIZE(levels) && !level_set; l++)
+        for (l = 0; l < ARRAY_SIZE(levels); l++)
             if (strcmp(a->s, levels[l]) == 0)
                 break;
-        if (level_set || l == ARRAY_SIZE(levels))
+        if (l == ARRAY_SIZE(levels))
             return conf_err_arg(p, a,
                                 "invalid error_log argument \"%s\"; expected a level (debug, info, "
                                 "notice, warn or error) or a format (text or json)",
                                 a->s);
+        if (level_set)
+            return conf_err_arg(p, a, "the error_log level is given twice");
         c->error_level = (uint8_t)l;
         level_set = true;
     }

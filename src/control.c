@@ -77,8 +77,8 @@ control_reload(struct err *e)
     gen_unref(cur);
     ctl.reloads_ok++;
     ctl.last_reload_error[0] = '\0';
-    log_notice("configuration reloaded from %s (generation %llu)", ctl.conf_path,
-               (unsigned long long)g->id);
+    log_notice("configuration reloaded from %s (generation %llu, sha256 %s)", ctl.conf_path,
+               (unsigned long long)g->id, g->conf->hash);
     return 0;
 fail:
     ctl.reloads_failed++;

@@ -175,7 +175,8 @@ main(int argc, char **argv)
         fprintf(stderr, "tether: cannot start worker threads\n");
         return 1;
     }
-    log_notice("tether %s started: %u workers, configuration %s", PACKAGE_VERSION, n, conf_path);
+    log_notice("tether %s started: %u workers (from %s), configuration %s (sha256 %s)",
+               PACKAGE_VERSION, n, cpu_limit_source, conf_path, g->conf->hash);
     control_run(conf_path);
     workers_join();
     log_notice("tether stopped");

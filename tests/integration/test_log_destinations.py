@@ -49,6 +49,7 @@ def test_unknown_destinations_are_config_errors():
         ("error_log syslog:server=127.0.0.1:514,colour=red;",
          '1:11: unknown syslog parameter "colour"; expected server, facility or tag'),
         ("error_log syslog:facility=daemon;", '1:11: "syslog:" needs server=ADDR'),
+        ("error_log stderr info debug;", '1:23: the error_log level is given twice'),
         ("error_log stderr loud;",
          '1:18: invalid error_log argument "loud"; expected a level (debug, info, notice, warn '
          "or error) or a format (text or json)"),
