@@ -46,9 +46,10 @@ log_time_iso(char *out, size_t cap, uint64_t ms)
 static int
 sink_set(_Atomic(struct log_sink *) *slot, const char *text, struct err *e)
 {
-    struct log_sink *cur = atomic_load(slot), *s = NULL;
+    struct log_sink *cur, *s = NULL;
     int rc = 0;
     pthread_mutex_lock(&sink_lock);
+    cur = atomic_load(slot);
     if (text && cur && strcmp(cur->text, text) == 0) {
         rc = log_sink_open(cur, e);
         goto out;
