@@ -26,7 +26,7 @@ int
 control_apply_logs(const struct gen *g, struct err *e)
 {
     const struct conf *c = g->conf;
-    if (log_open(c->error_log, c->error_level, e) < 0)
+    if (log_open(c->error_log, c->error_level, c->error_json, e) < 0)
         return -1;
     if (c->access_log)
         return access_log_open(c->access_log, e);
@@ -87,8 +87,8 @@ control_reload(struct err *e)
     gen_unref(cur);
     ctl.reloads_ok++;
     ctl.last_reload_error[0] = '\0';
-    log_notice("configuration reloaded from %s (generation %llu)", ctl.conf_path,
-               (unsigned long long)g->id);
+    log_notice("configuration reloaded from %s (generation %llu, sha256 %s)", ctl.conf_path,
+               (unsigned long long)g->id, g->conf->hash);
     return 0;
 fail:
     ctl.reloads_failed++;

@@ -4,6 +4,7 @@
 
 #include <tether/affinity.h>
 #include <tether/control.h>
+#include <tether/cpu_limit.h>
 #include <tether/gen.h>
 #include <tether/log.h>
 #include <tether/qsbr.h>
@@ -28,9 +29,10 @@
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: tether [-c FILE] [-t] [-D] [-v] [-h]\n"
+    fprintf(f, "usage: tether [-c FILE] [-t] [-T] [-D] [-v] [-h]\n"
                "  -c FILE   configuration file (default " DEFAULT_CONF ")\n"
                "  -t        check the configuration and exit\n"
+               "  -T        check it, print the effective configuration and exit\n"
                "  -D        list every configuration directive with its context and exit\n"
                "  -v        print the version and exit\n"
                "  -h        this help\n"
@@ -73,18 +75,22 @@ main(int argc, char **argv)
 {
     const char *conf_path = DEFAULT_CONF;
     bool test_only = false;
+    bool dump = false;
     struct err e = {{0}};
     int opt;
 
     sock_resolve_names(true);
     upgrade_init(argc, argv);
-    while ((opt = getopt(argc, argv, "c:tDvh")) != -1) {
+    while ((opt = getopt(argc, argv, "c:tTDvh")) != -1) {
         switch (opt) {
         case 'c':
             conf_path = optarg;
             break;
         case 't':
             test_only = true;
+            break;
+        case 'T':
+            test_only = dump = true;
             break;
         case 'D':
             conf_dump_directives(print_directive, NULL);
@@ -126,11 +132,7 @@ main(int argc, char **argv)
     struct conf *c = conf_load(conf_path, &e);
     if (!c)
         return fail(e.msg);
-    uint32_t n = c->workers;
-    if (n == 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cpus > 0 ? (uint32_t)cpus : 1;
-    }
+    uint32_t n = cpu_limit_workers(c->workers);
     if (stats_init(n + 1) < 0 || qsbr_init(n) < 0)
         return fail("out of memory");
     if (test_only) {
@@ -140,9 +142,15 @@ main(int argc, char **argv)
             fprintf(stderr, "tether: %s\n", e.msg);
             return 1;
         }
+        if (dump) {
+            /* As nginx -T: the text on stdout, the verdict on stderr. */
+            fwrite(g->conf->text, 1, g->conf->text_len, stdout);
+            fprintf(stderr, "tether: configuration %s ok (sha256 %s)\n", conf_path, g->conf->hash);
+        } else {
+            printf("tether: configuration %s ok\n", conf_path);
+        }
         gen_unref(g);
         affinity_shutdown();
-        printf("tether: configuration %s ok\n", conf_path);
         return 0;
     }
 
@@ -156,8 +164,10 @@ main(int argc, char **argv)
     struct gen *g = gen_build(c, NULL, n, 1, &e);
     if (!g)
         return fail(e.msg);
-    if (control_apply_logs(g, &e) < 0)
+    if (control_apply_logs(g, &e) < 0) {
+        gen_unref(g);
         return fail(e.msg);
+    }
     gen_publish(g);
     if (upgrade_is_child()) {
         size_t nsess = upgrade_child_apply();
@@ -166,7 +176,8 @@ main(int argc, char **argv)
     }
     if (workers_start() < 0)
         return fail("cannot start worker threads");
-    log_notice("tether %s started: %u workers, configuration %s", PACKAGE_VERSION, n, conf_path);
+    log_notice("tether %s started: %u workers (from %s), configuration %s (sha256 %s)",
+               PACKAGE_VERSION, n, cpu_limit_source, conf_path, g->conf->hash);
     if (!upgrade_is_child())
         upgrade_notify("READY=1");
     control_run(conf_path);
