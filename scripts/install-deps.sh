@@ -3,7 +3,8 @@
 # Install what tether needs on Debian 12: build dependencies, and with --test
 # what the test suite uses (curl, Debian python3 and python3-websockets,
 # redis-server, openssl, promtool, chromium, clang for the second compiler and
-# the fuzzers, dnsmasq and redis-sentinel, nghttp/h2load and python3-h2).
+# the fuzzers, dnsmasq and redis-sentinel, nghttp/h2load and python3-h2,
+# python3-yaml for the deploy kit's manifests).
 # Works as root, or as a user with sudo.
 set -euo pipefail
 want_test=0
@@ -21,7 +22,7 @@ pkgs=(ca-certificates gcc make autoconf automake pkg-config libc6-dev
 if (( want_test )); then
     pkgs+=(clang libclang-rt-14-dev clang-format prometheus chromium
            iproute2 util-linux rsync dnsmasq-base redis-sentinel
-           nghttp2-client python3-h2)
+           nghttp2-client python3-h2 python3-yaml)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -7,6 +7,7 @@
 #include <tether/affinity.h>
 #include <tether/balance.h>
 #include <tether/control.h>
+#include <tether/cpu_limit.h>
 #include <tether/gen.h>
 #include <tether/log.h>
 #include <tether/redis.h>
@@ -184,6 +185,21 @@ cmd_set_region_weight(struct admin_ctx *c, int argc, char **argv)
 }
 
 static int
+cmd_upgrade(struct admin_ctx *c, int argc, char **argv)
+{
+    char msg[1024];
+    /* Starting another file is for local operators only: over TCP, only the
+     * executable this process was started from. */
+    if (argc > 0 && strncmp(c->peer->who, "uid ", 4) != 0)
+        return admin_error(c->out, "\"upgrade PATH\" is accepted on a Unix admin socket only");
+    log_notice("admin (%s): upgrade%s%s", c->peer->who, argc ? " " : "", argc ? argv[0] : "");
+    if (control_upgrade(argc ? argv[0] : NULL, msg, sizeof(msg)) < 0)
+        return admin_error(c->out, "%s", msg);
+    admin_printf(c->out, "%s\n", msg);
+    return 0;
+}
+
+static int
 cmd_reload(struct admin_ctx *c, int argc, char **argv)
 {
     struct err e = {{0}};
@@ -231,14 +247,16 @@ cmd_show_info(struct admin_ctx *c, int argc, char **argv)
     out_time(o, "started", ctl.started_ms);
     admin_printf(o, "uptime_s: %llu\n",
                  (unsigned long long)((time_wall_ms() - ctl.started_ms) / 1000));
-    admin_printf(o, "config: %s\ngeneration: %llu\n", ctl.conf_path ? ctl.conf_path : "-",
-                 (unsigned long long)c->g->id);
+    admin_printf(o, "config: %s\ngeneration: %llu\nconfig_sha256: %s\n",
+                 ctl.conf_path ? ctl.conf_path : "-", (unsigned long long)c->g->id,
+                 c->g->conf->hash);
     out_time(o, "generation_loaded", c->g->loaded_ms);
     admin_printf(o, "reloads_ok: %llu\nreloads_failed: %llu\n", (unsigned long long)ctl.reloads_ok,
                  (unsigned long long)ctl.reloads_failed);
     if (ctl.last_reload_error[0])
         admin_printf(o, "last_reload_error: %s\n", ctl.last_reload_error);
-    admin_printf(o, "workers: %u\nconnections: %u\n", nworkers, atomic_load(&conns_open));
+    admin_printf(o, "workers: %u\nworkers_from: %s\nconnections: %u\n", nworkers, cpu_limit_source,
+                 atomic_load(&conns_open));
     admin_printf(o, "tunnels: %lld\nrequests: %lld\n", (long long)gstat_sum(GS_TUNNELS_ACTIVE),
                  (long long)gstat_sum(GS_REQUESTS));
     admin_printf(o, "upstreams: %u\nservers: %u\n", c->g->nupstreams, nsrv);
@@ -249,6 +267,17 @@ cmd_show_info(struct admin_ctx *c, int argc, char **argv)
     else
         admin_printf(o, "redis: off\n");
     admin_printf(o, "admin_clients: %u\n", admin_nclients());
+    return 0;
+}
+
+/* The running generation's effective configuration, as tether -T prints it. */
+static int
+cmd_show_conf(struct admin_ctx *c, int argc, char **argv)
+{
+    const struct conf *conf = c->g->conf;
+    (void)argc;
+    (void)argv;
+    admin_printf(c->out, "%.*s", (int)MIN(conf->text_len, (size_t)INT32_MAX), conf->text);
     return 0;
 }
 
@@ -494,6 +523,10 @@ const struct admin_cmd admin_cmds[] = {
      .fn = cmd_show_info,
      .usage = "show info",
      .help = "process, configuration and totals"},
+    {.words = {"show", "conf"},
+     .fn = cmd_show_conf,
+     .usage = "show conf",
+     .help = "the running generation's effective configuration (as tether -T)"},
     {.words = {"show", "servers"},
      .fn = cmd_show_servers,
      .max = 2,
@@ -538,6 +571,11 @@ const struct admin_cmd admin_cmds[] = {
      .fn = cmd_reload,
      .usage = "reload",
      .help = "reload the configuration file (as SIGHUP)"},
+    {.words = {"upgrade"},
+     .fn = cmd_upgrade,
+     .max = 1,
+     .usage = "upgrade [PATH]",
+     .help = "binary upgrade: start the executable anew (as SIGUSR2), hand over, drain"},
     {.words = {"quit"}, .fn = cmd_quit, .usage = "quit", .help = "close this connection"},
 };
 const size_t admin_ncmds = ARRAY_SIZE(admin_cmds);

@@ -44,22 +44,38 @@ affinity_shutdown(void)
     table = NULL;
 }
 
+/* The deploy kit's Secret ships a key that starts with this marker: a key
+ * anyone can read in the repository would make cookies forgeable. */
+#define SECRET_PLACEHOLDER "REPLACE-ME"
+#define SECRET_MIN_BYTES   32
+
 static int
-read_secret(const char *path, uint8_t *buf, size_t cap, size_t *len, struct err *e)
+read_secret(const char *path, const struct conf_pos *pos, uint8_t *buf, size_t cap, size_t *len,
+            struct err *e)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return err_set(e, "affinity secret_file \"%s\": %s", path, strerror(errno));
+        return err_at(e, pos->file, (int)pos->line, (int)pos->col,
+                      "affinity secret_file \"%s\": %s", path, strerror(errno));
     ssize_t n = read(fd, buf, cap);
     close(fd);
     if (n < 0)
-        return err_set(e, "affinity secret_file \"%s\": %s", path, strerror(errno));
+        return err_at(e, pos->file, (int)pos->line, (int)pos->col,
+                      "affinity secret_file \"%s\": %s", path, strerror(errno));
     /* Trailing newlines of a hand-written key file are not part of it. */
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         n--;
-    if (n < 16)
-        return err_set(e, "affinity secret_file \"%s\" is too short: %zd bytes, need at least 16",
-                       path, n);
+    if ((size_t)n >= strlen(SECRET_PLACEHOLDER) &&
+        memcmp(buf, SECRET_PLACEHOLDER, strlen(SECRET_PLACEHOLDER)) == 0)
+        return err_at(e, pos->file, (int)pos->line, (int)pos->col,
+                      "affinity secret_file \"%s\" holds the deploy kit's placeholder key; "
+                      "put a random key there (openssl rand -hex 32)",
+                      path);
+    if (n < SECRET_MIN_BYTES)
+        return err_at(e, pos->file, (int)pos->line, (int)pos->col,
+                      "affinity secret_file \"%s\" is too short: %zd bytes, need at least %d "
+                      "(openssl rand -hex 32)",
+                      path, n, SECRET_MIN_BYTES);
     *len = (size_t)n;
     return 0;
 }
@@ -72,7 +88,7 @@ affinity_build(const struct conf *c, struct arena *a, struct err *e)
     if (ca->secret_file) {
         uint8_t secret[4096];
         size_t len = 0;
-        if (read_secret(ca->secret_file, secret, sizeof(secret), &len, e) < 0)
+        if (read_secret(ca->secret_file, &ca->secret_pos, secret, sizeof(secret), &len, e) < 0)
             return NULL;
         cookie_key_derive(&af->key, secret, len);
         memset(secret, 0, sizeof(secret));

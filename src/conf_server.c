@@ -230,8 +230,9 @@ set_route(struct conf_parse *p, const struct conf_stmt *st, void *obj,
             return conf_err_arg(p, path, "route path \"%s\" contains an invalid byte", path->s);
     for (uint32_t i = 0; i < vs->nroutes; i++)
         if (vs->routes[i].exact == exact && strcmp(vs->routes[i].path, path->s) == 0)
-            return conf_err_arg(p, path, "duplicate route \"%s%s\" (first at line %u)",
-                                exact ? "= " : "", path->s, vs->routes[i].pos.line);
+            return conf_err_arg(p, path, "duplicate route \"%s%s\" (first at %s:%u)",
+                                exact ? "= " : "", path->s, vs->routes[i].pos.file,
+                                vs->routes[i].pos.line);
     struct conf_route *r = conf_push(p, (void **)&vs->routes, &vs->nroutes, sizeof(*r));
     r->path = arena_strdup(p->a, path->s);
     r->path_len = path->len;
@@ -421,7 +422,6 @@ int
 conf_check(struct conf_parse *p)
 {
     struct conf *c = p->conf;
-    struct conf_pos none = {c->path, 0, 0};
 
     if (c->nvservers == 0)
         return err_set(p->e, "%s: no \"server { listen ...; }\" block: nothing to serve", c->path);
@@ -453,11 +453,17 @@ conf_check(struct conf_parse *p)
             return err_at(p->e, vs->pos.file, (int)vs->pos.line, (int)vs->pos.col,
                           "server block has no route; add e.g. \"route / { upstream NAME; }\"");
     }
-    if (c->stats_enabled && check_listen_clash(p, &c->stats_listen, &none, "stats listen") < 0)
+    if (c->stats_enabled &&
+        check_listen_clash(p, &c->stats_listen, &c->stats_listen_pos, "stats listen") < 0)
         return -1;
     if (c->admin_enabled && c->admin_listen.u.sa.sa_family != AF_UNIX &&
-        check_listen_clash(p, &c->admin_listen, &none, "admin listen") < 0)
+        check_listen_clash(p, &c->admin_listen, &c->admin_listen_pos, "admin listen") < 0)
         return -1;
+    if (c->stats_enabled && c->admin_enabled && sock_addr_equal(&c->stats_listen, &c->admin_listen))
+        return err_at(p->e, c->admin_listen_pos.file, (int)c->admin_listen_pos.line,
+                      (int)c->admin_listen_pos.col,
+                      "admin listen address is also used by the stats listen at %s:%u",
+                      c->stats_listen_pos.file, c->stats_listen_pos.line);
     if (c->affinity.secret_file && access(c->affinity.secret_file, R_OK) < 0)
         return err_set(p->e, "%s: affinity secret_file \"%s\" is not readable", c->path,
                        c->affinity.secret_file);

@@ -66,8 +66,9 @@ set_region(struct conf_parse *p, const struct conf_stmt *st, void *obj,
                             st->args[0].s);
     for (uint32_t i = 0; i < u->nregions; i++)
         if (strcmp(u->regions[i].name, st->args[0].s) == 0)
-            return conf_err_arg(p, &st->args[0], "duplicate region \"%s\" in upstream \"%s\"",
-                                st->args[0].s, u->name);
+            return conf_err_arg(
+                p, &st->args[0], "duplicate region \"%s\" in upstream \"%s\" (first at %s:%u)",
+                st->args[0].s, u->name, u->regions[i].pos.file, u->regions[i].pos.line);
     struct conf_region *r = conf_push(p, (void **)&u->regions, &u->nregions, sizeof(*r));
     r->name = arena_strdup(p->a, st->args[0].s);
     r->pos = st->pos;
@@ -110,8 +111,9 @@ set_server(struct conf_parse *p, const struct conf_stmt *st, void *obj,
                             st->args[0].s);
     for (uint32_t i = 0; i < u->nservers; i++)
         if (strcmp(u->servers[i].name, st->args[0].s) == 0)
-            return conf_err_arg(p, &st->args[0], "duplicate server \"%s\" in upstream \"%s\"",
-                                st->args[0].s, u->name);
+            return conf_err_arg(
+                p, &st->args[0], "duplicate server \"%s\" in upstream \"%s\" (first at %s:%u)",
+                st->args[0].s, u->name, u->servers[i].pos.file, u->servers[i].pos.line);
     struct conf_server *s = conf_push(p, (void **)&u->servers, &u->nservers, sizeof(*s));
     s->name = arena_strdup(p->a, st->args[0].s);
     s->pos = st->pos;
@@ -379,8 +381,10 @@ conf_set_upstream(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     (void)d;
     if (!name_ok(st->args[0].s))
         return conf_err_arg(p, &st->args[0], "invalid upstream name \"%s\"", st->args[0].s);
-    if (conf_upstream_find(c, st->args[0].s) >= 0)
-        return conf_err_arg(p, &st->args[0], "duplicate upstream \"%s\"", st->args[0].s);
+    int dup = conf_upstream_find(c, st->args[0].s);
+    if (dup >= 0)
+        return conf_err_arg(p, &st->args[0], "duplicate upstream \"%s\" (first at %s:%u)",
+                            st->args[0].s, c->upstreams[dup].pos.file, c->upstreams[dup].pos.line);
     struct conf_upstream *u = conf_push(p, (void **)&c->upstreams, &c->nupstreams, sizeof(*u));
     u->name = arena_strdup(p->a, st->args[0].s);
     u->pos = st->pos;

@@ -58,6 +58,9 @@ struct metric_def {
     X(M_WORKERS, "tether_workers", MK_GAUGE, SRC_CODE, 0, NULL, "Worker threads.")                 \
     X(M_CONFIG_GENERATION, "tether_config_generation", MK_GAUGE, SRC_CODE, 0, NULL,                \
       "Id of the configuration generation now serving.")                                           \
+    X(M_CONFIG_INFO, "tether_config_info", MK_GAUGE, SRC_CODE, 0, NULL,                            \
+      "Always 1; {hash,generation}: SHA-256 of the effective configuration (tether -T) now "       \
+      "serving.")                                                                                  \
     X(M_CONFIG_LAST_RELOAD_TIMESTAMP_SECONDS, "tether_config_last_reload_timestamp_seconds",       \
       MK_GAUGE, SRC_CODE, 0, NULL, "Unix time of the last reload attempt (0: none yet).")          \
     X(M_RELOADS, "tether_reloads_total", MK_COUNTER, SRC_CODE, 0, NULL,                            \
@@ -389,6 +392,13 @@ prom_process(struct prom *p)
     sample_i(p, d, NULL, NULL, nworkers);
     fam(p, d = &defs[M_CONFIG_GENERATION]);
     sample_i(p, d, NULL, NULL, s->g ? (int64_t)s->g->id : 0);
+    if (s->g) {
+        char lbl[128];
+        snprintf(lbl, sizeof(lbl), "hash=\"%s\",generation=\"%llu\"", s->g->conf->hash,
+                 (unsigned long long)s->g->id);
+        fam(p, d = &defs[M_CONFIG_INFO]);
+        sample_i(p, d, NULL, lbl, 1);
+    }
     fam(p, d = &defs[M_CONFIG_LAST_RELOAD_TIMESTAMP_SECONDS]);
     sample_f(p, d, NULL, NULL, (double)ctl.last_reload_ms / 1e3);
     fam(p, d = &defs[M_RELOADS]);

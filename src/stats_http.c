@@ -748,3 +748,9 @@ stats_http_stop(void)
     while (sh.head)
         conn_close(sh.head);
 }
+
+int
+stats_http_listen_fd(void)
+{
+    return sh.fd;
+}

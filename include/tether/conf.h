@@ -259,7 +259,8 @@ struct conf_affinity {
     char *cookie_name;
     uint64_t cookie_max_age_ms;
     char *secret_file;
-    char *samesite; /* NULL, "Lax", "Strict" or "None" */
+    struct conf_pos secret_pos; /* where secret_file was given */
+    char *samesite;             /* NULL, "Lax", "Strict" or "None" */
     char *header_name;
     char *learn_header;
     char *learn_json;
@@ -285,19 +286,26 @@ struct conf {
     struct arena arena;   /* owns everything below */
     struct conf_doc *doc; /* parsed source, kept: every conf_pos.file points into it */
     char *path;           /* file loaded */
-    uint32_t workers;     /* 0 = number of CPUs */
+    char *text;           /* the effective configuration (conf_dump.c), NUL-terminated */
+    size_t text_len;
+    char hash[65];    /* SHA-256 of text, lowercase hex */
+    uint32_t workers; /* 0 = number of CPUs */
     uint8_t error_level;
-    char *error_log;  /* "stderr", or a path */
-    char *access_log; /* path, or NULL when off */
+    bool error_json;  /* error_log ... json: JSON lines */
+    char *error_log;  /* "stderr", "stdout", "syslog:...", or a path */
+    char *access_log; /* as error_log, or NULL when off */
     uint8_t access_format;
     uint64_t access_flush_ms;
     uint64_t shutdown_timeout_ms;
     char *pidfile;
+    uint64_t upgrade_timeout_ms; /* binary upgrade: how long the new process may take */
     uint32_t max_connections;
     uint64_t bufsize;
     struct sock_addr stats_listen;
+    struct conf_pos stats_listen_pos;
     bool stats_enabled;
     struct sock_addr admin_listen;
+    struct conf_pos admin_listen_pos;
     bool admin_enabled;
     unsigned admin_mode;
     struct conf_redis redis;
@@ -320,6 +328,13 @@ struct conf *conf_load(const char *path, struct err *e);
 /* Same from text in memory (tests, fuzzing). */
 struct conf *conf_parse_text(const char *text, size_t len, const char *name, struct err *e);
 void conf_free(struct conf *c);
+
+/* The statement tree of <doc> written out as config text: includes expanded,
+ * each run of statements from one file under "# configuration file PATH".
+ * malloc'd (NUL-terminated, length in <len>), NULL when out of memory. */
+char *conf_doc_text(const struct conf_doc *doc, size_t *len);
+/* Fill c->text, c->text_len and c->hash (SHA-256 of the text) from <doc>. */
+int conf_effective_build(struct conf *c, const struct conf_doc *doc, struct err *e);
 
 /* Upstream, zone or region index by name, or -1. */
 int conf_upstream_find(const struct conf *c, const char *name);

@@ -20,6 +20,8 @@ struct gen;
 /* Open, keep or move the stats listener for <g>'s settings. */
 void stats_http_sync(struct gen *g);
 void stats_http_stop(void);
+/* The listening socket (handed over by a binary upgrade), or -1. */
+int stats_http_listen_fd(void);
 
 /* A growable output buffer. On allocation failure <oom> is set and later
  * appends are ignored, so writers check once at the end. */
