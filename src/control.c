@@ -80,6 +80,7 @@ control_reload(struct err *e)
      * sync may still look at objects of the old one (health targets). */
     gen_ref(cur);
     gen_publish(g);
+    workers_post(WMSG_GEN);
     admin_sync(g);
     stats_http_sync(g);
     health_sync(g);

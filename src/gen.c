@@ -14,7 +14,6 @@
 #include <tether/sock.h>
 #include <tether/stats.h>
 #include <tether/tls.h>
-#include <tether/worker.h>
 
 #include <pthread.h>
 #include <stdio.h>
@@ -400,5 +399,4 @@ gen_publish(struct gen *g)
         }
         gen_unref(old);
     }
-    workers_post(WMSG_GEN);
 }

@@ -169,6 +169,7 @@ main(int argc, char **argv)
         return fail(e.msg);
     }
     gen_publish(g);
+    workers_post(WMSG_GEN);
     if (upgrade_is_child()) {
         size_t nsess = upgrade_child_apply();
         control_replan();

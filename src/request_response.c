@@ -159,99 +159,55 @@ request_upgrade(struct request *req)
     ds.ops->release(ds.ctx);
 }
 
-void
-request_on_response(struct request *req)
+/* The final response head <st> is parsed: note how its body is framed and
+ * whether either connection can be kept. */
+static void
+resp_framing(struct request *req, unsigned st)
+{
+    req->t_resp = ev_now(req->w->loop);
+    req->status = (uint16_t)st;
+    req->resp_body = (uint8_t)http1_response_body(&req->h, req->method);
+    if (st == 101)
+        req->resp_body = HTTP1_BODY_NONE;
+    if (req->h.flags & HTTP1_F_CONN_CLOSE)
+        req->server_close = true;
+    if (req->resp_body == HTTP1_BODY_CLOSE) {
+        req->server_close = true;
+        req->keepalive = false;
+    }
+    if (req->resp_body == HTTP1_BODY_CHUNKED) {
+        http1_chunked_init(&req->resp_chunk);
+        if (req->version_minor == 0) {
+            req->dechunk = true;
+            req->keepalive = false;
+        }
+    }
+    if (req->resp_body == HTTP1_BODY_LENGTH)
+        req->resp_body_left = (uint64_t)req->h.content_length;
+    /* A response before the whole request body: the rest cannot be skipped
+     * reliably, so neither connection is reused. */
+    if (!req->req_body_done) {
+        req->keepalive = false;
+        req->server_close = true;
+    }
+    if (req->ds.ops->closing(req->ds.ctx))
+        req->keepalive = false;
+}
+
+/* An unparsable response head: 502 (counted against the pod). */
+static void
+resp_bad(struct request *req)
+{
+    CTR_ADD(req->srv->rt->t[req->w->id].resets, 1);
+    outlier_failure(req->srv, req->w->id);
+    request_fail(req, TERM_BAD_RESPONSE, 502);
+}
+
+/* Bad body framing right after the head. */
+static void
+resp_bad_body(struct request *req)
 {
     struct worker *w = req->w;
-    struct upconn *up = req->up;
-    struct buf *b = up->ibuf;
-    struct http1_limits lim = {.max_head_bytes = b->size, .max_fields = HTTP1_MAX_FIELDS};
-
-    for (;;) {
-        if (buf_len(b) == 0)
-            return;
-        const char *base = buf_head(b);
-        int n = http1_parse_response(&req->h, base, buf_len(b), &lim);
-        if (n == HTTP1_NEED_MORE) {
-            if (buf_room(b) == 0 && b->start == 0)
-                goto bad;
-            return;
-        }
-        if (n < 0)
-            goto bad;
-        unsigned st = req->h.status;
-        if (st >= 100 && st < 200 && st != 101) {
-            /* Interim (100 Continue, 103): relay to HTTP/1.1 clients, keep waiting. */
-            if (req->version_minor == 1 && response_head_out(req, base, true) < 0)
-                goto bad;
-            b->start += (uint32_t)n;
-            http1_head_init(&req->h);
-            if (fwd_resp_send(req) == FWD_ERROR) {
-                exchange_gone(req, TERM_CLIENT_ABORT);
-                return;
-            }
-            continue;
-        }
-        if (st >= 502 && st <= 504 && request_retry_status(req, st))
-            return;
-        if (st == 101 && !req->ws_upgrade)
-            goto bad;
-        req->t_resp = ev_now(w->loop);
-        req->status = (uint16_t)st;
-        req->resp_body = (uint8_t)http1_response_body(&req->h, req->method);
-        if (st == 101)
-            req->resp_body = HTTP1_BODY_NONE;
-        if (req->h.flags & HTTP1_F_CONN_CLOSE)
-            req->server_close = true;
-        if (req->resp_body == HTTP1_BODY_CLOSE) {
-            req->server_close = true;
-            req->keepalive = false;
-        }
-        if (req->resp_body == HTTP1_BODY_CHUNKED) {
-            http1_chunked_init(&req->resp_chunk);
-            if (req->version_minor == 0) {
-                req->dechunk = true;
-                req->keepalive = false;
-            }
-        }
-        if (req->resp_body == HTTP1_BODY_LENGTH)
-            req->resp_body_left = (uint64_t)req->h.content_length;
-        /* A response before the whole request body: the rest cannot be skipped
-         * reliably, so neither connection is reused. */
-        if (!req->req_body_done) {
-            req->keepalive = false;
-            req->server_close = true;
-        }
-        if (req->ds.ops->closing(req->ds.ctx))
-            req->keepalive = false;
-        affinity_on_response(req, base);
-        if (response_head_out(req, base, false) < 0)
-            goto bad;
-        b->start += (uint32_t)n;
-        req->resp_out = req->resp_scan = b->start;
-        request_set_state(req, RS_RESP);
-        req->resp_head_sent = true;
-        req->replayable = false;
-        fwd_req_reclaim(req);
-        outlier_success(req->srv, st);
-        if (st >= 500)
-            outlier_failure(req->srv, w->id);
-        if (st == 101) {
-            request_upgrade(req);
-            return;
-        }
-        if (fwd_resp_scan(req) < 0)
-            goto bad_body;
-        upconn_deadline(up, ms_to_s(req->route->conf->timeout_ms));
-        exchange_writable(req);
-        return;
-    }
-bad:
-    CTR_ADD(req->srv->rt->t[w->id].resets, 1);
-    outlier_failure(req->srv, w->id);
-    request_fail(req, TERM_BAD_RESPONSE, 502);
-    return;
-bad_body:
     /* Nothing reached the client yet: it can still get a clean 502. */
     if (req->chead && req->bytes_out == 0) {
         buf_put(&w->bufs, req->chead);
@@ -264,6 +220,86 @@ bad_body:
     }
     req->term = TERM_BAD_RESPONSE;
     exchange_gone(req, TERM_BAD_RESPONSE);
+}
+
+/* The final head is parsed (<n> bytes over <base>): learn, send it on, and
+ * start the body (or the tunnel). */
+static void
+resp_start(struct request *req, const char *base, int n, unsigned st)
+{
+    struct upconn *up = req->up;
+    struct buf *b = up->ibuf;
+    resp_framing(req, st);
+    affinity_on_response(req, base);
+    if (response_head_out(req, base, false) < 0) {
+        resp_bad(req);
+        return;
+    }
+    b->start += (uint32_t)n;
+    req->resp_out = req->resp_scan = b->start;
+    request_set_state(req, RS_RESP);
+    req->resp_head_sent = true;
+    req->replayable = false;
+    fwd_req_reclaim(req);
+    outlier_success(req->srv, st);
+    if (st >= 500)
+        outlier_failure(req->srv, req->w->id);
+    if (st == 101) {
+        request_upgrade(req);
+        return;
+    }
+    if (fwd_resp_scan(req) < 0) {
+        resp_bad_body(req);
+        return;
+    }
+    upconn_deadline(up, ms_to_s(req->route->conf->timeout_ms));
+    exchange_writable(req);
+}
+
+void
+request_on_response(struct request *req)
+{
+    struct buf *b = req->up->ibuf;
+    struct http1_limits lim = {.max_head_bytes = b->size, .max_fields = HTTP1_MAX_FIELDS};
+
+    for (;;) {
+        if (buf_len(b) == 0)
+            return;
+        const char *base = buf_head(b);
+        int n = http1_parse_response(&req->h, base, buf_len(b), &lim);
+        if (n == HTTP1_NEED_MORE) {
+            if (buf_room(b) == 0 && b->start == 0)
+                resp_bad(req);
+            return;
+        }
+        if (n < 0) {
+            resp_bad(req);
+            return;
+        }
+        unsigned st = req->h.status;
+        if (st >= 100 && st < 200 && st != 101) {
+            /* Interim (100 Continue, 103): relay to HTTP/1.1 clients, keep waiting. */
+            if (req->version_minor == 1 && response_head_out(req, base, true) < 0) {
+                resp_bad(req);
+                return;
+            }
+            b->start += (uint32_t)n;
+            http1_head_init(&req->h);
+            if (fwd_resp_send(req) == FWD_ERROR) {
+                exchange_gone(req, TERM_CLIENT_ABORT);
+                return;
+            }
+            continue;
+        }
+        if (st >= 502 && st <= 504 && request_retry_status(req, st))
+            return;
+        if (st == 101 && !req->ws_upgrade) {
+            resp_bad(req);
+            return;
+        }
+        resp_start(req, base, n, st);
+        return;
+    }
 }
 
 void

@@ -108,7 +108,8 @@ extern _Atomic(struct gen *) gen_current;
 struct gen *gen_acquire_current(void);
 
 /* Publish <g> as current: takes over the caller's reference; the old current's
- * reference is dropped and the listening sockets it alone had are released. */
+ * reference is dropped and the listening sockets it alone had are released.
+ * The caller (control side) then tells the workers (workers_post). */
 void gen_publish(struct gen *g);
 
 /* Route for a request path (no query). NULL when no route matches. */
