@@ -72,6 +72,12 @@ listeners_sync(struct worker *w, struct gen *g)
         return;
     for (uint32_t i = 0; i < g->nlistens; i++) {
         struct gen_listen *gl = &g->listens[i];
+        /* A stop that came before this worker's first pick-up has let go of
+         * the sockets already (control_stop): nothing to watch. (This narrows
+         * but does not close that race: control_stop may still release them
+         * between this check and the reference taken below.) */
+        if (!gl->socks)
+            continue;
         /* One socket per worker; more after an upgrade from a process with
          * more workers: worker k also watches sockets k + n, k + 2n... */
         for (uint32_t j = w->id; j < gl->socks->nfds; j += nworkers) {
