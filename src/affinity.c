@@ -10,6 +10,7 @@
 #include <tether/log.h>
 #include <tether/redis.h>
 #include <tether/request.h>
+#include <tether/session_load.h>
 #include <tether/stats.h>
 #include <tether/worker.h>
 
@@ -295,6 +296,14 @@ rehash_pick(struct request *req, uint64_t key, const struct server *avoid, uint6
     return best;
 }
 
+/* Does this request create a session (a new cookie or a learned id)? */
+static bool
+creates_session(const struct request *req)
+{
+    unsigned mode = req->route->conf->affinity;
+    return mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION || req->route->conf->learn;
+}
+
 struct server *
 affinity_repick(struct request *req, uint64_t now_ms)
 {
@@ -303,6 +312,9 @@ affinity_repick(struct request *req, uint64_t now_ms)
     struct server *s = rehash_pick(req, key, NULL, now_ms);
     if (s)
         return s;
+    if (req->placed)
+        return balance_pick_session(req->ups, req->cli->w->id, now_ms, req->bhash, req->has_bhash,
+                                    (const struct server *const *)req->tried, req->ntried);
     return balance_pick(req->ups, req->cli->w->id, now_ms, req->bhash, req->has_bhash,
                         (const struct server *const *)req->tried, req->ntried);
 }
@@ -393,7 +405,20 @@ affinity_pick(struct request *req, uint64_t now_ms)
     /* 4. A moved session goes where every replica sends it; a new one to the
      * balancer. */
     s = moved ? rehash_pick(req, affinity_session_key(req), moved, now_ms) : NULL;
-    if (!s) {
+    bool place = !moved && creates_session(req);
+    if (!s && place) {
+        /* A new session: only a server with room takes it; none is shedding
+         * when some server could take other requests. */
+        s = balance_pick_session(u, cli->w->id, now_ms, req->bhash, req->has_bhash, NULL, 0);
+        if (!s && balance_pick(u, cli->w->id, now_ms, req->bhash, req->has_bhash, NULL, 0)) {
+            req->shed = true;
+            return AFF_NONE;
+        }
+        if (s) {
+            session_placed(s, 1);
+            req->placed = true;
+        }
+    } else if (!s) {
         const struct server *ex[1] = {moved};
         s = balance_pick(u, cli->w->id, now_ms, req->bhash, req->has_bhash,
                          moved ? (const struct server *const *)ex : NULL, moved ? 1 : 0);
@@ -418,6 +443,10 @@ void
 affinity_redispatch(struct request *req, struct server *next)
 {
     unsigned mode = req->route->conf->affinity;
+    if (req->placed && req->srv && next != req->srv) {
+        session_placed(req->srv, -1); /* the new session moves with the request */
+        session_placed(next, 1);
+    }
     if (req->aff == AFF_OUT_NONE || req->aff == AFF_OUT_NEW) {
         if (req->route->conf->learn || mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION)
             req->set_cookie = true;

@@ -12,6 +12,7 @@
 #include <tether/health.h>
 #include <tether/http1.h>
 #include <tether/log.h>
+#include <tether/session_load.h>
 #include <tether/sock.h>
 #include <tether/tls.h>
 #include <tether/upstream.h>
@@ -373,6 +374,8 @@ response_judge(struct hc_target *t, bool eof)
     }
     /* A body larger than the buffer is judged on its first HC_BODY_MAX bytes;
      * the rest is not read, so the connection cannot carry another check. */
+    if (session_load_report(t->u, t->rt, body, complete ? use : HC_BODY_MAX + 1, status))
+        replan_soon(t->u);
     if (status < t->expect_lo || status > t->expect_hi)
         check_done(t, HC_STATUS, status, 0, reusable);
     else if (!body_has(body, use, t->expect_body))
@@ -489,6 +492,7 @@ check_start(struct hc_target *t)
     t->start_ms = time_mono_ms();
     t->sent = 0;
     t->len = 0;
+    session_load_check_sent(t->rt);
     timer_in(t, t->timeout_ms);
     if (t->fd >= 0) {
         t->reused = true;

@@ -39,13 +39,17 @@ static const char *const TWO_REGIONS =
 static struct conf *conf;
 static struct upstream up;
 
-/* An upstream built by hand from the config text (gen_build would bind). */
+/* An upstream built by hand from the config text (gen_build would bind). The
+ * worked examples of doc/failover.md sections 2-3 are the Envoy model, so it is
+ * asked for unless <extra> says otherwise; section 3a's are the strict default. */
 static void
 setup(const char *fmt, unsigned weight_a, const char *extra)
 {
-    char text[2048], key[256];
+    char text[2048], key[256], ex[512];
     struct err e;
-    snprintf(text, sizeof(text), fmt, weight_a, extra);
+    snprintf(ex, sizeof(ex), "%s%s", extra,
+             strstr(extra, "overprovisioning") ? "" : " overprovisioning 1.4;");
+    snprintf(text, sizeof(text), fmt, weight_a, ex);
     conf = conf_parse_text(text, strlen(text), "test.conf", &e);
     if (!conf) {
         fprintf(stderr, "%s\n", e.msg);
@@ -284,6 +288,41 @@ test_ejected_and_maint_excluded(void)
     teardown();
 }
 
+/* The default (doc/failover.md 3a): strict tiers; the DR tier only when tier 0
+ * has no healthy server, and then as spill regions for full ones. */
+static void
+test_strict_tiers_default(void)
+{
+    setup(DESIGN4, 1, "overprovisioning off;");
+    struct lb_plan *p = build(); /* all up */
+    SHARES(p, 0.35, 0.35, 0.30, 0);
+    CHECK_UINT_EQ(p->nspill, 1); /* us-west, for sessions tier 0 has no room for */
+    set_down("pod-a"); /* one eu-west pod down: nothing to DR */
+    p = build();
+    SHARES(p, 0, 35.0 / 65.0, 30.0 / 65.0, 0);
+    CHECK_NEAR(p->tier_load[0], 1.0, 1e-9);
+    CHECK_NEAR(p->tier_load[1], 0.0, 1e-9);
+    set_down("pod-b"); /* eu-west down entirely: all to me-central */
+    p = build();
+    SHARES(p, 0, 0, 1.0, 0);
+    CHECK_UINT_EQ(p->nspill, 1);
+    set_down("pod-c"); /* tier 0 down: DR */
+    p = build();
+    SHARES(p, 0, 0, 0, 1.0);
+    CHECK_UINT_EQ(p->nspill, 0);
+    teardown();
+    /* Panic looks at the tier that carries the load. */
+    setup(TWO_REGIONS, 1, "overprovisioning off; panic_threshold 50%;");
+    set_down("pod-a");
+    p = build();
+    CHECK(!p->panic);
+    set_down("pod-b");
+    p = build();
+    CHECK(p->panic);
+    SHARES(p, 0.35, 0.35, 0.30, 0);
+    teardown();
+}
+
 static void
 test_hash_table_shared_while_members_stay(void)
 {
@@ -314,6 +353,7 @@ main(void)
     RUN(test_server_weights_count);
     RUN(test_slow_start_ramps_region);
     RUN(test_ejected_and_maint_excluded);
+    RUN(test_strict_tiers_default);
     RUN(test_hash_table_shared_while_members_stay);
     return unit_summary();
 }
