@@ -1,0 +1,247 @@
+# SPDX-License-Identifier: MIT
+"""Session-aware capacity with real mock pods that report their sessions in
+their health answers (--report-sessions): least_sessions fills a region evenly,
+a full region spills to the next tier, everything full sheds new sessions with
+Retry-After while pinned requests pass, a draining or degraded report, malformed
+and huge reports ignored, the admin max_sessions override, and the strict tier
+default (the DR tier only when the primary tier has no healthy server)."""
+import json
+import subprocess
+
+import harness as h
+
+CONF = """
+workers 2;
+error_log stderr info;
+admin { listen unix:{admin_sock}; }
+stats { listen 127.0.0.1:{stats_port}; }
+affinity { header X-Voice-Session-Id; learn header=X-Voice-Session-Id; ttl 900s; }
+upstream voice {
+    balance least_sessions;
+    region a weight=100 priority=0;
+    region b weight=100 priority=1;
+    {servers}
+    health_check { path /health; interval 40ms; timeout 1s; rise 1; fall 2; report json; }
+    {extra}
+}
+server {
+    listen 127.0.0.1:{port};
+    route = /session { upstream voice; affinity none; learn on; }
+    route /tools/ { upstream voice; affinity header; }
+    route / { upstream voice; }
+}
+"""
+
+
+def ctl(t, *args):
+    p = subprocess.run([h.TETHERCTL, "-s", t.admin_sock] + list(args), capture_output=True,
+                       text=True, timeout=30 * h.SLOW)
+    assert p.returncode == 0 and not p.stderr, (args, p.returncode, p.stdout, p.stderr)
+    return p.stdout
+
+
+def servers(t):
+    return {s["server"]: s for s in json.loads(ctl(t, "show", "servers", "json"))["servers"]}
+
+
+def start(a=3, b=2, cap=5, extra="", pod_args=()):
+    """<a> pods in region a (tier 0), <b> in region b (tier 1), each reporting
+    max_sessions <cap>. Returns (tether, pods by name)."""
+    names = ["a%d" % i for i in range(1, a + 1)] + ["b%d" % i for i in range(1, b + 1)]
+    args = ("--report-sessions",) + (("--max-sessions", str(cap)) if cap else ()) + pod_args
+    pods = {n: h.Mockpod(n, args=args) for n in names}
+    lines = "\n    ".join("server %s %s region=%s;" % (n, p.addr, n[0]) for n, p in pods.items())
+    t = h.Tether(CONF, servers=lines, extra=extra, stats_port=h.free_port())
+    h.wait_admin(t.admin_sock)
+    h.wait_until(lambda: all(s["reports_ok"] > 0 for s in servers(t).values()),
+                 what="first reports")
+    return t, pods
+
+
+def fresh_reports(t):
+    """Wait until every server has answered a check sent after this call (two
+    more reports), so the figures tether uses are the pods' own."""
+    base = {n: s["reports_ok"] for n, s in servers(t).items()}
+    h.wait_until(lambda: all(s["reports_ok"] >= base[n] + 2 for n, s in servers(t).items()),
+                 what="fresh reports")
+
+
+def new_session(t):
+    r = h.get(t.port, "/session")
+    return r.status, r.header("X-Pod"), r.header("X-Voice-Session-Id"), r
+
+
+def stop(t, pods):
+    h.stop_clean(t)
+    for p in pods.values():
+        p.stop()
+
+
+def test_fill_evenly_spill_to_next_tier_then_shed():
+    t, pods = start()
+    placed = {n: 0 for n in pods}
+    first = None
+    for i in range(15):
+        st, pod, sid, _ = new_session(t)
+        assert st == 200 and pod in ("a1", "a2", "a3"), (i, st, pod)
+        placed[pod] += 1
+        first = first or (pod, sid)
+        counts = [placed[n] for n in ("a1", "a2", "a3")]
+        assert max(counts) - min(counts) <= 1, (i, placed)
+        fresh_reports(t)
+    assert [placed[n] for n in ("a1", "a2", "a3")] == [5, 5, 5], placed
+    # The 16th finds tier 0 full: the next tier takes it.
+    st, pod, _, _ = new_session(t)
+    assert st == 200 and pod in ("b1", "b2"), (st, pod)
+    placed[pod] += 1
+    for _ in range(9):
+        fresh_reports(t)
+        st, pod, _, _ = new_session(t)
+        assert st == 200 and pod in ("b1", "b2"), (st, pod, placed)
+        placed[pod] += 1
+    assert placed == {"a1": 5, "a2": 5, "a3": 5, "b1": 5, "b2": 5}, placed
+    fresh_reports(t)
+    # Everything full: a new session is shed, a pinned session's tools call passes.
+    st, pod, _, r = new_session(t)
+    assert st == 503 and r.header("Retry-After") == "1", (st, pod, r.headers)
+    tools = h.get(t.port, "/tools/lookup", headers={"X-Voice-Session-Id": first[1]})
+    assert tools.status == 200 and tools.header("X-Pod") == first[0], tools
+    other = h.get(t.port, "/api/status")
+    assert other.status == 200, other
+    m = h.get(t.kw["stats_port"], "/metrics").body
+    assert 'tether_server_sessions{upstream="voice",server="a1",region="a"} 5' in m, m
+    assert 'tether_server_session_capacity{upstream="voice",server="b2",region="b"} 5' in m
+    assert 'tether_region_sessions{upstream="voice",region="a"} 15' in m
+    assert 'tether_sessions_shed_total{upstream="voice"} 1' in m
+    assert 'tether_sessions_spilled_total{upstream="voice",from_region="a",to_region="b"}' in m
+    show = ctl(t, "show", "servers")
+    assert "voice/a1" in show and " 5 5" in show, show
+    # A session ends on a1: its next report makes room there and only there.
+    pods["a1"].control("/control/sessions/end")
+    fresh_reports(t)
+    st, pod, _, _ = new_session(t)
+    assert (st, pod) == (200, "a1"), (st, pod)
+    stop(t, pods)
+
+
+def test_shed_status_429_and_admin_max_sessions():
+    t, pods = start(a=2, b=0, cap=2, extra="shed_status 429 retry_after=7;")
+    for _ in range(4):
+        st, pod, _, _ = new_session(t)
+        assert st == 200, st
+        fresh_reports(t)
+    st, _, _, r = new_session(t)
+    assert st == 429 and r.header("Retry-After") == "7", (st, r.headers)
+    # The operator raises a2's capacity above what the pod reports.
+    out = ctl(t, "set", "server", "voice/a2", "max_sessions", "3")
+    assert "max_sessions 3 (was 2" in out, out
+    st, pod, _, _ = new_session(t)
+    assert (st, pod) == (200, "a2"), (st, pod)
+    assert servers(t)["a2"]["capacity"] == 3
+    ctl(t, "set", "server", "voice/a2", "max_sessions", "default")
+    assert servers(t)["a2"]["capacity"] == 2
+    # The override is kept across a reload.
+    ctl(t, "set", "server", "voice/a1", "max_sessions", "10")
+    t.reload()
+    h.wait_until(lambda: "generation 2" in ctl(t, "show", "info") or
+                 "generation: 2" in ctl(t, "show", "info"), what="reload")
+    assert servers(t)["a1"]["capacity"] == 10
+    stop(t, pods)
+
+
+def test_draining_report_and_degraded_weight():
+    t, pods = start(a=2, b=0, cap=0, extra="")
+    st, pod, sid, _ = new_session(t)
+    assert st == 200
+    other = "a2" if pod == "a1" else "a1"
+    pods[pod].control("/control/health/draining")
+    h.wait_until(lambda: servers(t)[pod]["state"] == "drain", what="pod-driven drain")
+    for _ in range(6):
+        st, p2, _, _ = new_session(t)
+        assert (st, p2) == (200, other), (st, p2)
+    # Its pinned session keeps going to it.
+    r = h.get(t.port, "/tools/x", headers={"X-Voice-Session-Id": sid})
+    assert r.status == 200 and r.header("X-Pod") == pod, r
+    pods[pod].control("/control/health/ok")
+    h.wait_until(lambda: servers(t)[pod]["state"] == "ready", what="back to ready")
+    # An operator's drain is not undone by a healthy report.
+    ctl(t, "set", "server", "voice/%s" % pod, "state", "drain")
+    fresh_reports(t)
+    assert servers(t)[pod]["state"] == "drain"
+    ctl(t, "set", "server", "voice/%s" % pod, "state", "ready")
+    # degraded: weight x degraded_weight (50 %).
+    pods[other].control("/control/health/degraded")
+    h.wait_until(lambda: servers(t)[other]["weight"] == 1 and
+                 "reports degraded" in t.stderr(), what="degraded")
+    stop(t, pods)
+
+
+def test_malformed_and_huge_reports_ignored():
+    t, pods = start(a=2, b=0, cap=3)
+    for mode in ("bad", "huge"):
+        pods["a1"].control("/control/report/" + mode)
+        before = servers(t)["a1"]["reports_bad"]
+        h.wait_until(lambda: servers(t)["a1"]["reports_bad"] >= before + 2, what=mode)
+        s = servers(t)["a1"]
+        # Not a check failure, and the last figures stay.
+        assert s["health"] == "up" and s["capacity"] == 3, s
+    assert "no usable load report" in t.stderr()
+    pods["a1"].control("/control/report/ok")
+    st, _, _, _ = new_session(t)
+    assert st == 200
+    stop(t, pods)
+
+
+FAILOVER = """
+workers 1;
+admin { listen unix:{admin_sock}; }
+upstream voice {
+    region eu-west weight=70 priority=0;
+    region me-central weight=30 priority=0;
+    region dr weight=100 priority=1;
+    server pod-a {a} region=eu-west;
+    server pod-b {b} region=eu-west;
+    server pod-c {c} region=me-central;
+    server pod-d {d} region=dr;
+    health_check { path /health; interval 40ms; timeout 1s; rise 1; fall 1; }
+}
+server { listen 127.0.0.1:{port}; route / { upstream voice; affinity cookie; } }
+"""
+
+
+def counts(t, n):
+    c = {}
+    for _ in range(n):
+        r = h.get(t.port, "/session")
+        k = r.header("X-Pod") if r.status == 200 else r.status
+        c[k] = c.get(k, 0) + 1
+    return c
+
+
+def test_strict_tiers_default():
+    pods = {n: h.Mockpod(n) for n in ("pod-a", "pod-b", "pod-c", "pod-d")}
+    t = h.Tether(FAILOVER, a=pods["pod-a"].addr, b=pods["pod-b"].addr, c=pods["pod-c"].addr,
+                 d=pods["pod-d"].addr)
+    h.wait_admin(t.admin_sock)
+    # One eu-west pod of two down: the DR tier stays untouched.
+    pods["pod-a"].control("/control/health/fail")
+    h.wait_until(lambda: servers(t)["pod-a"]["health"] == "down", what="pod-a down")
+    c = counts(t, 200)
+    assert set(c) <= {"pod-b", "pod-c"} and "pod-d" not in c, c
+    # eu-west down entirely: every new session to me-central.
+    pods["pod-b"].control("/control/health/fail")
+    h.wait_until(lambda: servers(t)["pod-b"]["health"] == "down", what="pod-b down")
+    assert counts(t, 100) == {"pod-c": 100}
+    # me-central down too: DR.
+    pods["pod-c"].control("/control/health/fail")
+    h.wait_until(lambda: servers(t)["pod-c"]["health"] == "down", what="pod-c down")
+    assert counts(t, 100) == {"pod-d": 100}
+    # eu-west back: the DR tier gets nothing new.
+    pods["pod-a"].control("/control/health/ok")
+    h.wait_until(lambda: servers(t)["pod-a"]["health"] == "up", what="pod-a up")
+    h.wait_until(lambda: counts(t, 20) == {"pod-a": 20}, what="back to tier 0")
+    stop(t, pods)
+
+
+if __name__ == "__main__":
+    h.main(globals())
