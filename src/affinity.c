@@ -398,6 +398,14 @@ affinity_pick(struct request *req, uint64_t now_ms)
             req->aff = AFF_OUT_HASH;
             count(req, GS_AFF_HASH);
             req->set_cookie = cookie_mode;
+            if (u->conf->hash_balance_pct) {
+                /* Bounded load: a new key counts as a session and is pinned,
+                 * so it stays where it went when loads change. */
+                session_placed(s, 1);
+                atomic_fetch_add(&u->hash_placed, 1);
+                req->placed = true;
+                pin(req, s);
+            }
             return AFF_PICKED;
         }
     }

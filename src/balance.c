@@ -143,6 +143,21 @@ better(bool room, const struct server *a, uint32_t aw, const struct server *b, u
     return room ? lb_sessions_lighter(a, aw, b, bw) : lighter(a, aw, b, bw);
 }
 
+struct hash_ctx {
+    const struct lb_plan *p;
+    uint64_t now_ms;
+};
+
+/* May <s> keep a hashed (pinned) key now? */
+static bool
+hash_ok(const struct server *s, void *ctx)
+{
+    const struct hash_ctx *h = ctx;
+    if (tier_panic(h->p, s->up, s))
+        return atomic_load_explicit(&s->rt->admin, memory_order_relaxed) != SRV_MAINT;
+    return server_usable_pinned(s, h->now_ms);
+}
+
 /* Count a new session placed outside the region first chosen for it. */
 static struct server *
 spilled(const struct upstream *u, const struct plan_region *first, struct server *s)
@@ -164,7 +179,11 @@ pick(struct upstream *u, uint32_t worker, uint64_t now_ms, uint64_t key_hash, bo
         return NULL;
     if (u->conf->balance == BALANCE_HASH && has_key && p->hash) {
         struct server *s = &u->servers[chash_lookup(p->hash, key_hash)];
-        if (pick_ok(tier_panic(p, u, s), s, now_ms, exclude, nexclude, room))
+        if (u->conf->hash_balance_pct) {
+            struct hash_ctx h = {p, now_ms};
+            s = lb_bounded_hash(u, p->hash, key_hash, hash_ok, &h);
+        }
+        if (s && pick_ok(tier_panic(p, u, s), s, now_ms, exclude, nexclude, room))
             return s;
     }
     const struct plan_region *first = NULL; /* a new session's region, if it had no room */
@@ -218,11 +237,11 @@ struct server *
 balance_hash_lookup(struct upstream *u, uint64_t key_hash, uint64_t now_ms)
 {
     struct lb_plan *p = atomic_load_explicit(&u->plan, memory_order_seq_cst);
+    struct hash_ctx h = {p, now_ms};
     if (!p || !p->hash)
         return NULL;
+    if (u->conf->hash_balance_pct)
+        return lb_bounded_hash(u, p->hash, key_hash, hash_ok, &h);
     struct server *s = &u->servers[chash_lookup(p->hash, key_hash)];
-    if (tier_panic(p, u, s) ? atomic_load_explicit(&s->rt->admin, memory_order_relaxed) != SRV_MAINT
-                            : server_usable_pinned(s, now_ms))
-        return s;
-    return NULL;
+    return hash_ok(s, &h) ? s : NULL;
 }

@@ -18,6 +18,8 @@
 #include <tether/session_load.h>
 
 #define LS_SCAN 32
+/* Slots a bounded-load lookup looks at before giving up on the bound. */
+#define BH_PROBES 4096
 
 bool
 lb_sessions_lighter(const struct server *a, uint32_t aw, const struct server *b, uint32_t bw)
@@ -64,4 +66,31 @@ lb_least_sessions_pick(struct upstream *u, const struct plan_region *pr, struct 
     if (s || !room)
         return s;
     return scan(u, pr, start, n, room);
+}
+
+struct server *
+lb_bounded_hash(struct upstream *u, const struct chash_table *t, uint64_t key_hash,
+                bool (*ok)(const struct server *s, void *ctx), void *ctx)
+{
+    /* The tick's sum plus the keys placed since: replicas that saw the same
+     * keys compute the same bound whenever their ticks ran. */
+    uint64_t total = atomic_load_explicit(&u->hash_load_total, memory_order_relaxed) +
+                     (uint32_t)(atomic_load_explicit(&u->hash_placed, memory_order_relaxed) -
+                                atomic_load_explicit(&u->hash_placed_tick, memory_order_relaxed));
+    uint64_t n = t->nmembers;
+    uint64_t pct = u->conf->hash_balance_pct;
+    /* HAProxy's bound: ceil((total + 1) x factor / servers), at least 1. */
+    uint64_t bound = n ? ((total + 1) * pct + 100 * n - 1) / (100 * n) : UINT64_MAX;
+    uint32_t slot = (uint32_t)(((unsigned __int128)key_hash * t->size) >> 64);
+    uint32_t probes = t->size < BH_PROBES ? t->size : BH_PROBES, last = UINT32_MAX;
+    for (uint32_t k = 0; k < probes; k++) {
+        uint32_t m = t->slots[(slot + k) % t->size];
+        if (m == last)
+            continue; /* runs of one member: look at the next one */
+        last = m;
+        struct server *s = &u->servers[m];
+        if ((uint64_t)server_sessions(s) < bound && ok(s, ctx))
+            return s;
+    }
+    return NULL;
 }

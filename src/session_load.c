@@ -132,12 +132,28 @@ needs_own_count(const struct upstream *u)
 {
     if (u->conf->health.enabled && u->conf->health.report)
         return false;
-    if (u->conf->balance == BALANCE_LEAST_SESSIONS || u->conf->max_sessions)
+    if (u->conf->balance == BALANCE_LEAST_SESSIONS || u->conf->max_sessions ||
+        u->conf->hash_balance_pct)
         return true;
     for (uint32_t i = 0; i < u->nservers; i++)
         if (u->servers[i].conf->max_sessions || atomic_load(&u->servers[i].rt->max_admin) >= 0)
             return true;
     return false;
+}
+
+/* hash_balance_factor: the load the bound is taken from, every tick. */
+static void
+hash_load_sum(struct upstream *u, uint64_t now_ms)
+{
+    uint64_t total = 0;
+    atomic_store(&u->hash_placed_tick, atomic_load(&u->hash_placed));
+    for (uint32_t j = 0; j < u->nservers; j++) {
+        const struct server *s = &u->servers[j];
+        if (server_weight(s) <= 0 || !server_usable_pinned(s, now_ms))
+            continue;
+        total += server_sessions(s);
+    }
+    atomic_store(&u->hash_load_total, (uint32_t)(total > UINT32_MAX ? UINT32_MAX : total));
 }
 
 void
@@ -147,6 +163,9 @@ session_load_tick(struct gen *g, uint64_t now_ms)
     struct session_table *t = affinity_table();
     bool any = false;
 
+    for (uint32_t i = 0; g && i < g->nupstreams; i++)
+        if (g->upstreams[i].conf->hash_balance_pct)
+            hash_load_sum(&g->upstreams[i], now_ms);
     if (!g || now_ms < last_ms + OWN_COUNT_MS)
         return;
     last_ms = now_ms;

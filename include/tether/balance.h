@@ -93,6 +93,13 @@ struct server *lb_least_sessions_pick(struct upstream *u, const struct plan_regi
 /* Is <a> (weight <aw>) less loaded in sessions than <b> (weight <bw>)? */
 bool lb_sessions_lighter(const struct server *a, uint32_t aw, const struct server *b, uint32_t bw);
 
+/* Bounded-load consistent hashing (hash_balance_factor): the first server in
+ * <t>'s slot order from <key_hash>'s slot whose session load is below the
+ * bound and that <ok> accepts; the order depends only on the table, so every
+ * replica walks the same servers. NULL when none within the probe limit. */
+struct server *lb_bounded_hash(struct upstream *u, const struct chash_table *t, uint64_t key_hash,
+                               bool (*ok)(const struct server *s, void *ctx), void *ctx);
+
 /* The consistent-hash choice for <key_hash> (header affinity), or NULL when the
  * hashed server cannot take it now. */
 struct server *balance_hash_lookup(struct upstream *u, uint64_t key_hash, uint64_t now_ms);

@@ -114,6 +114,11 @@ struct upstream {
     size_t cookie_name_len;
     uint64_t *id_sorted; /* cookie ids, sorted, for lookups */
     uint32_t *id_index;  /* server index of id_sorted[i] */
+    /* hash_balance_factor: session load of the servers that may take hashed
+     * keys, summed by the control tick (session_load.c). */
+    _Atomic uint32_t hash_load_total;
+    _Atomic uint32_t hash_placed;      /* keys placed by bounded-load hashing (wraps) */
+    _Atomic uint32_t hash_placed_tick; /* hash_placed when the total was summed */
 };
 
 /* ---- runtime registry (thread-safe) ---- */

@@ -192,6 +192,47 @@ def test_malformed_and_huge_reports_ignored():
     stop(t, pods)
 
 
+HASHED = """
+workers 2;
+affinity { header X-Voice-Session-Id; ttl 900s; }
+upstream voice {
+    server p1 {p1};
+    server p2 {p2};
+    server p3 {p3};
+    hash_balance_factor 110%;
+}
+server { listen 127.0.0.1:{port}; route / { upstream voice; affinity header; } }
+"""
+
+
+def test_hash_balance_factor_bounds_load_and_replicas_agree():
+    """30 new session ids over 3 pods with bounded-load hashing at 110 %: no pod
+    takes more than ceil(30 x 1.1 / 3) = 11; two replicas that see the same ids
+    place them the same way; a placed id stays where it went."""
+    pods = {n: h.Mockpod(n) for n in ("p1", "p2", "p3")}
+    addrs = {n: p.addr for n, p in pods.items()}
+    ts = [h.Tether(HASHED, **addrs), h.Tether(HASHED, **addrs)]
+    ids = ["call-%d-%s" % (i, "x" * (i % 7)) for i in range(30)]
+    where = []
+    for t in ts:
+        got = []
+        for sid in ids:
+            r = h.get(t.port, "/tools/q", headers={"X-Voice-Session-Id": sid})
+            assert r.status == 200, r
+            got.append(r.header("X-Pod"))
+        where.append(got)
+    assert where[0] == where[1], where
+    load = {n: where[0].count(n) for n in pods}
+    assert max(load.values()) <= 11 and sum(load.values()) == 30, load
+    # Pinned: the same ids go to the same pods again.
+    again = [h.get(ts[0].port, "/x", headers={"X-Voice-Session-Id": sid}).header("X-Pod")
+             for sid in ids]
+    assert again == where[0], (again, where[0])
+    h.stop_clean(*ts)
+    for p in pods.values():
+        p.stop()
+
+
 FAILOVER = """
 workers 1;
 admin { listen unix:{admin_sock}; }
