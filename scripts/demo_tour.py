@@ -99,10 +99,12 @@ def kill_pod(port, run, mockpod, pod_b_port):
     lock = threading.Lock()
 
     def client():
-        conn = None
+        # One voice session per client: its requests follow its pod.
+        r, _, conn = request(port, "POST", "/session")
+        cookie = {"Cookie": (r.getheader("Set-Cookie") or "").split(";")[0]}
         while time.time() < stop:
             try:
-                r, _, conn = request(port, "GET", "/sdp", conn=conn)
+                r, _, conn = request(port, "GET", "/sdp", headers=cookie, conn=conn)
                 with lock:
                     if r.status != 200:
                         errors[r.status] += 1
@@ -124,7 +126,8 @@ def kill_pod(port, run, mockpod, pod_b_port):
     print("  %d requests, client errors: %d %s" % (total, sum(errors.values()), dict(errors) or ""))
     print("  served by: %s" % dict(served))
     p = subprocess.Popen([mockpod, "--listen", "127.0.0.1:%d" % pod_b_port, "--name", "pod-b",
-                          "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          "--quiet", "--report-sessions"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
     with open(os.path.join(run, "pod-b.pid"), "w") as f:
         f.write("%d\n" % p.pid)
     print("  pod-b restarted (pid %d); health checks bring it back" % p.pid)
@@ -142,6 +145,40 @@ def admin(tetherctl, run):
             print("    " + line)
 
 
+def capacity(port, tetherctl, run):
+    step("sessions fill the pods (400 each): eu-west spills to me-central, then the DR tier, "
+         "then new sessions are shed")
+    sock = os.path.join(run, "admin.sock")
+    first_new, order, shed = None, [], None
+    conn = None
+    for _ in range(3000):
+        r, body, conn = request(port, "POST", "/session", conn=conn)
+        if r.status != 200:
+            shed = (r.status, r.getheader("Retry-After"))
+            break
+        reg = REGION.get(r.getheader("X-Pod"), "?")
+        if first_new is None:
+            first_new = json.loads(body)["session_id"], r.getheader("Set-Cookie").split(";")[0]
+        if not order or order[-1][0] != reg:
+            order.append([reg, 0])
+        order[-1][1] += 1
+    conn.close()
+    print("  new sessions went to, in order: " +
+          " -> ".join("%s x%d" % (reg, n) for reg, n in order))
+    if shed:
+        print("  then: %d with Retry-After: %s (counted in tether_sessions_shed_total)" % shed)
+    r, _, c = request(port, "POST", "/tools/lookup", {"Cookie": first_new[1]})
+    c.close()
+    print("  a live session's tools call still passes: %d from %s" % (r.status,
+                                                                    r.getheader("X-Pod")))
+    if os.path.exists(tetherctl) and os.path.exists(sock):
+        for cmd in (["show", "servers"], ["set", "server", "voice/pod-a", "max_sessions", "600"]):
+            print("  $ tetherctl -s %s %s" % (sock, " ".join(cmd)))
+            out = subprocess.run([tetherctl, "-s", sock] + cmd, capture_output=True, text=True)
+            for line in (out.stdout + out.stderr).strip().splitlines():
+                print("    " + line)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int)
@@ -156,6 +193,7 @@ def main():
     one_session(a.port)
     kill_pod(a.port, a.run, a.mockpod, a.pod_b_port)
     admin(a.tetherctl, a.run)
+    capacity(a.port, a.tetherctl, a.run)
 
 
 if __name__ == "__main__":
