@@ -6,7 +6,10 @@ Retry-After while pinned requests pass, a draining or degraded report, malformed
 and huge reports ignored, the admin max_sessions override, and the strict tier
 default (the DR tier only when the primary tier has no healthy server)."""
 import json
+import os
+import shutil
 import subprocess
+import tempfile
 
 import harness as h
 
@@ -282,6 +285,42 @@ def test_strict_tiers_default():
     h.wait_until(lambda: servers(t)["pod-a"]["health"] == "up", what="pod-a up")
     h.wait_until(lambda: counts(t, 20) == {"pod-a": 20}, what="back to tier 0")
     stop(t, pods)
+
+
+def test_autoscaling_kit_uses_exported_metrics():
+    """contrib/autoscaling: the HPA scales on the adapter's metric at 40 sessions
+    per pod; the adapter's series are metrics tether exports; its queries are
+    valid PromQL (promtool)."""
+    import yaml
+    d = os.path.join(h.SRCDIR, "contrib", "autoscaling")
+    rules = yaml.safe_load(open(os.path.join(d, "prometheus-adapter-rules.yaml")))["rules"]
+    hpa = yaml.safe_load(open(os.path.join(d, "hpa.yaml")))
+    names = {r["name"]["as"]: r for r in rules["external"]}
+    m = hpa["spec"]["metrics"][0]["external"]
+    assert m["metric"]["name"] in names and m["target"] == {"type": "AverageValue",
+                                                           "averageValue": "40"}, m
+    t, pods = start(a=1, b=1, cap=50)
+    text = h.get(t.kw["stats_port"], "/metrics").body
+    exported = set(l.split("{")[0] for l in text.splitlines() if l and not l.startswith("#"))
+    queries = []
+    for r in rules["external"]:
+        series = r["seriesQuery"].split("{")[0]
+        assert series in exported, series
+        queries.append(r["metricsQuery"].replace("<<.Series>>", series)
+                       .replace("<<.LabelMatchers>>", 'upstream="voice"'))
+    stop(t, pods)
+    if not shutil.which("promtool"):
+        print("skip: promtool not installed")
+        return
+    tmp = tempfile.mkdtemp(prefix="tether-hpa-")
+    path = os.path.join(tmp, "rules.yml")
+    with open(path, "w") as f:
+        yaml.safe_dump({"groups": [{"name": "hpa", "rules": [
+            {"record": "tether:check_%d" % i, "expr": q} for i, q in enumerate(queries)]}]}, f)
+    p = subprocess.run(["promtool", "check", "rules", path], capture_output=True, text=True,
+                       timeout=60)
+    shutil.rmtree(tmp, ignore_errors=True)
+    assert p.returncode == 0, p.stdout + p.stderr
 
 
 if __name__ == "__main__":
