@@ -402,6 +402,7 @@ affinity_pick(struct request *req, uint64_t now_ms)
                 /* Bounded load: a new key counts as a session and is pinned,
                  * so it stays where it went when loads change. */
                 session_placed(s, 1);
+                redis_load_placed(req, s);
                 atomic_fetch_add(&u->hash_placed, 1);
                 req->placed = true;
                 pin(req, s);
@@ -424,6 +425,7 @@ affinity_pick(struct request *req, uint64_t now_ms)
         }
         if (s) {
             session_placed(s, 1);
+            redis_load_placed(req, s);
             req->placed = true;
         }
     } else if (!s) {
@@ -454,6 +456,7 @@ affinity_redispatch(struct request *req, struct server *next)
     if (req->placed && req->srv && next != req->srv) {
         session_placed(req->srv, -1); /* the new session moves with the request */
         session_placed(next, 1);
+        redis_load_placed(req, next);
     }
     if (req->aff == AFF_OUT_NONE || req->aff == AFF_OUT_NEW) {
         if (req->route->conf->learn || mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION)

@@ -179,6 +179,7 @@ tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)t;
     (void)revents;
     session_load_tick(g, now);
+    redis_load_refresh(g);
     for (uint32_t i = 0; g && i < g->nupstreams; i++) {
         struct upstream *u = &g->upstreams[i];
         struct lb_plan *p = atomic_load(&u->plan);

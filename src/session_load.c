@@ -30,6 +30,7 @@ void
 session_load_check_sent(struct server_rt *rt)
 {
     atomic_store_explicit(&rt->placed_at_send, atomic_load(&rt->placed), memory_order_relaxed);
+    atomic_store_explicit(&rt->others_at_send, atomic_load(&rt->others), memory_order_relaxed);
 }
 
 void
@@ -93,6 +94,7 @@ session_load_report(const struct upstream *u, struct server_rt *rt, const char *
     }
     atomic_fetch_add(&rt->reports_ok, 1);
     atomic_store(&rt->placed_base, rt->placed_at_send);
+    atomic_store(&rt->others_base, rt->others_at_send);
     atomic_store(&rt->rep_active, (int32_t)r.active);
     atomic_store(&rt->rep_max, r.has_max ? (int32_t)r.max : -1);
     uint8_t was = atomic_exchange(&rt->rep_status, r.status);
@@ -199,8 +201,10 @@ session_load_tick(struct gen *g, uint64_t now_ms)
      * may be counted twice (once here, once as placed since), never forgotten. */
     for (uint32_t i = 0; i < g->nupstreams; i++) {
         struct upstream *u = &g->upstreams[i];
-        for (uint32_t j = 0; needs_own_count(u) && j < u->nservers; j++)
+        for (uint32_t j = 0; needs_own_count(u) && j < u->nservers; j++) {
             u->servers[j].rt->placed_at_send = atomic_load(&u->servers[j].rt->placed);
+            u->servers[j].rt->others_at_send = atomic_load(&u->servers[j].rt->others);
+        }
     }
     session_table_foreach(t, now_ms, own_count_one, &oc);
     for (uint32_t i = 0; i < g->nupstreams; i++) {
@@ -211,6 +215,7 @@ session_load_tick(struct gen *g, uint64_t now_ms)
             struct server_rt *rt = u->servers[j].rt;
             atomic_store(&rt->own_live, oc.by_slot[rt->slot]);
             atomic_store(&rt->placed_base, rt->placed_at_send);
+            atomic_store(&rt->others_base, rt->others_at_send);
         }
     }
     free(oc.by_slot);

@@ -42,18 +42,20 @@ server_capacity_known(const struct server *s)
 }
 
 /* Sessions on <s> now: the last figure (report or own count) plus placements
- * since it was taken. */
+ * since it was taken, this replica's and (with Redis) the others'. */
 static inline uint32_t
 server_sessions(const struct server *s)
 {
     const struct server_rt *rt = s->rt;
     int32_t since = (int32_t)(atomic_load_explicit(&rt->placed, memory_order_relaxed) -
                               atomic_load_explicit(&rt->placed_base, memory_order_relaxed));
+    int32_t others = (int32_t)(atomic_load_explicit(&rt->others, memory_order_relaxed) -
+                               atomic_load_explicit(&rt->others_base, memory_order_relaxed));
     int32_t base = atomic_load_explicit(&rt->rep_active, memory_order_relaxed);
     if (base < 0)
         base = atomic_load_explicit(&rt->own_live, memory_order_relaxed) +
                atomic_load_explicit(&rt->tunnels, memory_order_relaxed);
-    int64_t n = (int64_t)base + (since > 0 ? since : 0);
+    int64_t n = (int64_t)base + (since > 0 ? since : 0) + (others > 0 ? others : 0);
     return n > 0 ? (uint32_t)(n > (int64_t)UINT32_MAX ? UINT32_MAX : n) : 0;
 }
 

@@ -69,6 +69,9 @@ struct server_rt {
     _Atomic uint64_t reports_ok;     /* reports read */
     _Atomic uint64_t reports_bad;    /* reports missing or malformed (figures kept) */
     _Atomic uint32_t placed_at_send; /* control thread: <placed> when the running check was sent */
+    _Atomic uint32_t others;         /* sessions other replicas placed on it (Redis, wraps) */
+    _Atomic uint32_t others_base;    /* <others> when the figure's check was sent */
+    _Atomic uint32_t others_at_send; /* control thread: <others> when the running check was sent */
 };
 
 /* Runtime state of one region ("upstream/region"). */

@@ -195,6 +195,59 @@ def test_malformed_and_huge_reports_ignored():
     stop(t, pods)
 
 
+REPLICAS = """
+workers 2;
+error_log stderr info;
+admin { listen unix:{admin_sock}; }
+redis { server 127.0.0.1:{redis_port}; prefix "{prefix}"; timeout 500ms; }
+affinity { header X-Voice-Session-Id; learn header=X-Voice-Session-Id; ttl 900s; }
+upstream voice {
+    balance least_sessions;
+    {servers}
+    health_check { path /health; interval 10s; timeout 1s; report json; }
+}
+server {
+    listen 127.0.0.1:{port};
+    route = /session { upstream voice; affinity none; learn on; }
+}
+"""
+
+
+def test_two_replicas_share_placements_through_redis():
+    """4 pods of 5 sessions, reports only every 10 s: two replicas placing 20
+    sessions alternately leave every pod with exactly 5, because each counts the
+    other's placements (Redis) on top of the pods' last reports."""
+    redis = h.Redis()
+    pods = {n: h.Mockpod(n, args=("--report-sessions", "--max-sessions", "5"))
+            for n in ("p1", "p2", "p3", "p4")}
+    lines = "\n    ".join("server %s %s;" % (n, p.addr) for n, p in pods.items())
+    prefix = "cap%d:" % os.getpid()
+    ts = [h.Tether(REPLICAS, servers=lines, redis_port=redis.port, prefix=prefix)
+          for _ in range(2)]
+    for t in ts:
+        h.wait_admin(t.admin_sock)
+        h.wait_until(lambda: "admin replication through" in t.stderr(), timeout=10,
+                     what="redis up")
+        h.wait_until(lambda: all(s["reports_ok"] > 0 for s in servers(t).values()),
+                     timeout=15, what="first reports")
+    for i in range(20):
+        t, other = ts[i % 2], ts[(i + 1) % 2]
+        st, pod, _, _ = new_session(t)
+        assert st == 200, (i, st)
+        # Through Redis (the control tick, every 100 ms), not the next report.
+        h.wait_until(lambda: sum(s["sessions"] for s in servers(other).values()) >= i + 1,
+                     timeout=2.5, what="the other replica counts session %d" % (i + 1))
+    own = {n: json.loads(p.control("/health").body)["active_sessions"] for n, p in pods.items()}
+    assert own == {"p1": 5, "p2": 5, "p3": 5, "p4": 5}, own
+    # Both replicas now see every pod full.
+    for t in ts:
+        assert new_session(t)[0] == 503
+    h.stop_clean(*ts)
+    for p in pods.values():
+        p.stop()
+    redis.stop()
+
+
 HASHED = """
 workers 2;
 affinity { header X-Voice-Session-Id; ttl 900s; }
