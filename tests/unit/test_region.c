@@ -297,7 +297,7 @@ test_strict_tiers_default(void)
     struct lb_plan *p = build(); /* all up */
     SHARES(p, 0.35, 0.35, 0.30, 0);
     CHECK_UINT_EQ(p->nspill, 1); /* us-west, for sessions tier 0 has no room for */
-    set_down("pod-a"); /* one eu-west pod down: nothing to DR */
+    set_down("pod-a");           /* one eu-west pod down: nothing to DR */
     p = build();
     SHARES(p, 0, 35.0 / 65.0, 30.0 / 65.0, 0);
     CHECK_NEAR(p->tier_load[0], 1.0, 1e-9);
