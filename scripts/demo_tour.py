@@ -145,33 +145,56 @@ def admin(tetherctl, run):
             print("    " + line)
 
 
+def servers_json(tetherctl, sock):
+    out = subprocess.run([tetherctl, "-s", sock, "show", "servers", "json"],
+                         capture_output=True, text=True)
+    try:
+        return {s["server"]: s for s in json.loads(out.stdout)["servers"]}
+    except ValueError:
+        return {}
+
+
 def capacity(port, tetherctl, run):
-    step("sessions fill the pods (400 each): eu-west spills to me-central, then the DR tier, "
-         "then new sessions are shed")
+    step("sessions fill the pods (400 each): a full region spills to the other, then to the "
+         "DR tier, then new sessions are shed")
     sock = os.path.join(run, "admin.sock")
-    first_new, order, shed = None, [], None
+    have_ctl = os.path.exists(tetherctl) and os.path.exists(sock)
+    deadline = time.time() + 20
+    while have_ctl and time.time() < deadline:
+        s = servers_json(tetherctl, sock).get("pod-b", {})
+        if s.get("health") == "up" and not s.get("ejected_ms"):
+            break
+        time.sleep(0.5)
+    first_new, placed, shed = None, [], None
     conn = None
     for _ in range(3000):
         r, body, conn = request(port, "POST", "/session", conn=conn)
         if r.status != 200:
             shed = (r.status, r.getheader("Retry-After"))
             break
-        reg = REGION.get(r.getheader("X-Pod"), "?")
+        placed.append(REGION.get(r.getheader("X-Pod"), "?"))
         if first_new is None:
-            first_new = json.loads(body)["session_id"], r.getheader("Set-Cookie").split(";")[0]
-        if not order or order[-1][0] != reg:
-            order.append([reg, 0])
-        order[-1][1] += 1
+            first_new = r.getheader("Set-Cookie").split(";")[0]
     conn.close()
-    print("  new sessions went to, in order: " +
-          " -> ".join("%s x%d" % (reg, n) for reg, n in order))
+    last = {reg: max([i for i, x in enumerate(placed) if x == reg] or [-1])
+            for reg in ("eu-west", "me-central")}
+    first_full = min(last, key=last.get)
+    other = "me-central" if first_full == "eu-west" else "eu-west"
+    dr_first = min([i for i, reg in enumerate(placed) if reg == "us-west"] or [len(placed)])
+    both = collections.Counter(placed[:last[first_full] + 1])
+    print("  both primary regions had room: eu-west +%d, me-central +%d (least loaded first)"
+          % (both["eu-west"], both["me-central"]))
+    print("  %s full: its new sessions spilled to %s, which took %d more"
+          % (first_full, other, dr_first - last[first_full] - 1))
+    print("  primary tier full: us-west (the DR tier, untouched until now) took %d"
+          % (len(placed) - dr_first))
     if shed:
-        print("  then: %d with Retry-After: %s (counted in tether_sessions_shed_total)" % shed)
-    r, _, c = request(port, "POST", "/tools/lookup", {"Cookie": first_new[1]})
+        print("  every pod full: %d with Retry-After: %s (tether_sessions_shed_total)" % shed)
+    r, _, c = request(port, "POST", "/tools/lookup", {"Cookie": first_new})
     c.close()
     print("  a live session's tools call still passes: %d from %s" % (r.status,
                                                                     r.getheader("X-Pod")))
-    if os.path.exists(tetherctl) and os.path.exists(sock):
+    if have_ctl:
         for cmd in (["show", "servers"], ["set", "server", "voice/pod-a", "max_sessions", "600"]):
             print("  $ tetherctl -s %s %s" % (sock, " ".join(cmd)))
             out = subprocess.run([tetherctl, "-s", sock] + cmd, capture_output=True, text=True)
