@@ -242,6 +242,10 @@ def test_two_replicas_share_placements_through_redis():
     # Both replicas now see every pod full.
     for t in ts:
         assert new_session(t)[0] == 503
+    # The admin max_sessions override is replicated like the others.
+    ctl(ts[0], "set", "server", "voice/p3", "max_sessions", "6")
+    h.wait_until(lambda: servers(ts[1])["p3"]["capacity"] == 6, what="override replicated")
+    assert new_session(ts[1])[:2] == (200, "p3")
     h.stop_clean(*ts)
     for p in pods.values():
         p.stop()
