@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 import harness as h
 
@@ -192,6 +193,42 @@ def test_malformed_and_huge_reports_ignored():
     pods["a1"].control("/control/report/ok")
     st, _, _, _ = new_session(t)
     assert st == 200
+    stop(t, pods)
+
+
+OWN = """
+workers 2;
+admin { listen unix:{admin_sock}; }
+affinity { header X-Voice-Session-Id; learn header=X-Voice-Session-Id; ttl 900s; }
+upstream voice {
+    balance least_sessions;
+    max_sessions 2;
+    server p1 {p1};
+    server p2 {p2};
+}
+server {
+    listen 127.0.0.1:{port};
+    route = /session { upstream voice; affinity none; learn on; }
+    route / { upstream voice; affinity header; }
+}
+"""
+
+
+def test_own_count_without_reports():
+    """Pods that do not report: tether counts the learned sessions alive in its
+    table (recounted every second) plus those placed since."""
+    pods = {n: h.Mockpod(n) for n in ("p1", "p2")}
+    t = h.Tether(OWN, p1=pods["p1"].addr, p2=pods["p2"].addr)
+    h.wait_admin(t.admin_sock)
+    got = [new_session(t) for _ in range(4)]
+    assert sorted(g[1] for g in got) == ["p1", "p1", "p2", "p2"], got
+    assert new_session(t)[0] == 503
+    time.sleep(1.5)  # past a recount: the learned sessions still count
+    assert new_session(t)[0] == 503
+    assert {n: s["sessions"] for n, s in servers(t).items()} == {"p1": 2, "p2": 2}
+    # A live session's requests pass.
+    r = h.get(t.port, "/tools/x", headers={"X-Voice-Session-Id": got[0][2]})
+    assert r.status == 200 and r.header("X-Pod") == got[0][1], r
     stop(t, pods)
 
 
