@@ -372,10 +372,11 @@ response_judge(struct hc_target *t, bool eof)
         check_done(t, HC_CLOSED, status, 0, false);
         return true;
     }
-    /* A body larger than the buffer is judged on its first HC_BODY_MAX bytes;
-     * the rest is not read, so the connection cannot carry another check. */
+    /* The pod's load report (report json); a body cut short is "too large". */
     if (session_load_report(t->u, t->rt, body, complete ? use : HC_BODY_MAX + 1, status))
         replan_soon(t->u);
+    /* A body larger than the buffer is judged on its first HC_BODY_MAX bytes;
+     * the rest is not read, so the connection cannot carry another check. */
     if (status < t->expect_lo || status > t->expect_hi)
         check_done(t, HC_STATUS, status, 0, reusable);
     else if (!body_has(body, use, t->expect_body))

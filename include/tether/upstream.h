@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include <tether/conf.h>
+#include <tether/health_report.h>
 #include <tether/stats.h>
 
 struct gen;
@@ -167,8 +168,8 @@ server_weight(const struct server *s)
 {
     int32_t w = atomic_load_explicit(&s->rt->weight_admin, memory_order_relaxed);
     w = w >= 0 ? w : (int32_t)s->conf->weight;
-    /* A pod reporting "degraded" takes degraded_weight of its share (enum hrep_status). */
-    if (w > 0 && atomic_load_explicit(&s->rt->rep_status, memory_order_relaxed) == 2) {
+    /* A pod reporting "degraded" takes degraded_weight of its share. */
+    if (w > 0 && atomic_load_explicit(&s->rt->rep_status, memory_order_relaxed) == HREP_DEGRADED) {
         int32_t d = (int32_t)(((int64_t)w * s->up->conf->degraded_weight_pct + 50) / 100);
         w = d > 0 ? d : 1;
     }
