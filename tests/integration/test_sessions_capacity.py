@@ -48,13 +48,14 @@ def servers(t):
     return {s["server"]: s for s in json.loads(ctl(t, "show", "servers", "json"))["servers"]}
 
 
-def start(a=3, b=2, cap=5, extra="", pod_args=()):
+def start(a=3, b=2, cap=5, extra="", pod_args=(), weight=1):
     """<a> pods in region a (tier 0), <b> in region b (tier 1), each reporting
     max_sessions <cap>. Returns (tether, pods by name)."""
     names = ["a%d" % i for i in range(1, a + 1)] + ["b%d" % i for i in range(1, b + 1)]
     args = ("--report-sessions",) + (("--max-sessions", str(cap)) if cap else ()) + pod_args
     pods = {n: h.Mockpod(n, args=args) for n in names}
-    lines = "\n    ".join("server %s %s region=%s;" % (n, p.addr, n[0]) for n, p in pods.items())
+    lines = "\n    ".join("server %s %s region=%s weight=%d;" % (n, p.addr, n[0], weight)
+                           for n, p in pods.items())
     t = h.Tether(CONF, servers=lines, extra=extra, stats_port=h.free_port())
     h.wait_admin(t.admin_sock)
     h.wait_until(lambda: all(s["reports_ok"] > 0 for s in servers(t).values()),
@@ -154,7 +155,7 @@ def test_shed_status_429_and_admin_max_sessions():
 
 
 def test_draining_report_and_degraded_weight():
-    t, pods = start(a=2, b=0, cap=0, extra="")
+    t, pods = start(a=2, b=0, cap=0, weight=10)
     st, pod, sid, _ = new_session(t)
     assert st == 200
     other = "a2" if pod == "a1" else "a1"
@@ -173,10 +174,12 @@ def test_draining_report_and_degraded_weight():
     fresh_reports(t)
     assert servers(t)[pod]["state"] == "drain"
     ctl(t, "set", "server", "voice/%s" % pod, "state", "ready")
-    # degraded: weight x degraded_weight (50 %).
+    # degraded: weight x degraded_weight (50 %), and back.
+    assert servers(t)[other]["weight"] == 10
     pods[other].control("/control/health/degraded")
-    h.wait_until(lambda: servers(t)[other]["weight"] == 1 and
-                 "reports degraded" in t.stderr(), what="degraded")
+    h.wait_until(lambda: servers(t)[other]["weight"] == 5, what="degraded")
+    pods[other].control("/control/health/ok")
+    h.wait_until(lambda: servers(t)[other]["weight"] == 10, what="no longer degraded")
     stop(t, pods)
 
 
