@@ -219,8 +219,11 @@ set_hash_balance(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         u->hash_balance_pct = 0;
         return 0;
     }
-    if (st->args[0].len < 2 || s[st->args[0].len - 1] != '%' ||
-        parse_u64(s, st->args[0].len - 1, &v) < 0 || v < 101 || v > 1000)
+    /* "150" (HAProxy's hash-balance-factor) or "150%". */
+    size_t n = st->args[0].len;
+    if (n > 1 && s[n - 1] == '%')
+        n--;
+    if (parse_u64(s, n, &v) < 0 || v < 101 || v > 1000)
         return conf_err_arg(p, &st->args[0],
                             "invalid hash_balance_factor \"%s\"; expected 101%%..1000%% or off", s);
     u->hash_balance_pct = (uint32_t)v;

@@ -299,7 +299,7 @@ upstream voice {
     server p1 {p1};
     server p2 {p2};
     server p3 {p3};
-    hash_balance_factor 110%;
+    hash_balance_factor {factor};
 }
 server { listen 127.0.0.1:{port}; route / { upstream voice; affinity header; } }
 """
@@ -311,7 +311,8 @@ def test_hash_balance_factor_bounds_load_and_replicas_agree():
     place them the same way; a placed id stays where it went."""
     pods = {n: h.Mockpod(n) for n in ("p1", "p2", "p3")}
     addrs = {n: p.addr for n, p in pods.items()}
-    ts = [h.Tether(HASHED, **addrs), h.Tether(HASHED, **addrs)]
+    # The factor as a percentage or as HAProxy writes it.
+    ts = [h.Tether(HASHED, factor="110%", **addrs), h.Tether(HASHED, factor="110", **addrs)]
     ids = ["call-%d-%s" % (i, "x" * (i % 7)) for i in range(30)]
     where = []
     for t in ts:
