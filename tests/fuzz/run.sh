@@ -39,6 +39,7 @@ dict_of() {
         http1_request | http1_response | chunked) echo "$srcdir/tests/fuzz/http1.dict" ;;
         conf) echo "$srcdir/tests/fuzz/conf.dict" ;;
         admin) echo "$srcdir/tests/fuzz/admin.dict" ;;
+        health_report) echo "$srcdir/tests/fuzz/health_report.dict" ;;
         *) echo "" ;;
     esac
 }
