@@ -402,7 +402,7 @@ affinity_pick(struct request *req, uint64_t now_ms)
                 /* Bounded load: a new key counts as a session and is pinned,
                  * so it stays where it went when loads change. */
                 session_placed(s, 1);
-                redis_load_placed(req, s);
+                redis_load_placed(req, s, 1);
                 atomic_fetch_add(&u->hash_placed, 1);
                 req->placed = true;
                 pin(req, s);
@@ -425,7 +425,7 @@ affinity_pick(struct request *req, uint64_t now_ms)
         }
         if (s) {
             session_placed(s, 1);
-            redis_load_placed(req, s);
+            redis_load_placed(req, s, 1);
             req->placed = true;
         }
     } else if (!s) {
@@ -455,8 +455,9 @@ affinity_redispatch(struct request *req, struct server *next)
     unsigned mode = req->route->conf->affinity;
     if (req->placed && req->srv && next != req->srv) {
         session_placed(req->srv, -1); /* the new session moves with the request */
+        redis_load_placed(req, req->srv, -1);
         session_placed(next, 1);
-        redis_load_placed(req, next);
+        redis_load_placed(req, next, 1);
     }
     if (req->aff == AFF_OUT_NONE || req->aff == AFF_OUT_NEW) {
         if (req->route->conf->learn || mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION)
@@ -507,6 +508,12 @@ affinity_on_response(struct request *req, const char *buf)
 {
     const struct affinity *af = req->cli->gen->aff;
     const struct http1_head *h = &req->h;
+    /* A new session the pod refused (5xx) was not created: take it back. */
+    if (req->placed && req->srv && h->status >= 500) {
+        session_placed(req->srv, -1);
+        redis_load_placed(req, req->srv, -1);
+        req->placed = false;
+    }
     if (!req->route->conf->learn || h->status < 200 || h->status >= 300)
         return;
     if (af->learn_header) {

@@ -39,7 +39,7 @@ replica_init(void)
 }
 
 void
-redis_load_placed(struct request *req, const struct server *s)
+redis_load_placed(struct request *req, const struct server *s, int delta)
 {
     struct redis_client *rc = redis_client_usable(req->cli->w);
     char key[REDIS_KEY_MAX], field[256];
@@ -50,8 +50,9 @@ redis_load_placed(struct request *req, const struct server *s)
     int fn = snprintf(field, sizeof(field), "%s|%s", s->conf->name, replica);
     if (kn <= 0 || (size_t)kn >= sizeof(key) || fn <= 0 || (size_t)fn >= sizeof(field))
         return;
-    const char *incr[4] = {"HINCRBY", key, field, "1"};
-    size_t incr_len[4] = {7, (size_t)kn, (size_t)fn, 1};
+    const char *by = delta < 0 ? "-1" : "1";
+    const char *incr[4] = {"HINCRBY", key, field, by};
+    size_t incr_len[4] = {7, (size_t)kn, (size_t)fn, strlen(by)};
     const char *exp[3] = {"PEXPIRE", key, PLACED_TTL_MS};
     size_t exp_len[3] = {7, (size_t)kn, strlen(PLACED_TTL_MS)};
     if (redis_send_forget(rc, 4, incr, incr_len) == 0)

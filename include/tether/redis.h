@@ -72,9 +72,9 @@ int redis_control_command(void (*fn)(void *ctx, const void *reply), void *ctx, i
 
 struct gen;
 struct server;
-/* A new session was placed on <s> by <req>'s worker: add it to this replica's
- * count in Redis (fire and forget). Worker thread. */
-void redis_load_placed(struct request *req, const struct server *s);
+/* A new session was placed on <s> by <req>'s worker (<delta> 1), or taken
+ * back (-1): update this replica's count in Redis (fire and forget). Worker. */
+void redis_load_placed(struct request *req, const struct server *s, int delta);
 /* Read the other replicas' placements for the upstreams that place sessions
  * (one HGETALL per upstream, at most one round in flight). Control tick. */
 void redis_load_refresh(struct gen *g);

@@ -223,6 +223,9 @@ def test_own_count_without_reports():
     pods = {n: h.Mockpod(n) for n in ("p1", "p2")}
     t = h.Tether(OWN, p1=pods["p1"].addr, p2=pods["p2"].addr)
     h.wait_admin(t.admin_sock)
+    # Sessions the pods refuse (5xx) are not counted.
+    for _ in range(4):
+        assert h.get(t.port, "/session?status=500").status == 500
     got = [new_session(t) for _ in range(4)]
     assert sorted(g[1] for g in got) == ["p1", "p1", "p2", "p2"], got
     assert new_session(t)[0] == 503
