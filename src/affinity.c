@@ -10,6 +10,7 @@
 #include <tether/log.h>
 #include <tether/redis.h>
 #include <tether/request.h>
+#include <tether/session_load.h>
 #include <tether/stats.h>
 #include <tether/worker.h>
 
@@ -311,6 +312,14 @@ rehash_pick(struct request *req, uint64_t key, const struct server *avoid, uint6
     return best;
 }
 
+/* Does this request create a session (a new cookie or a learned id)? */
+static bool
+creates_session(const struct request *req)
+{
+    unsigned mode = req->route->conf->affinity;
+    return mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION || req->route->conf->learn;
+}
+
 struct server *
 affinity_repick(struct request *req, uint64_t now_ms)
 {
@@ -319,6 +328,9 @@ affinity_repick(struct request *req, uint64_t now_ms)
     struct server *s = rehash_pick(req, key, NULL, now_ms);
     if (s)
         return s;
+    if (req->placed)
+        return balance_pick_session(req->ups, req->cli->w->id, now_ms, req->bhash, req->has_bhash,
+                                    (const struct server *const *)req->tried, req->ntried);
     return balance_pick(req->ups, req->cli->w->id, now_ms, req->bhash, req->has_bhash,
                         (const struct server *const *)req->tried, req->ntried);
 }
@@ -402,6 +414,15 @@ affinity_pick(struct request *req, uint64_t now_ms)
             req->aff = AFF_OUT_HASH;
             count(req, GS_AFF_HASH);
             req->set_cookie = cookie_mode;
+            if (u->conf->hash_balance_pct) {
+                /* Bounded load: a new key counts as a session and is pinned,
+                 * so it stays where it went when loads change. */
+                session_placed(s, 1);
+                redis_load_placed(req, s, 1);
+                atomic_fetch_add(&u->hash_placed, 1);
+                req->placed = true;
+                pin(req, s);
+            }
             return AFF_PICKED;
         }
     }
@@ -409,7 +430,21 @@ affinity_pick(struct request *req, uint64_t now_ms)
     /* 4. A moved session goes where every replica sends it; a new one to the
      * balancer. */
     s = moved ? rehash_pick(req, affinity_session_key(req), moved, now_ms) : NULL;
-    if (!s) {
+    bool place = !moved && creates_session(req);
+    if (!s && place) {
+        /* A new session: only a server with room takes it; none is shedding
+         * when some server could take other requests. */
+        s = balance_pick_session(u, cli->w->id, now_ms, req->bhash, req->has_bhash, NULL, 0);
+        if (!s && balance_pick(u, cli->w->id, now_ms, req->bhash, req->has_bhash, NULL, 0)) {
+            req->shed = true;
+            return AFF_NONE;
+        }
+        if (s) {
+            session_placed(s, 1);
+            redis_load_placed(req, s, 1);
+            req->placed = true;
+        }
+    } else if (!s) {
         const struct server *ex[1] = {moved};
         s = balance_pick(u, cli->w->id, now_ms, req->bhash, req->has_bhash,
                          moved ? (const struct server *const *)ex : NULL, moved ? 1 : 0);
@@ -434,6 +469,12 @@ void
 affinity_redispatch(struct request *req, struct server *next)
 {
     unsigned mode = req->route->conf->affinity;
+    if (req->placed && req->srv && next != req->srv) {
+        session_placed(req->srv, -1); /* the new session moves with the request */
+        redis_load_placed(req, req->srv, -1);
+        session_placed(next, 1);
+        redis_load_placed(req, next, 1);
+    }
     if (req->aff == AFF_OUT_NONE || req->aff == AFF_OUT_NEW) {
         if (req->route->conf->learn || mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION)
             req->set_cookie = true;
@@ -483,6 +524,12 @@ affinity_on_response(struct request *req, const char *buf)
 {
     const struct affinity *af = req->cli->gen->aff;
     const struct http1_head *h = &req->h;
+    /* A new session the pod refused (5xx) was not created: take it back. */
+    if (req->placed && req->srv && h->status >= 500) {
+        session_placed(req->srv, -1);
+        redis_load_placed(req, req->srv, -1);
+        req->placed = false;
+    }
     if (!req->route->conf->learn || h->status < 200 || h->status >= 300)
         return;
     if (af->learn_header) {

@@ -661,6 +661,16 @@ store_cb(redisAsyncContext *ac, void *reply, void *priv)
         redis_count_error(rc);
 }
 
+int
+redis_send_forget(struct redis_client *rc, int argc, const char **argv, const size_t *lens)
+{
+    if (command(rc, store_cb, NULL, argc, argv, lens) < 0) {
+        redis_count_error(rc);
+        return -1;
+    }
+    return 0;
+}
+
 /* The arguments of SET PREFIXsession:HASH "upstream/server SID" PX TTL. */
 struct session_set {
     char key[REDIS_KEY_MAX], ttl[24], val[512];

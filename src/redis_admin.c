@@ -508,6 +508,42 @@ redis_control_stop(void)
     stats_push();
 }
 
+/* A command of another module on the control connection (redis_load.c). */
+struct control_call {
+    void (*fn)(void *ctx, const void *reply);
+    void *ctx;
+};
+
+static void
+control_call_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct control_call *c = priv;
+    if (ac == rc.cmd && r) {
+        rc.inflight--;
+        rc.progress_ms = time_mono_ms();
+    }
+    c->fn(c->ctx, ac == rc.cmd ? r : NULL);
+    free(c);
+}
+
+int
+redis_control_command(void (*fn)(void *ctx, const void *reply), void *ctx, int argc,
+                      const char **argv, const size_t *lens)
+{
+    struct control_call *c;
+    if (!rc.on || !rc.up || !rc.cmd || !(c = malloc(sizeof(*c))))
+        return -1;
+    c->fn = fn;
+    c->ctx = ctx;
+    if (redisAsyncCommandArgv(rc.cmd, control_call_cb, c, argc, argv, lens) != REDIS_OK) {
+        free(c);
+        return -1;
+    }
+    if (rc.inflight++ == 0)
+        rc.progress_ms = time_mono_ms();
+    return 0;
+}
+
 int
 redis_admin_publish(const char *line)
 {

@@ -386,6 +386,10 @@ request_resume(struct request *req)
     }
     ev_timer_stop(loop, &req->hold);
     if (!req->srv && affinity_pick(req, now_ms) != AFF_PICKED) {
+        if (req->shed) {
+            request_shed(req);
+            return;
+        }
         gstat_add(cli->w->id, GS_NO_SERVER, 1);
         client_reply(cli, 503, TERM_NO_SERVER, "Retry-After: 1\r\n", false);
         return;
