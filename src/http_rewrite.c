@@ -112,7 +112,7 @@ put_cookie_without(struct out *o, const char *v, size_t vlen, const char *name, 
 bool
 request_id_valid(const char *p, size_t n)
 {
-    if (n == 0 || n > 64)
+    if (n == 0 || n > REQUEST_ID_MAX)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = p[i];

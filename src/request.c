@@ -175,6 +175,8 @@ request_real_ip(struct request *req, const char *base)
     }
 }
 
+_Static_assert(REQUEST_ID_MAX >= 32, "tether's own request ids are 32 hex digits");
+
 static void
 request_gen_id(struct request *req)
 {
@@ -220,8 +222,9 @@ request_start(struct request *req, uint32_t head_len)
     }
     int idx = http1_find(h, base, "X-Request-Id", 12);
     if (idx >= 0 && request_id_valid(base + h->fields[idx].value_off, h->fields[idx].value_len)) {
-        req->req_id_len = (uint8_t)h->fields[idx].value_len;
-        memcpy(req->req_id, base + h->fields[idx].value_off, req->req_id_len);
+        req->req_id_len =
+            (uint8_t)copy_bounded(req->req_id, sizeof(req->req_id), base + h->fields[idx].value_off,
+                                  h->fields[idx].value_len);
     } else {
         request_gen_id(req);
     }

