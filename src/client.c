@@ -23,6 +23,8 @@ static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void client_tmo_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void client_parse_head(struct client *cli);
 
+_Static_assert(PROXY_PROTO_MAX <= 4096, "a PROXY header fits in the smallest buffer (bufsize 4k)");
+
 static struct log_limit tls_fail_limit;
 static struct log_limit proxy_fail_limit;
 
@@ -256,33 +258,55 @@ client_limit_conn_request(struct client *cli, const char *rip, size_t rip_len, c
 
 /* ---- PROXY header and TLS handshake ---- */
 
+/* The PROXY header is consumed as it arrives, so the watcher never fires
+ * again for bytes already seen: while the header is incomplete every byte
+ * received belongs to it and is read into ibuf (at most PROXY_PROTO_MAX); the
+ * next call only peeks past them; once the header is complete its last bytes
+ * are read exactly, and what follows (a TLS ClientHello, a request) stays in
+ * the socket for the next stage. */
 static void
 client_read_proxy(struct client *cli)
 {
-    char buf[PROXY_PROTO_MAX];
+    struct buf *b = cli->ibuf;
     struct sock_addr src;
-    ssize_t r = recv(cli->c.fd, buf, sizeof(buf), MSG_PEEK);
+    if (!b && !(b = cli->ibuf = buf_get(&cli->w->bufs))) {
+        client_close(cli, TERM_INTERNAL);
+        return;
+    }
+    size_t have = buf_len(b); /* start is 0: nothing else uses ibuf yet */
+    char *p = buf_head(b);
+    ssize_t r = recv(cli->c.fd, p + have, PROXY_PROTO_MAX - have, MSG_PEEK);
     if (r < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (r <= 0) {
         client_close(cli, TERM_CLIENT_ABORT);
         return;
     }
-    int n = proxy_proto_parse(buf, (size_t)r, &src);
-    if (n == 0 && (size_t)r < sizeof(buf))
+    size_t len = have + (size_t)r;
+    int n = proxy_proto_parse(p, len, &src);
+    if (n == 0 && len < PROXY_PROTO_MAX) {
+        /* Incomplete: take what came, wait for more. */
+        if (recv(cli->c.fd, p + have, (size_t)r, 0) != r) {
+            client_close(cli, TERM_CLIENT_ABORT);
+            return;
+        }
+        b->end += (uint32_t)r;
         return;
-    if (n <= 0) {
+    }
+    if (n <= 0 || (size_t)n <= have) {
         log_limited(&proxy_fail_limit, 10000, LOG_LVL_WARN,
                     "client %s: invalid PROXY protocol header", cli->peer_ip);
         client_close(cli, TERM_BAD_REQUEST);
         return;
     }
-    /* Consume exactly the header: what follows (a TLS ClientHello, a request)
-     * is read by the next stage. */
-    if (recv(cli->c.fd, buf, (size_t)n, 0) != n) {
+    /* Consume exactly the rest of the header. */
+    size_t rest = (size_t)n - have;
+    if (recv(cli->c.fd, p + have, rest, 0) != (ssize_t)rest) {
         client_close(cli, TERM_CLIENT_ABORT);
         return;
     }
+    buf_put(&cli->w->bufs, b);
+    cli->ibuf = NULL;
     if (src.len) {
         cli->peer = src;
         cli->peer_ip_len = (uint8_t)sock_addr_ip(&src, cli->peer_ip, sizeof(cli->peer_ip));

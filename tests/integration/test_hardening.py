@@ -142,5 +142,44 @@ def test_long_request_id_kept_whole():
     pod.stop()
 
 
+# ---- defect 4: incomplete PROXY header ----
+
+def test_incomplete_proxy_header_no_spin():
+    pod, t = setup()
+    pport = int(t.kw["pport"])
+    s = socket.create_connection(("127.0.0.1", pport), timeout=5 * h.SLOW)
+    s.sendall(b"PROXY TCP4 1.2.3.4 ")
+    time.sleep(0.2)
+    c0 = cpu_seconds(t.pid)
+    time.sleep(1.0)
+    used = cpu_seconds(t.pid) - c0
+    assert used < 0.25, "tether used %.2f s of CPU in 1 s on an incomplete PROXY header" % used
+    # The rest of the header, byte by byte, then a request: served with the
+    # address from the header.
+    for b in b"5.6.7.8 1111 80\r\n":
+        s.sendall(bytes([b]))
+    s.sendall(b"GET /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    got = read_responses(s, 1, 10)
+    s.close()
+    assert got and got[0][0] == 200, got
+    assert b'"1.2.3.4"' in got[0][2], got[0][2]
+    # A v2 header in pieces.
+    addr = socket.inet_aton("10.9.8.7") + socket.inet_aton("127.0.0.1") + struct.pack("!HH", 4242, 80)
+    v2 = b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(addr)) + addr
+    s = socket.create_connection(("127.0.0.1", pport), timeout=5 * h.SLOW)
+    for i in range(0, len(v2), 5):
+        s.sendall(v2[i:i + 5])
+        time.sleep(0.02)
+    s.sendall(b"GET /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    got = read_responses(s, 1, 10)
+    s.close()
+    assert got and got[0][0] == 200 and b'"10.9.8.7"' in got[0][2], got
+    # Too long without an end of line: refused and closed.
+    out = h.raw(pport, b"PROXY TCP4 " + b"1" * 200)
+    assert out == b"", out
+    h.stop_clean(t)
+    pod.stop()
+
+
 if __name__ == "__main__":
     h.main(globals(), tmp_prefix="tether-test-hardening-")
