@@ -593,8 +593,11 @@ client_request_done(struct client *cli)
     cli->state = CS_IDLE;
     conn_read_start(w->loop, &cli->c);
     if (cli->ibuf && buf_len(cli->ibuf)) {
-        /* A pipelined request is already here: answer in order. */
-        client_parse_head(cli);
+        /* A pipelined request is already here: answer in order, from the
+         * event loop (a deadline of now), never from inside the handling of
+         * the request that just ended: the stack stays flat however many
+         * requests the buffer holds. */
+        client_deadline(cli, CT_NEXT, 0);
         return;
     }
     client_release_ibuf_if_empty(cli);
@@ -722,6 +725,13 @@ client_tmo_cb(struct ev_loop *loop, ev_timer *t, int revents)
         return;
     case CT_LINGER:
         client_close(cli, TERM_OK);
+        return;
+    case CT_NEXT:
+        cli->tmo_kind = CT_NONE;
+        if (cli->state == CS_IDLE && cli->ibuf && buf_len(cli->ibuf))
+            client_parse_head(cli);
+        else if (cli->state == CS_IDLE)
+            client_deadline(cli, CT_IDLE, ms_to_s(cli->vs->conf->keepalive_timeout_ms));
         return;
     default:
         break;

@@ -142,6 +142,32 @@ def test_long_request_id_kept_whole():
     pod.stop()
 
 
+# ---- defect 2: recursion over buffered pipelined requests ----
+
+def test_pipelined_own_replies_bounded_stack():
+    pod, t = setup(bufsize="1m")
+    n = 30000
+    one = b"GET /rl/ HTTP/1.1\r\nHost: a\r\n\r\n"
+    # The first request is slow: while the pod waits, tether buffers the
+    # pipelined requests (up to bufsize), then answers them all at once: a
+    # 429 each (the zone lets one through).
+    data = b"GET /pod/slow?delay=700 HTTP/1.1\r\nHost: a\r\n\r\n" + one * n
+    assert len(data) < 1 << 20
+    s = socket.create_connection(("127.0.0.1", t.port), timeout=10 * h.SLOW)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sender = send_in_background(s, data)
+    got = read_responses(s, n + 1, 60)
+    sender.join()
+    s.close()
+    assert t.alive(), "tether died:\n" + t.stderr()[-3000:]
+    statuses = [g[0] for g in got]
+    assert len(statuses) == n + 1, len(statuses)
+    assert statuses[0] == 200 and statuses[1:4].count(200) <= 2, statuses[:4]
+    assert statuses.count(429) >= n - 2 and statuses[-1] == 429, (statuses[:5], statuses[-5:], [(i, x) for i, x in enumerate(statuses) if x != 429][:10])
+    h.stop_clean(t)
+    pod.stop()
+
+
 # ---- defect 4: incomplete PROXY header ----
 
 def test_incomplete_proxy_header_no_spin():
