@@ -558,14 +558,21 @@ client_reply(struct client *cli, unsigned status, unsigned term, const char *ext
         request_free(req);
         cli->req = NULL;
     }
-    cli->state = CS_ERROR_REPLY;
+    /* Only a reply that closes may drop what the client sends meanwhile. */
+    cli->state = cli->close_after ? CS_ERROR_REPLY : CS_REPLY;
     int rc = client_flush_obuf(cli);
-    if (rc < 0)
+    if (rc < 0) {
         client_close(cli, TERM_CLIENT_ABORT);
-    else if (rc > 0)
+    } else if (rc > 0) {
         client_reply_sent(cli);
-    else
+    } else {
+        /* The socket is full. The connection stays open: stop reading until
+         * the reply is out (back-pressure), the bytes after it are the next
+         * requests. (Unless TLS needs a read to go on writing.) */
+        if (cli->state == CS_REPLY && !(cli->c.flags & CONN_TLS_WRITE_WANTS_READ))
+            conn_read_pause(w->loop, &cli->c);
         client_deadline(cli, CT_SEND, 30.0);
+    }
 }
 
 /* ---- between requests ---- */
@@ -644,6 +651,15 @@ client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     case CS_BUSY:
         if (cli->req)
             request_client_readable(cli->req);
+        else
+            conn_read_pause(cli->w->loop, &cli->c);
+        return;
+    case CS_REPLY:
+        /* Not reading while the reply waits; TLS may need a read to write. */
+        if (cli->c.flags & CONN_TLS_WRITE_WANTS_READ)
+            client_write_cb(loop, &cli->c.wio, EV_WRITE);
+        else
+            conn_read_pause(cli->w->loop, &cli->c);
         return;
     case CS_ERROR_REPLY: {
         /* Lingering: drop input until EOF. */
@@ -668,6 +684,7 @@ client_write_cb(struct ev_loop *loop, ev_io *io, int revents)
     case CS_HANDSHAKE:
         client_handshake(cli);
         return;
+    case CS_REPLY:
     case CS_ERROR_REPLY: {
         int rc = client_flush_obuf(cli);
         if (rc < 0)

@@ -41,7 +41,9 @@ enum client_state {
     CS_IDLE,          /* keep-alive, between requests: no buffer, no request */
     CS_HEAD,          /* reading a request head */
     CS_BUSY,          /* a request is being proxied */
-    CS_ERROR_REPLY,   /* sending tether's own reply, then close or continue */
+    CS_ERROR_REPLY,   /* sending tether's own final reply, then lingering: input dropped */
+    CS_REPLY,         /* sending tether's own reply on a connection that stays
+                       * open: not reading (what comes next is the next request) */
     CS_CLOSED,
 };
 

@@ -168,6 +168,32 @@ def test_pipelined_own_replies_bounded_stack():
     pod.stop()
 
 
+# ---- defect 3: back-pressure instead of discarding ----
+
+def test_pipelined_bytes_kept_while_reply_waits():
+    pod, t = setup()
+    # More 404 replies (134 bytes each) than the two sockets hold: tether's
+    # send buffer grows up to tcp_wmem's maximum (4 MB by default).
+    n = min(100000, (tcp_wmem_max() + (1 << 17)) // 100 + 1000)
+    data = (b"GET /pod/big?bytes=100000 HTTP/1.1\r\nHost: a\r\n\r\n"
+            + b"GET /missing HTTP/1.1\r\nHost: a\r\n\r\n" * n
+            + b"GET /pod/last HTTP/1.1\r\nHost: a\r\n\r\n")
+    s = socket.create_connection(("127.0.0.1", t.port), timeout=10 * h.SLOW)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+    sender = send_in_background(s, data)
+    time.sleep(1.5)  # a slow reader: tether's replies wait for room
+    got = read_responses(s, n + 2, 60)
+    sender.join(10)
+    s.close()
+    statuses = [g[0] for g in got]
+    assert len(statuses) == n + 2, (len(statuses), statuses[-3:])
+    assert statuses[0] == 200 and len(got[0][2]) == 100000
+    assert statuses[1:-1] == [404] * n and statuses[-1] == 200
+    assert [r["path"] for r in pod.requests()][-1] == "/pod/last"
+    h.stop_clean(t)
+    pod.stop()
+
+
 # ---- defect 4: incomplete PROXY header ----
 
 def test_incomplete_proxy_header_no_spin():
