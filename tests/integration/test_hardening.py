@@ -233,5 +233,165 @@ def test_incomplete_proxy_header_no_spin():
     pod.stop()
 
 
+# ---- defect 5: a hostile Redis ----
+
+class HostileRedis:
+    """A Redis look-alike on a loopback port (Python stdlib): it answers the
+    handshakes well (AUTH, SELECT, SCRIPT LOAD, HGETALL, PING, SUBSCRIBE), then
+    sends one malformed reply per connection from <subscriber_cases> (the k-th
+    subscriber connection gets the k-th case) and, once, a reply nobody asked
+    for on the first command connection of each kind."""
+
+    def __init__(self, subscriber_cases, spontaneous=True):
+        self.cases = list(subscriber_cases)
+        self.spontaneous = spontaneous
+        self.lock = threading.Lock()
+        self.nsub = 0
+        self.spont_sent = set()
+        self.conns = []
+        self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.port = h.free_port()
+        self.ls.bind(("127.0.0.1", self.port))
+        self.ls.listen(64)
+        self.stopping = False
+        self.th = threading.Thread(target=self._accept, daemon=True)
+        self.th.start()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _read_cmd(f):
+        line = f.readline()
+        if not line:
+            return None
+        if not line.startswith(b"*"):
+            return line.split()
+        args = []
+        for _ in range(int(line[1:])):
+            n = int(f.readline()[1:])
+            args.append(f.read(n + 2)[:-2])
+        return args
+
+    def _later(self, c, data, delay=0.2):
+        def go():
+            time.sleep(delay)
+            try:
+                c.sendall(data)
+            except OSError:
+                pass
+        threading.Thread(target=go, daemon=True).start()
+
+    def _serve(self, c):
+        f = c.makefile("rb")
+        try:
+            while True:
+                args = self._read_cmd(f)
+                if args is None:
+                    return
+                cmd = args[0].upper() if args else b""
+                if cmd == b"SUBSCRIBE":
+                    ch = args[1]
+                    c.sendall(b"*3\r\n$9\r\nsubscribe\r\n$%d\r\n%s\r\n:1\r\n" % (len(ch), ch))
+                    with self.lock:
+                        k = self.nsub
+                        self.nsub += 1
+                    if k < len(self.cases):
+                        self._later(c, self.cases[k].replace(b"{ch}", ch))
+                elif cmd == b"SCRIPT":
+                    c.sendall(b"$40\r\n" + b"0" * 40 + b"\r\n")
+                    self._spontaneous(c, "worker")
+                elif cmd == b"HGETALL":
+                    c.sendall(b"*0\r\n")
+                    self._spontaneous(c, "admin")
+                elif cmd == b"PING":
+                    c.sendall(b"+PONG\r\n")
+                elif cmd in (b"GET", b"EVALSHA", b"EVAL"):
+                    c.sendall(b"$-1\r\n")
+                else:
+                    c.sendall(b"+OK\r\n")
+        except (OSError, ValueError):
+            return
+
+    def _spontaneous(self, c, kind):
+        with self.lock:
+            if not self.spontaneous or kind in self.spont_sent:
+                return
+            self.spont_sent.add(kind)
+        self._later(c, b"+OK\r\n")
+
+    def stop(self):
+        self.stopping = True
+        self.ls.close()
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.close()
+                except OSError:
+                    pass
+
+
+REDIS_CONF = """
+workers 1;
+error_log {dir}/error.log info;
+admin { listen unix:{admin_sock}; }
+stats { listen 127.0.0.1:{sport}; }
+redis { server 127.0.0.1:{redis_port}; prefix "t:"; timeout 200ms; }
+upstream voice { server pod-a {a}; }
+server { listen 127.0.0.1:{port}; route /pod/ { upstream voice; } }
+"""
+
+# Pushes a server never sends, each of which hit an assert in hiredis 0.14's
+# asynchronous dispatch (SIGABRT) before the guard.
+HOSTILE_PUSHES = [
+    b"*3\r\n$7\r\nmessage\r\n:1\r\n:2\r\n",              # channel not a string
+    b"*3\r\n:1\r\n$2\r\nch\r\n$1\r\nx\r\n",              # kind not a string
+    b"*1\r\n$7\r\nmessage\r\n",                          # too short
+    b"*2\r\n$11\r\nunsubscribe\r\n$4\r\n{ch}\r\n",       # unsubscribe without its count
+    b"*3\r\n$11\r\nunsubscribe\r\n$4\r\n{ch}\r\n$1\r\nx\r\n",  # count not an integer
+    b"*3\r\n$7\r\nmessage\r\n*1\r\n:1\r\n$1\r\nx\r\n",   # channel an array
+]
+
+
+def redis_metric(t, name):
+    body = h.get(int(t.kw["sport"]), "/metrics").body
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no %s in /metrics" % name)
+
+
+def test_hostile_redis_never_aborts():
+    pod = h.Mockpod("pod-a")
+    r = HostileRedis(HOSTILE_PUSHES)
+    t = h.Tether(REDIS_CONF, a=pod.addr, redis_port=r.port, sport=h.free_port())
+    try:
+        n = len(HOSTILE_PUSHES)
+        # Every case is sent on its own subscriber connection: tether must
+        # drop each and reconnect (n + 1 subscriptions), alive throughout.
+        h.wait_until(lambda: r.nsub > n or not t.alive(), timeout=30 * h.SLOW,
+                     what="tether to resubscribe after each malformed push")
+        assert t.alive(), "tether died:\n" + t.stderr()[-3000:]
+        # Plus the reply nobody asked for on the admin and worker connections.
+        h.wait_until(lambda: redis_metric(t, "tether_redis_malformed_replies_total") >= n + 2,
+                     timeout=10 * h.SLOW, what="every malformed reply counted")
+        assert t.alive()
+        log = open(t.error_log).read()
+        assert "malformed reply" in log, log[-2000:]
+        assert h.get(t.port, "/pod/x").status == 200
+    finally:
+        r.stop()
+    h.stop_clean(t)
+    pod.stop()
+
+
 if __name__ == "__main__":
     h.main(globals(), tmp_prefix="tether-test-hardening-")
