@@ -623,6 +623,17 @@ client_drain(struct client *cli)
 
 /* ---- callbacks ---- */
 
+/* After a reply that closes: read and drop input until EOF. Its own frame
+ * (not inlined), so the buffer is on the stack only while lingering. */
+static __attribute__((noinline)) void
+client_read_discard(struct client *cli)
+{
+    char sink[1024];
+    ssize_t r = conn_read(&cli->c, sink, sizeof(sink));
+    if (r == IO_CLOSED || r == IO_ERROR)
+        client_close(cli, TERM_OK);
+}
+
 static void
 client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
@@ -661,14 +672,9 @@ client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         else
             conn_read_pause(cli->w->loop, &cli->c);
         return;
-    case CS_ERROR_REPLY: {
-        /* Lingering: drop input until EOF. */
-        char sink[4096];
-        ssize_t r = conn_read(&cli->c, sink, sizeof(sink));
-        if (r == IO_CLOSED || r == IO_ERROR)
-            client_close(cli, TERM_OK);
+    case CS_ERROR_REPLY:
+        client_read_discard(cli);
         return;
-    }
     default:
         return;
     }

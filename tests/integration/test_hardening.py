@@ -393,5 +393,60 @@ def test_hostile_redis_never_aborts():
     pod.stop()
 
 
+# ---- hardened build: the ELF says so ----
+
+def elf_info(path):
+    """(e_type, program header types, dynamic tags {tag: value}, imported
+    symbol names) of a little-endian ELF64 file, with the standard library."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:4] == b"\x7fELF" and data[4] == 2 and data[5] == 1, "not an ELF64 LE file"
+    (e_type,) = struct.unpack_from("<H", data, 16)
+    e_phoff, e_shoff = struct.unpack_from("<QQ", data, 32)
+    e_phentsize, e_phnum, e_shentsize, e_shnum = struct.unpack_from("<HHHH", data, 54)
+    phtypes, dyn = [], {}
+    for i in range(e_phnum):
+        p_type, _flags, p_offset, _va, _pa, p_filesz = struct.unpack_from(
+            "<IIQQQQ", data, e_phoff + i * e_phentsize)
+        phtypes.append(p_type)
+        if p_type == 2:  # PT_DYNAMIC
+            for off in range(p_offset, p_offset + p_filesz, 16):
+                tag, val = struct.unpack_from("<qQ", data, off)
+                if tag == 0:
+                    break
+                dyn[tag] = dyn.get(tag, 0) | val
+    # .dynsym names through its linked string table.
+    names = set()
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, e_shoff + i * e_shentsize)
+                for i in range(e_shnum)]
+    for sh in sections:
+        if sh[1] == 11:  # SHT_DYNSYM
+            strtab = sections[sh[6]]
+            for off in range(sh[4], sh[4] + sh[5], 24):
+                (st_name,) = struct.unpack_from("<I", data, off)
+                end = data.index(b"\0", strtab[4] + st_name)
+                names.add(data[strtab[4] + st_name:end].decode())
+    return e_type, phtypes, dyn, names
+
+
+def test_binary_is_hardened():
+    with open(os.path.join(h.BUILDDIR, "Makefile")) as f:
+        mk = f.read()
+    if "-Wl,-z,now" not in mk:
+        print("hardening disabled in this build (--disable-hardening): not checked")
+        return
+    e_type, phtypes, dyn, names = elf_info(h.TETHER)
+    assert e_type == 3, "not PIE (e_type %d)" % e_type  # ET_DYN
+    assert 0x6474E552 in phtypes, "no PT_GNU_RELRO"
+    DT_FLAGS, DT_FLAGS_1, DF_BIND_NOW, DF_1_NOW, DF_1_PIE = 30, 0x6FFFFFFB, 0x8, 0x1, 0x08000000
+    assert dyn.get(DT_FLAGS, 0) & DF_BIND_NOW or dyn.get(DT_FLAGS_1, 0) & DF_1_NOW, \
+        "not linked with -z now"
+    assert dyn.get(DT_FLAGS_1, 0) & DF_1_PIE, "DF_1_PIE not set"
+    assert "__stack_chk_fail" in names, "no stack protector"
+    if "-D_FORTIFY_SOURCE=3" in mk:
+        chk = sorted(n for n in names if n.startswith("__") and n.endswith("_chk"))
+        assert chk, "no fortified libc call (__*_chk) imported"
+
+
 if __name__ == "__main__":
     h.main(globals(), tmp_prefix="tether-test-hardening-")
