@@ -11,6 +11,7 @@ review, each failing on the code before its fix.
 4. an incomplete PROXY header spun the worker at 100 % CPU;
 5. a hostile Redis aborted the process through hiredis's asserts;
 and route matching on paths that try to climb out of their prefix route."""
+import json
 import os
 import socket
 import struct
@@ -446,6 +447,59 @@ def test_binary_is_hardened():
     if "-D_FORTIFY_SOURCE=3" in mk:
         chk = sorted(n for n in names if n.startswith("__") and n.endswith("_chk"))
         assert chk, "no fortified libc call (__*_chk) imported"
+
+
+# ---- paths that try to escape their route ----
+
+PATH_CONF = """
+workers 1;
+error_log {dir}/error.log info;
+upstream tools { server tools {a}; }
+upstream public { server public {b}; }
+server {
+    listen 127.0.0.1:{port};
+    merge_slashes {merge};
+    route /tools/ { upstream tools; }
+    route / { upstream public; }
+}
+"""
+
+
+def routed(t, target):
+    """(status, pod name, path the pod received) for a raw GET of <target>."""
+    out = h.raw(t.port, b"GET " + target.encode() + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    got = h.parse_responses(out)
+    assert got, (target, out[:200])
+    status, _, body = got[0]
+    if status != 200:
+        return status, None, None
+    j = json.loads(body)
+    return status, j["pod"], j["path"]
+
+
+def test_paths_cannot_walk_around_a_prefix_route():
+    a, b = h.Mockpod("tools"), h.Mockpod("public")
+    t = h.Tether(PATH_CONF, a=a.addr, b=b.addr, merge="on")
+    # Matched as what they mean: the route of /tools/, the target unchanged.
+    for target in ("/tools/x", "/%74ools/x", "/%74%6F%6fls/x", "//tools/x", "/tools//x",
+                   "/tools%2Fx", "/tools;jsessionid=1/x", "/;x/tools/x", "/tools/a%2Db?q=/../"):
+        assert routed(t, target) == (200, "tools", target.split("?")[0]), (target, routed(t, target))
+    for target in ("/public/x", "/toolsx", "/%2574ools/x"):
+        assert routed(t, target)[:2] == (200, "public"), target
+    # Climbing out (or trying to): refused.
+    for target in ("/tools/..%2f..", "/tools/..%2F..%2Fpublic", "/tools/..;/x", "/public/..;/tools/x",
+                   "/public/..%2ftools/x", "/public/%2e%2e/tools/x", "/public/.%2e/tools/x",
+                   "/tools/.", "/tools/./x", "/public/../tools/x", "/public\\..\\tools\\x",
+                   "/public%5c..%5ctools", "/tools/%00", "/tools/%zz", "/tools/%2", "/a/..;x/b"):
+        assert routed(t, target)[0] == 400, target
+    h.stop_clean(t)
+    # merge_slashes off: "//tools/x" is not under /tools/ (as nginx).
+    t = h.Tether(PATH_CONF, a=a.addr, b=b.addr, merge="off")
+    assert routed(t, "//tools/x") == (200, "public", "//tools/x")
+    assert routed(t, "/tools//x") == (200, "tools", "/tools//x")
+    h.stop_clean(t)
+    a.stop()
+    b.stop()
 
 
 if __name__ == "__main__":
