@@ -48,9 +48,10 @@ unsolicited(const redisReadTask *root)
     return ac && ac->replies.head == NULL;
 }
 
-/* The checks, for a value of <type> about to be built by <t>. */
+/* The checks, for a value of <type> about to be built by <t> (<n>: the
+ * elements of an array; hiredis sets t->elements only after building it). */
 static bool
-allowed(const redisReadTask *t, int type)
+allowed(const redisReadTask *t, int type, int n)
 {
     if (!t->parent) {
         /* A whole reply. */
@@ -61,7 +62,7 @@ allowed(const redisReadTask *t, int type)
             return true; /* hiredis closes the connection on it */
         if (!(ac->c.flags & REDIS_SUBSCRIBED))
             return refuse(t, "a reply nobody asked for");
-        if (type == REDIS_REPLY_ARRAY && t->elements < 3)
+        if (type == REDIS_REPLY_ARRAY && n < 3)
             return refuse(t, "a pub/sub push of fewer than 3 elements");
         return true;
     }
@@ -86,25 +87,25 @@ allowed(const redisReadTask *t, int type)
 static void *
 g_string(const redisReadTask *t, char *s, size_t len)
 {
-    return allowed(t, t->type) ? base.createString(t, s, len) : NULL;
+    return allowed(t, t->type, 0) ? base.createString(t, s, len) : NULL;
 }
 
 static void *
 g_array(const redisReadTask *t, int n)
 {
-    return allowed(t, REDIS_REPLY_ARRAY) ? base.createArray(t, n) : NULL;
+    return allowed(t, REDIS_REPLY_ARRAY, n) ? base.createArray(t, n) : NULL;
 }
 
 static void *
 g_integer(const redisReadTask *t, long long v)
 {
-    return allowed(t, REDIS_REPLY_INTEGER) ? base.createInteger(t, v) : NULL;
+    return allowed(t, REDIS_REPLY_INTEGER, 0) ? base.createInteger(t, v) : NULL;
 }
 
 static void *
 g_nil(const redisReadTask *t)
 {
-    return allowed(t, REDIS_REPLY_NIL) ? base.createNil(t) : NULL;
+    return allowed(t, REDIS_REPLY_NIL, 0) ? base.createNil(t) : NULL;
 }
 
 static void
