@@ -4,7 +4,11 @@
 
 #include <tether/http_rewrite.h>
 
+#include <stdint.h>
 #include <string.h>
+
+/* The request's and the tunnel's id lengths are uint8_t. */
+_Static_assert(REQUEST_ID_MAX <= UINT8_MAX, "REQUEST_ID_MAX fits the length fields");
 
 /* A bounded writer: stops (and remembers) when <cap> would be exceeded. */
 struct out {

@@ -151,7 +151,6 @@ request_real_ip(struct request *req, const char *base)
 }
 
 _Static_assert(REQUEST_ID_MAX >= 32, "tether's own request ids are 32 hex digits");
-_Static_assert(REQUEST_ID_MAX <= UINT8_MAX, "req_id_len and the tunnel's rid_len are uint8_t");
 
 static void
 request_gen_id(struct request *req)
