@@ -163,7 +163,8 @@ read_cookie(struct request *req, const struct affinity *af, const char *base, ui
 static void
 set_sid(struct request *req, const char *p, size_t n, uint8_t src)
 {
-    memcpy(req->sid, p, n);
+    /* Callers pass ids that passed session_id_valid (<= SESSION_ID_MAX). */
+    n = copy_bounded(req->sid, sizeof(req->sid) - 1, p, n);
     req->sid[n] = '\0';
     req->sid_len = (uint8_t)n;
     req->sid_src = src;

@@ -127,6 +127,8 @@ struct metric_def {
       "Admin changes received from other replicas through Redis.")                                 \
     X(M_REDIS_FALLBACKS, "tether_rate_limit_redis_fallbacks_total", MK_COUNTER, SRC_CODE, 0, NULL, \
       "Global-zone decisions made without Redis (its on_redis_error policy).")                     \
+    X(M_REDIS_MALFORMED, "tether_redis_malformed_replies_total", MK_COUNTER, SRC_CODE, 0, NULL,    \
+      "Redis replies refused for their shape (the connection is dropped and reopened).")           \
     X(M_RATE_LIMITED, "tether_rate_limited_total", MK_COUNTER, SRC_CODE, 0, NULL,                  \
       "Requests over a zone's limit {zone}.")                                                      \
     X(M_RATE_LIMIT_ALLOWED, "tether_rate_limit_allowed_total", MK_COUNTER, SRC_CODE, 0, NULL,      \
@@ -442,12 +444,14 @@ prom_process(struct prom *p)
                             (int64_t)r->timeouts,
                             (int64_t)r->reconnects,
                             (int64_t)r->admin_received,
-                            (int64_t)r->zone_fallbacks};
+                            (int64_t)r->zone_fallbacks,
+                            (int64_t)r->malformed};
     static const enum metric_id ids[] = {M_SESSION_TABLE_ENTRIES, M_SESSION_TABLE_EVICTIONS,
                                          M_REDIS_CONFIGURED,      M_REDIS_UP,
                                          M_REDIS_WORKERS_UP,      M_REDIS_ERRORS,
                                          M_REDIS_TIMEOUTS,        M_REDIS_RECONNECTS,
-                                         M_REDIS_ADMIN_MESSAGES,  M_REDIS_FALLBACKS};
+                                         M_REDIS_ADMIN_MESSAGES,  M_REDIS_FALLBACKS,
+                                         M_REDIS_MALFORMED};
     for (size_t m = 0; m < ARRAY_SIZE(ids); m++) {
         fam(p, d = &defs[ids[m]]);
         sample_i(p, d, NULL, NULL, misc[m]);

@@ -14,6 +14,7 @@
 #include <tether/upstream.h>
 #include <tether/worker.h>
 
+#include "redis_guard.h"
 #include "redis_int.h"
 
 #include <hiredis/adapters/libev.h>
@@ -114,6 +115,7 @@ redis_stats_get(struct redis_stats *out)
     out->errors += atomic_load(&ctl_errors);
     out->reconnects += atomic_load(&ctl_reconnects);
     out->admin_received = atomic_load(&ctl_admin);
+    out->malformed = redis_guard_refused();
     out->up = atomic_load(&ctl_seen) ? atomic_load(&ctl_up) : out->workers_up > 0;
 }
 
@@ -289,6 +291,7 @@ rconn_start(struct redis_client *rc)
     }
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    redis_guard_attach(ac);
     rc->ac = ac;
     set_state(rc, RC_CONNECTING);
 

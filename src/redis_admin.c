@@ -21,6 +21,8 @@
 #include <hiredis/async.h>
 #include <hiredis/adapters/libev.h>
 
+#include "redis_guard.h"
+
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define PING_IDLE_MS   2000
@@ -326,6 +328,7 @@ rc_open(redisAsyncContext **slot, char *why, size_t cap)
         return NULL;
     }
     ac->data = slot;
+    redis_guard_attach(ac);
     redisLibevAttach(ctl.loop, ac);
     redisAsyncSetConnectCallback(ac, connect_cb);
     redisAsyncSetDisconnectCallback(ac, disconnect_cb);

@@ -10,6 +10,7 @@
 #include <tether/gen.h>
 #include <tether/http_rewrite.h>
 #include <tether/outlier.h>
+#include <tether/path_norm.h>
 #include <tether/ratelimit.h>
 #include <tether/redis.h>
 #include <tether/request.h>
@@ -72,32 +73,6 @@ request_free(struct request *req)
 }
 
 /* ---- start ---- */
-
-/* Reject dot-segments ("/../", "/./", also %2e-encoded): a prefix route must not
- * be escaped by a path the pod would normalise. */
-static bool
-path_has_dot_segment(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] != '/')
-            continue;
-        size_t j = i + 1, dots = 0;
-        while (j < n) {
-            if (p[j] == '.') {
-                dots++;
-                j++;
-            } else if (p[j] == '%' && j + 2 < n && p[j + 1] == '2' && (p[j + 2] | 0x20) == 'e') {
-                dots++;
-                j += 3;
-            } else {
-                break;
-            }
-        }
-        if (dots >= 1 && dots <= 2 && (j == n || p[j] == '/' || p[j] == '?'))
-            return true;
-    }
-    return false;
-}
 
 static bool
 trusted_proxy(const struct conf_vserver *cv, const struct sock_addr *a)
@@ -175,6 +150,8 @@ request_real_ip(struct request *req, const char *base)
     }
 }
 
+_Static_assert(REQUEST_ID_MAX >= 32, "tether's own request ids are 32 hex digits");
+
 static void
 request_gen_id(struct request *req)
 {
@@ -220,8 +197,9 @@ request_start(struct request *req, uint32_t head_len)
     }
     int idx = http1_find(h, base, "X-Request-Id", 12);
     if (idx >= 0 && request_id_valid(base + h->fields[idx].value_off, h->fields[idx].value_len)) {
-        req->req_id_len = (uint8_t)h->fields[idx].value_len;
-        memcpy(req->req_id, base + h->fields[idx].value_off, req->req_id_len);
+        req->req_id_len =
+            (uint8_t)copy_bounded(req->req_id, sizeof(req->req_id), base + h->fields[idx].value_off,
+                                  h->fields[idx].value_len);
     } else {
         request_gen_id(req);
     }
@@ -239,14 +217,29 @@ request_start(struct request *req, uint32_t head_len)
         client_reply(cli, 405, TERM_BAD_REQUEST, NULL, true);
         return;
     }
+    req->uhead = buf_get(&w->bufs);
+    if (!req->uhead) {
+        client_reply(cli, 503, TERM_INTERNAL, NULL, true);
+        return;
+    }
     if (h->flags & HTTP1_F_ABSOLUTE_FORM && (plen == 0 || path[0] == '?')) {
         /* http://host or http://host?q: the path is "/" */
         path = "/";
         route_len = 1;
-    } else if (plen == 0 || path[0] != '/' || memchr(path, '#', plen) ||
-               path_has_dot_segment(path, route_len)) {
-        client_reply(cli, 400, TERM_BAD_REQUEST, NULL, true);
-        return;
+    } else {
+        /* Routes match the normalised path (path_norm.h; written where the
+         * pod's head goes next, which is at least as long as the head); the
+         * pod gets the original target. */
+        int nl = plen && path[0] == '/' && !memchr(path, '#', plen)
+                     ? path_normalize(path, route_len, buf_tail(req->uhead),
+                                      cli->vs->conf->merge_slashes ? PATH_MERGE_SLASHES : 0)
+                     : -1;
+        if (nl < 0) {
+            client_reply(cli, 400, TERM_BAD_REQUEST, NULL, true);
+            return;
+        }
+        path = buf_tail(req->uhead);
+        route_len = (size_t)nl;
     }
     req->route = router_match(cli->vs, path, route_len);
     if (!req->route) {
@@ -280,11 +273,6 @@ request_start(struct request *req, uint32_t head_len)
         return;
     }
 
-    req->uhead = buf_get(&w->bufs);
-    if (!req->uhead) {
-        client_reply(cli, 503, TERM_INTERNAL, NULL, true);
-        return;
-    }
     struct rewrite_req rw = {
         .buf = base,
         .h = h,

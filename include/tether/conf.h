@@ -266,6 +266,7 @@ struct conf_vserver {
     uint64_t client_body_timeout_ms;
     uint64_t keepalive_timeout_ms;
     uint32_t keepalive_requests;
+    bool merge_slashes; /* route matching: "//" counts as "/" */
     uint64_t max_head_bytes;
     uint32_t max_headers;
     struct sock_cidr *real_ip_from;

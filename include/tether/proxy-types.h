@@ -18,6 +18,7 @@
 
 #include <tether/conn.h>
 #include <tether/http1.h>
+#include <tether/http_rewrite.h>
 #include <tether/list.h>
 #include <tether/ratelimit.h>
 #include <tether/session.h>
@@ -40,7 +41,9 @@ enum client_state {
     CS_IDLE,          /* keep-alive, between requests: no buffer, no request */
     CS_HEAD,          /* reading a request head */
     CS_BUSY,          /* a request is being proxied */
-    CS_ERROR_REPLY,   /* sending tether's own reply, then close or continue */
+    CS_ERROR_REPLY,   /* sending tether's own final reply, then lingering: input dropped */
+    CS_REPLY,         /* sending tether's own reply on a connection that stays
+                       * open: not reading (what comes next is the next request) */
     CS_CLOSED,
 };
 
@@ -180,7 +183,7 @@ struct request {
     uint8_t rip_len;
     char path[256]; /* method and path kept for the access log */
     uint16_t path_len;
-    char req_id[40];
+    char req_id[REQUEST_ID_MAX]; /* X-Request-Id (not NUL-terminated) */
     uint8_t req_id_len;
     char sid[SESSION_ID_MAX + 1]; /* session id from the request (affinity) */
     uint8_t sid_len;

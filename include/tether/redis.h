@@ -90,6 +90,7 @@ struct redis_stats {
     uint64_t reconnects;     /* connection attempts after a loss */
     uint64_t zone_fallbacks; /* global-zone decisions made without Redis */
     uint64_t admin_received;
+    uint64_t malformed; /* replies refused by their shape (redis_guard.c) */
 };
 void redis_stats_get(struct redis_stats *out);
 
