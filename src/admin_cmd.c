@@ -12,6 +12,8 @@
 #include <tether/log.h>
 #include <tether/redis.h>
 #include <tether/session.h>
+#include <tether/health_report.h>
+#include <tether/session_load.h>
 #include <tether/stats.h>
 #include <tether/worker.h>
 
@@ -156,6 +158,7 @@ cmd_set_server_state(struct admin_ctx *c, int argc, char **argv)
     if (st > SRV_MAINT)
         return admin_error(c->out, "invalid state \"%s\"; expected ready, drain or maint", argv[0]);
     unsigned old = atomic_exchange(&s->rt->admin, (uint8_t)st);
+    session_load_admin_state(s->rt, st);
     c->changed = old != st;
     if (old != SRV_READY && st == SRV_READY)
         atomic_store(&s->rt->usable_since_ms, time_mono_ms()); /* slow start */
@@ -163,6 +166,30 @@ cmd_set_server_state(struct admin_ctx *c, int argc, char **argv)
     snprintf(c->note, sizeof(c->note), "%s/%s state %s (was %s; %d active requests, %d tunnels)",
              s->up->conf->name, s->conf->name, argv[0], srv_admin_name(old),
              atomic_load(&s->rt->active), atomic_load(&s->rt->tunnels));
+    return 0;
+}
+
+static int
+cmd_set_server_max_sessions(struct admin_ctx *c, int argc, char **argv)
+{
+    (void)argc;
+    struct server *s = NULL;
+    uint64_t v = 0;
+    int32_t m = -1;
+    if (!find_target(c, argv[-2], &s, NULL))
+        return -1;
+    if (strcmp(argv[0], "default") != 0) {
+        if (parse_u64(argv[0], strlen(argv[0]), &v) < 0 || v > HREP_MAX_SESSIONS)
+            return admin_error(c->out, "invalid max_sessions \"%s\"; expected 0..%u or \"default\"",
+                               argv[0], HREP_MAX_SESSIONS);
+        m = (int32_t)v;
+    }
+    uint32_t was = server_capacity(s);
+    int32_t old = atomic_exchange(&s->rt->max_admin, m);
+    c->changed = old != m;
+    snprintf(c->note, sizeof(c->note), "%s/%s max_sessions %u (was %u; %u sessions%s)",
+             s->up->conf->name, s->conf->name, server_capacity(s), was, server_sessions(s),
+             m < 0 ? "; override removed" : "");
     return 0;
 }
 
@@ -297,12 +324,17 @@ out_server_json(struct admin_out *o, const struct server *s, uint64_t now, bool 
     out_json_str(o, s->up->regions[s->region].conf->name);
     admin_printf(o,
                  ",\"state\":\"%s\",\"health\":\"%s\",\"weight\":%d,\"weight_config\":%u,"
-                 "\"weight_override\":%s,\"active\":%d,\"tunnels\":%d,\"ejected_ms\":%llu",
+                 "\"weight_override\":%s,\"active\":%d,\"tunnels\":%d,\"ejected_ms\":%llu,"
+                 "\"sessions\":%u,\"capacity\":%u,\"reported_sessions\":%d,"
+                 "\"max_sessions_override\":%d,\"reports_ok\":%llu,\"reports_bad\":%llu",
                  srv_admin_name(atomic_load(&rt->admin)),
                  atomic_load(&rt->health) == HEALTH_UP ? "up" : "down", server_weight(s),
                  s->conf->weight, atomic_load(&rt->weight_admin) >= 0 ? "true" : "false",
                  atomic_load(&rt->active), atomic_load(&rt->tunnels),
-                 (unsigned long long)(ej > now ? ej - now : 0));
+                 (unsigned long long)(ej > now ? ej - now : 0), server_sessions(s),
+                 server_capacity(s), atomic_load(&rt->rep_active), atomic_load(&rt->max_admin),
+                 (unsigned long long)atomic_load(&rt->reports_ok),
+                 (unsigned long long)atomic_load(&rt->reports_bad));
     if (stat) {
         struct traffic_counters t;
         memset(&t, 0, sizeof(t));
@@ -353,7 +385,7 @@ cmd_show_servers(struct admin_ctx *c, int argc, char **argv)
         return -1;
     admin_printf(c->out, json ? "{\"servers\":["
                               : "# name address region state health weight "
-                                "weight_config active tunnels ejected_ms\n");
+                                "weight_config active tunnels ejected_ms sessions capacity\n");
     for (uint32_t i = 0; i < c->g->nupstreams; i++) {
         struct upstream *u = &c->g->upstreams[i];
         for (uint32_t j = 0; (!only || only == u) && j < u->nservers; j++) {
@@ -365,13 +397,17 @@ cmd_show_servers(struct admin_ctx *c, int argc, char **argv)
                 out_server_json(c->out, s, now, false);
                 continue;
             }
-            admin_printf(c->out, "%s/%s %s %s %s %s %d%s %u %d %d %llu\n", u->conf->name,
+            char cap[16] = "-";
+            if (server_capacity_known(s))
+                snprintf(cap, sizeof(cap), "%u%s", server_capacity(s),
+                         atomic_load(&rt->max_admin) >= 0 ? "*" : "");
+            admin_printf(c->out, "%s/%s %s %s %s %s %d%s %u %d %d %llu %u %s\n", u->conf->name,
                          s->conf->name, s->conf->addr_text, u->regions[s->region].conf->name,
                          srv_admin_name(atomic_load(&rt->admin)),
                          atomic_load(&rt->health) == HEALTH_UP ? "up" : "down", server_weight(s),
                          atomic_load(&rt->weight_admin) >= 0 ? "*" : "", s->conf->weight,
                          atomic_load(&rt->active), atomic_load(&rt->tunnels),
-                         (unsigned long long)(ej > now ? ej - now : 0));
+                         (unsigned long long)(ej > now ? ej - now : 0), server_sessions(s), cap);
         }
     }
     if (json)
@@ -560,6 +596,13 @@ const struct admin_cmd admin_cmds[] = {
      .max = 1,
      .usage = "set server UPSTREAM/SERVER state ready|drain|maint",
      .help = "drain: no new sessions, pinned ones stay; maint: no traffic"},
+    {.words = {"set", "server", "*", "max_sessions"},
+     .fn = cmd_set_server_max_sessions,
+     .change = true,
+     .min = 1,
+     .max = 1,
+     .usage = "set server UPSTREAM/SERVER max_sessions N|default",
+     .help = "session capacity (overrides the pod's report and the config)"},
     {.words = {"set", "region", "*", "weight"},
      .fn = cmd_set_region_weight,
      .change = true,

@@ -10,6 +10,7 @@
 #include <tether/log.h>
 #include <tether/redis.h>
 #include <tether/proxy-types.h>
+#include <tether/session_load.h>
 #include <tether/stats.h>
 #include <tether/worker.h>
 
@@ -162,7 +163,8 @@ read_cookie(struct request *req, const struct affinity *af, const char *base, ui
 static void
 set_sid(struct request *req, const char *p, size_t n, uint8_t src)
 {
-    memcpy(req->sid, p, n);
+    /* Callers pass ids that passed session_id_valid (<= SESSION_ID_MAX). */
+    n = copy_bounded(req->sid, sizeof(req->sid) - 1, p, n);
     req->sid[n] = '\0';
     req->sid_len = (uint8_t)n;
     req->sid_src = src;
@@ -311,6 +313,14 @@ rehash_pick(struct request *req, uint64_t key, const struct server *avoid, uint6
     return best;
 }
 
+/* Does this request create a session (a new cookie or a learned id)? */
+static bool
+creates_session(const struct request *req)
+{
+    unsigned mode = req->route->conf->affinity;
+    return mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION || req->route->conf->learn;
+}
+
 struct server *
 affinity_repick(struct request *req, uint64_t now_ms)
 {
@@ -319,6 +329,9 @@ affinity_repick(struct request *req, uint64_t now_ms)
     struct server *s = rehash_pick(req, key, NULL, now_ms);
     if (s)
         return s;
+    if (req->placed)
+        return balance_pick_session(req->ups, req->w->id, now_ms, req->bhash, req->has_bhash,
+                                    (const struct server *const *)req->tried, req->ntried);
     return balance_pick(req->ups, req->w->id, now_ms, req->bhash, req->has_bhash,
                         (const struct server *const *)req->tried, req->ntried);
 }
@@ -446,6 +459,15 @@ affinity_pick(struct request *req, uint64_t now_ms)
             req->aff = AFF_OUT_HASH;
             count(req, GS_AFF_HASH);
             req->set_cookie = cookie_mode;
+            if (u->conf->hash_balance_pct) {
+                /* Bounded load: a new key counts as a session and is pinned,
+                 * so it stays where it went when loads change. */
+                session_placed(s, 1);
+                redis_load_placed(req->w, s, 1);
+                atomic_fetch_add(&u->hash_placed, 1);
+                req->placed = true;
+                pin(req, s);
+            }
             return AFF_PICKED;
         }
     }
@@ -453,7 +475,21 @@ affinity_pick(struct request *req, uint64_t now_ms)
     /* 4. A moved session goes where every replica sends it; a new one to the
      * balancer. */
     s = moved ? rehash_pick(req, affinity_session_key(req), moved, now_ms) : NULL;
-    if (!s) {
+    bool place = !moved && creates_session(req);
+    if (!s && place) {
+        /* A new session: only a server with room takes it; none is shedding
+         * when some server could take other requests. */
+        s = balance_pick_session(u, req->w->id, now_ms, req->bhash, req->has_bhash, NULL, 0);
+        if (!s && balance_pick(u, req->w->id, now_ms, req->bhash, req->has_bhash, NULL, 0)) {
+            req->shed = true;
+            return AFF_NONE;
+        }
+        if (s) {
+            session_placed(s, 1);
+            redis_load_placed(req->w, s, 1);
+            req->placed = true;
+        }
+    } else if (!s) {
         const struct server *ex[1] = {moved};
         s = balance_pick(u, req->w->id, now_ms, req->bhash, req->has_bhash,
                          moved ? (const struct server *const *)ex : NULL, moved ? 1 : 0);
@@ -478,6 +514,12 @@ void
 affinity_redispatch(struct request *req, struct server *next)
 {
     unsigned mode = req->route->conf->affinity;
+    if (req->placed && req->srv && next != req->srv) {
+        session_placed(req->srv, -1); /* the new session moves with the request */
+        redis_load_placed(req->w, req->srv, -1);
+        session_placed(next, 1);
+        redis_load_placed(req->w, next, 1);
+    }
     if (req->aff == AFF_OUT_NONE || req->aff == AFF_OUT_NEW) {
         if (req->route->conf->learn || mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION)
             req->set_cookie = true;
@@ -530,6 +572,12 @@ affinity_on_response(struct request *req, const char *buf)
 {
     const struct affinity *af = req->gen->aff;
     const struct http1_head *h = &req->h;
+    /* A new session the pod refused (5xx) was not created: take it back. */
+    if (req->placed && req->srv && h->status >= 500) {
+        session_placed(req->srv, -1);
+        redis_load_placed(req->w, req->srv, -1);
+        req->placed = false;
+    }
     if (!req->route->conf->learn || h->status < 200 || h->status >= 300)
         return;
     if (af->learn_header) {

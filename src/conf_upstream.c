@@ -13,7 +13,8 @@ static int
 set_balance(struct conf_parse *p, const struct conf_stmt *st, void *obj,
             const struct conf_directive *d)
 {
-    static const char *const names[] = {"round_robin", "least_conn", "random_two", "hash"};
+    static const char *const names[] = {"round_robin", "least_conn", "random_two", "hash",
+                                        "least_sessions"};
     struct conf_upstream *u = obj;
     (void)d;
     for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
@@ -32,7 +33,8 @@ set_balance(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     }
     return conf_err_arg(
         p, &st->args[0],
-        "unknown balance \"%s\"; expected round_robin, least_conn, random_two or hash",
+        "unknown balance \"%s\"; expected round_robin, least_conn, random_two, hash or "
+        "least_sessions",
         st->args[0].s);
 }
 
@@ -96,6 +98,7 @@ static const struct conf_param server_params[] = {
     {"ca", false, conf_param_str, offsetof(struct conf_server, ca_file), 0, 0},
     {"sni", false, conf_param_str, offsetof(struct conf_server, sni), 0, 0},
     {"max_conns", false, conf_param_u32, offsetof(struct conf_server, max_conns), 0, 1000000},
+    {"max_sessions", false, conf_param_u32, offsetof(struct conf_server, max_sessions), 1, 1000000},
 };
 
 static int
@@ -170,12 +173,63 @@ set_overprovisioning(struct conf_parse *p, const struct conf_stmt *st, void *obj
     char *end;
     double v = strtod(st->args[0].s, &end);
     (void)d;
+    if (strcmp(st->args[0].s, "off") == 0) {
+        u->overprovisioning = 0; /* strict tiers */
+        return 0;
+    }
     if (*end || st->args[0].len == 0 || v < 1.0 || v > 10.0)
         return conf_err_arg(p, &st->args[0],
                             "invalid overprovisioning factor \"%s\"; expected "
-                            "a number from 1.0 to 10.0",
+                            "a number from 1.0 to 10.0, or off",
                             st->args[0].s);
     u->overprovisioning = v;
+    return 0;
+}
+
+static const struct conf_param shed_params[] = {
+    {"retry_after", false, conf_param_u32, offsetof(struct conf_upstream, shed_retry_after_s), 0,
+     86400},
+};
+
+/* shed_status 503|429 [retry_after=SECONDS]: the answer when every server is full. */
+static int
+set_shed_status(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+                const struct conf_directive *d)
+{
+    struct conf_upstream *u = obj;
+    (void)d;
+    if (strcmp(st->args[0].s, "503") == 0)
+        u->shed_status = 503;
+    else if (strcmp(st->args[0].s, "429") == 0)
+        u->shed_status = 429;
+    else
+        return conf_err_arg(p, &st->args[0], "invalid shed status \"%s\"; expected 503 or 429",
+                            st->args[0].s);
+    u->shed_retry_after_s = 1;
+    return conf_params(p, st, 1, shed_params, ARRAY_SIZE(shed_params), u);
+}
+
+/* hash_balance_factor PERCENT|off: bounded-load consistent hashing, > 100%. */
+static int
+set_hash_balance(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+                 const struct conf_directive *d)
+{
+    struct conf_upstream *u = obj;
+    const char *s = st->args[0].s;
+    uint64_t v;
+    (void)d;
+    if (strcmp(s, "off") == 0) {
+        u->hash_balance_pct = 0;
+        return 0;
+    }
+    /* "150" (HAProxy's hash-balance-factor) or "150%". */
+    size_t n = st->args[0].len;
+    if (n > 1 && s[n - 1] == '%')
+        n--;
+    if (parse_u64(s, n, &v) < 0 || v < 101 || v > 1000)
+        return conf_err_arg(p, &st->args[0],
+                            "invalid hash_balance_factor \"%s\"; expected 101%%..1000%% or off", s);
+    u->hash_balance_pct = (uint32_t)v;
     return 0;
 }
 
@@ -239,6 +293,29 @@ set_initial(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     return 0;
 }
 
+static const struct conf_param report_params[] = {
+    {"status", false, conf_param_str, offsetof(struct conf_health, report_status), 0, 0},
+    {"active_sessions", false, conf_param_str, offsetof(struct conf_health, report_active), 0, 0},
+    {"max_sessions", false, conf_param_str, offsetof(struct conf_health, report_max), 0, 0},
+};
+
+/* report json [status=NAME] [active_sessions=NAME] [max_sessions=NAME] */
+static int
+set_report(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+           const struct conf_directive *d)
+{
+    struct conf_health *h = obj;
+    (void)d;
+    if (strcmp(st->args[0].s, "json") != 0)
+        return conf_err_arg(p, &st->args[0], "unknown report format \"%s\"; expected json",
+                            st->args[0].s);
+    h->report = true;
+    h->report_status = arena_strdup(p->a, "status");
+    h->report_active = arena_strdup(p->a, "active_sessions");
+    h->report_max = arena_strdup(p->a, "max_sessions");
+    return conf_params(p, st, 1, report_params, ARRAY_SIZE(report_params), h);
+}
+
 static const struct conf_directive health_dirs[] = {
     {"path", 1, 1, .set = set_health_path, .dflt = "/health", .usage = "path /PATH"},
     {"interval", 1, 1, .set = conf_set_duration,
@@ -258,6 +335,8 @@ static const struct conf_directive health_dirs[] = {
     {"port", 1, 1, .set = conf_set_u32, .offset = offsetof(struct conf_health, port), .min = 1,
      .max = 65535, .usage = "port N"},
     {"initial", 1, 1, .set = set_initial, .dflt = "up", .usage = "initial up|down"},
+    {"report", 1, 4, .set = set_report,
+     .usage = "report json [status=NAME] [active_sessions=NAME] [max_sessions=NAME]"},
 };
 const struct conf_table conf_table_health = {CONF_HEALTH, "health_check", health_dirs,
                                              ARRAY_SIZE(health_dirs)};
@@ -329,12 +408,12 @@ set_outlier_block(struct conf_parse *p, const struct conf_stmt *st, void *obj,
 
 static const struct conf_directive upstream_dirs[] = {
     {"balance", 1, 2, .set = set_balance, .dflt = "round_robin",
-     .usage = "balance round_robin|least_conn|random_two|hash [KEY]"},
+     .usage = "balance round_robin|least_conn|random_two|hash [KEY]|least_sessions"},
     {"region", 1, 3, .multi = true, .set = set_region,
      .usage = "region NAME [weight=N] [priority=N]"},
-    {"server", 2, 9, .multi = true, .set = set_server,
+    {"server", 2, 10, .multi = true, .set = set_server,
      .usage = "server NAME ADDRESS:PORT [region=NAME] [weight=N] [tls] [verify=on|off] [ca=FILE] "
-              "[sni=NAME] [max_conns=N]"},
+              "[sni=NAME] [max_conns=N] [max_sessions=N]"},
     {"affinity_cookie", 1, 1, .set = conf_set_token,
      .offset = offsetof(struct conf_upstream, affinity_cookie), .usage = "affinity_cookie NAME"},
     {"keepalive", 1, 1, .set = conf_set_u32, .offset = offsetof(struct conf_upstream, keepalive),
@@ -357,8 +436,18 @@ static const struct conf_directive upstream_dirs[] = {
     {"panic_threshold", 1, 1, .set = conf_set_percent,
      .offset = offsetof(struct conf_upstream, panic_threshold_pct), .dflt = "0%",
      .usage = "panic_threshold PERCENT"},
-    {"overprovisioning", 1, 1, .set = set_overprovisioning, .dflt = "1.4",
-     .usage = "overprovisioning FACTOR"},
+    {"overprovisioning", 1, 1, .set = set_overprovisioning, .dflt = "off",
+     .usage = "overprovisioning FACTOR|off"},
+    {"max_sessions", 1, 1, .set = conf_set_u32,
+     .offset = offsetof(struct conf_upstream, max_sessions), .max = 1000000, .dflt = "0",
+     .usage = "max_sessions N"},
+    {"degraded_weight", 1, 1, .set = conf_set_percent,
+     .offset = offsetof(struct conf_upstream, degraded_weight_pct), .dflt = "50%",
+     .usage = "degraded_weight PERCENT"},
+    {"shed_status", 1, 2, .set = set_shed_status, .dflt = "503",
+     .usage = "shed_status 503|429 [retry_after=SECONDS]"},
+    {"hash_balance_factor", 1, 1, .set = set_hash_balance, .dflt = "off",
+     .usage = "hash_balance_factor PERCENT|off"},
     {"slow_start", 1, 1, .set = conf_set_duration,
      .offset = offsetof(struct conf_upstream, slow_start_ms), .dflt = "0s",
      .usage = "slow_start DURATION"},

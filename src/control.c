@@ -12,6 +12,7 @@
 #include <tether/outlier.h>
 #include <tether/qsbr.h>
 #include <tether/redis.h>
+#include <tether/session_load.h>
 #include <tether/stats_http.h>
 #include <tether/upgrade.h>
 #include <tether/worker.h>
@@ -228,6 +229,8 @@ tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)t;
     (void)revents;
+    session_load_tick(g, now);
+    redis_load_refresh(g);
     for (uint32_t i = 0; g && i < g->nupstreams; i++) {
         struct upstream *u = &g->upstreams[i];
         struct lb_plan *p = atomic_load(&u->plan);

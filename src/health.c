@@ -13,6 +13,7 @@
 #include <tether/http1.h>
 #include <tether/log.h>
 #include <tether/outlier.h>
+#include <tether/session_load.h>
 #include <tether/sock.h>
 #include <tether/tls.h>
 #include <tether/upstream.h>
@@ -376,6 +377,9 @@ response_judge(struct hc_target *t, bool eof)
         check_done(t, HC_CLOSED, status, 0, false);
         return true;
     }
+    /* The pod's load report (report json); a body cut short is "too large". */
+    if (session_load_report(t->u, t->rt, body, complete ? use : HC_BODY_MAX + 1, status))
+        replan_soon(t->u);
     /* A body larger than the buffer is judged on its first HC_BODY_MAX bytes;
      * the rest is not read, so the connection cannot carry another check. */
     if (status < t->expect_lo || status > t->expect_hi)
@@ -494,6 +498,7 @@ check_start(struct hc_target *t)
     t->start_ms = time_mono_ms();
     t->sent = 0;
     t->len = 0;
+    session_load_check_sent(t->rt);
     timer_in(t, t->timeout_ms);
     if (t->fd >= 0) {
         t->reused = true;

@@ -10,6 +10,7 @@
 #include <tether/http_rewrite.h>
 #include <tether/log.h>
 #include <tether/outlier.h>
+#include <tether/path_norm.h>
 #include <tether/ratelimit.h>
 #include <tether/redis.h>
 #include <tether/request.h>
@@ -180,32 +181,6 @@ exchange_free(struct request *req)
 
 /* ---- start ---- */
 
-/* Reject dot-segments ("/../", "/./", also %2e-encoded): a prefix route must not
- * be escaped by a path the pod would normalise. */
-static bool
-path_has_dot_segment(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] != '/')
-            continue;
-        size_t j = i + 1, dots = 0;
-        while (j < n) {
-            if (p[j] == '.') {
-                dots++;
-                j++;
-            } else if (p[j] == '%' && j + 2 < n && p[j + 1] == '2' && (p[j + 2] | 0x20) == 'e') {
-                dots++;
-                j += 3;
-            } else {
-                break;
-            }
-        }
-        if (dots >= 1 && dots <= 2 && (j == n || p[j] == '/' || p[j] == '?'))
-            return true;
-    }
-    return false;
-}
-
 static bool
 trusted_proxy(const struct conf_vserver *cv, const struct sock_addr *a)
 {
@@ -281,6 +256,8 @@ request_real_ip(struct request *req, const char *base)
     }
 }
 
+_Static_assert(REQUEST_ID_MAX >= 32, "tether's own request ids are 32 hex digits");
+
 static void
 request_gen_id(struct request *req)
 {
@@ -320,8 +297,9 @@ start_note(struct request *req, const char *base, uint32_t head_len, const struc
     }
     int idx = http1_find(h, base, "X-Request-Id", 12);
     if (idx >= 0 && request_id_valid(base + h->fields[idx].value_off, h->fields[idx].value_len)) {
-        req->req_id_len = (uint8_t)h->fields[idx].value_len;
-        memcpy(req->req_id, base + h->fields[idx].value_off, req->req_id_len);
+        req->req_id_len =
+            (uint8_t)copy_bounded(req->req_id, sizeof(req->req_id), base + h->fields[idx].value_off,
+                                  h->fields[idx].value_len);
     } else {
         request_gen_id(req);
     }
@@ -336,30 +314,55 @@ start_note(struct request *req, const char *base, uint32_t head_len, const struc
         http1_chunked_init(&req->req_chunk);
 }
 
-/* Check the method and the path, then route: 405, 400, 404, 429 (limit_conn),
- * 417, 413. false when answered. */
+/* Check the method and the path: 405, 400 (a path that does not
+ * normalise), 503 (no buffer). Sets <path> and <route_len> to what routes
+ * match: the normalised path, written into req->uhead's room (where the pod's
+ * head goes next, which is at least as long as the head); the pod gets the
+ * original target. false when answered. */
 static bool
-start_route(struct request *req, const char *base)
+start_path(struct request *req, const char *base, const char **path, size_t *route_len)
 {
     const struct http1_head *h = &req->h;
-    const char *path = base + h->path_off;
+    const char *p = base + h->path_off;
     size_t plen = h->path_len;
-    const char *q = memchr(path, '?', plen);
-    size_t route_len = q ? (size_t)(q - path) : plen;
+    const char *q = memchr(p, '?', plen);
+    size_t rlen = q ? (size_t)(q - p) : plen;
 
     if (req->method == HTTP1_M_CONNECT) {
         ds_reply(&req->ds, 405, TERM_BAD_REQUEST, NULL, true);
         return false;
     }
-    if (h->flags & HTTP1_F_ABSOLUTE_FORM && (plen == 0 || path[0] == '?')) {
+    req->uhead = buf_get(&req->w->bufs);
+    if (!req->uhead) {
+        ds_reply(&req->ds, 503, TERM_INTERNAL, NULL, true);
+        return false;
+    }
+    if (h->flags & HTTP1_F_ABSOLUTE_FORM && (plen == 0 || p[0] == '?')) {
         /* http://host or http://host?q: the path is "/" */
-        path = "/";
-        route_len = 1;
-    } else if (plen == 0 || path[0] != '/' || memchr(path, '#', plen) ||
-               path_has_dot_segment(path, route_len)) {
+        *path = "/";
+        *route_len = 1;
+        return true;
+    }
+    /* Routes match the normalised path (path_norm.h). */
+    int nl = plen && p[0] == '/' && !memchr(p, '#', plen)
+                 ? path_normalize(p, rlen, buf_tail(req->uhead),
+                                  req->vs->conf->merge_slashes ? PATH_MERGE_SLASHES : 0)
+                 : -1;
+    if (nl < 0) {
         ds_reply(&req->ds, 400, TERM_BAD_REQUEST, NULL, true);
         return false;
     }
+    *path = buf_tail(req->uhead);
+    *route_len = (size_t)nl;
+    return true;
+}
+
+/* Route <path>, then the checks that need the route: 404, 429 (limit_conn),
+ * 417, 413. false when answered. */
+static bool
+start_route(struct request *req, const char *base, const char *path, size_t route_len)
+{
+    const struct http1_head *h = &req->h;
     req->route = router_match(req->vs, path, route_len);
     if (!req->route) {
         ds_reply(&req->ds, 404, TERM_NO_ROUTE, NULL, false);
@@ -386,16 +389,11 @@ start_route(struct request *req, const char *base)
     return true;
 }
 
-/* Rewrite the head for the pod into req->uhead (kept for retries): 503 when
- * no buffer, 431 when it does not fit. false when answered. */
+/* Rewrite the head for the pod into req->uhead (kept for retries): 431 when
+ * it does not fit. false when answered. */
 static bool
 start_head(struct request *req, const char *base)
 {
-    req->uhead = buf_get(&req->w->bufs);
-    if (!req->uhead) {
-        ds_reply(&req->ds, 503, TERM_INTERNAL, NULL, true);
-        return false;
-    }
     struct rewrite_req rw = {
         .buf = base,
         .h = &req->h,
@@ -470,15 +468,17 @@ start_go(struct request *req, int aff)
     request_resume(req);
 }
 
-/* note -> check and route -> limit -> affinity -> head -> body -> go. */
+/* note -> path -> route -> limit -> affinity -> head -> body -> go. */
 void
 exchange_start(struct request *req, uint32_t head_len)
 {
     struct buf *ib = ds_input(&req->ds);
     const char *base = buf_head(ib);
 
+    const char *path;
+    size_t route_len;
     start_note(req, base, head_len, ib);
-    if (!start_route(req, base))
+    if (!start_path(req, base, &path, &route_len) || !start_route(req, base, path, route_len))
         return;
     if (req->route->nzones && !request_rate_limit(req, base))
         return;
@@ -532,6 +532,10 @@ request_resume(struct request *req)
     }
     ev_timer_stop(loop, &req->hold);
     if (!req->srv && affinity_pick(req, now_ms) != AFF_PICKED) {
+        if (req->shed) {
+            request_shed(req);
+            return;
+        }
         gstat_add(req->w->id, GS_NO_SERVER, 1);
         ds_reply(&req->ds, 503, TERM_NO_SERVER, "Retry-After: 1\r\n", false);
         return;

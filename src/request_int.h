@@ -51,6 +51,8 @@ void request_complete(struct request *req);
 bool request_rate_limit(struct request *req, const char *base);
 /* Answer with the zone's status, Retry-After and RateLimit-* headers. */
 void request_rate_limited(struct request *req, struct rl_zone *z, const struct rl_decision *d);
+/* Every server is full for this new session: the upstream's shed answer. */
+void request_shed(struct request *req);
 
 /* request_response.c */
 void request_on_response(struct request *req);

@@ -57,8 +57,8 @@ struct tunnel {
     ev_tstamp started;
     uint8_t flags; /* enum tun_flag */
     uint8_t rid_len, ip_len;
-    char rid[40]; /* request id of the upgrade (access log) */
-    char ip[48];  /* client address (access log) */
+    char rid[REQUEST_ID_MAX]; /* request id of the upgrade (access log) */
+    char ip[48];              /* client address (access log) */
 };
 
 static void tun_read_cb(struct ev_loop *loop, ev_io *io, int revents);
@@ -411,10 +411,8 @@ tunnel_start(struct worker *w, struct tunnel_args *ta)
     t->idle_secs = ta->idle_secs;
     t->fin_secs = ta->fin_secs;
     t->started = ev_now(w->loop);
-    t->rid_len = ta->rid_len < sizeof(t->rid) ? ta->rid_len : (uint8_t)sizeof(t->rid);
-    memcpy(t->rid, ta->rid, t->rid_len);
-    t->ip_len = ta->ip_len < sizeof(t->ip) ? ta->ip_len : (uint8_t)sizeof(t->ip);
-    memcpy(t->ip, ta->ip, t->ip_len);
+    t->rid_len = (uint8_t)copy_bounded(t->rid, sizeof(t->rid), ta->rid, ta->rid_len);
+    t->ip_len = (uint8_t)copy_bounded(t->ip, sizeof(t->ip), ta->ip, ta->ip_len);
     if (ta->a_tls)
         t->flags |= TUN_TLS;
     if (adopt(t, &t->a, ta->a, w->loop))

@@ -80,6 +80,9 @@ rt_get(const char *key, bool initial_up, bool unchecked)
     }
     atomic_init(&rt->refs, 1);
     atomic_init(&rt->weight_admin, -1);
+    atomic_init(&rt->rep_active, -1);
+    atomic_init(&rt->rep_max, -1);
+    atomic_init(&rt->max_admin, -1);
     atomic_init(&rt->health, initial_up ? HEALTH_UP : HEALTH_DOWN);
     atomic_init(&rt->hc_unchecked, unchecked);
     atomic_init(&rt->usable_since_ms, 0);

@@ -40,6 +40,7 @@ enum balance_algo {
     BALANCE_LEAST_CONN,
     BALANCE_RANDOM_TWO,
     BALANCE_HASH,
+    BALANCE_LEAST_SESSIONS,
 };
 
 enum affinity_mode {
@@ -121,6 +122,10 @@ struct conf_health {
     char *host;                    /* Host header, or NULL (server address) */
     uint32_t port;                 /* 0: the server's port */
     bool initial_up;               /* state before the first check */
+    bool report;                   /* report json: read the pod's load report */
+    char *report_status;           /* its member names */
+    char *report_active;
+    char *report_max;
 };
 
 struct conf_outlier {
@@ -151,7 +156,8 @@ struct conf_server {
     bool verify;       /* verify the pod's certificate */
     char *ca_file;
     char *sni;
-    uint32_t max_conns; /* 0 = unlimited */
+    uint32_t max_conns;    /* 0 = unlimited */
+    uint32_t max_sessions; /* 0: the upstream's max_sessions */
 };
 
 struct conf_upstream {
@@ -173,8 +179,13 @@ struct conf_upstream {
     uint64_t per_try_timeout_ms; /* 0: off */
     struct conf_pos per_try_pos; /* where per_try_timeout was set */
     uint32_t panic_threshold_pct;
-    double overprovisioning;
+    double overprovisioning; /* 0: strict tiers (the next tier only when this one cannot) */
     uint64_t slow_start_ms;
+    uint32_t max_sessions;        /* per server, 0 = unlimited (a pod's report overrides) */
+    uint32_t degraded_weight_pct; /* weight share of a pod reporting "degraded" */
+    uint16_t shed_status;         /* answer when every server is full (503 or 429) */
+    uint32_t shed_retry_after_s;  /* its Retry-After */
+    uint32_t hash_balance_pct;    /* hash_balance_factor, 0 = off (bounded-load hashing) */
     struct conf_health health;
     struct conf_outlier outlier;
     uint32_t index;
@@ -248,6 +259,7 @@ struct conf_vserver {
     uint64_t client_body_timeout_ms;
     uint64_t keepalive_timeout_ms;
     uint32_t keepalive_requests;
+    bool merge_slashes; /* route matching: "//" counts as "/" */
     uint64_t max_head_bytes;
     uint32_t max_headers;
     struct sock_cidr *real_ip_from;

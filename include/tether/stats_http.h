@@ -58,6 +58,8 @@ enum snap_sv {
     SV_TRANSITIONS,
     SV_HC_MS,
     SV_HC_STATUS,
+    SV_SESSIONS, /* session load (session_load.h) */
+    SV_CAPACITY, /* session capacity, 0 = no limit */
     SV__COUNT
 };
 
@@ -90,6 +92,8 @@ struct snap_region {
     double nservers;          /* servers in the region */
     double nup;               /* health up and not ejected */
     double nusable;           /* taking new sessions now */
+    double sessions;          /* session load of its servers */
+    double capacity;          /* session capacity of those with a limit */
 };
 
 struct snap_upstream {

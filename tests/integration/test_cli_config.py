@@ -65,7 +65,7 @@ BROKEN = [
     ("upstream voice { server a 127.0.0.1:80; }\nworkers 2\n", "3:1: unexpected end of file, expecting ';' or '{'"),
     ("upstream voice {\n  server pod-a 127.0.0.1:99999;\n}\n", "2:16: invalid port in \"127.0.0.1:99999\""),
     ("upstream voice {\n  server pod-a 127.0.0.1:80;\n  balance fastest;\n}\n",
-     "3:11: unknown balance \"fastest\"; expected round_robin, least_conn, random_two or hash"),
+     "3:11: unknown balance \"fastest\"; expected round_robin, least_conn, random_two, hash or least_sessions"),
     ("upstream voice { server a 127.0.0.1:80; }\nserver {\n  listen 127.0.0.1:8080;\n"
      "  route / { upstream vioce; }\n}\n", "4:22: unknown upstream \"vioce\"; did you mean \"voice\"?"),
     ("upstream voice { server a 127.0.0.1:80; connect_timeout 2 s; }\n",
