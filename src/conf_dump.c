@@ -6,8 +6,8 @@
 #include "config.h"
 
 #include <tether/conf.h>
+#include <tether/crypto.h>
 
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,8 +159,7 @@ int
 conf_effective_build(struct conf *c, const struct conf_doc *doc, struct err *e)
 {
     size_t len = 0;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
+    uint8_t md[CRYPTO_SHA256_LEN];
     char *text = conf_doc_text(doc, &len);
     if (!text)
         return err_set(e, "out of memory writing the effective configuration");
@@ -168,9 +167,9 @@ conf_effective_build(struct conf *c, const struct conf_doc *doc, struct err *e)
     memcpy(c->text, text, len + 1);
     c->text_len = len;
     free(text);
-    if (!EVP_Digest(c->text, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
+    if (crypto_sha256(c->text, len, md) != 0)
         return err_set(e, "cannot compute the configuration's SHA-256");
-    for (unsigned i = 0; i < mdlen; i++)
+    for (unsigned i = 0; i < CRYPTO_SHA256_LEN; i++)
         snprintf(c->hash + 2 * i, 3, "%02x", md[i]);
     return 0;
 }
