@@ -12,6 +12,11 @@
 
 #include <stdint.h>
 
+/* The exchange names the client's deadlines by enum ds_tmo: the same values. */
+_Static_assert((int)DS_TMO_NONE == (int)CT_NONE && (int)DS_TMO_BODY == (int)CT_BODY &&
+                   (int)DS_TMO_SEND == (int)CT_SEND,
+               "enum ds_tmo must match enum client_tmo");
+
 static struct buf *
 h1_input(void *ctx)
 {
