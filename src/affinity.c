@@ -170,53 +170,50 @@ set_sid(struct request *req, const char *p, size_t n, uint8_t src)
     req->sid_src = src;
 }
 
-int
-affinity_prepare(struct request *req, const char *base, uint64_t now_ms)
+/* balance hash: the key is read now, while the head is still here. */
+static void
+balance_key(struct request *req, const char *base)
 {
-    const struct affinity *af = req->gen->aff;
     const struct http1_head *h = &req->h;
-    unsigned mode = req->route->conf->affinity;
-    struct upstream *u = req->ups;
-
-    if (u->conf->balance == BALANCE_HASH) {
-        /* balance hash: the key is read now, while the head is still here. */
-        char key[256];
-        size_t klen = 0;
-        const struct key_spec *ks = &u->conf->hash_key;
-        for (uint32_t i = 0; i < ks->nparts && klen < sizeof(key); i++) {
-            const struct key_part *kp = &ks->parts[i];
-            const char *v = NULL;
-            size_t vl = 0;
-            int idx;
-            if (kp->kind == KEY_REMOTE_ADDR) {
-                v = req->rip;
-                vl = req->rip_len;
-            } else if (kp->kind == KEY_HTTP_HEADER &&
-                       (idx = http1_find(h, base, kp->name, kp->len)) >= 0) {
-                v = base + h->fields[idx].value_off;
-                vl = h->fields[idx].value_len;
-            } else if (kp->kind == KEY_COOKIE) {
-                struct slice cv;
-                if (http1_request_cookie(h, base, kp->name, kp->len, &cv)) {
-                    v = cv.p;
-                    vl = cv.len;
-                }
-            } else if (kp->kind == KEY_LITERAL || kp->kind == KEY_ROUTE) {
-                v = kp->kind == KEY_ROUTE ? req->route->conf->label : kp->name;
-                vl = strlen(v);
+    const struct key_spec *ks = &req->ups->conf->hash_key;
+    char key[256];
+    size_t klen = 0;
+    for (uint32_t i = 0; i < ks->nparts && klen < sizeof(key); i++) {
+        const struct key_part *kp = &ks->parts[i];
+        const char *v = NULL;
+        size_t vl = 0;
+        int idx;
+        if (kp->kind == KEY_REMOTE_ADDR) {
+            v = req->rip;
+            vl = req->rip_len;
+        } else if (kp->kind == KEY_HTTP_HEADER &&
+                   (idx = http1_find(h, base, kp->name, kp->len)) >= 0) {
+            v = base + h->fields[idx].value_off;
+            vl = h->fields[idx].value_len;
+        } else if (kp->kind == KEY_COOKIE) {
+            struct slice cv;
+            if (http1_request_cookie(h, base, kp->name, kp->len, &cv)) {
+                v = cv.p;
+                vl = cv.len;
             }
-            vl = MIN(vl, sizeof(key) - klen);
-            memcpy(key + klen, v ? v : "", vl);
-            klen += vl;
+        } else if (kp->kind == KEY_LITERAL || kp->kind == KEY_ROUTE) {
+            v = kp->kind == KEY_ROUTE ? req->route->conf->label : kp->name;
+            vl = strlen(v);
         }
-        req->bhash = chash_hash(key, klen);
-        req->has_bhash = true;
+        vl = MIN(vl, sizeof(key) - klen);
+        memcpy(key + klen, v ? v : "", vl);
+        klen += vl;
     }
-    if (mode == AFFINITY_NONE)
-        return AFF_NONE;
-    if (mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION)
-        read_cookie(req, af, base, (uint32_t)(time_wall_ms() / 1000));
+    req->bhash = chash_hash(key, klen);
+    req->has_bhash = true;
+}
 
+/* The session id the request carries: the session header, the application's
+ * session cookie, or (mode session) a path pattern, first found wins. */
+static void
+find_sid(struct request *req, const struct affinity *af, const char *base, unsigned mode)
+{
+    const struct http1_head *h = &req->h;
     int idx = http1_find(h, base, af->header, af->header_len);
     if (idx >= 0) {
         const char *v = base + h->fields[idx].value_off;
@@ -238,6 +235,21 @@ affinity_prepare(struct request *req, const char *base, uint64_t now_ms)
             }
         }
     }
+}
+
+int
+affinity_prepare(struct request *req, const char *base, uint64_t now_ms)
+{
+    const struct affinity *af = req->gen->aff;
+    unsigned mode = req->route->conf->affinity;
+
+    if (req->ups->conf->balance == BALANCE_HASH)
+        balance_key(req, base);
+    if (mode == AFFINITY_NONE)
+        return AFF_NONE;
+    if (mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION)
+        read_cookie(req, af, base, (uint32_t)(time_wall_ms() / 1000));
+    find_sid(req, af, base, mode);
     if (!req->sid_len)
         return AFF_NONE;
     uint64_t prev = 0;
@@ -402,18 +414,14 @@ pin(struct request *req, const struct server *s)
     redis_session_store(req->w, key, val, n, af->ttl_ms);
 }
 
-int
-affinity_pick(struct request *req, uint64_t now_ms)
+/* 1. The affinity cookie names a server: picked when it is usable; a known
+ * server that is not is the session's <moved> server. */
+static bool
+pick_cookie(struct request *req, uint64_t now_ms, struct server **moved)
 {
-    const struct route *rt = req->route;
-    struct upstream *u = req->ups;
-    unsigned mode = rt->conf->affinity;
-    bool cookie_mode = mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION;
-    struct server *s = NULL, *moved = NULL;
-
-    /* 1. The affinity cookie names a server. */
+    struct server *s;
     if (req->cookie_state == 1) {
-        s = upstream_server_by_id(u, req->cookie_srv);
+        s = upstream_server_by_id(req->ups, req->cookie_srv);
         if (s && server_usable_pinned(s, now_ms)) {
             req->srv = s;
             req->aff = AFF_OUT_COOKIE;
@@ -422,12 +430,12 @@ affinity_pick(struct request *req, uint64_t now_ms)
             uint32_t now_s = (uint32_t)(time_wall_ms() / 1000);
             if (req->cookie_exp < now_s + req->gen->aff->max_age_s / 2)
                 req->set_cookie = true;
-            if (req->sid_len && req->learned_srv != s->cookie_id && rt->conf->learn)
+            if (req->sid_len && req->learned_srv != s->cookie_id && req->route->conf->learn)
                 pin(req, s);
-            return AFF_PICKED;
+            return true;
         }
         if (s)
-            moved = s;
+            *moved = s;
         else
             count(req, GS_AFF_COOKIE_UNKNOWN);
     } else if (req->cookie_state == 2) {
@@ -435,8 +443,16 @@ affinity_pick(struct request *req, uint64_t now_ms)
     } else if (req->cookie_state == 3) {
         count(req, GS_AFF_COOKIE_EXPIRED);
     }
+    return false;
+}
 
-    /* 2. A session id learned from a response (here or on another replica). */
+/* 2. A session id learned from a response (here or on another replica);
+ * 3. an unknown session id: consistent hash, the same on every replica. */
+static bool
+pick_session(struct request *req, uint64_t now_ms, bool cookie_mode, struct server **moved)
+{
+    struct upstream *u = req->ups;
+    struct server *s;
     if (req->sid_len && req->learned_srv) {
         s = upstream_server_by_id(u, req->learned_srv);
         if (s && server_usable_pinned(s, now_ms)) {
@@ -445,44 +461,46 @@ affinity_pick(struct request *req, uint64_t now_ms)
             count(req, req->sid_src == AFF_OUT_HEADER_LEARNED ? GS_AFF_HEADER : GS_AFF_LEARNED);
             req->set_cookie =
                 cookie_mode && !(req->cookie_state == 1 && req->cookie_srv == s->cookie_id);
-            return AFF_PICKED;
+            return true;
         }
-        if (s && !moved)
-            moved = s;
+        if (s && !*moved)
+            *moved = s;
     }
-
-    /* 3. An unknown session id: consistent hash, the same on every replica. */
-    if (req->sid_len && !req->learned_srv && !moved) {
-        s = balance_hash_lookup(u, chash_hash(req->sid, req->sid_len), now_ms);
-        if (s) {
-            req->srv = s;
-            req->aff = AFF_OUT_HASH;
-            count(req, GS_AFF_HASH);
-            req->set_cookie = cookie_mode;
-            if (u->conf->hash_balance_pct) {
-                /* Bounded load: a new key counts as a session and is pinned,
-                 * so it stays where it went when loads change. */
-                session_placed(s, 1);
-                redis_load_placed(req->w, s, 1);
-                atomic_fetch_add(&u->hash_placed, 1);
-                req->placed = true;
-                pin(req, s);
-            }
-            return AFF_PICKED;
-        }
+    if (!req->sid_len || req->learned_srv || *moved)
+        return false;
+    s = balance_hash_lookup(u, chash_hash(req->sid, req->sid_len), now_ms);
+    if (!s)
+        return false;
+    req->srv = s;
+    req->aff = AFF_OUT_HASH;
+    count(req, GS_AFF_HASH);
+    req->set_cookie = cookie_mode;
+    if (u->conf->hash_balance_pct) {
+        /* Bounded load: a new key counts as a session and is pinned, so it
+         * stays where it went when loads change. */
+        session_placed(s, 1);
+        redis_load_placed(req->w, s, 1);
+        atomic_fetch_add(&u->hash_placed, 1);
+        req->placed = true;
+        pin(req, s);
     }
+    return true;
+}
 
-    /* 4. A moved session goes where every replica sends it; a new one to the
-     * balancer. */
-    s = moved ? rehash_pick(req, affinity_session_key(req), moved, now_ms) : NULL;
+/* 4. A moved session goes where every replica sends it; a new one to the
+ * balancer (a new session only to a server with room: req->shed when none
+ * has room but some could take other requests). NULL when none. */
+static struct server *
+pick_new(struct request *req, uint64_t now_ms, struct server *moved)
+{
+    struct upstream *u = req->ups;
+    struct server *s = moved ? rehash_pick(req, affinity_session_key(req), moved, now_ms) : NULL;
     bool place = !moved && creates_session(req);
     if (!s && place) {
-        /* A new session: only a server with room takes it; none is shedding
-         * when some server could take other requests. */
         s = balance_pick_session(u, req->w->id, now_ms, req->bhash, req->has_bhash, NULL, 0);
         if (!s && balance_pick(u, req->w->id, now_ms, req->bhash, req->has_bhash, NULL, 0)) {
             req->shed = true;
-            return AFF_NONE;
+            return NULL;
         }
         if (s) {
             session_placed(s, 1);
@@ -494,6 +512,20 @@ affinity_pick(struct request *req, uint64_t now_ms)
         s = balance_pick(u, req->w->id, now_ms, req->bhash, req->has_bhash,
                          moved ? (const struct server *const *)ex : NULL, moved ? 1 : 0);
     }
+    return s;
+}
+
+int
+affinity_pick(struct request *req, uint64_t now_ms)
+{
+    const struct route *rt = req->route;
+    unsigned mode = rt->conf->affinity;
+    bool cookie_mode = mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION;
+    struct server *moved = NULL;
+
+    if (pick_cookie(req, now_ms, &moved) || pick_session(req, now_ms, cookie_mode, &moved))
+        return AFF_PICKED;
+    struct server *s = pick_new(req, now_ms, moved);
     if (!s)
         return AFF_NONE;
     req->srv = s;
