@@ -127,19 +127,15 @@ client_free_all(struct worker *w)
 #define CS_BIT(s) (1u << (s))
 #ifndef NDEBUG
 /* Legal next states of each state (a new client starts in CS_HANDSHAKE, 0). */
+#define CS_ENDS (CS_BIT(CS_ERROR_REPLY) | CS_BIT(CS_REPLY) | CS_BIT(CS_CLOSED))
 static const uint8_t client_next[] = {
-    [CS_HANDSHAKE] = CS_BIT(CS_PROXY_HDR) | CS_BIT(CS_HANDSHAKE) | CS_BIT(CS_IDLE) |
-                     CS_BIT(CS_ERROR_REPLY) | CS_BIT(CS_REPLY) | CS_BIT(CS_CLOSED),
-    [CS_PROXY_HDR] = CS_BIT(CS_HANDSHAKE) | CS_BIT(CS_IDLE) | CS_BIT(CS_ERROR_REPLY) |
-                     CS_BIT(CS_REPLY) | CS_BIT(CS_CLOSED),
-    [CS_IDLE] = CS_BIT(CS_HEAD) | CS_BIT(CS_ERROR_REPLY) | CS_BIT(CS_REPLY) | CS_BIT(CS_CLOSED),
-    [CS_HEAD] = CS_BIT(CS_BUSY) | CS_BIT(CS_ERROR_REPLY) | CS_BIT(CS_REPLY) | CS_BIT(CS_CLOSED),
-    [CS_BUSY] = CS_BIT(CS_IDLE) | CS_BIT(CS_ERROR_REPLY) | CS_BIT(CS_REPLY) | CS_BIT(CS_CLOSED),
-    [CS_ERROR_REPLY] = CS_BIT(CS_IDLE) | CS_BIT(CS_HEAD) | CS_BIT(CS_ERROR_REPLY) |
-                       CS_BIT(CS_REPLY) | CS_BIT(CS_CLOSED),
-    [CS_REPLY] = CS_BIT(CS_IDLE) | CS_BIT(CS_HEAD) | CS_BIT(CS_ERROR_REPLY) | CS_BIT(CS_REPLY) |
-                 CS_BIT(CS_CLOSED),
-    [CS_CLOSED] = 0,
+    [CS_HANDSHAKE] = CS_BIT(CS_PROXY_HDR) | CS_BIT(CS_HANDSHAKE) | CS_BIT(CS_IDLE) | CS_ENDS,
+    [CS_PROXY_HDR] = CS_BIT(CS_HANDSHAKE) | CS_BIT(CS_IDLE) | CS_ENDS,
+    [CS_IDLE] = CS_BIT(CS_HEAD) | CS_ENDS,
+    [CS_HEAD] = CS_BIT(CS_BUSY) | CS_ENDS,
+    [CS_BUSY] = CS_BIT(CS_IDLE) | CS_ENDS,
+    [CS_ERROR_REPLY] = CS_BIT(CS_IDLE) | CS_BIT(CS_HEAD) | CS_ENDS,
+    [CS_REPLY] = CS_BIT(CS_IDLE) | CS_BIT(CS_HEAD) | CS_ENDS,
 };
 #endif
 static const char *const client_state_names[] = {"HANDSHAKE", "PROXY_HDR",   "IDLE",  "HEAD",
