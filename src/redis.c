@@ -115,6 +115,8 @@ redis_stats_get(struct redis_stats *out)
     out->reconnects += atomic_load(&ctl_reconnects);
     out->admin_received = atomic_load(&ctl_admin);
     out->up = atomic_load(&ctl_seen) ? atomic_load(&ctl_up) : out->workers_up > 0;
+    redis_queue_stats(&out->q);
+    redis_ha_info_get(&out->ha); /* control thread (admin, stats listener) */
 }
 
 /* ---- the connection ---- */
@@ -202,6 +204,8 @@ reply_begin(struct redis_client *rc, redisAsyncContext *ac, const redisReply *r)
         rconn_lost(rc, ac->errstr);
         return false;
     }
+    if (redis_reply_failover(r)) /* the control thread looks for the primary again */
+        redis_ha_suspect(rc->epoch, r->str);
     return true;
 }
 
@@ -294,11 +298,13 @@ rconn_start(struct redis_client *rc)
 
     const char *argv[3];
     size_t lens[3];
-    int rcs = 0;
+    int rcs = 0, n = 1;
     if (rc->password) {
         argv[0] = "AUTH", lens[0] = 4;
-        argv[1] = rc->password, lens[1] = strlen(rc->password);
-        rcs |= command(rc, handshake_cb, (void *)hs_auth, 2, argv, lens);
+        if (rc->user)
+            argv[n] = rc->user, lens[n] = strlen(rc->user), n++;
+        argv[n] = rc->password, lens[n] = strlen(rc->password), n++;
+        rcs |= command(rc, handshake_cb, (void *)hs_auth, n, argv, lens);
     }
     if (rc->db) {
         char db[16];
@@ -354,6 +360,7 @@ rclient_free(struct redis_client *rc)
         free(op);
     }
     free(rc->password);
+    free(rc->user);
     free(rc);
 }
 
@@ -392,19 +399,27 @@ redis_worker_sync(struct worker *w)
     rc->prefix[plen] = '\0';
     rc->prefix_len = plen;
     rc->timeout_ms = cr->timeout_ms ? cr->timeout_ms : 200;
-    if (rc->addr.len && sock_addr_equal(&rc->addr, &cr->addr) &&
-        str_eq(rc->password, cr->password) && rc->db == cr->db)
+    /* The primary is the control thread's decision (redis_ha.c): every worker
+     * follows the same published address and epoch. */
+    struct redis_primary p;
+    redis_primary_get(&p);
+    if (rc->epoch == p.epoch && str_eq(rc->password, cr->password) && str_eq(rc->user, cr->user) &&
+        rc->db == cr->db)
         return;
-    /* New server or credentials: start over at once. */
+    /* New primary or credentials: start over at once. */
     rconn_close(rc);
-    rc->addr = cr->addr;
-    snprintf(rc->addr_text, sizeof(rc->addr_text), "%s", cr->addr_text);
+    rc->epoch = p.epoch;
+    rc->addr = p.addr;
+    snprintf(rc->addr_text, sizeof(rc->addr_text), "%s", p.known ? p.text : "(no primary)");
     free(rc->password);
+    free(rc->user);
     rc->password = cr->password ? strdup(cr->password) : NULL;
+    rc->user = cr->user ? strdup(cr->user) : NULL;
     rc->db = cr->db;
     rc->backoff_ms = BACKOFF_MIN_MS;
     rc->down_logged = false;
-    rconn_start(rc);
+    if (p.known)
+        rconn_start(rc);
 }
 
 void
@@ -447,6 +462,7 @@ redis_op_get(struct redis_client *rc, struct request *req, unsigned kind)
     op->kind = (uint8_t)kind;
     op->resent = false;
     op->zone = NULL;
+    op->qe = NULL;
     op->klen = 0;
     return op;
 }
@@ -501,6 +517,10 @@ op_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
             session_answer(op, r);
     }
     rc->in_cb--;
+    if (op->qe && !resent) { /* a learned session: queued again unless written */
+        redis_queue_done(op->qe, r && r->type != REDIS_REPLY_ERROR);
+        op->qe = NULL;
+    }
     if (!resent)
         op_put(op);
 }
@@ -655,10 +675,11 @@ store_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis_client *rc = ac->data;
     const redisReply *r = reply;
-    (void)priv;
     reply_begin(rc, ac, r);
     if (r && r->type == REDIS_REPLY_ERROR)
         redis_count_error(rc);
+    if (priv) /* a learned session: queued for the next primary unless written */
+        redis_queue_done(priv, r && r->type != REDIS_REPLY_ERROR);
 }
 
 /* The arguments of SET PREFIXsession:HASH "upstream/server SID" PX TTL. */
@@ -694,16 +715,30 @@ session_set_build(struct session_set *c, struct redis_client *rc, struct request
     c->lens[4] = session_ttl_arg(req, c->ttl);
 }
 
+/* The SET as a write that can wait for a primary (its PX recomputed then). */
+static struct redis_qent *
+session_qent(const struct session_set *c, const struct request *req)
+{
+    uint64_t ttl_ms = req->cli->gen->aff->ttl_ms;
+    return redis_qent_new(5, c->argv, c->lens, 4, time_wall_ms() + (ttl_ms ? ttl_ms : 1));
+}
+
 void
 redis_session_store(struct request *req, const struct server *s)
 {
-    struct redis_client *rc = redis_client_usable(req->cli->w);
+    struct redis_client *rc = req->cli->w->redis;
     if (!rc || !affinity_session_key(req))
-        return; /* down: the outage is counted and logged already */
+        return;
     struct session_set c;
     session_set_build(&c, rc, req, s);
-    if (command(rc, store_cb, NULL, 5, c.argv, c.lens) < 0) {
+    struct redis_qent *e = session_qent(&c, req);
+    if (!(rc = redis_client_usable(req->cli->w))) {
+        redis_queue_put(e); /* written to the primary once one is up */
+        return;
+    }
+    if (command(rc, store_cb, e, 5, c.argv, c.lens) < 0) {
         redis_count_error(rc);
+        redis_queue_put(e);
         return;
     }
     /* Write it now rather than on the next loop turn: the client may take the
@@ -743,13 +778,21 @@ store_answer(struct redis_op *op)
 int
 redis_session_store_ack(struct request *req, const struct server *s)
 {
-    struct redis_client *rc = redis_client_usable(req->cli->w);
+    struct redis_client *rc = req->cli->w->redis;
     if (!rc || !affinity_session_key(req))
         return -1;
     struct session_set c;
     session_set_build(&c, rc, req, s);
-    struct redis_op *op = redis_op_get(rc, req, ROP_STORE);
-    if (!op)
+    struct redis_qent *e = session_qent(&c, req);
+    struct redis_op *op =
+        (rc = redis_client_usable(req->cli->w)) ? redis_op_get(rc, req, ROP_STORE) : NULL;
+    if (!op) {
+        redis_queue_put(e); /* no wait: written once a primary is up */
         return -1;
-    return redis_op_start(op, 5, c.argv, c.lens);
+    }
+    op->qe = e;
+    if (redis_op_start(op, 5, c.argv, c.lens) == 0)
+        return 0;
+    redis_queue_put(e); /* the op went back to the free list */
+    return -1;
 }

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <tether/sock.h>
+
 struct request;
 struct server;
 struct worker;
@@ -58,10 +60,60 @@ bool redis_worker_up(const struct worker *w);
 /* Start/stop the control thread's client (pub/sub for admin changes). */
 void redis_control_sync(void);
 void redis_control_stop(void);
+/* Move the admin connections to the primary just published (redis_ha.c). */
+void redis_admin_follow(void);
 /* Publish an admin change line ("set ...") to the replicas and store it as a
  * persistent override. 1: Redis not configured; 0: sent; -1: Redis is
  * unreachable, the change is kept and published once the connection is back. */
 int redis_admin_publish(const char *line);
+
+/* ---- the primary and failover (redis_ha.c, control thread) ---- */
+
+struct sock_addr;
+
+/* The primary workers and the admin connection use, published by the control
+ * thread: every connection follows the same decision. */
+struct redis_primary {
+    uint64_t epoch; /* bumps on every change; 0: nothing published yet */
+    bool known;     /* false: no primary now (connections stay down) */
+    struct sock_addr addr;
+    char text[SOCK_ADDR_STRLEN];
+};
+/* Any thread. */
+void redis_primary_get(struct redis_primary *out);
+/* Start, restart (settings changed) or stop discovery for the current
+ * generation's redis block (control thread). */
+void redis_ha_sync(void);
+void redis_ha_stop(void);
+/* A connection to the primary of <epoch> was told READONLY, LOADING or
+ * MASTERDOWN (<why>): look for the primary again. Any thread. */
+void redis_ha_suspect(uint64_t epoch, const char *why);
+/* Put a replicated admin change in the outage counters (<kept>: queued,
+ * otherwise dropped). */
+void redis_queue_count_admin(bool kept);
+
+/* The queue of writes waiting for a primary. */
+struct redis_queue_stats {
+    uint32_t len, cap;
+    uint64_t queued, dropped, written, expired;
+};
+void redis_queue_stats(struct redis_queue_stats *out);
+
+/* What "show redis", /stats and the status page say about Redis HA. */
+struct redis_ha_info {
+    char mode[16];                   /* "server", "servers", "sentinel" */
+    char primary[SOCK_ADDR_STRLEN];  /* current primary, "" when none */
+    char role[16];                   /* role the primary answered: master, slave, ... */
+    char state[24];                  /* "up", "discovering", "no primary", "off" */
+    char sentinel[SOCK_ADDR_STRLEN]; /* sentinel that answered last, "" */
+    bool sentinel_subscribed;        /* +switch-master subscription up */
+    char master[64];                 /* sentinel master name */
+    char last_error[160];            /* last discovery error, "" */
+    uint64_t epoch;
+    uint64_t failovers;
+    uint64_t last_failover_ms; /* wall clock, 0: never */
+};
+void redis_ha_info_get(struct redis_ha_info *out);
 
 /* Connection state and counters for metrics: the workers' figures summed, plus
  * the control connection's (redis_stats_add_control). */
@@ -74,6 +126,8 @@ struct redis_stats {
     uint64_t reconnects;     /* connection attempts after a loss */
     uint64_t zone_fallbacks; /* global-zone decisions made without Redis */
     uint64_t admin_received;
+    struct redis_queue_stats q; /* writes waiting for a primary */
+    struct redis_ha_info ha;    /* primary, role, sentinels, failovers */
 };
 void redis_stats_get(struct redis_stats *out);
 
