@@ -244,8 +244,12 @@ cmd_show_info(struct admin_ctx *c, int argc, char **argv)
     admin_printf(o, "upstreams: %u\nservers: %u\n", c->g->nupstreams, nsrv);
     admin_printf(o, "learned_sessions: %zu\n",
                  affinity_table() ? session_table_count(affinity_table()) : (size_t)0);
-    if (c->g->conf->redis.enabled)
-        admin_printf(o, "redis: %s %s\n", c->g->conf->redis.addr_text, rs.up ? "up" : "down");
+    if (c->g->conf->redis.enabled) /* the primary in use, else the one configured */
+        admin_printf(o, "redis: %s %s\n",
+                     rs.ha.primary[0]                 ? rs.ha.primary
+                     : c->g->conf->redis.addr_text[0] ? c->g->conf->redis.addr_text
+                                                      : "(no primary)",
+                     rs.up ? "up" : "down");
     else
         admin_printf(o, "redis: off\n");
     admin_printf(o, "admin_clients: %u\n", admin_nclients());

@@ -101,7 +101,9 @@ redis_stats_add_control(bool up, uint64_t errors, uint64_t reconnects, uint64_t 
 void
 redis_stats_get(struct redis_stats *out)
 {
+    struct redis_primary p;
     memset(out, 0, sizeof(*out));
+    redis_primary_get(&p);
     out->configured = atomic_load(&configured);
     struct redis_wstats *ws = atomic_load(&wstats);
     for (uint32_t i = 0; ws && i < nworkers; i++) {
@@ -109,7 +111,8 @@ redis_stats_get(struct redis_stats *out)
         out->timeouts += atomic_load_explicit(&ws[i].timeouts, memory_order_relaxed);
         out->reconnects += atomic_load_explicit(&ws[i].reconnects, memory_order_relaxed);
         out->zone_fallbacks += atomic_load_explicit(&ws[i].fallbacks, memory_order_relaxed);
-        out->workers_up += atomic_load_explicit(&ws[i].up, memory_order_relaxed);
+        out->workers_up += atomic_load_explicit(&ws[i].up, memory_order_relaxed) &&
+                           atomic_load_explicit(&ws[i].epoch, memory_order_relaxed) == p.epoch;
     }
     out->errors += atomic_load(&ctl_errors);
     out->reconnects += atomic_load(&ctl_reconnects);
@@ -125,6 +128,7 @@ static void
 set_state(struct redis_client *rc, unsigned state)
 {
     rc->state = (uint8_t)state;
+    atomic_store_explicit(&rc->st->epoch, rc->epoch, memory_order_relaxed);
     atomic_store_explicit(&rc->st->up, state == RC_UP, memory_order_relaxed);
 }
 
@@ -185,6 +189,7 @@ rconn_up(struct redis_client *rc)
 {
     ev_timer_stop(rc->w->loop, &rc->timer);
     set_state(rc, RC_UP);
+    rc->was_up = true;
     rc->backoff_ms = BACKOFF_MIN_MS;
     rc->down_logged = false;
     log_notice("redis %s up (worker %u)", rc->addr_text, rc->w->id);
@@ -399,14 +404,16 @@ redis_worker_sync(struct worker *w)
     rc->prefix[plen] = '\0';
     rc->prefix_len = plen;
     rc->timeout_ms = cr->timeout_ms ? cr->timeout_ms : 200;
-    /* The primary is the control thread's decision (redis_ha.c): every worker
-     * follows the same published address and epoch. */
+    /* Every worker follows the primary the control thread publishes (redis_ha.c). */
     struct redis_primary p;
     redis_primary_get(&p);
     if (rc->epoch == p.epoch && str_eq(rc->password, cr->password) && str_eq(rc->user, cr->user) &&
         rc->db == cr->db)
         return;
     /* New primary or credentials: start over at once. */
+    if (rc->state == RC_UP && !p.known) /* the control thread lost the primary */
+        rconn_drop(rc, "no usable primary");
+    CTR_ADD(rc->st->reconnects, rc->was_up && p.known); /* a new primary: a reconnect */
     rconn_close(rc);
     rc->epoch = p.epoch;
     rc->addr = p.addr;
@@ -678,7 +685,7 @@ store_cb(redisAsyncContext *ac, void *reply, void *priv)
     reply_begin(rc, ac, r);
     if (r && r->type == REDIS_REPLY_ERROR)
         redis_count_error(rc);
-    if (priv) /* a learned session: queued for the next primary unless written */
+    if (priv) /* a learned session: queued unless written */
         redis_queue_done(priv, r && r->type != REDIS_REPLY_ERROR);
 }
 
@@ -732,13 +739,10 @@ redis_session_store(struct request *req, const struct server *s)
     struct session_set c;
     session_set_build(&c, rc, req, s);
     struct redis_qent *e = session_qent(&c, req);
-    if (!(rc = redis_client_usable(req->cli->w))) {
+    if (!(rc = redis_client_usable(req->cli->w)) || command(rc, store_cb, e, 5, c.argv, c.lens)) {
+        if (rc)
+            redis_count_error(rc);
         redis_queue_put(e); /* written to the primary once one is up */
-        return;
-    }
-    if (command(rc, store_cb, e, 5, c.argv, c.lens) < 0) {
-        redis_count_error(rc);
-        redis_queue_put(e);
         return;
     }
     /* Write it now rather than on the next loop turn: the client may take the
@@ -786,13 +790,11 @@ redis_session_store_ack(struct request *req, const struct server *s)
     struct redis_qent *e = session_qent(&c, req);
     struct redis_op *op =
         (rc = redis_client_usable(req->cli->w)) ? redis_op_get(rc, req, ROP_STORE) : NULL;
-    if (!op) {
-        redis_queue_put(e); /* no wait: written once a primary is up */
-        return -1;
+    if (op) {
+        op->qe = e;
+        if (redis_op_start(op, 5, c.argv, c.lens) == 0)
+            return 0;
     }
-    op->qe = e;
-    if (redis_op_start(op, 5, c.argv, c.lens) == 0)
-        return 0;
-    redis_queue_put(e); /* the op went back to the free list */
+    redis_queue_put(e); /* no wait: written once a primary is up */
     return -1;
 }

@@ -483,6 +483,11 @@ redis_admin_follow(void)
         str_eq(rc.prefix, r->prefix) && str_eq(rc.password, r->password) &&
         str_eq(rc.user, r->user) && rc.db == r->db && rc.timeout_ms == r->timeout_ms)
         return;
+    bool was_on = rc.on, was_up = rc.up;
+    if (was_up && !p.known)
+        log_warn("redis: admin replication through %s lost (no usable primary); admin changes "
+                 "apply locally meanwhile",
+                 rc.addr_text);
     rc_disconnect();
     settings_free();
     rc.known = p.known;
@@ -509,10 +514,12 @@ redis_admin_follow(void)
                  rnd);
     }
     rc.on = true;
-    rc.down_logged = false;
+    /* A new primary after an outage: "restored" when it comes up. */
+    rc.down_logged = was_on && (rc.down_logged || was_up || !rc.known);
     rc.backoff_ms = BACKOFF_MIN_MS;
     if (rc.known)
         rc_connect();
+    stats_push();
 }
 
 void

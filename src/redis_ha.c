@@ -74,6 +74,8 @@ static struct {
     uint64_t backoff_ms;
     char role[16], last_error[160];
     uint64_t failovers, last_failover_ms;
+    struct conf_redis_ep last; /* the last primary published */
+    bool have_last;
 } ha;
 
 static void start_round(void);
@@ -91,17 +93,16 @@ redis_primary_get(struct redis_primary *out)
     pthread_mutex_unlock(&plock);
 }
 
+/* Publish <ep> as the primary (NULL: none usable now, connections close and
+ * writes queue). <force>: publish even when unchanged, so every connection
+ * starts over (a failover signal on the same address). */
 static void
 publish(const struct conf_redis_ep *ep, bool force)
 {
-    char was[SOCK_ADDR_STRLEN] = "";
-    bool changed;
     pthread_mutex_lock(&plock);
-    bool had = published.known;
-    changed = force || !ep != !had || (ep && !sock_addr_equal(&published.addr, &ep->addr));
+    bool changed =
+        force || !ep != !published.known || (ep && !sock_addr_equal(&published.addr, &ep->addr));
     if (changed) {
-        if (had)
-            memcpy(was, published.text, sizeof(was));
         published.epoch++;
         published.known = ep != NULL;
         if (ep) {
@@ -115,16 +116,25 @@ publish(const struct conf_redis_ep *ep, bool force)
     pthread_mutex_unlock(&plock);
     if (!changed)
         return;
-    if (ep && had && was[0]) {
+    if (ep && ha.have_last && (force || !sock_addr_equal(&ha.last.addr, &ep->addr))) {
         ha.failovers++;
         ha.last_failover_ms = time_wall_ms();
-        if (strcmp(was, ep->text) != 0)
+        if (!sock_addr_equal(&ha.last.addr, &ep->addr))
             log_notice("redis: failover: primary is now %s (was %s); moving every connection",
-                       ep->text, was);
+                       ep->text, ha.last.text);
         else
-            log_notice("redis: primary %s confirmed after a failover signal; reconnecting", was);
+            log_notice("redis: primary %s confirmed after a failover signal; reconnecting",
+                       ep->text);
     } else if (ep) {
         log_notice("redis: primary %s", ep->text);
+    } else if (ha.have_last) {
+        log_warn("redis: no usable primary (was %s); connections closed, serving from local "
+                 "state and queueing writes until one is found",
+                 ha.last.text);
+    }
+    if (ep) {
+        ha.last = *ep;
+        ha.have_last = true;
     }
     if (workers)
         workers_post(WMSG_REDIS);
@@ -186,6 +196,9 @@ step_fail(void)
     ctx_close(&ha.ctx);
     ha.role_inflight = 0;
     if (ha.step == ST_UP) {
+        /* Lost, hung or demoted: every connection stops using it now rather
+         * than each finding out by its own timeouts. */
+        publish(NULL, false);
         start_round();
     } else if (ha.direct) {
         ha.direct = false;
@@ -329,6 +342,11 @@ monitor_role_cb(redisAsyncContext *ac, void *r, void *priv)
     role_name(reply, ha.role, sizeof(ha.role));
     if (strcmp(ha.role, "master") == 0)
         return;
+    if (ha.mode == HA_ONE) { /* nothing else to choose: say so, keep using it */
+        set_error("%s answers ROLE with \"%s\", not master; writes will fail", ha.cand.text,
+                  reply->type == REDIS_REPLY_ERROR ? reply->str : ha.role);
+        return;
+    }
     set_error("primary %s now answers ROLE with \"%s\": failover, looking for the new primary",
               ha.cand.text, reply->type == REDIS_REPLY_ERROR ? reply->str : ha.role);
     ha.suspected = true;
@@ -345,8 +363,7 @@ found(void)
     ha.last_error[0] = '\0';
     ha.role_inflight = 0;
     ha.role_sent_ms = time_mono_ms();
-    if (ha.mode != HA_ONE || force)
-        publish(&ha.cand, force);
+    publish(&ha.cand, force);
     if (ha.mode == HA_SENTINEL && !ha.sub)
         sub_open();
     flush();
@@ -628,7 +645,15 @@ wake_cb(struct ev_loop *loop, ev_async *a, int revents)
     memcpy(why, suspect_why, sizeof(why));
     pthread_mutex_unlock(&plock);
     if (atomic_exchange(&suspect_epoch, 0) != epoch || ha.step != ST_UP)
-        return; /* an old connection's news, or discovery is running already */
+        return;              /* an old connection's news, or discovery is running already */
+    if (ha.mode == HA_ONE) { /* nothing else to choose: check its role now */
+        if (!ha.role_inflight && ha.ctx) {
+            redisAsyncCommand(ha.ctx, monitor_role_cb, NULL, "ROLE");
+            ha.role_inflight = 1;
+            ha.role_sent_ms = time_mono_ms();
+        }
+        return;
+    }
     set_error("primary %s answered \"%s\": failover, looking for the primary", ha.cand.text, why);
     ha.suspected = true;
     step_fail();
@@ -733,6 +758,7 @@ redis_ha_sync(void)
     ha.backoff_ms = BACKOFF_MIN_MS;
     ha.last_error[0] = '\0';
     ha.suspected = false;
+    ha.have_last = false;
     ha.on = true;
     /* One endpoint: it is the primary, nothing to discover (the monitor still
      * checks its role and writes the queue). Otherwise nothing is known until

@@ -52,6 +52,7 @@ struct redis_wstats {
     _Atomic uint64_t reconnects;
     _Atomic uint64_t fallbacks;
     _Atomic uint32_t up;
+    _Atomic uint64_t epoch; /* primary the connection follows */
 } __attribute__((aligned(CACHELINE)));
 
 enum redis_state {
@@ -72,6 +73,7 @@ struct redis_client {
     struct sock_addr addr; /* server */
     char addr_text[SOCK_ADDR_STRLEN];
     uint64_t epoch;   /* of the published primary it follows */
+    bool was_up;      /* has been up once (a new primary is then a reconnect) */
     char *user;       /* ACL user, or NULL */
     char *password;   /* AUTH, or NULL */
     uint32_t db;      /* SELECT when not 0 */
@@ -111,6 +113,7 @@ struct redis_qent {
     struct redis_qent *next;
     int argc;
     int ttl_arg;             /* argument rewritten to the milliseconds left, or -1 */
+    bool was_queued;         /* it waited in the queue (counted as replayed when written) */
     uint64_t expire_wall_ms; /* the write is pointless after this (0: never) */
     const char *argv[REDIS_QENT_ARGS];
     size_t lens[REDIS_QENT_ARGS];

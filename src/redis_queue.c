@@ -36,6 +36,7 @@ redis_qent_new(int argc, const char *const *argv, const size_t *lens, int ttl_ar
     if (!e)
         return NULL;
     e->next = NULL;
+    e->was_queued = false;
     e->argc = argc;
     e->ttl_arg = ttl_arg < argc ? ttl_arg : -1;
     e->expire_wall_ms = expire_wall_ms;
@@ -97,6 +98,7 @@ redis_queue_put(struct redis_qent *e)
             qhead = e;
         qtail = e;
         e->next = NULL;
+        e->was_queued = true;
         qlen++;
         atomic_fetch_add(&queued, 1);
     }
@@ -119,6 +121,9 @@ redis_queue_putback(struct redis_qent *e)
     pthread_mutex_lock(&qlock);
     bool room = qlen < qcap;
     if (room) {
+        if (!e->was_queued)
+            atomic_fetch_add(&queued, 1);
+        e->was_queued = true;
         e->next = qhead;
         qhead = e;
         if (!qtail)
@@ -152,7 +157,8 @@ void
 redis_queue_done(struct redis_qent *e, bool ok)
 {
     if (ok) {
-        atomic_fetch_add(&written, 1);
+        if (e->was_queued)
+            atomic_fetch_add(&written, 1);
         free(e);
     } else {
         redis_queue_putback(e);

@@ -120,7 +120,7 @@ void redis_ha_info_get(struct redis_ha_info *out);
 struct redis_stats {
     bool configured;
     bool up;                 /* control connection (any worker's until it reports) */
-    uint32_t workers_up;     /* worker connections up */
+    uint32_t workers_up;     /* worker connections up on the current primary */
     uint64_t errors;         /* failed commands and connections */
     uint64_t timeouts;       /* operations answered by their timeout */
     uint64_t reconnects;     /* connection attempts after a loss */
