@@ -199,6 +199,10 @@ step_fail(void)
         /* Lost, hung or demoted: every connection stops using it now rather
          * than each finding out by its own timeouts. */
         publish(NULL, false);
+        uint32_t n = redis_queue_replay_recent();
+        if (n)
+            log_info("redis: %u write%s of the last second queued again for the next primary", n,
+                     n > 1 ? "s" : "");
         start_round();
     } else if (ha.direct) {
         ha.direct = false;
@@ -281,9 +285,14 @@ flush_cb(redisAsyncContext *ac, void *r, void *priv)
 {
     const redisReply *reply = r;
     struct redis_qent *e = priv;
-    bool ok = reply && reply->type != REDIS_REPLY_ERROR;
     ha.flushing--;
-    redis_queue_done(e, ok);
+    if (reply && reply->type == REDIS_REPLY_ERROR && !redis_reply_failover(reply)) {
+        /* Refused by a working primary (OOM, ACL...): retrying would loop. */
+        set_error("a queued write was refused by %s and dropped: %s", ha.cand.text, reply->str);
+        redis_queue_drop(e);
+    } else { /* no reply (connection gone) or READONLY & co: kept for the next primary */
+        redis_queue_done(e, reply && reply->type != REDIS_REPLY_ERROR);
+    }
     if (ac != ha.ctx)
         return;
     if (redis_reply_failover(reply)) {

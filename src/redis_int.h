@@ -114,6 +114,7 @@ struct redis_qent {
     int argc;
     int ttl_arg;             /* argument rewritten to the milliseconds left, or -1 */
     bool was_queued;         /* it waited in the queue (counted as replayed when written) */
+    uint64_t done_ms;        /* monotonic time it was written (among the recent writes) */
     uint64_t expire_wall_ms; /* the write is pointless after this (0: never) */
     const char *argv[REDIS_QENT_ARGS];
     size_t lens[REDIS_QENT_ARGS];
@@ -134,6 +135,12 @@ void redis_queue_put(struct redis_qent *e);
 struct redis_qent *redis_queue_take(void);
 /* <e> was written (<ok>, freed) or failed (back at the head, or dropped). */
 void redis_queue_done(struct redis_qent *e, bool ok);
+/* The primary was lost: writes it acknowledged in the last second (perhaps
+ * not yet on its replica) go back to the head of the queue, for the next
+ * primary. Returns how many. */
+uint32_t redis_queue_replay_recent(void);
+/* Give up on <e> (a refused write): freed, counted as dropped. */
+void redis_queue_drop(struct redis_qent *e);
 void redis_queue_count_expired(void);
 void redis_queue_set_size(uint32_t cap);
 void redis_queue_clear(void);

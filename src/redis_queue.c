@@ -20,6 +20,13 @@
 static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
 static struct redis_qent *qhead, *qtail;
 static uint32_t qlen, qcap = 10000;
+/* Writes acknowledged in the last RECENT_MS, oldest first: a primary that
+ * dies may not have passed them to its replica yet (replication is
+ * asynchronous), so they are written again to the next primary. */
+#define RECENT_MS  1000
+#define RECENT_MAX 4096
+static struct redis_qent *rhead, *rtail;
+static uint32_t rlen;
 static _Atomic uint64_t queued, dropped, written, expired;
 static _Atomic bool drop_logged;
 
@@ -37,6 +44,7 @@ redis_qent_new(int argc, const char *const *argv, const size_t *lens, int ttl_ar
         return NULL;
     e->next = NULL;
     e->was_queued = false;
+    e->done_ms = 0;
     e->argc = argc;
     e->ttl_arg = ttl_arg < argc ? ttl_arg : -1;
     e->expire_wall_ms = expire_wall_ms;
@@ -153,16 +161,90 @@ redis_queue_take(void)
     return e;
 }
 
+/* Keep <e> among the recent writes; drop those older than RECENT_MS. */
+static void
+recent_add(struct redis_qent *e)
+{
+    uint64_t now = time_mono_ms();
+    struct redis_qent *old = NULL;
+    e->done_ms = now;
+    e->next = NULL;
+    pthread_mutex_lock(&qlock);
+    if (rtail)
+        rtail->next = e;
+    else
+        rhead = e;
+    rtail = e;
+    rlen++;
+    while (rhead && (rlen > RECENT_MAX || now - rhead->done_ms > RECENT_MS)) {
+        struct redis_qent *x = rhead;
+        rhead = x->next;
+        rlen--;
+        x->next = old;
+        old = x;
+    }
+    if (!rhead)
+        rtail = NULL;
+    pthread_mutex_unlock(&qlock);
+    while (old) {
+        struct redis_qent *x = old;
+        old = x->next;
+        free(x);
+    }
+}
+
 void
 redis_queue_done(struct redis_qent *e, bool ok)
 {
     if (ok) {
         if (e->was_queued)
             atomic_fetch_add(&written, 1);
-        free(e);
+        recent_add(e);
     } else {
         redis_queue_putback(e);
     }
+}
+
+uint32_t
+redis_queue_replay_recent(void)
+{
+    uint64_t now = time_mono_ms();
+    uint32_t n = 0;
+    pthread_mutex_lock(&qlock);
+    /* Skip what is too old, then put the rest before the queued writes (they
+     * are older), in their order. */
+    while (rhead && now - rhead->done_ms > RECENT_MS) {
+        struct redis_qent *x = rhead;
+        rhead = x->next;
+        rlen--;
+        free(x);
+    }
+    if (rhead && qcap) {
+        for (struct redis_qent *x = rhead; x; x = x->next) {
+            x->was_queued = true;
+            n++;
+        }
+        rtail->next = qhead;
+        if (!qhead)
+            qtail = rtail;
+        qhead = rhead;
+        qlen += n;
+        rhead = rtail = NULL;
+        rlen = 0;
+    }
+    pthread_mutex_unlock(&qlock);
+    atomic_fetch_add(&queued, n);
+    /* Over the bound now: the oldest go, as for any put. */
+    if (n && qlen > qcap)
+        redis_queue_set_size(qcap);
+    return n;
+}
+
+void
+redis_queue_drop(struct redis_qent *e)
+{
+    free(e);
+    atomic_fetch_add(&dropped, 1);
 }
 
 void
@@ -204,19 +286,26 @@ redis_queue_set_size(uint32_t cap)
         atomic_fetch_add(&dropped, n);
 }
 
-void
-redis_queue_clear(void)
+static void
+list_free(struct redis_qent *e)
 {
-    pthread_mutex_lock(&qlock);
-    struct redis_qent *e = qhead;
-    qhead = qtail = NULL;
-    qlen = 0;
-    pthread_mutex_unlock(&qlock);
     while (e) {
         struct redis_qent *next = e->next;
         free(e);
         e = next;
     }
+}
+
+void
+redis_queue_clear(void)
+{
+    pthread_mutex_lock(&qlock);
+    struct redis_qent *e = qhead, *r = rhead;
+    qhead = qtail = rhead = rtail = NULL;
+    qlen = rlen = 0;
+    pthread_mutex_unlock(&qlock);
+    list_free(e);
+    list_free(r);
 }
 
 void

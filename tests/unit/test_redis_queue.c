@@ -95,11 +95,39 @@ test_shrink(void)
     redis_queue_clear();
 }
 
+static void
+test_replay_recent(void)
+{
+    struct redis_queue_stats a, b;
+    redis_queue_set_size(10);
+    redis_queue_stats(&a);
+    /* Two writes acknowledged by a primary, then one queued while it is down. */
+    redis_queue_put(set_cmd("r1", 0));
+    redis_queue_put(set_cmd("r2", 0));
+    redis_queue_done(redis_queue_take(), true);
+    redis_queue_done(redis_queue_take(), true);
+    redis_queue_put(set_cmd("q1", 0));
+    /* The primary is lost: the recent ones go first, in their order. */
+    CHECK_UINT_EQ(redis_queue_replay_recent(), 2);
+    CHECK_UINT_EQ(redis_queue_replay_recent(), 0);
+    redis_queue_stats(&b);
+    CHECK_UINT_EQ(b.len, 3);
+    const char *want[] = {"r1", "r2", "q1"};
+    for (int i = 0; i < 3; i++) {
+        struct redis_qent *e = redis_queue_take();
+        CHECK_STR_EQ(e->argv[1], want[i]);
+        redis_qent_free(e);
+    }
+    CHECK(redis_queue_take() == NULL);
+    redis_queue_clear();
+}
+
 int
 main(void)
 {
     RUN(test_order_and_bound);
     RUN(test_ttl_and_expiry);
     RUN(test_shrink);
+    RUN(test_replay_recent);
     return unit_summary();
 }
