@@ -26,7 +26,7 @@ workers 2;
 error_log {dir}/error.log info;
 admin { listen unix:{admin_sock}; }
 stats { listen 127.0.0.1:{sport}; }
-redis { {redis} prefix "{prefix}"; timeout 300ms; check_interval 200ms; }
+redis { {redis} prefix "{prefix}"; timeout 300ms; {check} }
 rate_limit_zone g key=$http_x_key rate=1r/m burst=2 nodelay global;
 upstream voice {
     server pod-a {a};
@@ -126,10 +126,10 @@ def weight(t, name):
     return {s["server"]: s for s in out["servers"]}[name]["weight"]
 
 
-def start_tethers(redis_conf, pods, n=2):
+def start_tethers(redis_conf, pods, n=2, check="check_interval 200ms;"):
     ts = []
     for _ in range(n):
-        t = h.Tether(CONF, sport=h.free_port(), prefix=PREFIX, redis=redis_conf,
+        t = h.Tether(CONF, sport=h.free_port(), prefix=PREFIX, redis=redis_conf, check=check,
                      a=pods[0].addr, b=pods[1].addr, c=pods[2].addr)
         h.wait_admin(t.admin_sock)
         ts.append(t)
@@ -349,6 +349,62 @@ def test_servers_first_master():
     assert not wrong, (wrong, r.cmd("KEYS", "*"), show_redis(ta), show_redis(tb))
     assert "failover" in error_log(ta)
     h.stop_clean(ta, tb)
+
+
+def test_readonly_reply_is_a_failover():
+    """With a ROLE check far away, a worker's READONLY answer alone makes
+    tether look for the primary again; the write that got it is kept."""
+    p = Redis()
+    r = Redis(primary=p)
+    h.wait_until(lambda: "master_link_status:up" in r.cmd("INFO", "replication"),
+                 timeout=10 * h.SLOW, what="replica in sync")
+    pods = pods3()
+    conf = "server 127.0.0.1:%d; server 127.0.0.1:%d;" % (p.port, r.port)
+    ta, tb = start_tethers(conf, pods, check="check_interval 60s;")
+    wait_primary((ta, tb), p.port)
+    r.cmd("REPLICAOF", "NO", "ONE")
+    p.cmd("REPLICAOF", "127.0.0.1", str(r.port))
+    h.wait_until(lambda: "master_link_status:up" in p.cmd("INFO", "replication"),
+                 timeout=10 * h.SLOW, what="old primary now a replica")
+    # the learned session's SET meets READONLY on the old primary
+    c = Client(ta)
+    sessions = [create(c)]
+    h.wait_until(lambda: 'answered "READONLY' in error_log(ta), what="READONLY seen")
+    wait_primary((ta,), r.port, timeout=10)
+    sessions += [create(c) for _ in range(3)]
+    h.wait_until(lambda: show_redis(ta)["queue"].startswith("0/"), what="queue written")
+    # tb learns of it by its own first write (its ROLE check is a minute away)
+    cb = Client(tb)
+    sessions.append(create(cb))
+    wait_primary((tb,), r.port, timeout=10)
+    cb.close()
+    h.wait_until(lambda: not all_on_their_pods((tb,), sessions), timeout=10 * h.SLOW,
+                 what="sessions on their pods through B")
+    c.close()
+    h.stop_clean(ta, tb)
+
+
+def test_config_errors():
+    """Bad redis blocks are refused with the reason; a password never shows."""
+    d = tempfile.mkdtemp(prefix="conf-")
+    cases = [
+        ("server 127.0.0.1:1; sentinel 127.0.0.1:2; master m;", "not both"),
+        ("sentinel 127.0.0.1:2;", "needs \"master NAME\""),
+        ("server 127.0.0.1:1; master m;", "only used with \"sentinel\""),
+        ("server 127.0.0.1:1; password hunter2; password_file /x;", "exclude each other"),
+        ("server 127.0.0.1:1; password_file %s/missing;" % d, "cannot read password_file"),
+        ("server 127.0.0.1:1; user alice;", "\"user\" needs"),
+        ("prefix x;", "needs \"server HOST:PORT\" or \"sentinel"),
+    ]
+    for i, (block, want) in enumerate(cases):
+        path = os.path.join(d, "t%d.conf" % i)
+        with open(path, "w") as f:
+            f.write("redis { %s }\nupstream u { server a 127.0.0.1:1; }\n"
+                    "server { listen 127.0.0.1:1; route / { upstream u; } }\n" % block)
+        out = subprocess.run([h.TETHER, "-t", "-c", path], capture_output=True, text=True,
+                             timeout=30)
+        assert out.returncode != 0 and want in out.stderr, (block, out.returncode, out.stderr)
+        assert "hunter2" not in out.stderr + out.stdout
 
 
 def test_outage_queue_written_after():
