@@ -180,6 +180,15 @@ deadline_ms(void)
     return MAX(500, 5 * ha.timeout_ms);
 }
 
+/* A primary in use that does not answer ROLE for this long is given up (a
+ * little more patient than discovery: a slow command must not cause a
+ * switch). */
+static uint64_t
+monitor_deadline_ms(void)
+{
+    return MAX(1000, 5 * ha.timeout_ms);
+}
+
 static void
 ctx_close(redisAsyncContext **slot)
 {
@@ -622,9 +631,9 @@ timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     default:
         return;
     }
-    if (ha.role_inflight && time_mono_ms() - ha.role_sent_ms > deadline_ms()) {
+    if (ha.role_inflight && time_mono_ms() - ha.role_sent_ms > monitor_deadline_ms()) {
         set_error("primary %s: no answer to ROLE in %llu ms", ha.cand.text,
-                  (unsigned long long)deadline_ms());
+                  (unsigned long long)monitor_deadline_ms());
         step_fail();
         return;
     }
@@ -639,7 +648,7 @@ timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
     if (ha.flushing == 0)
         flush();
-    timer_in(MIN(ha.check_ms, deadline_ms()));
+    timer_in(MIN(ha.check_ms, monitor_deadline_ms() / 2));
 }
 
 static void
