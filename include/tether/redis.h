@@ -69,8 +69,6 @@ int redis_admin_publish(const char *line);
 
 /* ---- the primary and failover (redis_ha.c, control thread) ---- */
 
-struct sock_addr;
-
 /* The primary workers and the admin connection use, published by the control
  * thread: every connection follows the same decision. */
 struct redis_primary {
@@ -92,11 +90,15 @@ void redis_ha_suspect(uint64_t epoch, const char *why);
  * otherwise dropped). */
 void redis_queue_count_admin(bool kept);
 
-/* The queue of writes waiting for a primary. */
+/* The queue of writes waiting for a primary (redis_queue.c). */
 struct redis_queue_stats {
-    uint32_t len, cap;
-    uint64_t queued, dropped, written, expired;
+    uint32_t len, cap; /* waiting now, queue_size */
+    uint64_t queued;   /* writes that had to wait (or were replayed) */
+    uint64_t dropped;  /* lost to the bound or refused by a primary */
+    uint64_t written;  /* queued writes that reached a primary */
+    uint64_t expired;  /* queued writes whose TTL ran out first */
 };
+/* Any thread. */
 void redis_queue_stats(struct redis_queue_stats *out);
 
 /* What "show redis", /stats and the status page say about Redis HA. */
@@ -104,15 +106,16 @@ struct redis_ha_info {
     char mode[16];                   /* "server", "servers", "sentinel" */
     char primary[SOCK_ADDR_STRLEN];  /* current primary, "" when none */
     char role[16];                   /* role the primary answered: master, slave, ... */
-    char state[24];                  /* "up", "discovering", "no primary", "off" */
+    char state[24];                  /* "up", "asking sentinels", "checking role", ... */
     char sentinel[SOCK_ADDR_STRLEN]; /* sentinel that answered last, "" */
     bool sentinel_subscribed;        /* +switch-master subscription up */
     char master[64];                 /* sentinel master name */
     char last_error[160];            /* last discovery error, "" */
-    uint64_t epoch;
-    uint64_t failovers;
-    uint64_t last_failover_ms; /* wall clock, 0: never */
+    uint64_t epoch;                  /* of the published primary */
+    uint64_t failovers;              /* changes of primary (or failover signals) */
+    uint64_t last_failover_ms;       /* wall clock, 0: never */
 };
+/* A snapshot (control thread: admin socket, stats listener). */
 void redis_ha_info_get(struct redis_ha_info *out);
 
 /* Connection state and counters for metrics: the workers' figures summed, plus
