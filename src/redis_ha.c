@@ -39,6 +39,7 @@ enum ha_mode { HA_ONE = 0, HA_SERVERS, HA_SENTINEL };
 enum ha_step { ST_IDLE = 0, ST_ASK, ST_PROBE, ST_UP, ST_WAIT };
 static const char *const step_names[] = {"off", "asking sentinels", "checking role", "up",
                                          "no primary"};
+static const char *const mode_names[] = {"server", "servers", "sentinel"};
 
 #define FLUSH_BATCH    256
 #define BACKOFF_MIN_MS 100
@@ -152,8 +153,7 @@ redis_reply_failover(const redisReply *r)
            strncmp(r->str, "MASTERDOWN", 10) == 0;
 }
 
-static void set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void
+static __attribute__((format(printf, 1, 2))) void
 set_error(const char *fmt, ...)
 {
     char msg[sizeof(ha.last_error)];
@@ -398,14 +398,11 @@ probe_role_cb(redisAsyncContext *ac, void *r, void *priv)
     if (ac != ha.ctx || !reply)
         return;
     role_name(reply, ha.role, sizeof(ha.role));
-    if (reply->type == REDIS_REPLY_ERROR && ha.mode == HA_ONE) {
-        /* ROLE refused (an ACL without it, a managed service): with one
-         * endpoint there is nothing to choose, so use it unverified. */
+    /* ROLE refused (an ACL without it, a managed service): with one endpoint
+     * there is nothing to choose, so it is used unverified. */
+    if (reply->type == REDIS_REPLY_ERROR && ha.mode == HA_ONE)
         snprintf(ha.role, sizeof(ha.role), "unchecked");
-        found();
-        return;
-    }
-    if (strcmp(ha.role, "master") == 0) {
+    if (strcmp(ha.role, "master") == 0 || strcmp(ha.role, "unchecked") == 0) {
         found();
         return;
     }
@@ -612,25 +609,17 @@ timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)t;
     (void)revents;
-    switch (ha.step) {
-    case ST_ASK:
-        set_error("sentinel %s: no answer in %llu ms", ha.sentinels[ha.idx].text,
+    if (ha.step == ST_ASK || ha.step == ST_PROBE) { /* the step's deadline */
+        set_error("%s %s: no answer in %llu ms", ha.step == ST_ASK ? "sentinel" : "endpoint",
+                  ha.step == ST_ASK ? ha.sentinels[ha.idx].text : ha.cand.text,
                   (unsigned long long)deadline_ms());
         step_fail();
-        return;
-    case ST_PROBE:
-        set_error("%s: no answer to ROLE in %llu ms", ha.cand.text,
-                  (unsigned long long)deadline_ms());
-        step_fail();
-        return;
-    case ST_WAIT:
-        start_round();
-        return;
-    case ST_UP:
-        break;
-    default:
         return;
     }
+    if (ha.step == ST_WAIT)
+        start_round();
+    if (ha.step != ST_UP)
+        return;
     if (ha.role_inflight && time_mono_ms() - ha.role_sent_ms > monitor_deadline_ms()) {
         set_error("primary %s: no answer to ROLE in %llu ms", ha.cand.text,
                   (unsigned long long)monitor_deadline_ms());
@@ -795,10 +784,7 @@ redis_ha_info_get(struct redis_ha_info *out)
         snprintf(out->state, sizeof(out->state), "off");
         return;
     }
-    snprintf(out->mode, sizeof(out->mode), "%s",
-             ha.mode == HA_SENTINEL  ? "sentinel"
-             : ha.mode == HA_SERVERS ? "servers"
-                                     : "server");
+    snprintf(out->mode, sizeof(out->mode), "%s", mode_names[ha.mode]);
     snprintf(out->primary, sizeof(out->primary), "%s", p.known ? p.text : "");
     snprintf(out->role, sizeof(out->role), "%s", ha.role);
     snprintf(out->state, sizeof(out->state), "%s", step_names[ha.step]);
