@@ -161,6 +161,14 @@ redis_queue_take(void)
     return e;
 }
 
+/* Written more than RECENT_MS before <now> (signed: another thread's clock
+ * reading may be a hair later than ours). */
+static bool
+too_old(const struct redis_qent *e, uint64_t now)
+{
+    return (int64_t)(now - e->done_ms) > RECENT_MS;
+}
+
 /* Keep <e> among the recent writes; drop those older than RECENT_MS. */
 static void
 recent_add(struct redis_qent *e)
@@ -176,7 +184,7 @@ recent_add(struct redis_qent *e)
         rhead = e;
     rtail = e;
     rlen++;
-    while (rhead && (rlen > RECENT_MAX || now - rhead->done_ms > RECENT_MS)) {
+    while (rhead && (rlen > RECENT_MAX || too_old(rhead, now))) {
         struct redis_qent *x = rhead;
         rhead = x->next;
         rlen--;
@@ -213,12 +221,14 @@ redis_queue_replay_recent(void)
     pthread_mutex_lock(&qlock);
     /* Skip what is too old, then put the rest before the queued writes (they
      * are older), in their order. */
-    while (rhead && now - rhead->done_ms > RECENT_MS) {
+    while (rhead && too_old(rhead, now)) {
         struct redis_qent *x = rhead;
         rhead = x->next;
         rlen--;
         free(x);
     }
+    if (!rhead)
+        rtail = NULL;
     if (rhead && qcap) {
         for (struct redis_qent *x = rhead; x; x = x->next) {
             x->was_queued = true;

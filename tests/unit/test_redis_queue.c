@@ -6,6 +6,8 @@
 
 #include <tether/redis.h>
 
+#include <unistd.h>
+
 #include "../../src/redis_int.h"
 #include "unit.h"
 
@@ -122,6 +124,25 @@ test_replay_recent(void)
     redis_queue_clear();
 }
 
+/* Recent writes that all aged out, then new ones: the list starts over
+ * cleanly (a use-after-free here once). */
+static void
+test_recent_aged_out(void)
+{
+    redis_queue_set_size(10);
+    redis_queue_put(set_cmd("old", 0));
+    redis_queue_done(redis_queue_take(), true);
+    usleep(1100 * 1000); /* past the one-second window */
+    CHECK_UINT_EQ(redis_queue_replay_recent(), 0);
+    redis_queue_put(set_cmd("new", 0));
+    redis_queue_done(redis_queue_take(), true);
+    CHECK_UINT_EQ(redis_queue_replay_recent(), 1);
+    struct redis_qent *e = redis_queue_take();
+    CHECK_STR_EQ(e->argv[1], "new");
+    redis_qent_free(e);
+    redis_queue_clear();
+}
+
 int
 main(void)
 {
@@ -129,5 +150,6 @@ main(void)
     RUN(test_ttl_and_expiry);
     RUN(test_shrink);
     RUN(test_replay_recent);
+    RUN(test_recent_aged_out);
     return unit_summary();
 }
