@@ -40,9 +40,9 @@ enum ha_step { ST_IDLE = 0, ST_ASK, ST_PROBE, ST_UP, ST_WAIT };
 static const char *const step_names[] = {"off", "asking sentinels", "checking role", "up",
                                          "no primary"};
 static const char *const mode_names[] = {"server", "servers", "sentinel"};
-
 #define FLUSH_BATCH    256
 #define BACKOFF_MIN_MS 100
+#define TICK_MS        250 /* the monitor's timer: ROLE deadline, queue */
 
 static pthread_mutex_t plock = PTHREAD_MUTEX_INITIALIZER;
 static struct redis_primary published; /* under plock */
@@ -180,9 +180,8 @@ deadline_ms(void)
     return MAX(500, 5 * ha.timeout_ms);
 }
 
-/* A primary in use that does not answer ROLE for this long is given up (a
- * little more patient than discovery: a slow command must not cause a
- * switch). */
+/* A primary in use that does not answer ROLE for this long is given up (more
+ * patient than discovery: a slow command must not cause a switch). */
 static uint64_t
 monitor_deadline_ms(void)
 {
@@ -385,7 +384,7 @@ found(void)
     if (ha.mode == HA_SENTINEL && !ha.sub)
         sub_open();
     flush();
-    timer_in(ha.check_ms);
+    timer_in(MIN(ha.check_ms, TICK_MS));
 }
 
 /* ---- discovery ---- */
@@ -620,16 +619,17 @@ timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         start_round();
     if (ha.step != ST_UP)
         return;
-    if (ha.role_inflight && time_mono_ms() - ha.role_sent_ms > monitor_deadline_ms()) {
+    uint64_t now = time_mono_ms();
+    if (ha.role_inflight && now - ha.role_sent_ms > monitor_deadline_ms()) {
         set_error("primary %s: no answer to ROLE in %llu ms", ha.cand.text,
                   (unsigned long long)monitor_deadline_ms());
         step_fail();
         return;
     }
-    if (!ha.role_inflight && ha.ctx) {
+    if (!ha.role_inflight && ha.ctx && now - ha.role_sent_ms >= ha.check_ms) {
         redisAsyncCommand(ha.ctx, monitor_role_cb, NULL, "ROLE");
         ha.role_inflight = 1;
-        ha.role_sent_ms = time_mono_ms();
+        ha.role_sent_ms = now;
     }
     if (ha.mode == HA_SENTINEL && !ha.sub) {
         ha.sentinel_idx = (ha.sub_idx + 1) % ha.nsentinels;
@@ -637,7 +637,7 @@ timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
     if (ha.flushing == 0)
         flush();
-    timer_in(MIN(ha.check_ms, monitor_deadline_ms() / 2));
+    timer_in(MIN(ha.check_ms, TICK_MS)); /* deadlines, and writes queued meanwhile */
 }
 
 static void
