@@ -192,7 +192,6 @@ static const struct conf_directive admin_dirs[] = {
 const struct conf_table conf_table_admin = {CONF_ADMIN, "admin", admin_dirs,
                                             ARRAY_SIZE(admin_dirs)};
 
-static int
 /* Where the block's "listen" argument is, for errors found later. */
 static struct conf_pos
 block_listen_pos(const struct conf_stmt *blk)
