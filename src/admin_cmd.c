@@ -289,8 +289,12 @@ cmd_show_info(struct admin_ctx *c, int argc, char **argv)
     admin_printf(o, "upstreams: %u\nservers: %u\n", c->g->nupstreams, nsrv);
     admin_printf(o, "learned_sessions: %zu\n",
                  affinity_table() ? session_table_count(affinity_table()) : (size_t)0);
-    if (c->g->conf->redis.enabled)
-        admin_printf(o, "redis: %s %s\n", c->g->conf->redis.addr_text, rs.up ? "up" : "down");
+    if (c->g->conf->redis.enabled) /* the primary in use, else the one configured */
+        admin_printf(o, "redis: %s %s\n",
+                     rs.ha.primary[0]                 ? rs.ha.primary
+                     : c->g->conf->redis.addr_text[0] ? c->g->conf->redis.addr_text
+                                                      : "(no primary)",
+                     rs.up ? "up" : "down");
     else
         admin_printf(o, "redis: off\n");
     admin_printf(o, "admin_clients: %u\n", admin_nclients());
@@ -305,6 +309,41 @@ cmd_show_conf(struct admin_ctx *c, int argc, char **argv)
     (void)argc;
     (void)argv;
     admin_printf(c->out, "%.*s", (int)MIN(conf->text_len, (size_t)INT32_MAX), conf->text);
+    return 0;
+}
+
+/* Redis: the primary, its role, sentinels, the outage queue and failovers. */
+static int
+cmd_show_redis(struct admin_ctx *c, int argc, char **argv)
+{
+    struct admin_out *o = c->out;
+    struct redis_stats rs;
+    const struct redis_ha_info *ha = &rs.ha;
+    (void)argc;
+    (void)argv;
+    redis_stats_get(&rs);
+    if (!rs.configured) {
+        admin_printf(o, "redis: off\n");
+        return 0;
+    }
+    admin_printf(o, "mode: %s\nprimary: %s\nrole: %s\nstate: %s\nepoch: %llu\n", ha->mode,
+                 ha->primary[0] ? ha->primary : "-", ha->role[0] ? ha->role : "-", ha->state,
+                 (unsigned long long)ha->epoch);
+    if (ha->master[0])
+        admin_printf(o, "master_name: %s\nsentinel: %s %s\n", ha->master, ha->sentinel,
+                     ha->sentinel_subscribed ? "subscribed" : "not subscribed");
+    admin_printf(o, "workers_up: %u/%u\nadmin_connection: %s\n", rs.workers_up, nworkers,
+                 rs.up ? "up" : "down");
+    admin_printf(o, "queue: %u/%u\nqueued_total: %llu\ndropped_total: %llu\nreplayed_total: %llu\n",
+                 rs.q.len, rs.q.cap, (unsigned long long)rs.q.queued,
+                 (unsigned long long)rs.q.dropped, (unsigned long long)rs.q.written);
+    admin_printf(o, "failovers: %llu\n", (unsigned long long)ha->failovers);
+    if (ha->last_failover_ms)
+        out_time(o, "last_failover", ha->last_failover_ms);
+    else
+        admin_printf(o, "last_failover: -\n");
+    admin_printf(o, "errors: %llu\nlast_error: %s\n", (unsigned long long)rs.errors,
+                 ha->last_error[0] ? ha->last_error : "-");
     return 0;
 }
 
@@ -577,6 +616,10 @@ const struct admin_cmd admin_cmds[] = {
      .max = 1,
      .usage = "show stat [json]",
      .help = "process counters and per-server traffic counters"},
+    {.words = {"show", "redis"},
+     .fn = cmd_show_redis,
+     .usage = "show redis",
+     .help = "Redis primary, role, sentinels, queue of writes and failovers"},
     {.words = {"show", "sessions"},
      .fn = cmd_show_sessions,
      .max = 1,

@@ -192,32 +192,6 @@ static const struct conf_directive admin_dirs[] = {
 const struct conf_table conf_table_admin = {CONF_ADMIN, "admin", admin_dirs,
                                             ARRAY_SIZE(admin_dirs)};
 
-static int
-set_redis_server(struct conf_parse *p, const struct conf_stmt *st, void *obj,
-                 const struct conf_directive *d)
-{
-    struct conf_redis *r = obj;
-    (void)d;
-    if (conf_arg_addr(p, &st->args[0], 6379, &r->addr) < 0)
-        return -1;
-    sock_addr_format(&r->addr, r->addr_text, sizeof(r->addr_text));
-    return 0;
-}
-
-static const struct conf_directive redis_dirs[] = {
-    {"server", 1, 1, .set = set_redis_server, .usage = "server HOST[:PORT]|unix:PATH"},
-    {"prefix", 1, 1, .set = conf_set_str, .offset = offsetof(struct conf_redis, prefix),
-     .dflt = "tether:", .usage = "prefix STRING"},
-    {"timeout", 1, 1, .set = conf_set_duration, .offset = offsetof(struct conf_redis, timeout_ms),
-     .min = 1, .max = 60000, .dflt = "200ms", .usage = "timeout DURATION"},
-    {"password", 1, 1, .set = conf_set_str, .offset = offsetof(struct conf_redis, password),
-     .usage = "password STRING"},
-    {"db", 1, 1, .set = conf_set_u32, .offset = offsetof(struct conf_redis, db), .max = 1000,
-     .usage = "db N"},
-};
-const struct conf_table conf_table_redis = {CONF_REDIS, "redis", redis_dirs,
-                                            ARRAY_SIZE(redis_dirs)};
-
 /* Where the block's "listen" argument is, for errors found later. */
 static struct conf_pos
 block_listen_pos(const struct conf_stmt *blk)
@@ -256,21 +230,6 @@ set_block_admin(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         return conf_err_stmt(p, st, "the admin block needs \"listen unix:PATH\"");
     c->admin_listen_pos = block_listen_pos(st);
     c->admin_enabled = true;
-    return 0;
-}
-
-static int
-set_block_redis(struct conf_parse *p, const struct conf_stmt *st, void *obj,
-                const struct conf_directive *d)
-{
-    struct conf *c = obj;
-    (void)d;
-    if (conf_defaults(p, &conf_table_redis, &c->redis) < 0 ||
-        conf_block_run(p, st, &conf_table_redis, &c->redis) < 0)
-        return -1;
-    if (c->redis.addr.len == 0)
-        return conf_err_stmt(p, st, "the redis block needs \"server HOST:PORT\"");
-    c->redis.enabled = true;
     return 0;
 }
 
@@ -552,8 +511,8 @@ static const struct conf_directive main_dirs[] = {
      .usage = "stats { listen ADDRESS:PORT; }"},
     {"admin", 0, 0, .block = true, .set = set_block_admin,
      .usage = "admin { listen unix:PATH; mode 0660; }"},
-    {"redis", 0, 0, .block = true, .set = set_block_redis,
-     .usage = "redis { server HOST:PORT; prefix STRING; timeout DURATION; }"},
+    {"redis", 0, 0, .block = true, .set = conf_redis_block,
+     .usage = "redis { server HOST:PORT; | sentinel ADDR...; master NAME; ... }"},
     {"affinity", 0, 0, .block = true, .set = set_block_affinity, .usage = "affinity { ... }"},
     {"rate_limit_zone", 2, 10, .multi = true, .set = set_zone,
      .usage =

@@ -125,6 +125,16 @@ struct metric_def {
       "Redis reconnects.")                                                                         \
     X(M_REDIS_ADMIN_MESSAGES, "tether_redis_admin_messages_total", MK_COUNTER, SRC_CODE, 0, NULL,  \
       "Admin changes received from other replicas through Redis.")                                 \
+    X(M_REDIS_FAILOVERS, "tether_redis_failovers_total", MK_COUNTER, SRC_CODE, 0, NULL,            \
+      "Changes of the Redis primary (or a failover signal on the same one).")                      \
+    X(M_REDIS_QUEUE_LEN, "tether_redis_queue_length", MK_GAUGE, SRC_CODE, 0, NULL,                 \
+      "Writes waiting for a Redis primary.")                                                       \
+    X(M_REDIS_QUEUED, "tether_redis_writes_queued_total", MK_COUNTER, SRC_CODE, 0, NULL,           \
+      "Writes (learned sessions, admin changes) queued while Redis was unavailable.")              \
+    X(M_REDIS_DROPPED, "tether_redis_writes_dropped_total", MK_COUNTER, SRC_CODE, 0, NULL,         \
+      "Queued writes dropped because the queue was full (queue_size).")                            \
+    X(M_REDIS_REPLAYED, "tether_redis_writes_replayed_total", MK_COUNTER, SRC_CODE, 0, NULL,       \
+      "Queued writes written to the primary once it was found.")                                   \
     X(M_REDIS_FALLBACKS, "tether_rate_limit_redis_fallbacks_total", MK_COUNTER, SRC_CODE, 0, NULL, \
       "Global-zone decisions made without Redis (its on_redis_error policy).")                     \
     X(M_REDIS_MALFORMED, "tether_redis_malformed_replies_total", MK_COUNTER, SRC_CODE, 0, NULL,    \
@@ -445,13 +455,21 @@ prom_process(struct prom *p)
                             (int64_t)r->reconnects,
                             (int64_t)r->admin_received,
                             (int64_t)r->zone_fallbacks,
-                            (int64_t)r->malformed};
+                            (int64_t)r->malformed,
+                            (int64_t)r->ha.failovers,
+                            (int64_t)r->q.len,
+                            (int64_t)r->q.queued,
+                            (int64_t)r->q.dropped,
+                            (int64_t)r->q.written};
     static const enum metric_id ids[] = {M_SESSION_TABLE_ENTRIES, M_SESSION_TABLE_EVICTIONS,
                                          M_REDIS_CONFIGURED,      M_REDIS_UP,
                                          M_REDIS_WORKERS_UP,      M_REDIS_ERRORS,
                                          M_REDIS_TIMEOUTS,        M_REDIS_RECONNECTS,
                                          M_REDIS_ADMIN_MESSAGES,  M_REDIS_FALLBACKS,
-                                         M_REDIS_MALFORMED};
+                                         M_REDIS_MALFORMED,
+                                         M_REDIS_FAILOVERS,       M_REDIS_QUEUE_LEN,
+                                         M_REDIS_QUEUED,          M_REDIS_DROPPED,
+                                         M_REDIS_REPLAYED};
     for (size_t m = 0; m < ARRAY_SIZE(ids); m++) {
         fam(p, d = &defs[ids[m]]);
         sample_i(p, d, NULL, NULL, misc[m]);
@@ -598,6 +616,34 @@ out:
 /* ---- JSON ---- */
 
 /* A JSON string with quotes; control bytes as \u00XX. */
+static void json_str(struct strbuf *o, const char *s);
+
+/* Redis HA fields of the "redis" object: primary, role, state, sentinel,
+ * queue, failovers. */
+static void
+redis_json(struct strbuf *o, const struct redis_stats *r)
+{
+    strbuf_lit(o, "\"mode\":");
+    json_str(o, r->ha.mode);
+    strbuf_lit(o, ",\"primary\":");
+    json_str(o, r->ha.primary);
+    strbuf_lit(o, ",\"role\":");
+    json_str(o, r->ha.role);
+    strbuf_lit(o, ",\"state\":");
+    json_str(o, r->ha.state);
+    strbuf_lit(o, ",\"sentinel\":");
+    json_str(o, r->ha.sentinel);
+    strbuf_printf(o,
+                  ",\"sentinel_subscribed\":%s,\"epoch\":%llu,\"failovers\":%llu,"
+                  "\"last_failover_ms\":%llu,\"queue\":%u,\"queue_size\":%u,\"queued\":%llu,"
+                  "\"dropped\":%llu,\"replayed\":%llu,\"last_error\":",
+                  r->ha.sentinel_subscribed ? "true" : "false", (unsigned long long)r->ha.epoch,
+                  (unsigned long long)r->ha.failovers, (unsigned long long)r->ha.last_failover_ms,
+                  r->q.len, r->q.cap, (unsigned long long)r->q.queued,
+                  (unsigned long long)r->q.dropped, (unsigned long long)r->q.written);
+    json_str(o, r->ha.last_error);
+}
+
 static void
 json_str(struct strbuf *o, const char *s)
 {
@@ -750,13 +796,15 @@ metrics_write_json(struct strbuf *o, const struct snap *s)
                   "},\"sessions\":{\"entries\":%llu,\"evictions\":%llu},"
                   "\"redis\":{\"configured\":%s,\"up\":%s,\"workers_up\":%u,\"errors\":%llu,"
                   "\"timeouts\":%llu,\"reconnects\":%llu,\"admin_messages\":%llu,"
-                  "\"zone_fallbacks\":%llu},\"latency_bounds_us\":[",
+                  "\"zone_fallbacks\":%llu,",
                   (unsigned long long)s->sessions, (unsigned long long)s->session_evictions,
                   s->redis.configured ? "true" : "false", s->redis.up ? "true" : "false",
                   s->redis.workers_up, (unsigned long long)s->redis.errors,
                   (unsigned long long)s->redis.timeouts, (unsigned long long)s->redis.reconnects,
                   (unsigned long long)s->redis.admin_received,
                   (unsigned long long)s->redis.zone_fallbacks);
+    redis_json(o, &s->redis);
+    strbuf_lit(o, "},\"latency_bounds_us\":[");
     for (int b = 0; b < STATS_LAT_BUCKETS - 1; b++)
         strbuf_printf(o, "%s%llu", b ? "," : "", (unsigned long long)stats_lat_bounds_us[b]);
     strbuf_lit(o, "]");

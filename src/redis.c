@@ -100,7 +100,9 @@ redis_stats_add_control(bool up, uint64_t errors, uint64_t reconnects, uint64_t 
 void
 redis_stats_get(struct redis_stats *out)
 {
+    struct redis_primary p;
     memset(out, 0, sizeof(*out));
+    redis_primary_get(&p);
     out->configured = atomic_load(&configured);
     struct redis_wstats *ws = atomic_load(&wstats);
     for (uint32_t i = 0; ws && i < nworkers; i++) {
@@ -108,13 +110,16 @@ redis_stats_get(struct redis_stats *out)
         out->timeouts += atomic_load_explicit(&ws[i].timeouts, memory_order_relaxed);
         out->reconnects += atomic_load_explicit(&ws[i].reconnects, memory_order_relaxed);
         out->zone_fallbacks += atomic_load_explicit(&ws[i].fallbacks, memory_order_relaxed);
-        out->workers_up += atomic_load_explicit(&ws[i].up, memory_order_relaxed);
+        out->workers_up += atomic_load_explicit(&ws[i].up, memory_order_relaxed) &&
+                           atomic_load_explicit(&ws[i].epoch, memory_order_relaxed) == p.epoch;
     }
     out->errors += atomic_load(&ctl_errors);
     out->reconnects += atomic_load(&ctl_reconnects);
     out->admin_received = atomic_load(&ctl_admin);
     out->malformed = redis_guard_refused();
     out->up = atomic_load(&ctl_seen) ? atomic_load(&ctl_up) : out->workers_up > 0;
+    redis_queue_stats(&out->q);
+    redis_ha_info_get(&out->ha); /* control thread (admin, stats listener) */
 }
 
 /* ---- the connection ---- */
@@ -123,6 +128,7 @@ static void
 set_state(struct redis_client *rc, unsigned state)
 {
     rc->state = (uint8_t)state;
+    atomic_store_explicit(&rc->st->epoch, rc->epoch, memory_order_relaxed);
     atomic_store_explicit(&rc->st->up, state == RC_UP, memory_order_relaxed);
 }
 
@@ -183,6 +189,7 @@ rconn_up(struct redis_client *rc)
 {
     ev_timer_stop(rc->w->loop, &rc->timer);
     set_state(rc, RC_UP);
+    rc->was_up = true;
     rc->backoff_ms = BACKOFF_MIN_MS;
     rc->down_logged = false;
     log_notice("redis %s up (worker %u)", rc->addr_text, rc->w->id);
@@ -202,6 +209,8 @@ reply_begin(struct redis_client *rc, redisAsyncContext *ac, const redisReply *r)
         rconn_lost(rc, ac->errstr);
         return false;
     }
+    if (redis_reply_failover(r)) /* the control thread looks for the primary again */
+        redis_ha_suspect(rc->epoch, r->str);
     return true;
 }
 
@@ -295,11 +304,13 @@ rconn_start(struct redis_client *rc)
 
     const char *argv[3];
     size_t lens[3];
-    int rcs = 0;
+    int rcs = 0, n = 1;
     if (rc->password) {
         argv[0] = "AUTH", lens[0] = 4;
-        argv[1] = rc->password, lens[1] = strlen(rc->password);
-        rcs |= command(rc, handshake_cb, (void *)hs_auth, 2, argv, lens);
+        if (rc->user)
+            argv[n] = rc->user, lens[n] = strlen(rc->user), n++;
+        argv[n] = rc->password, lens[n] = strlen(rc->password), n++;
+        rcs |= command(rc, handshake_cb, (void *)hs_auth, n, argv, lens);
     }
     if (rc->db) {
         char db[16];
@@ -355,6 +366,7 @@ rclient_free(struct redis_client *rc)
         free(op);
     }
     free(rc->password);
+    free(rc->user);
     free(rc);
 }
 
@@ -393,19 +405,29 @@ redis_worker_sync(struct worker *w)
     rc->prefix[plen] = '\0';
     rc->prefix_len = plen;
     rc->timeout_ms = cr->timeout_ms ? cr->timeout_ms : 200;
-    if (rc->addr.len && sock_addr_equal(&rc->addr, &cr->addr) &&
-        str_eq(rc->password, cr->password) && rc->db == cr->db)
+    /* Every worker follows the primary the control thread publishes (redis_ha.c). */
+    struct redis_primary p;
+    redis_primary_get(&p);
+    if (rc->epoch == p.epoch && str_eq(rc->password, cr->password) && str_eq(rc->user, cr->user) &&
+        rc->db == cr->db)
         return;
-    /* New server or credentials: start over at once. */
+    /* New primary or credentials: start over at once. */
+    if (rc->state == RC_UP && !p.known) /* the control thread lost the primary */
+        rconn_drop(rc, "no usable primary");
+    CTR_ADD(rc->st->reconnects, rc->was_up && p.known); /* a new primary: a reconnect */
     rconn_close(rc);
-    rc->addr = cr->addr;
-    snprintf(rc->addr_text, sizeof(rc->addr_text), "%s", cr->addr_text);
+    rc->epoch = p.epoch;
+    rc->addr = p.addr;
+    snprintf(rc->addr_text, sizeof(rc->addr_text), "%s", p.known ? p.text : "(no primary)");
     free(rc->password);
+    free(rc->user);
     rc->password = cr->password ? strdup(cr->password) : NULL;
+    rc->user = cr->user ? strdup(cr->user) : NULL;
     rc->db = cr->db;
     rc->backoff_ms = BACKOFF_MIN_MS;
     rc->down_logged = false;
-    rconn_start(rc);
+    if (p.known)
+        rconn_start(rc);
 }
 
 void
@@ -448,6 +470,7 @@ redis_op_get(struct redis_client *rc, struct redis_waiter *wt, unsigned kind)
     op->kind = (uint8_t)kind;
     op->resent = false;
     op->zone = NULL;
+    op->qe = NULL;
     op->klen = 0;
     return op;
 }
@@ -502,6 +525,10 @@ op_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
             session_answer(op, r);
     }
     rc->in_cb--;
+    if (op->qe && !resent) { /* a learned session: queued again unless written */
+        redis_queue_done(op->qe, r && r->type != REDIS_REPLY_ERROR);
+        op->qe = NULL;
+    }
     if (!resent)
         op_put(op);
 }
@@ -625,10 +652,11 @@ store_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis_client *rc = ac->data;
     const redisReply *r = reply;
-    (void)priv;
     reply_begin(rc, ac, r);
     if (r && r->type == REDIS_REPLY_ERROR)
         redis_count_error(rc);
+    if (priv) /* a learned session: queued unless written */
+        redis_queue_done(priv, r && r->type != REDIS_REPLY_ERROR);
 }
 
 int
@@ -671,16 +699,26 @@ session_set_build(struct session_set *c, struct redis_client *rc, uint64_t key, 
     c->lens[4] = session_ttl_arg(ttl_ms, c->ttl);
 }
 
+/* The SET as a write that can wait for a primary (its PX recomputed then). */
+static struct redis_qent *
+session_qent(const struct session_set *c, uint64_t ttl_ms)
+{
+    return redis_qent_new(5, c->argv, c->lens, 4, time_wall_ms() + (ttl_ms ? ttl_ms : 1));
+}
+
 void
 redis_session_store(struct worker *w, uint64_t key, const char *val, size_t n, uint64_t ttl_ms)
 {
-    struct redis_client *rc = redis_client_usable(w);
+    struct redis_client *rc = w->redis;
     if (!rc || !key)
-        return; /* down: the outage is counted and logged already */
+        return;
     struct session_set c;
     session_set_build(&c, rc, key, val, n, ttl_ms);
-    if (command(rc, store_cb, NULL, 5, c.argv, c.lens) < 0) {
-        redis_count_error(rc);
+    struct redis_qent *e = session_qent(&c, ttl_ms);
+    if (!(rc = redis_client_usable(w)) || command(rc, store_cb, e, 5, c.argv, c.lens)) {
+        if (rc)
+            redis_count_error(rc);
+        redis_queue_put(e); /* written to the primary once one is up */
         return;
     }
     /* Write it now rather than on the next loop turn: the client may take the
@@ -720,13 +758,18 @@ int
 redis_session_store_ack(struct worker *w, struct redis_waiter *wt, uint64_t key, const char *val,
                         size_t n, uint64_t ttl_ms)
 {
-    struct redis_client *rc = redis_client_usable(w);
+    struct redis_client *rc = w->redis;
     if (!rc || !key)
         return -1;
     struct session_set c;
     session_set_build(&c, rc, key, val, n, ttl_ms);
-    struct redis_op *op = redis_op_get(rc, wt, ROP_STORE);
-    if (!op)
-        return -1;
-    return redis_op_start(op, 5, c.argv, c.lens);
+    struct redis_qent *e = session_qent(&c, ttl_ms);
+    struct redis_op *op = (rc = redis_client_usable(w)) ? redis_op_get(rc, wt, ROP_STORE) : NULL;
+    if (op) {
+        op->qe = e;
+        if (redis_op_start(op, 5, c.argv, c.lens) == 0)
+            return 0;
+    }
+    redis_queue_put(e); /* no wait: written once a primary is up */
+    return -1;
 }

@@ -22,6 +22,7 @@
 #include <hiredis/adapters/libev.h>
 
 #include "redis_guard.h"
+#include "redis_int.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -49,7 +50,8 @@ static struct {
     /* settings, copied: the generation they came from may go first */
     struct sock_addr addr;
     char addr_text[SOCK_ADDR_STRLEN];
-    char *prefix, *password;
+    char *prefix, *password, *user;
+    bool known; /* a primary is published (rc.addr) */
     uint32_t db;
     uint64_t timeout_ms;
     char *channel;                /* PREFIX "admin" */
@@ -348,7 +350,10 @@ rc_connect(void)
         rc_fail("cannot connect", why);
         return;
     }
-    if (rc.password) {
+    if (rc.password && rc.user) {
+        cmd_send(reply_cb, "AUTH failed", "AUTH %s %s", rc.user, rc.password);
+        redisAsyncCommand(rc.sub, sub_auth_cb, NULL, "AUTH %s %s", rc.user, rc.password);
+    } else if (rc.password) {
         cmd_send(reply_cb, "AUTH failed", "AUTH %s", rc.password);
         redisAsyncCommand(rc.sub, sub_auth_cb, NULL, "AUTH %s", rc.password);
     }
@@ -443,15 +448,24 @@ settings_free(void)
 {
     free(rc.prefix);
     free(rc.password);
+    free(rc.user);
     free(rc.channel);
     free(rc.hash);
-    rc.prefix = rc.password = rc.channel = rc.hash = NULL;
+    rc.prefix = rc.password = rc.user = rc.channel = rc.hash = NULL;
 }
 
 void
 redis_control_sync(void)
 {
+    redis_ha_sync(); /* publishes the primary, then calls redis_admin_follow() */
+    redis_admin_follow();
+}
+
+void
+redis_admin_follow(void)
+{
     struct gen *g = atomic_load(&gen_current);
+    struct redis_primary p;
     const struct conf_redis *r = g ? &g->conf->redis : NULL;
     if (!rc.timers) {
         ev_init(&rc.retry, retry_cb);
@@ -465,15 +479,25 @@ redis_control_sync(void)
         redis_control_stop();
         return;
     }
-    if (rc.on && sock_addr_equal(&rc.addr, &r->addr) && str_eq(rc.prefix, r->prefix) &&
-        str_eq(rc.password, r->password) && rc.db == r->db && rc.timeout_ms == r->timeout_ms)
+    /* The primary is redis_ha.c's decision: follow it. */
+    redis_primary_get(&p);
+    if (rc.on && rc.known == p.known && (!p.known || sock_addr_equal(&rc.addr, &p.addr)) &&
+        str_eq(rc.prefix, r->prefix) && str_eq(rc.password, r->password) &&
+        str_eq(rc.user, r->user) && rc.db == r->db && rc.timeout_ms == r->timeout_ms)
         return;
+    bool was_on = rc.on, was_up = rc.up;
+    if (was_up && !p.known)
+        log_warn("redis: admin replication through %s lost (no usable primary); admin changes "
+                 "apply locally meanwhile",
+                 rc.addr_text);
     rc_disconnect();
     settings_free();
-    rc.addr = r->addr;
-    snprintf(rc.addr_text, sizeof(rc.addr_text), "%s", r->addr_text);
+    rc.known = p.known;
+    rc.addr = p.addr;
+    snprintf(rc.addr_text, sizeof(rc.addr_text), "%s", p.known ? p.text : "(no primary)");
     rc.prefix = strdup(r->prefix ? r->prefix : "");
     rc.password = r->password ? strdup(r->password) : NULL;
+    rc.user = r->user ? strdup(r->user) : NULL;
     rc.db = r->db;
     rc.timeout_ms = r->timeout_ms;
     rc.channel = str_join(rc.prefix ? rc.prefix : "", "admin");
@@ -492,14 +516,19 @@ redis_control_sync(void)
                  rnd);
     }
     rc.on = true;
-    rc.down_logged = false;
+    /* A new primary after an outage: "restored" when it comes up. */
+    rc.down_logged = was_on && (rc.down_logged || was_up || !rc.known);
     rc.backoff_ms = BACKOFF_MIN_MS;
-    rc_connect();
+    if (rc.known)
+        rc_connect();
+    stats_push();
 }
 
 void
 redis_control_stop(void)
 {
+    redis_ha_stop();
+    redis_queue_clear();
     rc_disconnect();
     for (uint32_t i = 0; i < rc.npending; i++) {
         free(rc.pending[i].field);
@@ -565,6 +594,7 @@ redis_admin_publish(const char *line)
         ;
     if (i == PENDING_MAX) {
         log_warn("redis: too many admin changes waiting for Redis; \"%s\" stays local", line);
+        redis_queue_count_admin(false);
         return -1;
     }
     char *f = strdup(field), *l = strdup(line);
@@ -580,5 +610,6 @@ redis_admin_publish(const char *line)
         rc.npending++;
     }
     rc.pending[i] = (struct pending){f, l};
+    redis_queue_count_admin(true);
     return -1;
 }

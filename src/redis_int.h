@@ -31,7 +31,7 @@ enum redis_op_kind {
 /* One request-path operation. It lives until hiredis runs its callback (hiredis
  * always does, with a NULL reply when the connection goes); the request may
  * leave it earlier (answered by the timeout, cancelled), which only clears
- * <req>, so a late reply never touches a request. */
+ * <wt>, so a late reply never touches its owner. */
 struct redis_op {
     struct redis_client *rc; /* the client it was sent on */
     struct redis_waiter *wt; /* waiting owner; NULL once answered or cancelled */
@@ -40,6 +40,7 @@ struct redis_op {
     uint8_t kind;            /* enum redis_op_kind */
     bool resent;             /* zone: NOSCRIPT was answered with one EVAL */
     struct rl_zone *zone;    /* zone: the zone (held by the request's route) */
+    struct redis_qent *qe;   /* store: the write, queued again if it fails */
     uint16_t klen;           /* zone: bytes of key */
     char key[RL_KEY_MAX];    /* zone: the request's key, for the local fallback */
 };
@@ -51,6 +52,7 @@ struct redis_wstats {
     _Atomic uint64_t reconnects;
     _Atomic uint64_t fallbacks;
     _Atomic uint32_t up;
+    _Atomic uint64_t epoch; /* primary the connection follows */
 } __attribute__((aligned(CACHELINE)));
 
 enum redis_state {
@@ -70,6 +72,9 @@ struct redis_client {
     uint64_t backoff_ms;   /* next reconnect delay (100 ms .. 5 s) */
     struct sock_addr addr; /* server */
     char addr_text[SOCK_ADDR_STRLEN];
+    uint64_t epoch;   /* of the published primary it follows */
+    bool was_up;      /* has been up once (a new primary is then a reconnect) */
+    char *user;       /* ACL user, or NULL */
     char *password;   /* AUTH, or NULL */
     uint32_t db;      /* SELECT when not 0 */
     char prefix[512]; /* key prefix */
@@ -101,6 +106,52 @@ void redis_op_unlink(struct redis_op *op);
 
 void redis_count_error(struct redis_client *rc);
 void redis_count_fallback(struct redis_client *rc);
+
+/* ---- the queue of writes waiting for a primary (redis_queue.c) ---- */
+
+#define REDIS_QENT_ARGS 8
+
+/* One write: a command's arguments, copied. */
+struct redis_qent {
+    struct redis_qent *next;
+    int argc;
+    int ttl_arg;             /* argument rewritten to the milliseconds left, or -1 */
+    bool was_queued;         /* it waited in the queue (counted as replayed when written) */
+    uint64_t done_ms;        /* monotonic time it was written (among the recent writes) */
+    uint64_t expire_wall_ms; /* the write is pointless after this (0: never) */
+    const char *argv[REDIS_QENT_ARGS];
+    size_t lens[REDIS_QENT_ARGS];
+    char ttl[24];
+    char data[]; /* the arguments, each NUL-terminated */
+};
+
+/* A copy of the command <argc>/<argv>/<lens> (at most REDIS_QENT_ARGS), or
+ * NULL. <ttl_arg>: index of a PX argument recomputed when sent late. */
+struct redis_qent *redis_qent_new(int argc, const char *const *argv, const size_t *lens,
+                                  int ttl_arg, uint64_t expire_wall_ms);
+void redis_qent_free(struct redis_qent *e);
+/* Refresh <e>'s TTL argument for sending at <now_wall_ms>; false: expired. */
+bool redis_qent_ready(struct redis_qent *e, uint64_t now_wall_ms);
+/* Queue <e> (owned by the queue now); full: the oldest is dropped, counted. */
+void redis_queue_put(struct redis_qent *e);
+/* The oldest write, or NULL; give it back with redis_queue_done. */
+struct redis_qent *redis_queue_take(void);
+/* <e> was written (<ok>, freed) or failed (back at the head, or dropped). */
+void redis_queue_done(struct redis_qent *e, bool ok);
+/* The primary was lost: writes it acknowledged in the last second (perhaps
+ * not yet on its replica) go back to the head of the queue, for the next
+ * primary. Returns how many. */
+uint32_t redis_queue_replay_recent(void);
+/* Give up on <e> (a refused write): freed, counted as dropped. */
+void redis_queue_drop(struct redis_qent *e);
+void redis_queue_count_expired(void);
+void redis_queue_set_size(uint32_t cap);
+void redis_queue_clear(void);
+
+/* ---- the primary (redis_ha.c) ---- */
+
+/* Error replies that mean "this is no longer (or not yet) a usable primary". */
+bool redis_reply_failover(const redisReply *r);
 
 /* redis_zone.c: the reply (NULL when the connection went) of a zone op still
  * attached to its request; true when it sent another command for <op>. */

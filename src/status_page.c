@@ -398,7 +398,10 @@ static const char *const page[] = {
     "    card('Upstream errors', fmtPct(fAll.err)), card('p95 latency', fmtLat(fAll.p95)),\n",
     "    card('Learned sessions', num(s.sessions.entries)), card('Rate limited', "
     "num(s.counters.rate_limited)),\n",
-    "    card('Redis', s.redis.configured ? (s.redis.up ? 'up' : 'down') : 'off'));\n",
+    "    card('Redis', !s.redis.configured ? 'off' : (s.redis.up ? 'up ' : 'down ') +\n",
+    "      (s.redis.primary || 'no primary') + (s.redis.queue ? ', ' + s.redis.queue + ' queued' : "
+    "'') +\n",
+    "      (s.redis.failovers ? ', ' + s.redis.failovers + ' failover(s)' : '')));\n",
     "\n",
     "  const rt = document.getElementById('routes');\n",
     "  rt.replaceChildren();\n",

@@ -272,6 +272,8 @@ inbox_cb(struct ev_loop *loop, ev_async *a, int revents)
         worker_pick_gen(w);
     if (msg & WMSG_REOPEN)
         access_buf_flush(&w->alog);
+    if ((msg & WMSG_REDIS) && w->gen)
+        redis_worker_sync(w);
     if (msg & WMSG_DRAIN)
         worker_drain(w);
     if (msg & WMSG_STOP) {

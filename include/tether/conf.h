@@ -284,14 +284,32 @@ struct conf_affinity {
     uint64_t table_size;
 };
 
+/* Most "server" endpoints or sentinels in one redis block. */
+#define REDIS_EP_MAX 8
+
+/* One Redis endpoint (a server or a sentinel). */
+struct conf_redis_ep {
+    struct sock_addr addr;
+    char text[SOCK_ADDR_STRLEN];
+};
+
 struct conf_redis {
     bool enabled;
-    struct sock_addr addr;
+    struct sock_addr addr; /* the first server (its only one without HA) */
     char addr_text[SOCK_ADDR_STRLEN];
+    struct conf_redis_ep servers[REDIS_EP_MAX]; /* "server", in order */
+    uint32_t nservers;
+    struct conf_redis_ep sentinels[REDIS_EP_MAX]; /* "sentinel ADDR...", or none */
+    uint32_t nsentinels;
+    char *master; /* the sentinels' master name */
     char *prefix;
     uint64_t timeout_ms;
-    char *password;
+    char *user;          /* ACL user (AUTH user password), or NULL */
+    char *password;      /* inline, or read from password_file at load; never logged */
+    char *password_file; /* path the password was read from, or NULL */
     uint32_t db;
+    uint32_t queue_size;        /* writes kept while no primary is known */
+    uint64_t check_interval_ms; /* ROLE check of the primary */
 };
 
 struct conf {

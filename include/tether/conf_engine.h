@@ -49,6 +49,10 @@ extern const struct conf_table conf_table_main, conf_table_stats, conf_table_adm
     conf_table_redis, conf_table_upstream, conf_table_health, conf_table_outlier,
     conf_table_affinity, conf_table_server, conf_table_route;
 
+/* The redis { } block (conf_redis.c): servers or sentinels, AUTH, queue. */
+int conf_redis_block(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+                     const struct conf_directive *d);
+
 /* Run the statements of <blk> (its children) against table <t> for <obj>. */
 int conf_block_run(struct conf_parse *p, const struct conf_stmt *blk, const struct conf_table *t,
                    void *obj);

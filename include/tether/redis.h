@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <tether/sock.h>
+
 struct redis_op;
 struct rl_decision;
 struct server;
@@ -80,6 +82,8 @@ bool redis_worker_up(const struct worker *w);
 /* Start/stop the control thread's client (pub/sub for admin changes). */
 void redis_control_sync(void);
 void redis_control_stop(void);
+/* Move the admin connections to the primary just published (redis_ha.c). */
+void redis_admin_follow(void);
 /* Publish an admin change line ("set ...") to the replicas and store it as a
  * persistent override. 1: Redis not configured; 0: sent; -1: Redis is
  * unreachable, the change is kept and published once the connection is back. */
@@ -101,18 +105,71 @@ void redis_load_placed(struct worker *w, const struct server *s, int delta);
  * (one HGETALL per upstream, at most one round in flight). Control tick. */
 void redis_load_refresh(struct gen *g);
 
+/* ---- the primary and failover (redis_ha.c, control thread) ---- */
+
+/* The primary workers and the admin connection use, published by the control
+ * thread: every connection follows the same decision. */
+struct redis_primary {
+    uint64_t epoch; /* bumps on every change; 0: nothing published yet */
+    bool known;     /* false: no primary now (connections stay down) */
+    struct sock_addr addr;
+    char text[SOCK_ADDR_STRLEN];
+};
+/* Any thread. */
+void redis_primary_get(struct redis_primary *out);
+/* Start, restart (settings changed) or stop discovery for the current
+ * generation's redis block (control thread). */
+void redis_ha_sync(void);
+void redis_ha_stop(void);
+/* A connection to the primary of <epoch> was told READONLY, LOADING or
+ * MASTERDOWN (<why>): look for the primary again. Any thread. */
+void redis_ha_suspect(uint64_t epoch, const char *why);
+/* Put a replicated admin change in the outage counters (<kept>: queued,
+ * otherwise dropped). */
+void redis_queue_count_admin(bool kept);
+
+/* The queue of writes waiting for a primary (redis_queue.c). */
+struct redis_queue_stats {
+    uint32_t len, cap; /* waiting now, queue_size */
+    uint64_t queued;   /* writes that had to wait (or were replayed) */
+    uint64_t dropped;  /* lost to the bound or refused by a primary */
+    uint64_t written;  /* queued writes that reached a primary */
+    uint64_t expired;  /* queued writes whose TTL ran out first */
+};
+/* Any thread. */
+void redis_queue_stats(struct redis_queue_stats *out);
+
+/* What "show redis", /stats and the status page say about Redis HA. */
+struct redis_ha_info {
+    char mode[16];                   /* "server", "servers", "sentinel" */
+    char primary[SOCK_ADDR_STRLEN];  /* current primary, "" when none */
+    char role[16];                   /* role the primary answered: master, slave, ... */
+    char state[24];                  /* "up", "asking sentinels", "checking role", ... */
+    char sentinel[SOCK_ADDR_STRLEN]; /* sentinel that answered last, "" */
+    bool sentinel_subscribed;        /* +switch-master subscription up */
+    char master[64];                 /* sentinel master name */
+    char last_error[160];            /* last discovery error, "" */
+    uint64_t epoch;                  /* of the published primary */
+    uint64_t failovers;              /* changes of primary (or failover signals) */
+    uint64_t last_failover_ms;       /* wall clock, 0: never */
+};
+/* A snapshot (control thread: admin socket, stats listener). */
+void redis_ha_info_get(struct redis_ha_info *out);
+
 /* Connection state and counters for metrics: the workers' figures summed, plus
  * the control connection's (redis_stats_add_control). */
 struct redis_stats {
     bool configured;
     bool up;                 /* control connection (any worker's until it reports) */
-    uint32_t workers_up;     /* worker connections up */
+    uint32_t workers_up;     /* worker connections up on the current primary */
     uint64_t errors;         /* failed commands and connections */
     uint64_t timeouts;       /* operations answered by their timeout */
     uint64_t reconnects;     /* connection attempts after a loss */
     uint64_t zone_fallbacks; /* global-zone decisions made without Redis */
     uint64_t admin_received;
-    uint64_t malformed; /* replies refused by their shape (redis_guard.c) */
+    uint64_t malformed;         /* replies refused by their shape (redis_guard.c) */
+    struct redis_queue_stats q; /* writes waiting for a primary */
+    struct redis_ha_info ha;    /* primary, role, sentinels, failovers */
 };
 void redis_stats_get(struct redis_stats *out);
 

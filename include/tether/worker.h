@@ -77,6 +77,7 @@ enum worker_msg {
     WMSG_DRAIN = 1u << 1,  /* graceful shutdown */
     WMSG_STOP = 1u << 2,   /* stop now (shutdown timeout passed) */
     WMSG_REOPEN = 1u << 3, /* reopen logs */
+    WMSG_REDIS = 1u << 4,  /* a new Redis primary was published */
 };
 
 extern struct worker *workers;
