@@ -14,6 +14,7 @@
 #include <tether/redis.h>
 #include <tether/worker.h>
 
+#include "redis_guard.h"
 #include "redis_int.h"
 
 #include <hiredis/adapters/libev.h>
@@ -279,6 +280,7 @@ ctx_open(const struct sock_addr *a)
         redisAsyncFree(ac);
         return NULL;
     }
+    redis_guard_attach(ac);
     redisAsyncSetConnectCallback(ac, connect_cb);
     redisAsyncSetDisconnectCallback(ac, disconnect_cb);
     return ac;
