@@ -46,8 +46,9 @@ struct request *exchange_new(struct worker *w, const struct downstream *ds,
                              const struct exchange_origin *o);
 
 /* Return <x> to the worker's free list (buffers released, upstream connection
- * detached, Redis operations cancelled). The downstream calls it only for an
- * exchange that never started; afterwards the exchange frees itself. */
+ * detached, Redis operations cancelled). The downstream calls it when it ends
+ * an exchange itself (ops->reply, ops->reset, closing the carrier), after
+ * request_log(); the exchange calls it itself before ops->done/ops->release. */
 void exchange_free(struct request *x);
 
 /* The head to fill before exchange_start(): HTTP/1 parses into it over its
