@@ -98,6 +98,12 @@ struct metric_def {
       "Retries skipped because the retry budget was spent.")                                       \
     X(M_EJECTIONS, "tether_ejections_total", MK_COUNTER, SRC_GLOBAL, GS_EJECTIONS, "ejections",    \
       "Servers ejected by outlier detection.")                                                     \
+    X(M_H2_CONNECTIONS, "tether_http2_connections_total", MK_COUNTER, SRC_GLOBAL, GS_H2_CONNS,     \
+      "http2_connections", "Client connections that speak HTTP/2.")                                \
+    X(M_H2_STREAMS, "tether_http2_streams_total", MK_COUNTER, SRC_GLOBAL, GS_H2_STREAMS,           \
+      "http2_streams", "HTTP/2 streams carried as requests.")                                      \
+    X(M_H2_ABUSE, "tether_http2_connections_ended_total", MK_COUNTER, SRC_GLOBAL, GS_H2_ABUSE,     \
+      "http2_abuse", "HTTP/2 connections ended by a flood guard or malformed frames.")             \
     X(M_AFFINITY, "tether_affinity_total", MK_COUNTER, SRC_CODE, 0, NULL,                          \
       "How requests found their server {outcome=cookie|header|learned|hash|new|redispatch|"        \
       "cookie_invalid|cookie_expired|cookie_unknown}.")                                            \

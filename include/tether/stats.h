@@ -66,6 +66,9 @@ enum gstat {
     GS_RETRY_TIMEOUTS, /* tries resent after per_try_timeout */
     GS_NO_SERVER,
     GS_EJECTIONS,
+    GS_H2_CONNS,   /* HTTP/2 connections accepted */
+    GS_H2_STREAMS, /* HTTP/2 streams carried as requests */
+    GS_H2_ABUSE,   /* HTTP/2 connections ended by a flood guard or bad frames */
     GS__COUNT
 };
 
