@@ -89,6 +89,14 @@ h2_terminate(struct h2_conn *h, uint32_t code, const char *why)
     h->goaway = true;
 }
 
+void
+h2_abuse(struct h2_conn *h, const char *why)
+{
+    if (!h->goaway || !h->finish)
+        h2_terminate(h, NGHTTP2_ENHANCE_YOUR_CALM, why);
+    h->finish = true;
+}
+
 /* ---- output ---- */
 
 void

@@ -107,6 +107,8 @@ struct h2_stream {
 void h2_event_enter(struct h2_conn *h);
 void h2_event_leave(struct h2_conn *h);
 void h2_flush(struct h2_conn *h);
+/* End the connection for abuse: GOAWAY ENHANCE_YOUR_CALM, a counter, a log line. */
+void h2_abuse(struct h2_conn *h, const char *why);
 void h2_progress(struct h2_conn *h);
 bool h2_bucket_take(struct h2_bucket *b, double now, uint32_t burst, uint32_t rate);
 

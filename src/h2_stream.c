@@ -210,9 +210,16 @@ h2s_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, s
 {
     struct h2_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
     (void)flags, (void)ud;
-    if (!st || st->bad || st->too_large || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+    if (!st || f->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0; /* trailers are not forwarded */
+    if ((uint64_t)st->hlist + namelen + valuelen + 32 > 4ull * st->h->lim.max_header_list) {
+        /* Far over the limit: an HPACK bomb, not a client with a big cookie. */
+        h2_abuse(st->h, "header list far over http2_max_header_list_size (HPACK bomb)");
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
     st->hlist += (uint32_t)(namelen + valuelen + 32);
+    if (st->bad || st->too_large)
+        return 0;
     if (st->hlist > st->h->lim.max_header_list) {
         st->too_large = true;
         return 0;
