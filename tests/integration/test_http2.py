@@ -681,6 +681,41 @@ def test_websocket_over_http2():
     h.stop_clean(t)
 
 
+def test_chromium_page_and_wss_over_http2():
+    """Headless Chromium loads a page through tether and opens wss:// over the
+    same HTTP/2 connection (RFC 8441: tether advertises extended CONNECT)."""
+    import test_browser_wss as bw
+    if not bw.CHROMIUM:
+        print("SKIP: chromium is not installed (apt-get install chromium); browser test not run")
+        return
+    c = certs()
+    pod = h.Mockpod("pod-a")
+    t = h.Tether(bw.CONF, a=pod.addr, certs=c)
+    page = os.path.join(t.dir, "page.html")
+    # The WebSocket opens once a first fetch has set up the HTTP/2 connection
+    # (Chromium sends extended CONNECT only on an existing one).
+    text = bw.PAGE % (t.port, int(100 * h.SLOW))
+    text = text.replace('const ws = new WebSocket(base + "/ws?from=browser");',
+                        'let ws; fetch(base.replace("wss:", "https:") + "/first", {mode: "no-cors", credentials: "include"})'
+                        '.finally(() => { ws = new WebSocket(base + "/ws?from=browser");')
+    text = text.replace('ws.onerror = () => { out.textContent = "error"; done = true; };',
+                        'ws.onerror = () => { out.textContent = "error"; done = true; }; });')
+    with open(page, "w") as f:
+        f.write(text)
+    dom = bw.dump_dom("file://" + page,
+                      ["--ignore-certificate-errors-spki-list=" + bw.spki_hash(c + "/server.pem"),
+                       "--enable-features=EnableWebsocketsOverHttp2"])
+    assert '<div id="out">first:hello from chromium|big:same</div>' in dom, dom[:600]
+    ws = wait_log(t, lambda e: e.get("path") == "/ws" and e.get("status") == 101, "ws line")
+    assert ws[0]["protocol"] == "h2" and ws[0]["tls"] is True, ws[0]
+    held = [e for e in t.access() if e.get("path") == "/hold"]
+    assert held and all(e["protocol"] == "h2" for e in held), held[:2]
+    ups = [r for r in pod.requests() if r["path"] == "/ws?from=browser"]
+    hdrs = {k.lower(): v for k, v in ups[0]["headers"]}
+    assert hdrs["upgrade"] == "websocket" and "HeadlessChrome" in hdrs["user-agent"], hdrs
+    h.stop_clean(t)
+
+
 # ---- reload and shutdown ----
 
 def slow_stream_across(t, action):
