@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static struct log_limit flood_limit;
 
@@ -413,30 +414,65 @@ h2_session_start(struct h2_conn *h)
     return 0;
 }
 
-void
-h2_adopt(struct client *cli)
+/* A new connection on <fd> (its io ops and SSL already set in <c>). */
+static struct h2_conn *
+h2_conn_new(struct worker *w, const struct conf_vserver *cv, struct listen_fds *socks)
 {
-    struct worker *w = cli->w;
     struct h2_conn *h = calloc(1, sizeof(*h));
-    if (!h) {
-        client_close(cli, TERM_INTERNAL);
-        return;
-    }
+    if (!h)
+        return NULL;
     h->w = w;
     list_init(&h->streams);
-    h2_limits_from(&h->lim, cli->vs->conf);
-    h->peer = cli->peer;
-    memcpy(h->peer_ip, cli->peer_ip, sizeof(h->peer_ip));
-    h->peer_ip_len = cli->peer_ip_len;
-    h->tls = cli->tls;
-    h->socks = cli->socks;
-    atomic_fetch_add(&h->socks->refs, 1);
+    h2_limits_from(&h->lim, cv);
+    h->socks = socks;
+    if (socks)
+        atomic_fetch_add(&socks->refs, 1);
     double now = ev_now(w->loop);
     h->started = h->last_frame = h->last_progress = now;
     h->resets.tokens = h->lim.max_resets;
     h->resets.at = now;
     h->control.tokens = h->lim.max_control;
     h->control.at = now;
+    atomic_fetch_add(&conns_open, 1);
+    gstat_add(w->id, GS_CONN_ACTIVE, 1);
+    gstat_add(w->id, GS_H2_CONNS, 1);
+    list_append(&w->h2conns, &h->link);
+    w->nh2++;
+    return h;
+}
+
+/* Start the session and the timer, then read what is already there. */
+static void
+h2_conn_run(struct h2_conn *h)
+{
+    struct worker *w = h->w;
+    h->c.rio.data = h;
+    h->c.wio.data = h;
+    ev_init(&h->tick, h2_tick_cb);
+    if (h2_session_start(h) < 0) {
+        h2_close(h);
+        return;
+    }
+    h->tick.repeat = 1.0;
+    ev_timer_again(w->loop, &h->tick);
+    conn_read_start(w->loop, &h->c);
+    h2_read_cb(w->loop, &h->c.rio, EV_READ);
+}
+
+void
+h2_adopt(struct client *cli)
+{
+    struct worker *w = cli->w;
+    struct h2_conn *h = h2_conn_new(w, cli->vs->conf, cli->socks);
+    if (!h) {
+        client_close(cli, TERM_INTERNAL);
+        return;
+    }
+    h->vs = cli->vs;
+    h->peer = cli->peer;
+    memcpy(h->peer_ip, cli->peer_ip, sizeof(h->peer_ip));
+    h->peer_ip_len = cli->peer_ip_len;
+    h->tls = cli->tls;
 
     /* The socket and its TLS state move here (the client object goes). */
     ev_io_stop(w->loop, &cli->c.rio);
@@ -444,31 +480,31 @@ h2_adopt(struct client *cli)
     conn_init(&h->c, cli->c.fd, h2_read_cb, h2_write_cb);
     h->c.ops = cli->c.ops;
     h->c.ssl = cli->c.ssl;
-    h->c.rio.data = h;
-    h->c.wio.data = h;
     cli->c.fd = -1;
     cli->c.ssl = NULL;
     cli->c.ops = &conn_plain_ops;
     h->limit = cli->limit;
     cli->limit = NULL;
-    if (!cli->counted)
-        atomic_fetch_add(&conns_open, 1);
+    if (cli->counted)
+        atomic_fetch_sub(&conns_open, 1); /* counted once, by the h2 connection */
     cli->counted = false;
-    gstat_add(w->id, GS_CONN_ACTIVE, 1); /* client_close subtracts one */
-    gstat_add(w->id, GS_H2_CONNS, 1);
     client_close(cli, TERM_OK);
+    h2_conn_run(h);
+}
 
-    list_append(&w->h2conns, &h->link);
-    w->nh2++;
-    if (h2_session_start(h) < 0) {
-        h2_close(h);
+void
+h2_adopt_fd(struct worker *w, struct vserver *vs, int fd, const struct sock_addr *peer)
+{
+    struct h2_conn *h = h2_conn_new(w, vs->conf, NULL);
+    if (!h) {
+        close(fd);
         return;
     }
-    ev_init(&h->tick, h2_tick_cb);
-    h->tick.repeat = 1.0;
-    ev_timer_again(w->loop, &h->tick);
-    conn_read_start(w->loop, &h->c);
-    h2_read_cb(w->loop, &h->c.rio, EV_READ);
+    h->vs = vs;
+    h->peer = *peer;
+    h->peer_ip_len = (uint8_t)sock_addr_ip(peer, h->peer_ip, sizeof(h->peer_ip));
+    conn_init(&h->c, fd, h2_read_cb, h2_write_cb);
+    h2_conn_run(h);
 }
 
 /* ---- timeouts ---- */

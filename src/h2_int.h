@@ -32,9 +32,10 @@ struct h2_conn {
     struct conn c;
     struct worker *w;
     nghttp2_session *sess;
-    struct list link;    /* in the worker's h2 list */
-    struct list streams; /* struct h2_stream */
-    struct listen_fds *socks;
+    struct list link;         /* in the worker's h2 list */
+    struct list streams;      /* struct h2_stream */
+    struct listen_fds *socks; /* the listen (NULL: h2_adopt_fd) */
+    struct vserver *vs;       /* its server block when adopted (lanes use the current one) */
     struct h2_limits lim;
     struct sock_addr peer;
     char peer_ip[48];

@@ -400,6 +400,8 @@ static struct vserver *
 lane_vserver(struct h2_conn *h)
 {
     struct gen *g = h->w->gen;
+    if (!h->socks)
+        return h->vs; /* h2_adopt_fd: no listen to follow */
     for (uint32_t i = 0; i < g->nlistens; i++)
         if (g->listens[i].socks == h->socks)
             return g->listens[i].vs;

@@ -15,6 +15,12 @@ struct worker;
  * connection count) as an HTTP/2 connection; <cli> is closed. */
 void h2_adopt(struct client *cli);
 
+/* An HTTP/2 connection on plain socket <fd> with the settings of <vs>, its
+ * streams carried into <vs> (for the fuzz target: no listen, no TLS). */
+struct vserver;
+struct sock_addr;
+void h2_adopt_fd(struct worker *w, struct vserver *vs, int fd, const struct sock_addr *peer);
+
 /* Graceful stop or reload: send GOAWAY with the last stream id to every HTTP/2
  * connection of <w>; each closes once its streams are done. */
 void h2_goaway_all(struct worker *w);
