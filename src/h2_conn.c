@@ -50,6 +50,7 @@ h2_free(struct h2_conn *h)
     {
         h2s_free(container_of(pos, struct h2_stream, link));
     }
+    h2_lanes_expire(h, 0, true);
     nghttp2_session_del(h->sess);
     ev_timer_stop(w->loop, &h->tick);
     conn_close(w->loop, &h->c, false);
@@ -518,6 +519,7 @@ h2_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     bool sending = h->obuf && buf_len(h->obuf) > 0;
     (void)revents;
     h2_enter(h);
+    h2_lanes_expire(h, now, false);
     list_for_each_safe(pos, tmp, &h->streams)
     {
         struct h2_stream *st = container_of(pos, struct h2_stream, link);

@@ -235,13 +235,82 @@ h2s_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, s
     return 0;
 }
 
+/* Closed: lanes */
+
+static void
+idle_lane_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct h2_conn *h = io->data;
+    (void)loop, (void)revents;
+    /* Bytes or EOF on an idle lane: it is no longer a clean keep-alive. */
+    for (uint32_t i = 0; i < h->nidle; i++)
+        if (&h->idle[i].rio == io) {
+            h2_lane_idle_close(h, i);
+            return;
+        }
+}
+
+void
+h2_lane_idle_close(struct h2_conn *h, uint32_t i)
+{
+    conn_close(h->w->loop, &h->idle[i], false);
+    h->nidle--;
+    if (i != h->nidle) {
+        int fd = h->idle[h->nidle].fd;
+        ev_io_stop(h->w->loop, &h->idle[h->nidle].rio);
+        conn_init(&h->idle[i], fd, idle_lane_cb, idle_lane_cb);
+        h->idle[i].rio.data = h;
+        h->idle_since[i] = h->idle_since[h->nidle];
+        ev_io_start(h->w->loop, &h->idle[i].rio);
+    }
+}
+
+void
+h2_lanes_expire(struct h2_conn *h, double now, bool all)
+{
+    for (uint32_t i = h->nidle; i-- > 0;)
+        if (all || now - h->idle_since[i] > H2_IDLE_LANE_SECS)
+            h2_lane_idle_close(h, i);
+}
+
+/* The exchange on this lane ended cleanly at a message boundary both ways. */
+static bool
+lane_reusable(const struct h2_stream *st)
+{
+    const struct h2_conn *h = st->h;
+    return st->lane && st->lane_keep && st->ended && st->req_end && !st->ws && !st->tunnel &&
+           !st->lane_eof && st->out_len == 0 && (!st->rb || buf_len(st->rb) == 0) &&
+           st->rstate != H2R_HEAD && (st->rbody != HTTP1_BODY_LENGTH || st->left == 0) &&
+           (st->rbody != HTTP1_BODY_CHUNKED || st->ck.done) && st->rbody != HTTP1_BODY_CLOSE &&
+           h->nidle < H2_IDLE_LANES && !h->goaway && !h->dead;
+}
+
+static void
+lane_release(struct h2_stream *st)
+{
+    struct h2_conn *h = st->h;
+    struct worker *w = h->w;
+    if (!st->lane)
+        return;
+    if (!lane_reusable(st)) {
+        conn_close(w->loop, &st->lc, false);
+        return;
+    }
+    ev_io_stop(w->loop, &st->lc.rio);
+    ev_io_stop(w->loop, &st->lc.wio);
+    struct conn *c = &h->idle[h->nidle];
+    conn_init(c, st->lc.fd, idle_lane_cb, idle_lane_cb);
+    c->rio.data = h;
+    h->idle_since[h->nidle++] = ev_now(w->loop);
+    ev_io_start(w->loop, &c->rio);
+}
+
 void
 h2s_free(struct h2_stream *st)
 {
     struct h2_conn *h = st->h;
     struct worker *w = h->w;
-    if (st->lane)
-        conn_close(w->loop, &st->lc, false);
+    lane_release(st);
     buf_put(&w->bufs, st->rb);
     free(st->rh);
     free(st->hdr);
@@ -417,10 +486,19 @@ lane_open(struct h2_stream *st)
     int sv[2];
     if (!vs)
         return -1; /* the listen left the configuration */
+    if (h->nidle) {
+        /* An idle lane: its internal client waits for the next request. */
+        struct conn *c = &h->idle[--h->nidle];
+        ev_io_stop(w->loop, &c->rio);
+        conn_init(&st->lc, c->fd, lane_read_cb, lane_write_cb);
+        c->fd = -1;
+        goto ready;
+    }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         return -1;
     client_accept_lane(w, vs, h->socks, sv[0], &h->peer, h->tls);
     conn_init(&st->lc, sv[1], lane_read_cb, lane_write_cb);
+ready:
     st->lc.rio.data = st;
     st->lc.wio.data = st;
     st->lane = true;
@@ -669,6 +747,7 @@ resp_head(struct h2_stream *st)
         http1_head_init(st->rh);
         return 1;
     }
+    st->lane_keep = !(st->rh->flags & HTTP1_F_CONN_CLOSE);
     if (status == 101) {
         st->tunnel = true;
         st->rbody = HTTP1_BODY_CLOSE;
