@@ -716,6 +716,45 @@ def test_chromium_page_and_wss_over_http2():
     h.stop_clean(t)
 
 
+def test_websocket_over_http2_survives_reload():
+    """A WebSocket stream keeps echoing across a reload; the connection's GOAWAY
+    (last stream id = the tunnel's) lets it finish, and new connections work.
+    Raw frames: python3-h2 stops at a GOAWAY."""
+    (pod,), t = setup()
+    s = raw_client(t.port)
+    send_headers(s, 1, [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+                        (":path", "/ws"), (":authority", "x"), ("sec-websocket-version", "13")],
+                 end_stream=False)
+
+    def echo(msg):
+        d = DataFrame(1)
+        d.data = ws_frame(msg, 1)
+        s.sendall(d.serialize())
+        fr = read_frames(s, timeout=5.0, until=lambda fr: any(
+            f[0] == 0 and f[2] == 1 and msg in f[3] for f in fr))
+        return fr, any(f[0] == 0 and f[2] == 1 and msg in f[3] for f in fr)
+
+    fr, ok = echo(b"before reload")
+    assert any(f[0] == 1 and f[2] == 1 for f in fr) and ok, [f[:3] for f in fr]
+    t.reload()
+    h.wait_until(lambda: "generation 2" in open(t.kw["dir"] + "/error.log").read(),
+                 timeout=5 * h.SLOW, what="reload")
+    fr, ok = echo(b"after reload")
+    assert ok, [f[:3] for f in fr]
+    got = [f for f in fr if f[0] == 7]
+    if not got:
+        got = [f for f in read_frames(s, timeout=2.0, until=lambda fr: any(
+            f[0] == 7 for f in fr)) if f[0] == 7]
+    assert got and int.from_bytes(got[0][3][:4], "big") == 1, got
+    assert metric(t, "tether_tunnels_active") == 1
+    s.close()
+    h.wait_until(lambda: metric(t, "tether_tunnels_active") == 0, timeout=10 * h.SLOW,
+                 what="tunnel closed")
+    fate = refused(t.port, GOOD, [])
+    assert fate == ("status", 200), fate
+    h.stop_clean(t)
+
+
 # ---- reload and shutdown ----
 
 def slow_stream_across(t, action):
