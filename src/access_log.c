@@ -77,6 +77,8 @@ request_log(struct request *req)
     uint64_t total_us = (uint64_t)((now - req->t_start) * 1e6);
 
     gstat_add(w->id, GS_REQUESTS, 1);
+    if (cli->proto == 2)
+        gstat_add(w->id, GS_REQUESTS_H2, 1);
     if (req->srv)
         traffic_record(&req->srv->rt->t[w->id], req->status, req->bytes_in, req->bytes_out,
                        total_us);

@@ -392,6 +392,7 @@ static const char *const gs_names[GS__COUNT] = {
     [GS_H2_CONNS] = "http2_connections",
     [GS_H2_STREAMS] = "http2_streams",
     [GS_H2_ABUSE] = "http2_abuse",
+    [GS_REQUESTS_H2] = "requests_h2",
     [GS_AFF_COOKIE] = "affinity_cookie",
     [GS_AFF_HEADER] = "affinity_header",
     [GS_AFF_LEARNED] = "affinity_learned",

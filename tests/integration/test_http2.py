@@ -199,6 +199,11 @@ def test_h2c_prior_knowledge_with_curl():
     rc, out, err = curl("--http1.1", "http://127.0.0.1:%d/h1" % t.port)
     assert rc != 0 or not out.startswith(b"HTTP/1.1 200"), out
     assert metric(t, "tether_http2_connections_total") >= 1
+    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % t.kw["sport"],
+                                  timeout=5).read().decode()
+    assert re.search(r'^tether_requests_protocol_total\{protocol="h2"\} [1-9]', body, re.M), body
+    assert re.search(r'^tether_requests_protocol_total\{protocol="http/1.1"\} [1-9]', body,
+                     re.M), body
     h.stop_clean(t)
 
 
