@@ -288,6 +288,34 @@ def test_cookie_fields_joined_and_affinity():
     h.stop_clean(t)
 
 
+def test_rate_limits_per_address_and_key():
+    """limit_req over HTTP/2 streams: keyed by the client's address (shared with
+    its HTTP/1.1 requests) and by a request header, as over HTTP/1.1."""
+    pod = h.Mockpod("pod-a")
+    conf = ("rate_limit_zone per_ip key=$remote_addr rate=1r/m burst=2 nodelay;\n"
+            "rate_limit_zone per_user key=$http_x_user rate=1r/m burst=0 nodelay;\n" + CONF)
+    conf = conf.replace("route / { upstream voice; }",
+                        "route /limited/ { upstream voice; limit_req per_ip; }\n"
+                        "    route /user/ { upstream voice; limit_req per_user; }\n"
+                        "    route / { upstream voice; }")
+    t = h.Tether(conf, servers="server pod-a %s;" % pod.addr, certs=certs(),
+                 tport=h.free_port(), plain=h.free_port(), sport=h.free_port(), extra="")
+    cl = Client(t.port)
+    codes = [cl.response(cl.request("/limited/x"))[0] for _ in range(5)]
+    assert codes == [200, 200, 200, 429, 429], codes
+    st, hd, _ = cl.response(cl.request("/limited/x"))
+    assert st == 429 and "retry-after" in hd, hd
+    # The same address over HTTP/1.1 is over the limit too.
+    assert h.get(t.kw["plain"], "/limited/y").status == 429
+    codes = [cl.response(cl.request("/user/x", headers=[("x-user", u)]))[0]
+             for u in ("a", "a", "b")]
+    assert codes == [200, 429, 200], codes
+    cl.close()
+    e = wait_log(t, lambda e: e["path"] == "/limited/x" and e["status"] == 429, "429 line")
+    assert e[0]["term"] == "rate_limited" and e[0]["protocol"] == "h2", e[0]
+    h.stop_clean(t)
+
+
 def test_upgrade_h2c_never_honoured():
     (pod,), t = setup()
     req = (b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
