@@ -316,6 +316,28 @@ def test_rate_limits_per_address_and_key():
     h.stop_clean(t)
 
 
+def test_retries_over_http2():
+    """A pod that refuses connections costs an HTTP/2 client nothing: the
+    stream's request is retried on the other pod, as over HTTP/1.1."""
+    pod = h.Mockpod("pod-a")
+    dead = h.free_port()
+    t = h.Tether(CONF.replace("balance round_robin;", "balance round_robin; retries 2;"),
+                 servers="server dead 127.0.0.1:%d; server %s %s;" % (dead, pod.name, pod.addr),
+                 certs=certs(), tport=h.free_port(), plain=h.free_port(), sport=h.free_port(),
+                 extra="")
+    cl = Client(t.port)
+    for i in range(6):
+        st, hd, _ = cl.response(cl.request("/retry%d" % i))
+        assert st == 200 and hd["x-pod"] == ["pod-a"], (i, st, hd)
+    cl.close()
+    h.wait_until(lambda: len([e for e in t.access() if e["path"].startswith("/retry")]) == 6,
+                 timeout=5 * h.SLOW, what="6 lines")
+    lines = [e for e in t.access() if e["path"].startswith("/retry")]
+    assert any(e["retries"] >= 1 for e in lines) and all(e["protocol"] == "h2" for e in lines), \
+        lines
+    h.stop_clean(t)
+
+
 def test_upgrade_h2c_never_honoured():
     (pod,), t = setup()
     req = (b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
