@@ -51,7 +51,8 @@ def setup(npods=1, extra=""):
     servers = " ".join("server %s %s;" % (p.name, p.addr) for p in pods)
     t = h.Tether(CONF, servers=servers, certs=certs(), tport=h.free_port(),
                  plain=h.free_port(), sport=h.free_port(), extra=extra)
-    h.wait_port(t.kw["tport"])
+    for p in ("tport", "sport", "plain"):
+        h.wait_port(t.kw[p])
     return pods, t
 
 
