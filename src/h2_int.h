@@ -138,4 +138,7 @@ void h2_lanes_expire(struct h2_conn *h, double now, bool all);
 bool h2s_header_overdue(const struct h2_stream *st, double now, double limit);
 bool h2s_send_pending(const struct h2_stream *st);
 
+/* h2_resp.c: the lane's read side (the response) */
+void h2s_lane_read_cb(struct ev_loop *loop, ev_io *io, int revents);
+
 #endif
