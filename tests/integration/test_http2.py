@@ -646,6 +646,26 @@ def test_client_that_never_reads_is_ended():
     h.stop_clean(t)
 
 
+def test_idle_and_header_timeouts():
+    """http2_idle_timeout: a connection with no stream gets GOAWAY and is
+    closed; http2_header_timeout: a header block left unfinished (HEADERS
+    without END_HEADERS, no CONTINUATION) ends the connection."""
+    (pod,), t = setup(extra="http2_idle_timeout 1s; http2_header_timeout 1s;")
+    s = raw_client(t.port)
+    send_headers(s, 1, GOOD)
+    frames = read_frames(s, timeout=10.0)  # until tether closes
+    s.close()
+    assert any(f[0] == 1 and f[2] == 1 for f in frames), "the request was answered"
+    assert any(f[0] == 7 for f in frames), "GOAWAY when idle"
+    s = raw_client(t.port)
+    send_headers(s, 1, GOOD, end_headers=False)
+    frames = read_frames(s, timeout=10.0)
+    s.close()
+    assert any(f[0] == 7 for f in frames) and not any(f[0] == 1 for f in frames), \
+        [f[:3] for f in frames]
+    h.stop_clean(t)
+
+
 # ---- WebSocket over HTTP/2 (RFC 8441) ----
 
 def ws_frame(payload, op=1):
