@@ -13,6 +13,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import tempfile
 import time
 import urllib.request
 
@@ -206,6 +207,25 @@ def test_h2c_prior_knowledge_with_curl():
     assert re.search(r'^tether_requests_protocol_total\{protocol="http/1.1"\} [1-9]', body,
                      re.M), body
     h.stop_clean(t)
+
+
+def test_listen_parameters_checked():
+    """"h2c" is cleartext and "http2" needs tls: the other way round is a
+    configuration error with its position."""
+    d = tempfile.mkdtemp(prefix="tether-h2conf-")
+    for listen, want in (("tls h2c", '"h2c" is cleartext HTTP/2'),
+                         ("http2", '"http2" is negotiated by TLS ALPN'),
+                         ("h2 c", 'unknown listen parameter "h2"')):
+        path = os.path.join(d, "t.conf")
+        with open(path, "w") as f:
+            f.write("upstream u { server a 127.0.0.1:9; }\n"
+                    "server {\n    listen 127.0.0.1:8443 %s;\n"
+                    "    tls_certificate %s/server.pem %s/server.key;\n"
+                    "    route / { upstream u; }\n}\n" % (listen, certs(), certs()))
+        p = subprocess.run([h.TETHER, "-t", "-c", path], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+        out = p.stdout.decode()
+        assert p.returncode != 0 and want in out and "t.conf:3:" in out, (listen, out)
 
 
 def test_tls_alpn_h2_and_http2_off():
