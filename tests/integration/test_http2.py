@@ -209,6 +209,30 @@ def test_h2c_prior_knowledge_with_curl():
     h.stop_clean(t)
 
 
+def test_h2c_behind_proxy_protocol():
+    """An h2c listen with proxy_protocol: the PROXY header first, then HTTP/2;
+    the client address of the header is the request's."""
+    pod = h.Mockpod("pod-a")
+    conf = CONF.replace("listen 127.0.0.1:{port} h2c;", "listen 127.0.0.1:{port} h2c proxy_protocol;")
+    t = h.Tether(conf, servers="server pod-a %s;" % pod.addr, certs=certs(), tport=h.free_port(),
+                 plain=h.free_port(), sport=h.free_port(), extra="")
+    s = socket.create_connection(("127.0.0.1", t.port), timeout=10 * h.SLOW)
+    s.sendall(b"PROXY TCP4 198.51.100.7 127.0.0.1 5555 80\r\n")
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + SettingsFrame(0).serialize())
+    send_headers(s, 1, [(":method", "GET"), (":scheme", "http"), (":authority", "x"),
+                        (":path", "/behind")])
+    frames = read_frames(s, timeout=5.0, until=lambda fr: any(
+        f[0] in (0, 1) and f[2] == 1 and f[1] & 1 for f in fr))
+    s.close()
+    assert any(f[0] == 1 and f[2] == 1 for f in frames), [f[:3] for f in frames]
+    e = wait_log(t, lambda e: e["path"] == "/behind", "line")[0]
+    assert e["client"] == "198.51.100.7" and e["protocol"] == "h2", e
+    seen = [r for r in pod.requests() if r["path"] == "/behind"][0]
+    xff = dict((k.lower(), v) for k, v in seen["headers"])["x-forwarded-for"]
+    assert xff == "198.51.100.7", xff
+    h.stop_clean(t)
+
+
 def test_listen_parameters_checked():
     """"h2c" is cleartext and "http2" needs tls: the other way round is a
     configuration error with its position."""
