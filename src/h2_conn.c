@@ -540,7 +540,26 @@ h2_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
         h->goaway = true;
     } else if (h->goaway && h->nstreams == 0 && now - h->last_progress > 2.0)
         h->finish = true; /* GOAWAY sent, nothing left: do not wait for the peer */
+    /* Idle between requests: one wake-up when the idle timeout is due, not one
+     * a second (a new stream brings the 1 s tick back, h2_tick_fast). */
+    double next = 1.0;
+    if (h->nstreams == 0 && h->nrequests > 0 && h->nidle == 0 && !h->goaway && !sending &&
+        h->lim.idle_secs - (now - h->last_frame) > next)
+        next = h->lim.idle_secs - (now - h->last_frame);
+    if (next != t->repeat) {
+        t->repeat = next;
+        ev_timer_again(loop, t);
+    }
     h2_leave(h);
+}
+
+void
+h2_tick_fast(struct h2_conn *h)
+{
+    if (h->tick.repeat > 1.0) {
+        h->tick.repeat = 1.0;
+        ev_timer_again(h->w->loop, &h->tick);
+    }
 }
 
 /* ---- worker-wide ---- */

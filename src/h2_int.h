@@ -117,6 +117,8 @@ struct h2_stream {
 void h2_event_enter(struct h2_conn *h);
 void h2_event_leave(struct h2_conn *h);
 void h2_flush(struct h2_conn *h);
+/* A stream began: housekeeping every second again (it slows down when idle). */
+void h2_tick_fast(struct h2_conn *h);
 /* End the connection for abuse: GOAWAY ENHANCE_YOUR_CALM, a counter, a log line. */
 void h2_abuse(struct h2_conn *h, const char *why);
 void h2_progress(struct h2_conn *h);

@@ -137,6 +137,7 @@ h2s_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
     st->lc.fd = -1;
     list_append(&h->streams, &st->link);
     h->nstreams++;
+    h2_tick_fast(h);
     nghttp2_session_set_stream_user_data(s, st->id, st);
     return 0;
 }
