@@ -623,6 +623,12 @@ client_request_done(struct client *cli)
 void
 client_drain(struct client *cli)
 {
+    if (cli->proto == 2) {
+        /* A lane: its HTTP/2 connection sent GOAWAY and ends it when its
+         * streams are done; a stream's request may still be in the socket. */
+        cli->close_after = true;
+        return;
+    }
     if (cli->state == CS_IDLE || cli->state == CS_HANDSHAKE || cli->state == CS_PROXY_HDR ||
         (cli->state == CS_HEAD && (!cli->ibuf || buf_len(cli->ibuf) == 0)))
         client_close(cli, TERM_SHUTDOWN);

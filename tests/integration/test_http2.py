@@ -917,5 +917,18 @@ def test_shutdown_sends_goaway_and_finishes_streams():
     assert t.p.wait(timeout=15 * h.SLOW) == 0
 
 
+
+
+def test_shutdown_with_idle_connection_and_lanes():
+    """An open HTTP/2 connection with idle lanes does not hold a graceful stop."""
+    (pod,), t = setup()
+    cl = Client(t.port)
+    for i in range(3):
+        assert cl.response(cl.request("/idle%d" % i))[0] == 200
+    t.signal(15)
+    assert t.p.wait(timeout=10 * h.SLOW) == 0
+    cl.close()
+
+
 if __name__ == "__main__":
     h.main(globals(), tmp_prefix="tether-test-http2-")
