@@ -60,7 +60,7 @@ setup(void)
     if (ready)
         return;
     ready = -1;
-    log_open("stderr", LOG_LVL_ERROR, &e);
+    atomic_store(&log_level, LOG_LVL_ERROR); /* errors only, to stderr (the default target) */
     nworkers = 0; /* a generation without sockets */
     if (stats_init(1) < 0 || qsbr_init(0) < 0)
         abort();
