@@ -61,7 +61,7 @@ setup(void)
         return;
     ready = -1;
     atomic_store(&log_level, LOG_LVL_ERROR); /* errors only, to stderr (the default target) */
-    nworkers = 0; /* a generation without sockets */
+    nworkers = 0;                            /* a generation without sockets */
     if (stats_init(1) < 0 || qsbr_init(0) < 0)
         abort();
     c = conf_parse_text(conf_text, sizeof(conf_text) - 1, "fuzz_h2.conf", &e);
