@@ -448,6 +448,8 @@ tunnel_start(struct request *req)
     /* Hand the client's limit_conn slot and connection count to the tunnel. */
     t->limit = cli->limit;
     cli->limit = NULL;
+    if (!cli->counted)
+        atomic_fetch_add(&conns_open, 1); /* an HTTP/2 lane: the tunnel counts from now */
     cli->counted = false;
     gstat_add(w->id, GS_CONN_ACTIVE, 1); /* client_close subtracts one */
     gstat_add(w->id, GS_TUNNELS_ACTIVE, 1);

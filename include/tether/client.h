@@ -24,6 +24,13 @@ enum client_tmo {
 /* A new connection accepted on <wl> (fd nonblocking). */
 void client_accept(struct worker *w, struct wlisten *wl, int fd, const struct sock_addr *peer);
 
+/* An internal connection carrying HTTP/2 streams as HTTP/1.1 requests (h2.h):
+ * <fd> is one end of a socket pair; the request path sees <peer> as the client
+ * and <tls> as the listen's transport. Not counted as a client connection nor
+ * against limit_conn (the HTTP/2 connection is). */
+void client_accept_lane(struct worker *w, struct vserver *vs, struct listen_fds *socks, int fd,
+                        const struct sock_addr *peer, bool tls);
+
 /* Close now (counts, logs when a request was in progress, frees). */
 void client_close(struct client *cli, unsigned term);
 
