@@ -297,7 +297,7 @@ haproxy_cfg() {
     local f=$1 port=$2 tls=$3 pem=$4 maxconn=$5 i=0 a bind
     shift 5
     bind="bind 127.0.0.1:$port"
-    [ "$tls" = 1 ] && bind="$bind ssl crt $pem alpn http/1.1"
+    [ "$tls" = 1 ] && bind="$bind ssl crt $pem alpn ${HAPROXY_ALPN:-http/1.1}"
     {
         echo "global"
         echo "    nbthread ${WORKERS:-1}"
@@ -366,7 +366,7 @@ nginx_conf() {
         echo "    }"
         echo "    server {"
         if [ "$tls" = 1 ]; then
-            echo "        listen 127.0.0.1:$port ssl;"
+            echo "        listen 127.0.0.1:$port ssl${NGINX_LISTEN_EXTRA:-};"
             echo "        ssl_certificate $cert;"
             echo "        ssl_certificate_key $key;"
             echo "        ssl_protocols TLSv1.2 TLSv1.3;"

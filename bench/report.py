@@ -4,6 +4,8 @@
 
   report.py wrk FILE        wrk --latency output -> "rate p50_us p99_us ops errors non2xx"
   report.py loadgen FILE    bench/loadgen output  -> the same six fields
+  report.py h2load FILE     h2load output -> the same six fields (h2load gives no
+                            percentiles: p50 is the mean time per request, p99 its max)
   report.py profile DIR SYSTEM...   the tables of bench/profile.sh from its files
   report.py summary TSV [--ratio A:B ...] [--unit req/s] [--json OUT] [--title T]
                             one markdown table per test: medians over rounds per system,
@@ -62,6 +64,20 @@ def parse_loadgen(path):
         raise SystemExit("report.py: cannot parse loadgen output in %s:\n%s" % (path, text))
     return (float(kv["rate"]), float(kv["p50_us"]), float(kv["p99_us"]), int(kv["ops"]),
             int(kv["errors"]), int(kv.get("bad_status", 0)))
+
+
+def parse_h2load(path):
+    text = open(path, errors="replace").read()
+    m = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", text)
+    r = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored, (\d+) timeout", text)
+    t = re.search(r"^time for request:\s+(\S+)\s+(\S+)\s+(\S+)", text, re.M)
+    c = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    if not (m and r and t and c):
+        raise SystemExit("report.py: cannot parse h2load output in %s:\n%s" % (path, text))
+    non2xx = int(c.group(3)) + int(c.group(4))
+    return (float(m.group(1)), dur_us(t.group(3)), dur_us(t.group(2)), int(r.group(2)),
+            int(r.group(3)) + int(r.group(4)) + int(r.group(5)), non2xx)
 
 
 def fmt_num(x):
@@ -305,8 +321,8 @@ def main():
     if len(sys.argv) < 3:
         raise SystemExit(__doc__)
     cmd = sys.argv[1]
-    if cmd in ("wrk", "loadgen"):
-        vals = (parse_wrk if cmd == "wrk" else parse_loadgen)(sys.argv[2])
+    if cmd in ("wrk", "loadgen", "h2load"):
+        vals = {"wrk": parse_wrk, "loadgen": parse_loadgen, "h2load": parse_h2load}[cmd](sys.argv[2])
         print("\t".join(str(v) for v in vals))
     elif cmd == "summary":
         summary(sys.argv[2:])

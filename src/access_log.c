@@ -75,6 +75,8 @@ request_log(struct request *req)
     uint64_t total_us = (uint64_t)((now - req->t_start) * 1e6);
 
     gstat_add(w->id, GS_REQUESTS, 1);
+    if (req->proto == 2)
+        gstat_add(w->id, GS_REQUESTS_H2, 1);
     if (req->srv)
         traffic_record(&req->srv->rt->t[w->id], req->status, req->bytes_in, req->bytes_out,
                        total_us);
@@ -109,21 +111,21 @@ request_log(struct request *req)
                      req->srv ? req->srv->conf->name : "-", term_name(req->term),
                      aff_outcome_name(req->aff), (int)rl, rid, (now - req->t_start));
     } else {
-        n = snprintf(line, 2048,
-                     "{\"time\":\"%s\",\"client\":\"%.*s\",\"method\":\"%s\",\"path\":\"%.*s\","
-                     "\"request\":\"%.*s\",\"route\":\"%s\",\"upstream\":\"%s\",\"server\":\"%s\","
-                     "\"status\":%u,"
-                     "\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,"
-                     "\"connect_ms\":%.3f,\"upstream_ms\":%.3f,\"request_id\":\"%.*s\","
-                     "\"affinity\":\"%s\",\"retries\":%u,\"retried_on\":\"%s\","
-                     "\"term\":\"%s\",\"tls\":%s}\n",
-                     ts, req->rip_len, req->rip, method ? method : "-", path_only, esc, (int)pl,
-                     esc, req->route ? req->route->conf->label : "-",
-                     req->ups ? req->ups->conf->name : "-", req->srv ? req->srv->conf->name : "-",
-                     req->status, (unsigned long long)req->bytes_in,
-                     (unsigned long long)req->bytes_out, (now - req->t_start) * 1e3, connect_ms,
-                     upstream_ms, (int)rl, rid, aff_outcome_name(req->aff), req->retries, ron,
-                     term_name(req->term), req->cli_tls ? "true" : "false");
+        n = snprintf(
+            line, 2048,
+            "{\"time\":\"%s\",\"client\":\"%.*s\",\"method\":\"%s\",\"path\":\"%.*s\","
+            "\"request\":\"%.*s\",\"route\":\"%s\",\"upstream\":\"%s\",\"server\":\"%s\","
+            "\"status\":%u,"
+            "\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,"
+            "\"connect_ms\":%.3f,\"upstream_ms\":%.3f,\"request_id\":\"%.*s\","
+            "\"affinity\":\"%s\",\"retries\":%u,\"retried_on\":\"%s\","
+            "\"term\":\"%s\",\"tls\":%s,\"protocol\":\"%s\"}\n",
+            ts, req->rip_len, req->rip, method ? method : "-", path_only, esc, (int)pl, esc,
+            req->route ? req->route->conf->label : "-", req->ups ? req->ups->conf->name : "-",
+            req->srv ? req->srv->conf->name : "-", req->status, (unsigned long long)req->bytes_in,
+            (unsigned long long)req->bytes_out, (now - req->t_start) * 1e3, connect_ms, upstream_ms,
+            (int)rl, rid, aff_outcome_name(req->aff), req->retries, ron, term_name(req->term),
+            req->cli_tls ? "true" : "false", req->proto == 2 ? "h2" : "http/1.1");
     }
     if (n > 0 && n < 2048)
         access_buf_commit(&w->alog, (size_t)n);

@@ -25,7 +25,7 @@ balance_cursors_init(struct upstream *u, uint32_t nw, struct arena *a)
     char *raw = arena_alloc(a, n * sizeof(*u->cursors) + CACHELINE);
     u->cursors =
         (struct lb_cursor *)(((uintptr_t)raw + CACHELINE - 1) & ~(uintptr_t)(CACHELINE - 1));
-    for (uint32_t i = 0; i < nw; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         struct lb_cursor *c = &u->cursors[i];
         c->server_pos = arena_calloc(a, u->nregions ? u->nregions : 1, sizeof(uint32_t));
         /* Spread the workers over the schedules so they do not move in step. */

@@ -6,6 +6,7 @@
 #include <tether/client.h>
 #include <tether/gen.h>
 #include <tether/log.h>
+#include <tether/h2.h>
 #include <tether/proxy_proto.h>
 #include <tether/ratelimit.h>
 #include <tether/exchange.h>
@@ -212,6 +213,8 @@ client_accept(struct worker *w, struct wlisten *wl, int fd, const struct sock_ad
     cli->peer_ip_len = (uint8_t)sock_addr_ip(peer, cli->peer_ip, sizeof(cli->peer_ip));
     cli->tls = cl->tls;
     cli->proxy_protocol = cl->proxy_protocol;
+    cli->h2c = cl->h2c;
+    cli->proto = 1;
     list_append(&w->clients, &cli->link);
     w->nclients++;
     gstat_add(w->id, GS_CONN_ACCEPTED, 1);
@@ -221,16 +224,48 @@ client_accept(struct worker *w, struct wlisten *wl, int fd, const struct sock_ad
         client_close(cli, TERM_INTERNAL);
         return;
     }
+    if (cli->tls && (cl->http2 || cli->vs->conf->http2))
+        tls_offer_h2(&cli->c);
     if (cli->proxy_protocol)
         client_set_state(cli, CS_PROXY_HDR);
     else if (cli->tls)
         client_set_state(cli, CS_HANDSHAKE);
-    else
+    else if (cli->h2c) {
+        h2_adopt(cli);
+        return;
+    } else
         client_set_state(cli, CS_IDLE);
     client_deadline(cli, CT_HEADER, ms_to_s(cli->vs->conf->client_header_timeout_ms));
     conn_read_start(w->loop, &cli->c);
     /* TCP_DEFER_ACCEPT: the first bytes are usually here already. */
     client_read_cb(w->loop, &cli->c.rio, EV_READ);
+}
+
+void
+client_accept_lane(struct worker *w, struct vserver *vs, struct listen_fds *socks, int fd,
+                   const struct sock_addr *peer, bool tls)
+{
+    struct client *cli = client_alloc(w);
+    if (!cli) {
+        close(fd);
+        return;
+    }
+    conn_init(&cli->c, fd, client_read_cb, client_write_cb);
+    ev_init(&cli->tmo, client_tmo_cb);
+    client_take_gen(cli, w->gen);
+    cli->vs = vs;
+    cli->socks = socks;
+    cli->tcp_peer = *peer;
+    cli->peer = *peer;
+    cli->peer_ip_len = (uint8_t)sock_addr_ip(peer, cli->peer_ip, sizeof(cli->peer_ip));
+    cli->tls = tls;
+    cli->proto = 2;
+    list_append(&w->clients, &cli->link);
+    w->nclients++;
+    gstat_add(w->id, GS_CONN_ACTIVE, 1); /* client_close subtracts one */
+    client_set_state(cli, CS_IDLE);
+    client_deadline(cli, CT_HEADER, ms_to_s(cli->vs->conf->client_header_timeout_ms));
+    conn_read_start(w->loop, &cli->c);
 }
 
 /* limit_conn: counted once the client address is final (after PROXY). */
@@ -255,7 +290,7 @@ client_limit_conn(struct client *cli)
     struct conn_zone *z = cli->vs->conn_zone;
     char key[RL_KEY_MAX];
     size_t klen;
-    if (!z || cli->limit || limit_needs_request(cli))
+    if (!z || cli->limit || cli->proto == 2 || limit_needs_request(cli))
         return true;
     struct rl_keyctx ctx = {.remote_ip = cli->peer_ip, .remote_ip_len = cli->peer_ip_len};
     klen = rl_key_build(conn_zone_key(z), &ctx, key, sizeof(key));
@@ -271,7 +306,7 @@ client_limit_conn_request(struct client *cli, const char *rip, size_t rip_len, c
 {
     struct conn_zone *z = cli->vs->conn_zone;
     char key[RL_KEY_MAX];
-    if (!z || cli->limit || !limit_needs_request(cli))
+    if (!z || cli->limit || cli->proto == 2 || !limit_needs_request(cli))
         return true;
     struct rl_keyctx ctx = {.remote_ip = rip,
                             .remote_ip_len = rip_len,
@@ -344,6 +379,10 @@ client_read_proxy(struct client *cli)
         cli->peer_ip_len = (uint8_t)sock_addr_ip(&src, cli->peer_ip, sizeof(cli->peer_ip));
     }
     client_set_state(cli, cli->tls ? CS_HANDSHAKE : CS_IDLE);
+    if (cli->h2c) {
+        h2_adopt(cli);
+        return;
+    }
     client_read_cb(cli->w->loop, &cli->c.rio, EV_READ);
 }
 
@@ -376,6 +415,10 @@ client_handshake(struct client *cli)
     if (tls_session_reused(&cli->c))
         gstat_add(w->id, GS_TLS_RESUMED, 1);
     client_set_state(cli, CS_IDLE);
+    if (tls_alpn_h2(&cli->c)) {
+        h2_adopt(cli);
+        return;
+    }
     client_read_cb(w->loop, &cli->c.rio, EV_READ);
 }
 
@@ -652,6 +695,12 @@ client_request_done(struct client *cli)
 void
 client_drain(struct client *cli)
 {
+    if (cli->proto == 2) {
+        /* A lane: its HTTP/2 connection sent GOAWAY and ends it when its
+         * streams are done; a stream's request may still be in the socket. */
+        cli->close_after = true;
+        return;
+    }
     if (cli->state == CS_IDLE || cli->state == CS_HANDSHAKE || cli->state == CS_PROXY_HDR ||
         (cli->state == CS_HEAD && (!cli->ibuf || buf_len(cli->ibuf) == 0)))
         client_close(cli, TERM_SHUTDOWN);

@@ -30,6 +30,10 @@ set_listen(struct conf_parse *p, const struct conf_stmt *st, void *obj,
             l->tls = true;
         else if (strcmp(a->s, "proxy_protocol") == 0)
             l->proxy_protocol = true;
+        else if (strcmp(a->s, "http2") == 0)
+            l->http2 = true;
+        else if (strcmp(a->s, "h2c") == 0)
+            l->h2c = true;
         else if (strncmp(a->s, "backlog=", 8) == 0) {
             uint32_t v;
             struct conf_arg b = *a;
@@ -42,9 +46,16 @@ set_listen(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         } else
             return conf_err_arg(p, a,
                                 "unknown listen parameter \"%s\"; expected tls, "
-                                "proxy_protocol or backlog=N",
+                                "proxy_protocol, http2, h2c or backlog=N",
                                 a->s);
     }
+    if (l->h2c && l->tls)
+        return conf_err_stmt(p, st,
+                             "\"h2c\" is cleartext HTTP/2: use \"tls http2\" on a tls listen");
+    if (l->http2 && !l->tls)
+        return conf_err_stmt(p, st,
+                             "\"http2\" is negotiated by TLS ALPN: use it with \"tls\", or \"h2c\" "
+                             "for cleartext prior knowledge");
     return 0;
 }
 
@@ -255,8 +266,8 @@ set_route(struct conf_parse *p, const struct conf_stmt *st, void *obj,
 }
 
 static const struct conf_directive server_dirs[] = {
-    {"listen", 1, 4, .multi = true, .set = set_listen,
-     .usage = "listen ADDRESS:PORT [tls] [proxy_protocol] [backlog=N]"},
+    {"listen", 1, 5, .multi = true, .set = set_listen,
+     .usage = "listen ADDRESS:PORT [tls [http2]] [h2c] [proxy_protocol] [backlog=N]"},
     {"tls_certificate", 1, 2, .multi = true, .set = set_cert,
      .usage = "tls_certificate CERT_FILE [KEY_FILE]"},
     {"tls_ticket_key_file", 1, 1, .set = conf_set_str,
@@ -297,6 +308,44 @@ static const struct conf_directive server_dirs[] = {
     {"real_ip_header", 1, 1, .set = conf_set_str,
      .offset = offsetof(struct conf_vserver, real_ip_header), .dflt = "X-Forwarded-For",
      .usage = "real_ip_header NAME"},
+    {"http2", 1, 1, .set = conf_set_bool, .offset = offsetof(struct conf_vserver, http2),
+     .dflt = "on", .usage = "http2 on|off"},
+    {"http2_max_concurrent_streams", 1, 1, .set = conf_set_u32,
+     .offset = offsetof(struct conf_vserver, h2_max_streams), .min = 1, .max = 10000, .dflt = "100",
+     .usage = "http2_max_concurrent_streams N"},
+    {"http2_max_header_list_size", 1, 1, .set = conf_set_size,
+     .offset = offsetof(struct conf_vserver, h2_max_header_list), .min = 1024, .max = 1u << 20,
+     .dflt = "32k", .usage = "http2_max_header_list_size SIZE"},
+    {"http2_stream_window", 1, 1, .set = conf_set_size,
+     .offset = offsetof(struct conf_vserver, h2_stream_window), .min = 1024, .max = 16u << 20,
+     .dflt = "64k", .usage = "http2_stream_window SIZE"},
+    {"http2_connection_window", 1, 1, .set = conf_set_size,
+     .offset = offsetof(struct conf_vserver, h2_conn_window), .min = 65535, .max = 1u << 30,
+     .dflt = "1m", .usage = "http2_connection_window SIZE"},
+    {"http2_idle_timeout", 1, 1, .set = conf_set_duration,
+     .offset = offsetof(struct conf_vserver, h2_idle_timeout_ms), .min = 1, .dflt = "75s",
+     .usage = "http2_idle_timeout DURATION"},
+    {"http2_header_timeout", 1, 1, .set = conf_set_duration,
+     .offset = offsetof(struct conf_vserver, h2_header_timeout_ms), .min = 1, .dflt = "10s",
+     .usage = "http2_header_timeout DURATION"},
+    {"http2_send_timeout", 1, 1, .set = conf_set_duration,
+     .offset = offsetof(struct conf_vserver, h2_send_timeout_ms), .min = 1, .dflt = "30s",
+     .usage = "http2_send_timeout DURATION"},
+    {"http2_max_resets", 1, 1, .set = conf_set_u32,
+     .offset = offsetof(struct conf_vserver, h2_max_resets), .min = 1, .dflt = "200",
+     .usage = "http2_max_resets N"},
+    {"http2_reset_rate", 1, 1, .set = conf_set_u32,
+     .offset = offsetof(struct conf_vserver, h2_reset_rate), .min = 1, .dflt = "33",
+     .usage = "http2_reset_rate N"},
+    {"http2_max_control_frames", 1, 1, .set = conf_set_u32,
+     .offset = offsetof(struct conf_vserver, h2_max_control), .min = 1, .dflt = "1000",
+     .usage = "http2_max_control_frames N"},
+    {"http2_control_frame_rate", 1, 1, .set = conf_set_u32,
+     .offset = offsetof(struct conf_vserver, h2_control_rate), .min = 1, .dflt = "100",
+     .usage = "http2_control_frame_rate N"},
+    {"http2_max_continuations", 1, 1, .set = conf_set_u32,
+     .offset = offsetof(struct conf_vserver, h2_max_continuations), .min = 1, .max = 1000,
+     .dflt = "8", .usage = "http2_max_continuations N"},
     {"route", 1, 2, .block = true, .multi = true, .set = set_route,
      .usage = "route [=] PATH { upstream NAME; ... }"},
 };

@@ -102,6 +102,14 @@ struct metric_def {
       "Retries skipped because the retry budget was spent.")                                       \
     X(M_EJECTIONS, "tether_ejections_total", MK_COUNTER, SRC_GLOBAL, GS_EJECTIONS, "ejections",    \
       "Servers ejected by outlier detection.")                                                     \
+    X(M_H2_CONNECTIONS, "tether_http2_connections_total", MK_COUNTER, SRC_GLOBAL, GS_H2_CONNS,     \
+      "http2_connections", "Client connections that speak HTTP/2.")                                \
+    X(M_H2_STREAMS, "tether_http2_streams_total", MK_COUNTER, SRC_GLOBAL, GS_H2_STREAMS,           \
+      "http2_streams", "HTTP/2 streams carried as requests.")                                      \
+    X(M_H2_ABUSE, "tether_http2_connections_ended_total", MK_COUNTER, SRC_GLOBAL, GS_H2_ABUSE,     \
+      "http2_abuse", "HTTP/2 connections ended by a flood guard or malformed frames.")             \
+    X(M_REQUESTS_PROTOCOL, "tether_requests_protocol_total", MK_COUNTER, SRC_CODE, 0, NULL,        \
+      "Requests by the client's protocol {protocol=http/1.1|h2}.")                                 \
     X(M_AFFINITY, "tether_affinity_total", MK_COUNTER, SRC_CODE, 0, NULL,                          \
       "How requests found their server {outcome=cookie|header|learned|hash|new|redispatch|"        \
       "cookie_invalid|cookie_expired|cookie_unknown}.")                                            \
@@ -436,6 +444,9 @@ prom_process(struct prom *p)
         fam(p, &defs[m]);
         sample_i(p, &defs[m], NULL, NULL, s->gs[defs[m].idx]);
     }
+    fam(p, d = &defs[M_REQUESTS_PROTOCOL]);
+    sample_i(p, d, NULL, "protocol=\"http/1.1\"", s->gs[GS_REQUESTS] - s->gs[GS_REQUESTS_H2]);
+    sample_i(p, d, NULL, "protocol=\"h2\"", s->gs[GS_REQUESTS_H2]);
     fam(p, d = &defs[M_AFFINITY]);
     for (size_t i = 0; i < ARRAY_SIZE(affinity_outcomes); i++) {
         char x[64];

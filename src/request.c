@@ -147,6 +147,7 @@ exchange_new(struct worker *w, const struct downstream *ds, const struct exchang
     req->vs = o->vs;
     req->peer = o->peer;
     req->cli_tls = o->tls;
+    req->proto = o->proto;
     req->t_start = ev_now(w->loop);
     req->rip_len = o->ip_len;
     memcpy(req->rip, o->ip, o->ip_len);

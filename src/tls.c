@@ -491,3 +491,21 @@ tls_session_reused(const struct conn *c)
 {
     return c->ssl && SSL_session_reused((SSL *)c->ssl) == 1;
 }
+
+void
+tls_offer_h2(struct conn *c)
+{
+    if (c->ssl)
+        SSL_set_app_data((SSL *)c->ssl, (void *)1);
+}
+
+bool
+tls_alpn_h2(const struct conn *c)
+{
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+    if (!c->ssl)
+        return false;
+    SSL_get0_alpn_selected((const SSL *)c->ssl, &p, &n);
+    return n == 2 && memcmp(p, "h2", 2) == 0;
+}

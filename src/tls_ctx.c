@@ -258,24 +258,34 @@ sni_cb(SSL *s, int *alert, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
-/* ALPN: "http/1.1" or nothing. A client that offers ALPN without it gets a
- * no_application_protocol alert (RFC 7301 §3.2); a client offering no ALPN
- * at all is served HTTP/1.1. (h2 will be added here.) */
+/* ALPN: "h2" when the listen offers HTTP/2 (tls_offer_h2 marked the SSL) and
+ * the client offers it, else "http/1.1". A client that offers ALPN without
+ * either gets a no_application_protocol alert (RFC 7301 §3.2); a client
+ * offering no ALPN at all is served HTTP/1.1. */
 static int
 alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
         unsigned int inlen, void *arg)
 {
-    (void)s, (void)arg;
+    bool h2_ok = SSL_get_app_data(s) != NULL;
+    const unsigned char *h1 = NULL;
+    (void)arg;
     for (unsigned int i = 0; i < inlen;) {
         unsigned int l = in[i];
         if (i + 1 + l > inlen)
             break;
-        if (l == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
+        if (h2_ok && l == 2 && memcmp(in + i + 1, "h2", 2) == 0) {
             *out = in + i + 1;
-            *outlen = 8;
+            *outlen = 2;
             return SSL_TLSEXT_ERR_OK;
         }
+        if (!h1 && l == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0)
+            h1 = in + i + 1;
         i += 1 + l;
+    }
+    if (h1) {
+        *out = h1;
+        *outlen = 8;
+        return SSL_TLSEXT_ERR_OK;
     }
     return SSL_TLSEXT_ERR_ALERT_FATAL;
 }

@@ -5,6 +5,7 @@
 
 #include <tether/client.h>
 #include <tether/gen.h>
+#include <tether/h2.h>
 #include <tether/qsbr.h>
 #include <tether/redis.h>
 #include <tether/request.h>
@@ -192,6 +193,8 @@ worker_pick_gen(struct worker *w)
     }
     w->gen = g;
     listeners_sync(w, g);
+    if (old)
+        h2_goaway_all(w); /* HTTP/2 clients reconnect to the new configuration */
     if (old && old->wrefs[w->id].n == 0)
         gen_unref_worker(old);
     upconn_pools_sweep(w);
@@ -230,7 +233,7 @@ worker_pool(struct worker *w, uint32_t slot)
 static void
 worker_check_drained(struct worker *w)
 {
-    if (w->draining && w->nclients == 0 && w->ntunnels == 0)
+    if (w->draining && w->nclients == 0 && w->ntunnels == 0 && w->nh2 == 0)
         ev_break(w->loop, EVBREAK_ALL);
 }
 
@@ -257,6 +260,7 @@ worker_drain(struct worker *w)
     {
         client_drain(container_of(pos, struct client, link));
     }
+    h2_goaway_all(w);
     upconn_pools_close(w);
     worker_check_drained(w);
 }
@@ -284,6 +288,7 @@ inbox_cb(struct ev_loop *loop, ev_async *a, int revents)
             client_close(container_of(pos, struct client, link), TERM_SHUTDOWN);
         }
         tunnel_close_all(w);
+        h2_close_all(w);
         ev_break(w->loop, EVBREAK_ALL);
     }
 }
@@ -342,6 +347,7 @@ worker_main(void *arg)
         client_close(container_of(pos, struct client, link), TERM_SHUTDOWN);
     }
     tunnel_close_all(w);
+    h2_close_all(w);
     upconn_pools_close(w);
     redis_worker_stop(w);
     list_for_each_safe(pos, tmp, &w->listens)
@@ -379,6 +385,7 @@ workers_create(uint32_t n, uint32_t bufsize)
         list_init(&w->listens);
         list_init(&w->clients);
         list_init(&w->tunnels);
+        list_init(&w->h2conns);
         buf_pool_init(&w->bufs, bufsize, 256);
         access_buf_init(&w->alog, 64 * 1024);
         random_bytes(&w->rng, sizeof(w->rng));

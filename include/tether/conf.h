@@ -203,6 +203,8 @@ struct conf_listen {
     struct conf_pos pos;
     bool tls;
     bool proxy_protocol;
+    bool http2; /* "http2": HTTP/2 by ALPN on this tls listen even with "http2 off" */
+    bool h2c;   /* "h2c": cleartext HTTP/2 with prior knowledge only */
     int backlog;
 };
 
@@ -265,6 +267,20 @@ struct conf_vserver {
     struct sock_cidr *real_ip_from;
     uint32_t nreal_ip_from;
     char *real_ip_header;
+    /* HTTP/2 from clients (h2.h) */
+    bool http2; /* offer h2 by ALPN on tls listens (default on) */
+    uint32_t h2_max_streams;
+    uint64_t h2_max_header_list;
+    uint64_t h2_stream_window;
+    uint64_t h2_conn_window;
+    uint64_t h2_idle_timeout_ms;
+    uint64_t h2_header_timeout_ms;
+    uint64_t h2_send_timeout_ms;
+    uint32_t h2_max_resets;   /* RST_STREAM burst */
+    uint32_t h2_reset_rate;   /* RST_STREAM tokens per second */
+    uint32_t h2_max_control;  /* control frame burst */
+    uint32_t h2_control_rate; /* control frame tokens per second */
+    uint32_t h2_max_continuations;
 };
 
 struct conf_affinity {

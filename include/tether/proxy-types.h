@@ -99,6 +99,8 @@ struct client {
     bool close_after;    /* close once the current reply is sent */
     bool peer_close;     /* the client asked for the close (sends no more) */
     bool counted;        /* counted in conns_open */
+    bool h2c;            /* cleartext HTTP/2 listen: hand over to h2 at once */
+    uint8_t proto;       /* 2: a lane carrying one HTTP/2 stream (h2.h), else 1 */
     struct worker *w;
     struct gen *gen;           /* generation in use (worker-local reference) */
     struct vserver *vs;        /* server block (in gen) */
@@ -135,6 +137,7 @@ struct request {
     struct vserver *vs;           /* server block of the listen (in gen) */
     const struct sock_addr *peer; /* client address (the downstream's) */
     bool cli_tls;                 /* the client side is TLS */
+    uint8_t proto;                /* the client's protocol: 1 HTTP/1.1, 2 HTTP/2 */
     struct upconn *up;            /* server connection, while attached */
     uint8_t state;                /* enum request_state */
     uint8_t method;               /* enum http1_method */

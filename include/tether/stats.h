@@ -66,6 +66,10 @@ enum gstat {
     GS_RETRY_TIMEOUTS, /* tries resent after per_try_timeout */
     GS_NO_SERVER,
     GS_EJECTIONS,
+    GS_H2_CONNS,    /* HTTP/2 connections accepted */
+    GS_H2_STREAMS,  /* HTTP/2 streams carried as requests */
+    GS_H2_ABUSE,    /* HTTP/2 connections ended by a flood guard or bad frames */
+    GS_REQUESTS_H2, /* requests (GS_REQUESTS) that came over HTTP/2 */
     GS__COUNT
 };
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* TLS with OpenSSL 3: server contexts chosen by SNI, ALPN http/1.1, TLS 1.2+,
+/* TLS with OpenSSL 3: server contexts chosen by SNI, ALPN h2 and http/1.1, TLS 1.2+,
  * session tickets with a shared key file, client contexts for TLS to pods, and
  * the TLS io_ops for struct conn. Only tls.c and tls_ctx.c include OpenSSL. */
 #ifndef TETHER_TLS_H
@@ -45,6 +45,10 @@ int tls_handshake(struct conn *c);
 
 /* After a completed handshake: was the session resumed? ALPN chosen? */
 bool tls_session_reused(const struct conn *c);
+/* Before the handshake: let ALPN choose "h2" on this accepted connection. */
+void tls_offer_h2(struct conn *c);
+/* After the handshake: did ALPN choose "h2"? */
+bool tls_alpn_h2(const struct conn *c);
 /* A short reason for the last handshake failure on this thread (for logs). */
 const char *tls_last_error(void);
 

@@ -56,6 +56,8 @@ struct worker {
     uint32_t nclients;
     struct list tunnels; /* open WebSocket tunnels */
     uint32_t ntunnels;
+    struct list h2conns; /* HTTP/2 connections (h2.h) */
+    uint32_t nh2;
     struct client *free_clients;
     struct request *free_requests;
     struct upconn *free_upconns;

@@ -122,7 +122,7 @@ def conf_statements(path):
     out = []
     for raw in open(path):
         body = re.sub(r"^[#\s]+", "", raw).strip()
-        m = re.match(r"([a-z_]+)\b", body)
+        m = re.match(r"([a-z_][a-z0-9_]*)\b", body)
         if body == "}":
             if len(stack) > 1:
                 stack.pop()

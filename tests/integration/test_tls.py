@@ -134,9 +134,13 @@ def test_sni_selects_certificate():
 def test_alpn_versions_and_ciphers():
     _, t = setup()
     c = certs()
-    rc, _, err = curl("https://localhost:%d/sdp" % t.port, "--cacert", c + "/ca.pem")
+    rc, _, err = curl("https://localhost:%d/sdp" % t.port, "--cacert", c + "/ca.pem",
+                      "--http1.1")
     assert rc == 0 and "ALPN: server accepted http/1.1" in err, err[-800:]
+    # HTTP/2 is offered by default on tls listens (test_http2.py has the rest).
     rc, out = s_client(t.port, "-servername", "localhost", "-alpn", "h2,http/1.1")
+    assert "ALPN protocol: h2" in out, out[-800:]
+    rc, out = s_client(t.port, "-servername", "localhost", "-alpn", "http/1.1")
     assert "ALPN protocol: http/1.1" in out, out[-800:]
     rc, out = s_client(t.port, "-tls1_3")
     assert re.search(r"Protocol\s*: TLSv1.3|New, TLSv1.3", out), out[-800:]

@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: MIT */
+/* Private to h2_conn.c and h2_stream.c: the HTTP/2 connection and stream. */
+#ifndef TETHER_H2_INT_H
+#define TETHER_H2_INT_H
+
+#include <tether/buf.h>
+#include <tether/conn.h>
+#include <tether/http1.h>
+#include <tether/list.h>
+#include <tether/sock.h>
+
+#include <nghttp2/nghttp2.h>
+
+#define H2_IDLE_LANES 16 /* idle lanes kept per connection (expire after 10 s) */
+#define H2_IDLE_LANE_SECS                                                                          \
+    10.0 /* well under keepalive_timeout: the lane's side never closes first */
+
+struct h2_limits {
+    uint32_t max_streams;
+    uint32_t max_header_list;
+    uint32_t stream_window;
+    uint32_t conn_window;
+    double idle_secs, header_secs, send_secs;
+    uint32_t max_resets, reset_rate;
+    uint32_t max_control, control_rate;
+    uint32_t max_continuations;
+};
+
+/* A token bucket: <burst> tokens, <rate> more per second. */
+struct h2_bucket {
+    double tokens;
+    double at;
+};
+
+struct h2_conn {
+    struct conn c;
+    struct worker *w;
+    nghttp2_session *sess;
+    struct list link;         /* in the worker's h2 list */
+    struct list streams;      /* struct h2_stream */
+    struct listen_fds *socks; /* the listen (NULL: h2_adopt_fd) */
+    struct vserver *vs;       /* its server block when adopted (lanes use the current one) */
+    struct h2_limits lim;
+    struct sock_addr peer;
+    char peer_ip[48];
+    uint8_t peer_ip_len;
+    bool tls;
+    bool goaway; /* GOAWAY submitted: no new streams */
+    bool dead;   /* close without sending more */
+    bool finish; /* close once what is queued was written (best effort) */
+    bool freed;
+    bool in_io; /* inside h2_io: close is deferred to its end */
+    struct conn_slot *limit;
+    struct buf *obuf;     /* frames waiting for the socket */
+    const uint8_t *spend; /* rest of the last nghttp2_session_mem_send chunk */
+    size_t spend_len;
+    ev_timer tick; /* 1 s housekeeping: idle, header and send timeouts */
+    double started, last_frame, last_progress;
+    uint32_t nstreams; /* streams alive */
+    uint32_t ncont;    /* CONTINUATION frames in the current header block */
+    uint64_t nrequests;
+    struct h2_bucket resets, control;
+    /* lanes whose last exchange ended cleanly, kept for the next streams */
+    struct conn idle[H2_IDLE_LANES];
+    double idle_since[H2_IDLE_LANES];
+    uint32_t nidle;
+};
+
+enum h2_resp_state { H2R_HEAD = 0, H2R_BODY, H2R_DONE };
+
+struct h2_stream {
+    struct h2_conn *h;
+    struct list link;
+    int32_t id;
+    /* request head, as received */
+    char *hdr; /* regular fields as HTTP/1.1 lines "name: value\r\n" */
+    uint32_t hdr_len, hdr_cap;
+    char *cookie; /* cookie fields joined by "; " (RFC 9113 §8.2.3) */
+    uint32_t cookie_len, cookie_cap;
+    char *method, *path, *authority, *host, *protocol;
+    uint32_t hlist; /* header list size so far (RFC 9113 §6.5.2) */
+    double begun;   /* first HEADERS byte */
+    bool head_done; /* END_HEADERS of the request seen */
+    bool too_large; /* header list over the limit: 431 */
+    bool bad;       /* refused: RST_STREAM PROTOCOL_ERROR */
+    bool has_cl;
+    bool chunked; /* body sent to the lane chunked (no content-length) */
+    bool req_end; /* END_STREAM received */
+    bool is_head; /* HEAD: the response has no body */
+    bool ws;      /* extended CONNECT :protocol websocket (RFC 8441) */
+    bool tunnel;  /* 101 seen: DATA <-> lane bytes */
+    bool shut;    /* half-close the lane once its pending bytes are written */
+    /* the lane: an internal HTTP/1.1 connection into the request path */
+    struct conn lc;
+    bool lane;
+    bool lane_eof;
+    char *out; /* bytes for the lane not yet written */
+    size_t out_len, out_cap;
+    size_t unconsumed; /* DATA bytes received and not yet given back as window */
+    /* the response, read from the lane */
+    struct buf *rb;
+    struct http1_head *rh;
+    uint8_t rstate; /* enum h2_resp_state */
+    uint8_t rbody;  /* enum http1_body */
+    int64_t left;
+    struct http1_chunked ck;
+    uint32_t dec;   /* chunked: decoded data ends here in rb */
+    bool lane_keep; /* the response did not say Connection: close */
+    bool submitted; /* response HEADERS submitted */
+    bool deferred;  /* data provider said DEFERRED */
+    bool ended;     /* EOF given to nghttp2 */
+};
+
+/* h2_conn.c */
+/* Bracket every event handler that touches a connection (lane events): the
+ * leave flushes frames and closes the connection when it is done. */
+void h2_event_enter(struct h2_conn *h);
+void h2_event_leave(struct h2_conn *h);
+void h2_flush(struct h2_conn *h);
+/* A stream began: housekeeping every second again (it slows down when idle). */
+void h2_tick_fast(struct h2_conn *h);
+/* End the connection for abuse: GOAWAY ENHANCE_YOUR_CALM, a counter, a log line. */
+void h2_abuse(struct h2_conn *h, const char *why);
+void h2_progress(struct h2_conn *h);
+bool h2_bucket_take(struct h2_bucket *b, double now, uint32_t burst, uint32_t rate);
+
+/* h2_stream.c: nghttp2 callbacks for streams and the lanes */
+int h2s_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud);
+int h2s_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t namelen,
+                  const uint8_t *value, size_t valuelen, uint8_t flags, void *ud);
+int h2s_on_frame_recv(struct h2_conn *h, const nghttp2_frame *f);
+int h2s_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+                void *ud);
+int h2s_on_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud);
+void h2s_free(struct h2_stream *st);
+/* Idle lanes: close the one in slot <i>; close those idle too long (all: <all>). */
+void h2_lane_idle_close(struct h2_conn *h, uint32_t i);
+void h2_lanes_expire(struct h2_conn *h, double now, bool all);
+/* A stream that has stalled or is overdue (timeouts): true when overdue. */
+bool h2s_header_overdue(const struct h2_stream *st, double now, double limit);
+bool h2s_send_pending(const struct h2_stream *st);
+
+/* h2_resp.c: the lane's read side (the response) */
+void h2s_lane_read_cb(struct ev_loop *loop, ev_io *io, int revents);
+
+#endif

@@ -1,0 +1,626 @@
+/* SPDX-License-Identifier: MIT */
+/* HTTP/2 streams carried over lanes: each request stream is checked (downgrade
+ * safety), written as an HTTP/1.1 request into an internal connection of the
+ * request path (client_accept_lane), its body streamed under flow control (the
+ * response comes back in h2_resp.c). An extended CONNECT (RFC 8441) becomes an
+ * Upgrade: websocket request, and after the 101 the stream carries the
+ * tunnel's bytes. Lanes that ended cleanly are kept for the next streams. */
+#include "config.h"
+
+#include "h2_int.h"
+
+#include <tether/client.h>
+#include <tether/gen.h>
+#include <tether/stats.h>
+#include <tether/worker.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void lane_write_cb(struct ev_loop *loop, ev_io *io, int revents);
+
+/* ---- small helpers ---- */
+
+static int
+grow_append(char **p, uint32_t *len, uint32_t *cap, const void *src, size_t n, size_t max)
+{
+    if (*len + n > max)
+        return -1;
+    if (*len + n > *cap) {
+        size_t c = *cap ? *cap : 256;
+        while (c < *len + n)
+            c *= 2;
+        if (c > max)
+            c = max;
+        char *q = realloc(*p, c);
+        if (!q)
+            return -1;
+        *p = q;
+        *cap = (uint32_t)c;
+    }
+    memcpy(*p + *len, src, n);
+    *len += (uint32_t)n;
+    return 0;
+}
+
+static bool
+name_is(const uint8_t *n, size_t len, const char *s)
+{
+    size_t l = strlen(s);
+    return len == l && memcmp(n, s, l) == 0;
+}
+
+/* Header name: a lowercase token (RFC 9113 §8.2.1). */
+static bool
+name_ok(const uint8_t *n, size_t len)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = n[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c && strchr(extra, c))))
+            return false;
+    }
+    return true;
+}
+
+/* Field value: no NUL, CR or LF (RFC 9113 §8.2.1). */
+static bool
+value_ok(const uint8_t *v, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (v[i] == 0 || v[i] == '\r' || v[i] == '\n')
+            return false;
+    return true;
+}
+
+/* A request-line part: visible ASCII only (no space, CTL or DEL). */
+static bool
+visible(const char *s)
+{
+    if (!s || !*s)
+        return false;
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+            return false;
+    return true;
+}
+
+static char *
+dupn(const uint8_t *v, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, v, n);
+        s[n] = 0;
+    }
+    return s;
+}
+
+static void
+stream_refuse(struct h2_stream *st, uint32_t code)
+{
+    st->bad = true;
+    nghttp2_submit_rst_stream(st->h->sess, NGHTTP2_FLAG_NONE, st->id, code);
+}
+
+/* tether's own short answer on the stream (431, 501). */
+static void
+stream_answer(struct h2_stream *st, unsigned status)
+{
+    char code[8];
+    snprintf(code, sizeof(code), "%03u", status % 1000);
+    nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE}};
+    st->bad = true;
+    nghttp2_submit_response(st->h->sess, st->id, nv, 1, NULL);
+}
+
+/* ---- stream life ---- */
+
+int
+h2s_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    struct h2_conn *h = ud;
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    struct h2_stream *st = calloc(1, sizeof(*st));
+    if (!st)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    st->h = h;
+    st->id = f->hd.stream_id;
+    st->begun = ev_now(h->w->loop);
+    st->lc.fd = -1;
+    list_append(&h->streams, &st->link);
+    h->nstreams++;
+    h2_tick_fast(h);
+    nghttp2_session_set_stream_user_data(s, st->id, st);
+    return 0;
+}
+
+static int
+on_pseudo(struct h2_stream *st, const uint8_t *n, size_t nl, const uint8_t *v, size_t vl)
+{
+    char **slot = NULL;
+    if (st->hdr_len || st->cookie_len || st->host)
+        return -1; /* pseudo-header after a regular one */
+    if (name_is(n, nl, ":method"))
+        slot = &st->method;
+    else if (name_is(n, nl, ":path"))
+        slot = &st->path;
+    else if (name_is(n, nl, ":authority"))
+        slot = &st->authority;
+    else if (name_is(n, nl, ":protocol"))
+        slot = &st->protocol;
+    else if (name_is(n, nl, ":scheme"))
+        return (vl == 4 && memcmp(v, "http", 4) == 0) || (vl == 5 && memcmp(v, "https", 5) == 0)
+                   ? 0
+                   : -1;
+    else
+        return -1;
+    if (*slot)
+        return -1; /* repeated */
+    *slot = dupn(v, vl);
+    return *slot ? 0 : -1;
+}
+
+static int
+on_regular(struct h2_stream *st, const uint8_t *n, size_t nl, const uint8_t *v, size_t vl)
+{
+    size_t max = st->h->lim.max_header_list + 64;
+    if (!name_ok(n, nl))
+        return -1;
+    if (name_is(n, nl, "connection") || name_is(n, nl, "keep-alive") ||
+        name_is(n, nl, "proxy-connection") || name_is(n, nl, "transfer-encoding") ||
+        name_is(n, nl, "upgrade"))
+        return -1;
+    if (name_is(n, nl, "te"))
+        return vl == 8 && memcmp(v, "trailers", 8) == 0 ? 0 : -1; /* not forwarded */
+    if (name_is(n, nl, "http2-settings"))
+        return 0;
+    if (name_is(n, nl, "cookie")) {
+        if (st->cookie_len &&
+            grow_append(&st->cookie, &st->cookie_len, &st->cookie_cap, "; ", 2, max) < 0)
+            return -1;
+        return grow_append(&st->cookie, &st->cookie_len, &st->cookie_cap, v, vl, max);
+    }
+    if (name_is(n, nl, "host")) {
+        if (st->host)
+            return -1;
+        st->host = dupn(v, vl);
+        return st->host ? 0 : -1;
+    }
+    if (name_is(n, nl, "content-length"))
+        st->has_cl = true;
+    if (grow_append(&st->hdr, &st->hdr_len, &st->hdr_cap, n, nl, max) < 0 ||
+        grow_append(&st->hdr, &st->hdr_len, &st->hdr_cap, ": ", 2, max) < 0 ||
+        grow_append(&st->hdr, &st->hdr_len, &st->hdr_cap, v, vl, max) < 0 ||
+        grow_append(&st->hdr, &st->hdr_len, &st->hdr_cap, "\r\n", 2, max) < 0)
+        return -1;
+    return 0;
+}
+
+int
+h2s_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t namelen,
+              const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
+{
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    (void)flags, (void)ud;
+    if (!st || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0; /* trailers are not forwarded */
+    if ((uint64_t)st->hlist + namelen + valuelen + 32 > 4ull * st->h->lim.max_header_list) {
+        /* Far over the limit: an HPACK bomb, not a client with a big cookie. */
+        h2_abuse(st->h, "header list far over http2_max_header_list_size (HPACK bomb)");
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    st->hlist += (uint32_t)(namelen + valuelen + 32);
+    if (st->bad || st->too_large)
+        return 0;
+    if (st->hlist > st->h->lim.max_header_list) {
+        st->too_large = true;
+        return 0;
+    }
+    if (!value_ok(value, valuelen)) {
+        stream_refuse(st, NGHTTP2_PROTOCOL_ERROR);
+        return 0;
+    }
+    int rc = namelen && name[0] == ':' ? on_pseudo(st, name, namelen, value, valuelen)
+                                       : on_regular(st, name, namelen, value, valuelen);
+    if (rc < 0)
+        stream_refuse(st, NGHTTP2_PROTOCOL_ERROR);
+    return 0;
+}
+
+/* Closed: lanes */
+
+static void
+idle_lane_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct h2_conn *h = io->data;
+    (void)loop, (void)revents;
+    /* Bytes or EOF on an idle lane: it is no longer a clean keep-alive. */
+    for (uint32_t i = 0; i < h->nidle; i++)
+        if (&h->idle[i].rio == io) {
+            h2_lane_idle_close(h, i);
+            return;
+        }
+}
+
+void
+h2_lane_idle_close(struct h2_conn *h, uint32_t i)
+{
+    conn_close(h->w->loop, &h->idle[i], false);
+    h->nidle--;
+    if (i != h->nidle) {
+        int fd = h->idle[h->nidle].fd;
+        ev_io_stop(h->w->loop, &h->idle[h->nidle].rio);
+        conn_init(&h->idle[i], fd, idle_lane_cb, idle_lane_cb);
+        h->idle[i].rio.data = h;
+        h->idle_since[i] = h->idle_since[h->nidle];
+        ev_io_start(h->w->loop, &h->idle[i].rio);
+    }
+}
+
+void
+h2_lanes_expire(struct h2_conn *h, double now, bool all)
+{
+    for (uint32_t i = h->nidle; i-- > 0;)
+        if (all || now - h->idle_since[i] > H2_IDLE_LANE_SECS)
+            h2_lane_idle_close(h, i);
+}
+
+/* The exchange on this lane ended cleanly at a message boundary both ways. */
+static bool
+lane_reusable(const struct h2_stream *st)
+{
+    const struct h2_conn *h = st->h;
+    return st->lane && st->lane_keep && st->ended && st->req_end && !st->ws && !st->tunnel &&
+           !st->lane_eof && st->out_len == 0 && (!st->rb || buf_len(st->rb) == 0) &&
+           st->rstate != H2R_HEAD && (st->rbody != HTTP1_BODY_LENGTH || st->left == 0) &&
+           (st->rbody != HTTP1_BODY_CHUNKED || st->ck.done) && st->rbody != HTTP1_BODY_CLOSE &&
+           h->nidle < H2_IDLE_LANES && !h->goaway && !h->dead;
+}
+
+static void
+lane_release(struct h2_stream *st)
+{
+    struct h2_conn *h = st->h;
+    struct worker *w = h->w;
+    if (!st->lane)
+        return;
+    if (!lane_reusable(st)) {
+        conn_close(w->loop, &st->lc, false);
+        return;
+    }
+    ev_io_stop(w->loop, &st->lc.rio);
+    ev_io_stop(w->loop, &st->lc.wio);
+    struct conn *c = &h->idle[h->nidle];
+    conn_init(c, st->lc.fd, idle_lane_cb, idle_lane_cb);
+    c->rio.data = h;
+    h->idle_since[h->nidle++] = ev_now(w->loop);
+    ev_io_start(w->loop, &c->rio);
+}
+
+void
+h2s_free(struct h2_stream *st)
+{
+    struct h2_conn *h = st->h;
+    struct worker *w = h->w;
+    lane_release(st);
+    buf_put(&w->bufs, st->rb);
+    free(st->rh);
+    free(st->hdr);
+    free(st->cookie);
+    free(st->method);
+    free(st->path);
+    free(st->authority);
+    free(st->host);
+    free(st->protocol);
+    free(st->out);
+    list_remove(&st->link);
+    h->nstreams--;
+    free(st);
+}
+
+int
+h2s_on_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
+{
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
+    (void)code, (void)ud;
+    if (!st)
+        return 0;
+    if (st->unconsumed)
+        nghttp2_session_consume_connection(s, st->unconsumed);
+    nghttp2_session_set_stream_user_data(s, id, NULL);
+    h2s_free(st);
+    return 0;
+}
+
+bool
+h2s_header_overdue(const struct h2_stream *st, double now, double limit)
+{
+    return !st->head_done && now - st->begun > limit;
+}
+
+bool
+h2s_send_pending(const struct h2_stream *st)
+{
+    return st->submitted && !st->ended && st->rb && buf_len(st->rb) > 0;
+}
+
+/* ---- toward the lane ---- */
+
+static int
+lane_out(struct h2_stream *st, const void *p, size_t n)
+{
+    uint32_t len = (uint32_t)st->out_len, cap = (uint32_t)st->out_cap;
+    size_t max = (size_t)st->h->lim.stream_window + st->h->lim.max_header_list + 1024;
+    int rc = grow_append(&st->out, &len, &cap, p, n, max);
+    st->out_len = len;
+    st->out_cap = cap;
+    return rc;
+}
+
+/* Write pending bytes to the lane; the window reopens once they are all in. */
+static void
+lane_flush(struct h2_stream *st)
+{
+    struct h2_conn *h = st->h;
+    size_t off = 0;
+    if (!st->lane)
+        return;
+    while (off < st->out_len) {
+        ssize_t r = send(st->lc.fd, st->out + off, st->out_len - off, MSG_NOSIGNAL);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (r <= 0) {
+            /* The request path closed its side: the exchange ended there. */
+            st->out_len = 0;
+            nghttp2_submit_rst_stream(h->sess, NGHTTP2_FLAG_NONE, st->id,
+                                      st->ended ? NGHTTP2_NO_ERROR : NGHTTP2_INTERNAL_ERROR);
+            return;
+        }
+        off += (size_t)r;
+    }
+    if (off) {
+        memmove(st->out, st->out + off, st->out_len - off);
+        st->out_len -= off;
+    }
+    if (st->out_len) {
+        conn_write_want(h->w->loop, &st->lc);
+        return;
+    }
+    conn_write_done(h->w->loop, &st->lc);
+    if (st->shut) {
+        st->shut = false;
+        shutdown(st->lc.fd, SHUT_WR);
+    }
+    if (st->unconsumed) {
+        nghttp2_session_consume(h->sess, st->id, st->unconsumed);
+        st->unconsumed = 0;
+    }
+}
+
+/* A random Sec-WebSocket-Key for the pod (the client's HTTP/2 request has none). */
+static void
+ws_key(struct worker *w, char out[25])
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    uint8_t raw[18];
+    for (int i = 0; i < 18; i++) {
+        w->rng ^= w->rng << 13;
+        w->rng ^= w->rng >> 7;
+        w->rng ^= w->rng << 17;
+        raw[i] = (uint8_t)(w->rng >> 24);
+    }
+    for (int i = 0; i < 6; i++) {
+        uint32_t v = (uint32_t)raw[3 * i] << 16 | (uint32_t)raw[3 * i + 1] << 8 | raw[3 * i + 2];
+        out[4 * i] = b64[(v >> 18) & 63];
+        out[4 * i + 1] = b64[(v >> 12) & 63];
+        out[4 * i + 2] = b64[(v >> 6) & 63];
+        out[4 * i + 3] = b64[v & 63];
+    }
+    out[22] = out[23] = '='; /* 16 bytes encode to 22 characters and "==" */
+    out[24] = 0;
+}
+
+/* The HTTP/1.1 request head for the lane. */
+static int
+build_head(struct h2_stream *st)
+{
+    char line[128];
+    const char *host = st->authority ? st->authority : st->host;
+    const char *method = st->ws ? "GET" : st->method;
+    if (lane_out(st, method, strlen(method)) < 0 || lane_out(st, " ", 1) < 0 ||
+        lane_out(st, st->path, strlen(st->path)) < 0 || lane_out(st, " HTTP/1.1\r\n", 11) < 0)
+        return -1;
+    if (host && (lane_out(st, "Host: ", 6) < 0 || lane_out(st, host, strlen(host)) < 0 ||
+                 lane_out(st, "\r\n", 2) < 0))
+        return -1;
+    if (st->hdr_len && lane_out(st, st->hdr, st->hdr_len) < 0)
+        return -1;
+    if (st->cookie_len &&
+        (lane_out(st, "Cookie: ", 8) < 0 || lane_out(st, st->cookie, st->cookie_len) < 0 ||
+         lane_out(st, "\r\n", 2) < 0))
+        return -1;
+    if (st->ws) {
+        char key[25];
+        ws_key(st->h->w, key);
+        int n =
+            snprintf(line, sizeof(line),
+                     "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: %s\r\n", key);
+        if (lane_out(st, line, (size_t)n) < 0)
+            return -1;
+    } else if (!st->req_end && !st->has_cl) {
+        st->chunked = true;
+        if (lane_out(st, "Transfer-Encoding: chunked\r\n", 28) < 0)
+            return -1;
+    }
+    return lane_out(st, "\r\n", 2);
+}
+
+static struct vserver *
+lane_vserver(struct h2_conn *h)
+{
+    struct gen *g = h->w->gen;
+    if (!h->socks)
+        return h->vs; /* h2_adopt_fd: no listen to follow */
+    for (uint32_t i = 0; i < g->nlistens; i++)
+        if (g->listens[i].socks == h->socks)
+            return g->listens[i].vs;
+    return NULL;
+}
+
+static int
+lane_open(struct h2_stream *st)
+{
+    struct h2_conn *h = st->h;
+    struct worker *w = h->w;
+    struct vserver *vs = lane_vserver(h);
+    int sv[2];
+    if (!vs)
+        return -1; /* the listen left the configuration */
+    if (h->nidle) {
+        /* An idle lane: its internal client waits for the next request. */
+        struct conn *c = &h->idle[--h->nidle];
+        ev_io_stop(w->loop, &c->rio);
+        conn_init(&st->lc, c->fd, h2s_lane_read_cb, lane_write_cb);
+        c->fd = -1;
+        goto ready;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+        return -1;
+    client_accept_lane(w, vs, h->socks, sv[0], &h->peer, h->tls);
+    conn_init(&st->lc, sv[1], h2s_lane_read_cb, lane_write_cb);
+ready:
+    st->lc.rio.data = st;
+    st->lc.wio.data = st;
+    st->lane = true;
+    conn_read_start(w->loop, &st->lc);
+    return 0;
+}
+
+/* END_HEADERS of a request: check it, then carry it into the request path. */
+static void
+stream_start(struct h2_stream *st, bool end_stream)
+{
+    struct h2_conn *h = st->h;
+    st->head_done = true;
+    st->req_end = end_stream;
+    h->nrequests++;
+    if (st->bad)
+        return;
+    if (st->too_large) {
+        stream_answer(st, 431);
+        return;
+    }
+    if (!st->method || !visible(st->method) || (st->authority && !visible(st->authority)) ||
+        (st->host && !visible(st->host))) {
+        stream_refuse(st, NGHTTP2_PROTOCOL_ERROR);
+        return;
+    }
+    if (strcmp(st->method, "CONNECT") == 0) {
+        if (!st->protocol) {
+            stream_answer(st, 501); /* tether is no forward proxy */
+            return;
+        }
+        if (strcmp(st->protocol, "websocket") != 0 || end_stream) {
+            stream_answer(st, 501);
+            return;
+        }
+        st->ws = true;
+    } else if (st->protocol) {
+        stream_refuse(st, NGHTTP2_PROTOCOL_ERROR);
+        return;
+    }
+    if (!st->path || !visible(st->path) || (st->path[0] != '/' && strcmp(st->path, "*") != 0)) {
+        stream_refuse(st, NGHTTP2_PROTOCOL_ERROR);
+        return;
+    }
+    st->is_head = strcmp(st->method, "HEAD") == 0;
+    if (build_head(st) < 0 || lane_open(st) < 0) {
+        stream_refuse(st, NGHTTP2_REFUSED_STREAM);
+        return;
+    }
+    gstat_add(h->w->id, GS_H2_STREAMS, 1);
+    if (end_stream && st->chunked)
+        lane_out(st, "0\r\n\r\n", 5);
+    lane_flush(st);
+}
+
+static void
+stream_body_end(struct h2_stream *st)
+{
+    st->req_end = true;
+    if (st->bad || !st->lane)
+        return;
+    if (st->chunked)
+        lane_out(st, "0\r\n\r\n", 5);
+    if (st->tunnel || st->ws)
+        st->shut = true; /* the client's FIN goes on toward the pod */
+    lane_flush(st);
+}
+
+int
+h2s_on_frame_recv(struct h2_conn *h, const nghttp2_frame *f)
+{
+    struct h2_stream *st;
+    bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
+        return 0;
+    st = nghttp2_session_get_stream_user_data(h->sess, f->hd.stream_id);
+    if (!st)
+        return 0;
+    if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST)
+        stream_start(st, end);
+    else if (end && st->head_done && !st->req_end)
+        stream_body_end(st);
+    return 0;
+}
+
+int
+h2s_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+            void *ud)
+{
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
+    (void)flags, (void)ud;
+    if (!st || st->bad || !st->lane) {
+        if (nghttp2_session_consume(s, id, len) != 0)
+            nghttp2_session_consume_connection(s, len);
+        return 0;
+    }
+    int rc = 0;
+    if (st->chunked) {
+        char sz[24];
+        int n = snprintf(sz, sizeof(sz), "%zx\r\n", len);
+        rc = lane_out(st, sz, (size_t)n);
+        rc |= lane_out(st, data, len);
+        rc |= lane_out(st, "\r\n", 2);
+    } else {
+        rc = lane_out(st, data, len);
+    }
+    st->unconsumed += len;
+    if (rc < 0) {
+        stream_refuse(st, NGHTTP2_FLOW_CONTROL_ERROR);
+        return 0;
+    }
+    lane_flush(st);
+    return 0;
+}
+
+static void
+lane_write_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct h2_stream *st = io->data;
+    struct h2_conn *h = st->h;
+    (void)loop, (void)revents;
+    h2_event_enter(h);
+    lane_flush(st);
+    h2_event_leave(h);
+}
