@@ -55,6 +55,11 @@ void client_deadline(struct client *cli, unsigned kind, double secs);
  * (> 0 bytes, IO_AGAIN, IO_CLOSED, IO_ERROR) or IO_NOROOM. */
 ssize_t client_fill(struct client *cli);
 
+/* limit_conn counted for the connection alone (its address is final, after
+ * PROXY): false when the key is at its limit (the caller answers 429 and
+ * closes). true when the key needs the request (see below) or no zone. */
+bool client_limit_conn(struct client *cli);
+
 /* limit_conn whose key needs the request (headers, cookies, route, or the client
  * address behind trusted proxies): count the connection at its first request.
  * false when the key is at its limit (the caller answers 429 and closes). */
