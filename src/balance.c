@@ -42,15 +42,16 @@ plan_free_cb(void *p)
     plan_free(p);
 }
 
-void
+int
 balance_rebuild(struct upstream *u, uint64_t now_ms)
 {
     struct lb_plan *p = plan_build(u, now_ms);
     if (!p)
-        return; /* out of memory: keep the old plan */
+        return -1; /* out of memory: keep the old plan */
     struct lb_plan *old = atomic_exchange(&u->plan, p);
     atomic_store(&u->plan_dirty, 0);
     qsbr_retire(old, plan_free_cb);
+    return 0;
 }
 
 /* Weighted load comparison: is (a_active+1)/a_w below (b_active+1)/b_w? */
@@ -100,7 +101,8 @@ tier_panic(const struct lb_plan *p, const struct upstream *u, const struct serve
 }
 
 static struct server *
-pick_in_region(struct upstream *u, const struct plan_region *pr, struct lb_cursor *c)
+pick_in_region(struct upstream *u, const struct members *m, const struct plan_region *pr,
+               struct lb_cursor *c)
 {
     uint32_t *pos = &c->server_pos[pr->region];
     switch (u->conf->balance) {
@@ -109,23 +111,23 @@ pick_in_region(struct upstream *u, const struct plan_region *pr, struct lb_curso
         uint32_t scan = pr->nservers < LC_SCAN ? pr->nservers : LC_SCAN;
         for (uint32_t k = 1; k < scan; k++) {
             uint32_t i = (start + k) % pr->nservers;
-            if (lighter(&u->servers[pr->servers[i]], pr->weights[i], &u->servers[pr->servers[best]],
+            if (lighter(m->servers[pr->servers[i]], pr->weights[i], m->servers[pr->servers[best]],
                         pr->weights[best]))
                 best = i;
         }
-        return &u->servers[pr->servers[best]];
+        return m->servers[pr->servers[best]];
     }
     case BALANCE_RANDOM_TWO: {
         uint32_t a = alias_pick(pr->alias, rng_next(&c->rng));
         uint32_t b = alias_pick(pr->alias, rng_next(&c->rng));
-        if (lighter(&u->servers[pr->servers[b]], pr->weights[b], &u->servers[pr->servers[a]],
+        if (lighter(m->servers[pr->servers[b]], pr->weights[b], m->servers[pr->servers[a]],
                     pr->weights[a]))
             a = b;
-        return &u->servers[pr->servers[a]];
+        return m->servers[pr->servers[a]];
     }
     default: {
         uint32_t i = pr->wrr->seq[(*pos)++ % pr->wrr->len];
-        return &u->servers[pr->servers[i]];
+        return m->servers[pr->servers[i]];
     }
     }
 }
@@ -141,7 +143,7 @@ balance_pick(struct upstream *u, uint32_t worker, uint64_t now_ms, uint64_t key_
     if (!p || p->nregions == 0)
         return NULL;
     if (u->conf->balance == BALANCE_HASH && has_key && p->hash) {
-        struct server *s = &u->servers[chash_lookup(p->hash, key_hash)];
+        struct server *s = p->m->servers[chash_lookup(p->hash, key_hash)];
         if (pick_ok(tier_panic(p, u, s), s, now_ms, exclude, nexclude))
             return s;
     }
@@ -149,7 +151,7 @@ balance_pick(struct upstream *u, uint32_t worker, uint64_t now_ms, uint64_t key_
         const struct plan_region *pr = &p->regions[0];
         if (p->nregions > 1)
             pr = &p->regions[p->region_wrr->seq[c->region_pos++ % p->region_wrr->len]];
-        struct server *s = pick_in_region(u, pr, c);
+        struct server *s = pick_in_region(u, p->m, pr, c);
         if (pick_ok(pr->panic, s, now_ms, exclude, nexclude))
             return s;
     }
@@ -159,7 +161,7 @@ balance_pick(struct upstream *u, uint32_t worker, uint64_t now_ms, uint64_t key_
     for (uint32_t r = 0; r < p->nregions; r++) {
         const struct plan_region *pr = &p->regions[r];
         for (uint32_t i = 0; i < pr->nservers; i++) {
-            struct server *s = &u->servers[pr->servers[i]];
+            struct server *s = p->m->servers[pr->servers[i]];
             if (pick_ok(pr->panic, s, now_ms, exclude, nexclude) &&
                 (!best || lighter(s, pr->weights[i], best, best_w))) {
                 best = s;
@@ -176,7 +178,7 @@ balance_hash_lookup(struct upstream *u, uint64_t key_hash, uint64_t now_ms)
     struct lb_plan *p = atomic_load_explicit(&u->plan, memory_order_seq_cst);
     if (!p || !p->hash)
         return NULL;
-    struct server *s = &u->servers[chash_lookup(p->hash, key_hash)];
+    struct server *s = p->m->servers[chash_lookup(p->hash, key_hash)];
     if (tier_panic(p, u, s) ? atomic_load_explicit(&s->rt->admin, memory_order_relaxed) != SRV_MAINT
                             : server_usable_pinned(s, now_ms))
         return s;

@@ -649,10 +649,10 @@ json_upstreams(struct strbuf *o, const struct snap *s)
                           "\"servers_up\":%.0f,\"servers_usable\":%.0f,\"servers\":[",
                           x->weight, x->r->conf->priority, x->share, x->nservers, x->nup,
                           x->nusable);
-            for (uint32_t k = 0; k < x->r->nservers; k++) {
+            for (uint32_t k = 0; k < x->rm->nservers; k++) {
                 if (k)
                     strbuf_lit(o, ",");
-                json_server(o, &s->srvs[su->srv0 + x->r->servers[k]]);
+                json_server(o, &s->srvs[su->srv0 + x->rm->servers[k]]);
             }
             strbuf_lit(o, "]}");
         }

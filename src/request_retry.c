@@ -116,7 +116,7 @@ retry_start(struct request *req, struct server *next)
     }
     req->retries++;
     affinity_redispatch(req, next);
-    req->srv = next;
+    request_set_server(req, next);
     request_connect(req);
 }
 

@@ -336,3 +336,18 @@ session_table_dump(struct session_table *t, uint64_t now_ms, struct session_entr
     }
     return n;
 }
+
+size_t
+session_table_count_server(struct session_table *t, uint64_t server_id, uint64_t now_ms)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < t->nshards; i++) {
+        struct shard *s = &t->shards[i];
+        pthread_mutex_lock(&s->lock);
+        for (uint32_t x = s->mru; x != NIL; x = s->pool[x].next_lru)
+            if (s->pool[x].server_id == server_id && now_ms < s->pool[x].expires_ms)
+                n++;
+        pthread_mutex_unlock(&s->lock);
+    }
+    return n;
+}

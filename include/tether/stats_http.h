@@ -82,16 +82,18 @@ struct snap_server {
 
 struct snap_region {
     const struct region *r;
-    const struct upstream *u; /* its upstream */
-    double weight;            /* effective */
-    double share;             /* of new sessions in the current plan, 0 when not in it */
-    double nservers;          /* servers in the region */
-    double nup;               /* health up and not ejected */
-    double nusable;           /* taking new sessions now */
+    const struct region_members *rm; /* its servers in the snapshot's membership */
+    const struct upstream *u;        /* its upstream */
+    double weight;                   /* effective */
+    double share;                    /* of new sessions in the current plan, 0 when not in it */
+    double nservers;                 /* servers in the region */
+    double nup;                      /* health up and not ejected */
+    double nusable;                  /* taking new sessions now */
 };
 
 struct snap_upstream {
     const struct upstream *u;
+    struct members *m;   /* the membership snapped (referenced) */
     uint32_t srv0;       /* index of its first server in snap.srvs (server order) */
     uint32_t reg0;       /* index of its first region in snap.regs */
     bool panic;          /* plan in panic mode */

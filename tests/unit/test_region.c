@@ -54,41 +54,51 @@ setup(const char *fmt, unsigned weight_a, const char *extra)
     const struct conf_upstream *cu = &conf->upstreams[0];
     memset(&up, 0, sizeof(up));
     up.conf = cu;
-    up.nservers = cu->nservers;
     up.nregions = cu->nregions;
-    up.servers = calloc(cu->nservers, sizeof(*up.servers));
     up.regions = calloc(cu->nregions, sizeof(*up.regions));
+    /* A membership by hand, as membership_build makes it. */
+    struct members *m = calloc(1, sizeof(*m));
+    atomic_init(&m->refs, 1);
+    m->nservers = cu->nservers;
+    m->servers = calloc(cu->nservers, sizeof(*m->servers));
+    m->regions = calloc(cu->nregions, sizeof(*m->regions));
     for (uint32_t r = 0; r < cu->nregions; r++) {
         snprintf(key, sizeof(key), "voice/%s", cu->regions[r].name);
         up.regions[r].conf = &cu->regions[r];
         up.regions[r].rt = region_rt_get(key);
-        up.regions[r].servers = calloc(cu->nservers, sizeof(uint32_t));
+        m->regions[r].servers = calloc(cu->nservers, sizeof(uint32_t));
     }
     for (uint32_t i = 0; i < cu->nservers; i++) {
-        struct server *s = &up.servers[i];
+        struct server *s = calloc(1, sizeof(*s));
         int n = snprintf(key, sizeof(key), "voice/%s", cu->servers[i].name);
+        atomic_init(&s->refs, 1);
         s->conf = &cu->servers[i];
         s->up = &up;
         s->index = i;
         s->region = (uint32_t)cu->servers[i].region;
         s->rt = server_rt_get(key, true);
         s->hash_key = chash_hash(key, (size_t)n);
-        struct region *reg = &up.regions[s->region];
-        reg->servers[reg->nservers++] = i;
+        m->servers[i] = s;
+        struct region_members *rm = &m->regions[s->region];
+        rm->servers[rm->nservers++] = i;
     }
+    up.members = m;
 }
 
 static void
 teardown(void)
 {
+    struct members *m = up.members;
     plan_free(atomic_load(&up.plan));
-    for (uint32_t i = 0; i < up.nservers; i++)
-        server_rt_unref(up.servers[i].rt);
     for (uint32_t r = 0; r < up.nregions; r++) {
         region_rt_unref(up.regions[r].rt);
-        free(up.regions[r].servers);
+        free(m->regions[r].servers);
     }
-    free(up.servers);
+    struct server **servers = m->servers;
+    struct region_members *regions = m->regions;
+    members_unref(m); /* releases the servers and their runtime state */
+    free(servers);
+    free(regions);
     free(up.regions);
     conf_free(conf);
 }
@@ -96,7 +106,10 @@ teardown(void)
 static struct server *
 srv(const char *name)
 {
-    return upstream_server_by_name(&up, name);
+    for (uint32_t i = 0; i < up.members->nservers; i++)
+        if (strcmp(up.members->servers[i]->conf->name, name) == 0)
+            return up.members->servers[i];
+    return NULL;
 }
 
 static void
