@@ -7,6 +7,7 @@ reload. Measured by where requests go (X-Pod) and by show servers."""
 import collections
 import http.client
 import json
+import os
 import subprocess
 
 import harness as h
@@ -194,6 +195,50 @@ def test_added_server_survives_a_reload():
     assert s["source"] == "admin" and s["health"] == "up", s
     assert set(count(t.port, 20)) == {"pod-a", "pod-b"}
     h.stop_clean(t)
+
+
+REDIS_CONF = """
+workers 1;
+admin { listen unix:{admin_sock}; }
+redis { server 127.0.0.1:{redis_port}; prefix "{prefix}"; timeout 200ms; }
+upstream voice {
+    balance round_robin;
+    server pod-a {a};
+}
+server { listen 127.0.0.1:{port}; route / { upstream voice; } }
+"""
+
+
+def replica(a, redis, prefix):
+    t = h.Tether(REDIS_CONF, a=a.addr, redis_port=redis.port, prefix=prefix)
+    h.wait_admin(t.admin_sock)
+    h.wait_until(lambda: "admin replication through 127.0.0.1:%d up" % redis.port in t.stderr(),
+                 what="replication up")
+    return t
+
+
+def test_admin_add_and_del_reach_every_replica_and_outlive_reload_and_restart():
+    a, b = h.Mockpod("pod-a"), h.Mockpod("pod-b")
+    redis = h.Redis()
+    prefix = "m%d:" % os.getpid()
+    t1, t2 = replica(a, redis, prefix), replica(a, redis, prefix)
+    ok(t1, "add", "server", "voice/pod-b", b.addr, "weight=2")
+    h.wait_until(lambda: "pod-b" in servers(t2), what="pod-b on the other replica")
+    s = servers(t2)["pod-b"]
+    assert s["source"] == "admin" and s["weight"] == 2 and s["address"] == b.addr, s
+    assert count(t2.port, 30) == {"pod-a": 10, "pod-b": 20}
+    # A reload keeps it; a replica started now gets it from Redis.
+    t2.reload()
+    h.wait_until(lambda: "configuration reloaded" in t2.stderr(), what="reloaded")
+    assert "pod-b" in servers(t2)
+    t3 = replica(a, redis, prefix)
+    h.wait_until(lambda: "pod-b" in servers(t3), what="pod-b on a new replica")
+    # A delete reaches the others too.
+    ok(t2, "del", "server", "voice/pod-b", "now")
+    h.wait_until(lambda: "pod-b" not in servers(t1) and "pod-b" not in servers(t3),
+                 what="pod-b gone everywhere")
+    h.stop_clean(t1, t2, t3)
+    redis.stop()
 
 
 if __name__ == "__main__":
