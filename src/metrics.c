@@ -220,8 +220,7 @@ static const char *const admin_states[3] = {"ready", "drain", "maint"};
 
 /* ---- Prometheus text format ---- */
 
-/* Label values escape backslash, double quote and newline (exposition format). */
-static void
+void
 prom_esc(struct strbuf *o, const char *s)
 {
     for (; *s; s++) {
@@ -528,6 +527,7 @@ metrics_write_prometheus(struct strbuf *o, const struct snap *s)
     for (uint32_t i = 0; i < s->nroutes; i++)
         histogram(&p, d, lab(&p, p.route0 + i), &s->routes[i].t);
     prom_regions(&p);
+    metrics_membership_prometheus(o, s);
     prom_servers(&p);
 out:
     free(p.off);
@@ -601,10 +601,11 @@ json_server(struct strbuf *o, const struct snap_server *x)
     strbuf_lit(o, ",\"addr\":");
     json_str(o, sv->conf->addr_text);
     strbuf_printf(o,
-                  ",\"state\":\"%s\",\"health\":\"%s\",\"ejected_left_ms\":%llu,"
-                  "\"weight_conf\":%u,\"health_checks\":{\"ok\":%llu,\"failed\":%llu},"
-                  "\"last_change_ms\":%llu,",
-                  admin_states[x->admin], x->health_up ? "up" : "down",
+                  ",\"state\":\"%s\",\"source\":\"%s\",\"leaving\":%s,\"health\":\"%s\","
+                  "\"ejected_left_ms\":%llu,\"weight_conf\":%u,\"health_checks\":{\"ok\":%llu,"
+                  "\"failed\":%llu},\"last_change_ms\":%llu,",
+                  sv->leaving ? "leaving" : admin_states[x->admin], srv_source_name(sv->source),
+                  sv->leaving ? "true" : "false", x->health_up ? "up" : "down",
                   (unsigned long long)x->ejected_left_ms, sv->conf->weight,
                   (unsigned long long)x->hc_ok, (unsigned long long)x->hc_failed,
                   (unsigned long long)x->last_change_ms);

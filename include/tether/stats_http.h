@@ -142,6 +142,10 @@ void snap_release(struct snap *s);
 
 /* Append <s> to <out>: Prometheus text format 0.0.4, or one JSON object. */
 void metrics_write_prometheus(struct strbuf *out, const struct snap *s);
+/* Label values escape backslash, double quote and newline (exposition format). */
+void prom_esc(struct strbuf *o, const char *s);
+/* The membership and discovery families (metrics_membership.c). */
+void metrics_membership_prometheus(struct strbuf *out, const struct snap *s);
 void metrics_write_json(struct strbuf *out, const struct snap *s);
 
 /* Append the self-contained HTML status page to <out>. */

@@ -22,6 +22,7 @@ import harness as h
 CONF = """
 workers 2;
 admin { listen unix:{admin_sock}; }
+stats { listen 127.0.0.1:{stats_port}; }
 access_log {access_log} json;
 affinity {
     cookie VOICE_AFFINITY secret_file={secret};
@@ -101,7 +102,7 @@ def tether(dns, pport, discover=None, valid="1s", max_servers=256, secret=None, 
     discover = discover or "discover voice.test port=%d;" % pport
     conf = CONF.replace("{discover}", discover).replace("@ID@", "{id}")
     t = h.Tether(conf, dns=dns.port, valid=valid, max_servers=max_servers,
-                 secret=secret or secret_file(), **kw)
+                 secret=secret or secret_file(), stats_port=h.free_port(), **kw)
     h.wait_admin(t.admin_sock)
     return t
 
@@ -121,6 +122,15 @@ def servers(t):
 def usable(t):
     """Servers that are up and not leaving, by identity."""
     return {k for k, s in servers(t).items() if s["health"] == "up" and s["state"] == "ready"}
+
+
+def metrics(t):
+    """{(family, labels): value} of /metrics."""
+    body = h.get(t.kw["stats_port"], "/metrics").body
+    out = {}
+    for m in re.finditer(r'^(tether_[a-z_]+)(\{[^}]*\})? (\S+)$', body, re.M):
+        out[(m.group(1), m.group(2) or "")] = float(m.group(3))
+    return out
 
 
 def ident(p):
@@ -153,6 +163,9 @@ def test_pods_found_and_a_pod_added_gets_new_sessions():
     s = servers(t)[ident(pods[0])]
     assert s["source"] == "dns" and s["address"] == ident(pods[0]), s
     assert set(count(t.port, 20)) == {"pod-2", "pod-3"}
+    # The access log names a discovered server by its identity.
+    h.wait_until(lambda: {l.get("server") for l in t.access()} >= {ident(p) for p in pods[:2]},
+                 what="identities in the access log")
     # A third pod appears in DNS: within TTL + one health interval it takes
     # new sessions (the time is printed, not asserted).
     t0 = time.time()
@@ -265,6 +278,15 @@ def test_dns_server_stopped_changes_nothing():
     assert usable(t) == {ident(p) for p in pods}
     h.wait_until(lambda: "keeping the last good set of 2 server(s)" in t.stderr(), what="logged")
     assert t.stderr().count("keeping the last good set") == 1, t.stderr()
+    m = metrics(t)
+    lab = '{upstream="voice",name="voice.test",result="%s"}'
+    assert m[("tether_discovery_queries_total", lab % "failed")] >= 1, m
+    assert m[("tether_discovery_queries_total", lab % "ok")] >= 1, m
+    last = m[("tether_discovery_last_good_timestamp_seconds",
+              '{upstream="voice",name="voice.test"}')]
+    assert 0 < last <= time.time(), last
+    assert m[("tether_upstream_servers",
+              '{upstream="voice",source="dns",state="ready"}')] == 2, m
     # DNS comes back: the name resolves again.
     dns = Dnsmasq(hosts_of(pods), port=port)
     h.wait_until(lambda: "voice.test (upstream voice) resolves again" in t.stderr(), timeout=10,
@@ -342,6 +364,9 @@ def test_scale_3_to_10_to_3_under_load_costs_no_error():
             th.join(30)
     assert not errors, errors[:10]
     assert {s["state"] for k, s in servers(t).items() if k not in usable(t)} == {"leaving"}
+    m = metrics(t)
+    assert m[("tether_upstream_servers", '{upstream="voice",source="dns",state="leaving"}')] == 7
+    assert m[("tether_upstream_servers", '{upstream="voice",source="dns",state="ready"}')] == 3
     h.stop_clean(t)
     dns.stop()
 
@@ -386,6 +411,7 @@ def test_max_servers_refuses_the_extra_addresses():
     h.wait_until(lambda: "upstream voice is at max_servers 2: 1 address(es) of voice.test refused"
                  in t.stderr(), what="refusal logged")
     assert len(servers(t)) == 2
+    assert metrics(t)[("tether_upstream_servers_refused_total", "")] >= 1
     h.stop_clean(t)
     dns.stop()
 
@@ -396,7 +422,7 @@ def test_config_test_does_not_resolve():
     path = os.path.join(d, "tether.conf")
     conf = CONF.replace("{discover}", "discover nowhere.invalid port=80;").replace("@ID@", "{id}")
     for k, v in {"admin_sock": os.path.join(d, "admin.sock"), "access_log": os.path.join(d, "a"),
-                 "secret": secret_file(), "dns": 1, "valid": "1s", "max_servers": 8,
+                 "secret": secret_file(), "dns": 1, "valid": "1s", "max_servers": 8, "stats_port": 2,
                  "port": 1}.items():
         conf = conf.replace("{%s}" % k, str(v))
     with open(path, "w") as f:
