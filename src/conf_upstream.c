@@ -177,7 +177,7 @@ set_discover(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     return 0;
 }
 
-/* resolver ADDR[:PORT] ... [valid=DURATION] [timeout=DURATION] */
+/* resolver [ADDR[:PORT] ...] [valid=DURATION] [timeout=DURATION] */
 static int
 set_resolver(struct conf_parse *p, const struct conf_stmt *st, void *obj,
              const struct conf_directive *d)
@@ -422,7 +422,7 @@ static const struct conf_directive upstream_dirs[] = {
     {"discover", 2, 5, .multi = true, .set = set_discover,
      .usage = "discover NAME port=N|srv [region=NAME] [weight=N]"},
     {"resolver", 1, 8, .set = set_resolver,
-     .usage = "resolver ADDRESS[:PORT] ... [valid=DURATION] [timeout=DURATION]"},
+     .usage = "resolver [ADDRESS[:PORT] ...] [valid=DURATION] [timeout=DURATION]"},
     {"max_servers", 1, 1, .set = conf_set_u32,
      .offset = offsetof(struct conf_upstream, max_servers), .min = 1, .max = 100000, .dflt = "256",
      .usage = "max_servers N"},
