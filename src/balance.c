@@ -90,7 +90,8 @@ pick_ok(bool panic, const struct server *s, uint64_t now_ms, const struct server
     if (nex && excluded(s, ex, nex))
         return false;
     if (panic)
-        return atomic_load_explicit(&s->rt->admin, memory_order_relaxed) == SRV_READY;
+        return !s->leaving &&
+               atomic_load_explicit(&s->rt->admin, memory_order_relaxed) == SRV_READY;
     return server_usable_new(s, now_ms);
 }
 

@@ -102,7 +102,8 @@ plan_add_region(struct lb_plan *p, struct upstream *u, uint32_t r, uint32_t tier
     for (uint32_t i = 0; i < rm->nservers; i++) {
         const struct server *s = m->servers[rm->servers[i]];
         int32_t w = server_weight(s);
-        bool take = panic ? atomic_load(&s->rt->admin) == SRV_READY : server_usable_new(s, now_ms);
+        bool take = panic ? !s->leaving && atomic_load(&s->rt->admin) == SRV_READY
+                          : server_usable_new(s, now_ms);
         if (w <= 0 || !take)
             continue;
         double f = slow_start_factor(s, u->conf->slow_start_ms, now_ms, ramping);
@@ -286,7 +287,7 @@ plan_build(struct upstream *u, uint64_t now_ms)
             if (w <= 0)
                 continue;
             x->cap += w;
-            if (atomic_load(&s->rt->admin) == SRV_READY)
+            if (!s->leaving && atomic_load(&s->rt->admin) == SRV_READY)
                 x->ready = true;
             if (server_usable_new(s, now_ms)) {
                 x->usable += w;
