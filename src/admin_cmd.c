@@ -328,7 +328,8 @@ cmd_show_info(struct admin_ctx *c, int argc, char **argv)
 
 /* Per-server state (and counters with <stat>) as one JSON object. */
 static void
-out_server_json(struct admin_out *o, const struct server *s, uint64_t now, bool stat)
+out_server_json(struct admin_out *o, const struct server *s, uint64_t now, bool stat,
+                uint64_t pinned)
 {
     const struct server_rt *rt = s->rt;
     uint64_t ej = atomic_load(&rt->ejected_until_ms);
@@ -341,7 +342,7 @@ out_server_json(struct admin_out *o, const struct server *s, uint64_t now, bool 
     admin_printf(o, ",\"region\":");
     out_json_str(o, s->up->regions[s->region].conf->name);
     admin_printf(o, ",\"source\":\"%s\",\"leaving\":%s,\"pinned\":%llu", srv_source_name(s->source),
-                 s->leaving ? "true" : "false", (unsigned long long)membership_pinned(s));
+                 s->leaving ? "true" : "false", (unsigned long long)pinned);
     admin_printf(o,
                  ",\"state\":\"%s\",\"health\":\"%s\",\"weight\":%d,\"weight_config\":%u,"
                  "\"weight_override\":%s,\"active\":%d,\"tunnels\":%d,\"ejected_ms\":%llu",
@@ -404,13 +405,14 @@ cmd_show_servers(struct admin_ctx *c, int argc, char **argv)
     for (uint32_t i = 0; i < c->g->nupstreams; i++) {
         struct upstream *u = &c->g->upstreams[i];
         const struct members *m = upstream_members(u);
+        uint64_t *pinned = (!only || only == u) ? membership_pinned(m) : NULL;
         for (uint32_t j = 0; (!only || only == u) && j < m->nservers; j++) {
             struct server *s = m->servers[j];
             const struct server_rt *rt = s->rt;
             uint64_t ej = atomic_load(&rt->ejected_until_ms);
             if (json) {
                 admin_printf(c->out, n++ ? "," : "");
-                out_server_json(c->out, s, now, false);
+                out_server_json(c->out, s, now, false, pinned ? pinned[j] : 0);
                 continue;
             }
             admin_printf(c->out, "%s/%s %s %s %s %s %d%s %u %d %d %llu %s %llu\n", u->conf->name,
@@ -420,8 +422,9 @@ cmd_show_servers(struct admin_ctx *c, int argc, char **argv)
                          atomic_load(&rt->weight_admin) >= 0 ? "*" : "", s->conf->weight,
                          atomic_load(&rt->active), atomic_load(&rt->tunnels),
                          (unsigned long long)(ej > now ? ej - now : 0), srv_source_name(s->source),
-                         (unsigned long long)membership_pinned(s));
+                         (unsigned long long)(pinned ? pinned[j] : 0));
         }
+        free(pinned);
     }
     if (json)
         admin_printf(c->out, "]}\n");
@@ -508,11 +511,12 @@ cmd_show_stat(struct admin_ctx *c, int argc, char **argv)
     for (uint32_t i = 0; i < c->g->nupstreams; i++) {
         struct upstream *u = &c->g->upstreams[i];
         const struct members *m = upstream_members(u);
+        uint64_t *pinned = json ? membership_pinned(m) : NULL;
         for (uint32_t j = 0; j < m->nservers; j++) {
             struct traffic_counters t;
             if (json) {
                 admin_printf(c->out, n++ ? "," : "");
-                out_server_json(c->out, m->servers[j], now, true);
+                out_server_json(c->out, m->servers[j], now, true, pinned ? pinned[j] : 0);
                 continue;
             }
             memset(&t, 0, sizeof(t));
@@ -529,6 +533,7 @@ cmd_show_stat(struct admin_ctx *c, int argc, char **argv)
                          (double)stats_hist_quantile(&t.latency, 0.5) / 1000.0,
                          (double)stats_hist_quantile(&t.latency, 0.99) / 1000.0);
         }
+        free(pinned);
     }
     if (json)
         admin_printf(c->out, "]}\n");

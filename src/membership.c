@@ -30,6 +30,7 @@ struct dyn {
     uint8_t source;       /* enum srv_source; CONFIG: a deleted configured server */
     bool leaving;         /* no new sessions; removed at leave_at or when down */
     bool removed;         /* CONFIG only: out of the membership */
+    bool held;            /* deleted by an operator: DNS does not bring it back */
     uint64_t leave_at_ms; /* monotonic deadline of a leaving server */
 };
 
@@ -374,7 +375,7 @@ membership_add(const char *up, const char *name, const struct sock_addr *addr, u
     d->weight = weight;
     if (d->leaving)
         log_notice("membership: server %s/%s is back", up, name);
-    d->leaving = false;
+    d->leaving = d->held = false;
     free(d->tag);
     d->tag = NULL;
     republish(up);
@@ -405,6 +406,7 @@ membership_del(const char *up, const char *name, bool now, struct err *e)
         }
     } else {
         leave(d, u, time_mono_ms());
+        d->held = true;
     }
     republish(up);
     return 0;
@@ -443,7 +445,7 @@ membership_dns_set(const char *up, const char *tag, const char *region, const st
             total++;
             changed = true;
             log_notice("membership: server %s/%s joins (DNS %s)", up, name, tag);
-        } else if (d->leaving) {
+        } else if (d->leaving && !d->held) {
             d->leaving = false;
             changed = true;
             log_notice("membership: server %s/%s is back (DNS %s)", up, name, tag);
@@ -538,14 +540,25 @@ membership_refused(void)
     return refused;
 }
 
-uint64_t
-membership_pinned(const struct server *s)
+uint64_t *
+membership_pinned(const struct members *m)
 {
     struct session_table *t = affinity_table();
-    uint64_t n = (uint64_t)atomic_load(&s->rt->tunnels);
+    uint64_t *by_id = calloc(m->nservers + 1, sizeof(uint64_t));
+    uint64_t *out = calloc(m->nservers + 1, sizeof(uint64_t));
+    if (!by_id || !out) {
+        free(by_id);
+        free(out);
+        return NULL;
+    }
     if (t)
-        n += session_table_count_server(t, s->cookie_id, time_mono_ms());
-    return n;
+        session_table_count_by_server(t, time_mono_ms(), m->id_sorted, m->nservers, by_id);
+    for (uint32_t k = 0; k < m->nservers; k++)
+        out[m->id_index[k]] = by_id[k];
+    for (uint32_t i = 0; i < m->nservers; i++)
+        out[i] += (uint64_t)atomic_load(&m->servers[i]->rt->tunnels);
+    free(by_id);
+    return out;
 }
 
 void

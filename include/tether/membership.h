@@ -55,8 +55,10 @@ void membership_sync(struct gen *g);
 /* Servers refused because an upstream was at max_servers, since start. */
 uint64_t membership_refused(void);
 
-/* Sessions pinned to <s>: learned-table entries naming it plus its tunnels. */
-uint64_t membership_pinned(const struct server *s);
+/* Sessions pinned to each server of <m> (by server index): learned-table
+ * entries naming it plus its tunnels, in one scan of the table. A malloc'ed
+ * array for the caller to free, or NULL when out of memory. */
+uint64_t *membership_pinned(const struct members *m);
 
 /* Free the roster (shutdown). */
 void membership_fini(void);

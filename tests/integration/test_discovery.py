@@ -262,6 +262,28 @@ def test_pod_dropped_from_dns_leaves_and_keeps_its_sessions():
     dns.stop()
 
 
+def test_operator_delete_of_a_discovered_pod_holds_against_dns():
+    pods = pods_on(2)
+    dns = Dnsmasq(hosts_of(pods))
+    t = tether(dns, pods[0].port)
+    wait_usable(t, pods)
+    ctl(t, "del", "server", "voice/" + ident(pods[1]))
+    assert servers(t)[ident(pods[1])]["state"] == "leaving"
+    # Later answers still list it: it stays leaving (and gets no new session).
+    n = metrics(t)[("tether_discovery_queries_total",
+                    '{upstream="voice",name="voice.test",result="ok"}')]
+    h.wait_until(lambda: metrics(t)[("tether_discovery_queries_total",
+                                     '{upstream="voice",name="voice.test",result="ok"}')] >= n + 2,
+                 timeout=10, what="two more answers")
+    assert servers(t)[ident(pods[1])]["state"] == "leaving"
+    assert count(t.port, 20) == {"pod-2": 20}
+    # add brings it back.
+    ctl(t, "add", "server", "voice/" + ident(pods[1]), ident(pods[1]))
+    assert servers(t)[ident(pods[1])]["state"] == "ready"
+    h.stop_clean(t)
+    dns.stop()
+
+
 def test_dns_server_stopped_changes_nothing():
     pods = pods_on(2)
     dns = Dnsmasq(hosts_of(pods))
