@@ -31,12 +31,14 @@ struct dyn {
     bool leaving;         /* no new sessions; removed at leave_at or when down */
     bool removed;         /* CONFIG only: out of the membership */
     bool held;            /* deleted by an operator: DNS does not bring it back */
+    uint64_t seen;        /* DNS: the last answer (membership_dns_set call) that had it */
     uint64_t leave_at_ms; /* monotonic deadline of a leaving server */
 };
 
 static struct dyn **roster;
 static uint32_t nroster;
 static uint64_t refused;
+static uint64_t answers; /* membership_dns_set calls, stamps dyn.seen */
 
 static struct dyn *
 dyn_find(const char *up, const char *name)
@@ -417,7 +419,7 @@ membership_dns_set(const char *up, const char *tag, const char *region, const st
                    uint32_t n)
 {
     struct upstream *u = current_upstream(up);
-    uint64_t now = time_mono_ms();
+    uint64_t now = time_mono_ms(), stamp = ++answers;
     bool changed = false;
     uint32_t over = 0;
     char name[SOCK_ADDR_STRLEN];
@@ -453,21 +455,16 @@ membership_dns_set(const char *up, const char *tag, const char *region, const st
         if (d->weight != a[i].weight)
             changed = true;
         d->weight = a[i].weight;
+        d->seen = stamp;
     }
+    /* Out of this good answer: leave. */
     for (uint32_t i = 0; i < nroster; i++) {
         struct dyn *d = roster[i];
-        bool seen = false;
-        if (d->source != SRV_SRC_DNS || d->leaving || strcmp(d->up, up) != 0 || !d->tag ||
-            strcmp(d->tag, tag) != 0)
+        if (d->source != SRV_SRC_DNS || d->leaving || d->seen == stamp || !d->tag ||
+            strcmp(d->tag, tag) != 0 || strcmp(d->up, up) != 0)
             continue;
-        for (uint32_t k = 0; k < n && !seen; k++) {
-            sock_addr_format(&a[k].addr, name, sizeof(name));
-            seen = strcmp(name, d->name) == 0;
-        }
-        if (!seen) {
-            leave(d, u, now);
-            changed = true;
-        }
+        leave(d, u, now);
+        changed = true;
     }
     if (over) {
         refused += over;

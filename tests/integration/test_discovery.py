@@ -162,7 +162,8 @@ def test_pods_found_and_a_pod_added_gets_new_sessions():
     wait_usable(t, pods[:2])
     s = servers(t)[ident(pods[0])]
     assert s["source"] == "dns" and s["address"] == ident(pods[0]), s
-    assert set(count(t.port, 20)) == {"pod-2", "pod-3"}
+    # (the balancer plan follows the first passing checks within ~100 ms)
+    h.wait_until(lambda: set(count(t.port, 20)) == {"pod-2", "pod-3"}, what="both pods serve")
     # The access log names a discovered server by its identity.
     h.wait_until(lambda: {l.get("server") for l in t.access()} >= {ident(p) for p in pods[:2]},
                  what="identities in the access log")
@@ -358,6 +359,7 @@ def test_scale_3_to_10_to_3_under_load_costs_no_error():
     t = tether(dns, pods[0].port)
     wait_usable(t, pods[:3])
     errors, seen, stop = [], collections.Counter(), threading.Event()
+    started = []  # (start time, pod) of every request
 
     def load():
         conn = http.client.HTTPConnection("127.0.0.1", t.port, timeout=10 * h.SLOW)
@@ -365,12 +367,14 @@ def test_scale_3_to_10_to_3_under_load_costs_no_error():
             if stop.is_set():
                 break
             try:
+                t0 = time.time()
                 conn.request("GET", "/")
                 r = conn.getresponse()
                 r.read()
                 if r.status != 200:
                     errors.append(r.status)
                 seen[r.getheader("X-Pod")] += 1
+                started.append((t0, r.getheader("X-Pod")))
             except (OSError, http.client.HTTPException) as e:
                 errors.append(repr(e))
                 conn.close()
@@ -387,9 +391,12 @@ def test_scale_3_to_10_to_3_under_load_costs_no_error():
         dns.set_hosts(hosts_of(pods[:3]))
         h.wait_until(lambda: usable(t) == {ident(p) for p in pods[:3]}, timeout=15,
                      what="back to 3")
-        seen.clear()
-        h.wait_until(lambda: sum(seen.values()) >= 100, timeout=15, what="more requests")
-        assert set(seen) <= {"pod-2", "pod-3", "pod-4"}, seen
+        # Requests started from now on only go to the 3 pods left.
+        t_back = time.time()
+        h.wait_until(lambda: len([1 for t0, _ in list(started) if t0 > t_back]) >= 100,
+                     timeout=15, what="more requests")
+        after = collections.Counter(p for t0, p in list(started) if t0 > t_back)
+        assert set(after) <= {"pod-2", "pod-3", "pod-4"}, after
     finally:
         stop.set()
         for th in ths:
