@@ -200,10 +200,10 @@ split_target(struct admin_ctx *c, const char *arg, char *up, size_t upcap, char 
     strcpy(name, slash + 1);
     for (const char *p = name; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              *p == '-' || *p == '_' || *p == '.' || *p == ':'))
+              *p == '-' || *p == '_' || *p == '.' || *p == ':' || *p == '[' || *p == ']'))
             return admin_error(c->out,
                                "invalid server name \"%s\"; expected letters, digits, "
-                               "'-', '_', '.' or ':'",
+                               "'-', '_', '.', ':' or brackets (discovered [v6]:port)",
                                name);
     return 0;
 }

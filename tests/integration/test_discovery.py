@@ -429,6 +429,22 @@ def test_srv_records_give_ports_and_weights():
     dns.stop()
 
 
+def test_a_and_aaaa_records():
+    port = h.free_port()
+    v4 = h.Mockpod("pod-v4", port=port, host="127.0.0.2")
+    v6 = h.Mockpod("pod-v6", port=port, host="::1")
+    dns = Dnsmasq([("127.0.0.2", "voice.test"), ("::1", "voice.test")])
+    t = tether(dns, port)
+    h.wait_until(lambda: set(usable(t)) == {"127.0.0.2:%d" % port, "[::1]:%d" % port},
+                 timeout=10, what="both families")
+    h.wait_until(lambda: set(count(t.port, 20)) == {"pod-v4", "pod-v6"}, what="both serve")
+    # A discovered IPv6 server is addressed by its identity.
+    ctl(t, "set", "server", "voice/[::1]:%d" % port, "weight", "2")
+    assert servers(t)["[::1]:%d" % port]["weight"] == 2
+    h.stop_clean(t)
+    dns.stop()
+
+
 def test_name_that_does_not_resolve_yet_then_fills():
     pods = pods_on(1)
     dns = Dnsmasq([])
