@@ -7,8 +7,9 @@
 #  2. swap cost: p99 of the 1,000-server tether while its membership changes every
 #     second (one address leaves and comes back through DNS) against the same tether
 #     steady (alternating rounds; the goal is a p99 ratio <= 1.5).
-# The servers are mock pods on 127.0.1.1 ... (16 addresses per mockpod process, one
-# port), named in a local dnsmasq's hosts file (TTL 1 s, resolver valid=1s).
+# The servers are addresses 127.0.1.1 ... on one port, served by two mock pod processes
+# (half each; the 2-server variant uses one address of each), named in a local
+# dnsmasq's hosts file (TTL 1 s, resolver valid=1s).
 #
 # usage: bench/discovery_cost.sh [-r ROUNDS] [-d SECS] [-c CONNS] [-t WRK_THREADS]
 #                                [-w WORKERS] [-n SERVERS] [-o OUT.md] [-j OUT.json]
@@ -34,31 +35,32 @@ NOFILE=$(raise_nofile)
 PINSPEC=none CPU_SUT= CPU_POD= CPU_LOAD=
 declare -gA PORT SUTPIDS
 
-# the pods: NSERVERS loopback addresses, 16 per mockpod process, one port
+# the pods: NSERVERS loopback addresses served by two mockpod processes (half each), so
+# both variants wake the same two pod processes: only tether's side differs
 read -r PP PDNS P_TWO P_MANY <<<"$(free_ports 4)"
 ADDRS=()
 for i in $(seq 0 $((NSERVERS - 1))); do ADDRS+=("127.0.$((1 + i / 250)).$((1 + i % 250))"); done
+half=$(((NSERVERS + 1) / 2))
 POD_PIDS=
-for ((k = 0; k < NSERVERS; k += 16)); do
+for k in 0 1; do
     listen=()
-    for a in "${ADDRS[@]:k:16}"; do listen+=(--listen "$a:$PP"); done
+    for a in "${ADDRS[@]:k*half:half}"; do listen+=(--listen "$a:$PP"); done
     start "pod$k" "" "$WORK/pod$k.log" "$MOCKPOD" "${listen[@]}" --name "pod$k" --threads 1 --quiet
     p=PID_pod$k
     POD_PIDS="$POD_PIDS ${!p}"
 done
-PID_pod=${POD_PIDS# }
-PID_pod=${PID_pod%% *}
-for ((k = 0; k < NSERVERS; k += 16)); do
-    for i in $(seq 100); do (exec 3<>"/dev/tcp/${ADDRS[k]}/$PP") 2>/dev/null && break; sleep 0.05; done
+PID_pod=$PID_pod0
+for a in "${ADDRS[0]}" "${ADDRS[half]}"; do
+    for i in $(seq 100); do (exec 3<>"/dev/tcp/$a/$PP") 2>/dev/null && break; sleep 0.05; done
 done
 
-# DNS: "many.bench" answers every address, "two.bench" the first two
+# DNS: "many.bench" answers every address, "two.bench" one address of each pod
 hosts() { # hosts SKIP: the hosts file, without address number SKIP (-1: none)
     local i
     {
         for i in "${!ADDRS[@]}"; do [ "$i" = "$1" ] || echo "${ADDRS[$i]} many.bench"; done
         echo "${ADDRS[0]} two.bench"
-        echo "${ADDRS[1]} two.bench"
+        echo "${ADDRS[half]} two.bench"
     } >"$WORK/hosts.new"
     mv "$WORK/hosts.new" "$WORK/hosts"
 }
