@@ -17,7 +17,7 @@ HELP_LINES=3,15
 ab_parse_args "$@"
 ab_setup
 
-head -c 32 /dev/urandom >"$WORK/affinity.key"
+head -c 48 /dev/urandom >"$WORK/affinity.key"
 read -r P_NONE P_COOKIE <<<"$(free_ports 2)"
 TETHER_MAIN_EXTRA="affinity { cookie VOICE_AFFINITY max_age=900s secret_file=$WORK/affinity.key; }"
 TETHER_ROUTE_EXTRA="affinity none;" tether_conf "$WORK/none.conf" "$P_NONE" 0 - - "$POD_A" "$POD_B"

@@ -5,7 +5,9 @@
 # front of them (conf/demo.conf), show sessions spread 70/30, pinned through
 # /sdp, /tools, a webhook and a WebSocket, a pod killed under load without
 # client errors, a pod added in DNS and one removed while a call is pinned to
-# it, a weight change with tetherctl; then keep running for you to explore the
+# it, a weight change with tetherctl, the pods filling up (they report their
+# sessions): a full region spilling to the other, then to the DR tier, then new
+# sessions shed with Retry-After; then keep running for you to explore the
 # status page and /metrics (Ctrl-C stops everything). DEMO_SECONDS=N stops by
 # itself after N seconds.
 set -euo pipefail
@@ -34,7 +36,8 @@ sed -e "s|@RUN@|$run|g" -e "s|@PORT@|$PORT|" -e "s|@STATS_PORT@|$STATS_PORT|" \
     -e "s|@DNS_PORT@|$DNS_PORT|" "$src/conf/demo.conf" >"$run/tether.conf"
 
 start_pod() { # name host:port
-    "$build/tests/mockpod/mockpod" --listen "$2" --name "$1" --quiet >"$run/$1.log" 2>&1 &
+    "$build/tests/mockpod/mockpod" --listen "$2" --name "$1" --quiet \
+        --report-sessions >"$run/$1.log" 2>&1 &
     pids+=($!)
     echo $! >"$run/$1.pid"
     disown $! # the tour kills one on purpose: no "Killed" notice from bash

@@ -100,10 +100,12 @@ def kill_pod(port, run, mockpod, pod_b_addr):
     lock = threading.Lock()
 
     def client():
-        conn = None
+        # One voice session per client: its requests follow its pod.
+        r, _, conn = request(port, "POST", "/session")
+        cookie = {"Cookie": (r.getheader("Set-Cookie") or "").split(";")[0]}
         while time.time() < stop:
             try:
-                r, _, conn = request(port, "GET", "/sdp", conn=conn)
+                r, _, conn = request(port, "GET", "/sdp", headers=cookie, conn=conn)
                 with lock:
                     if r.status != 200:
                         errors[r.status] += 1
@@ -125,7 +127,8 @@ def kill_pod(port, run, mockpod, pod_b_addr):
     print("  %d requests, client errors: %d %s" % (total, sum(errors.values()), dict(errors) or ""))
     print("  served by: %s" % dict(served))
     p = subprocess.Popen([mockpod, "--listen", pod_b_addr, "--name", "pod-b",
-                          "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          "--quiet", "--report-sessions"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
     with open(os.path.join(run, "pod-b.pid"), "w") as f:
         f.write("%d\n" % p.pid)
     print("  pod-b restarted (pid %d); health checks bring it back" % p.pid)
@@ -151,7 +154,8 @@ def ctl(tetherctl, run, *cmd):
 def pods_come_and_go(port, run, mockpod, eu_port, tetherctl):
     step("a pod appears in DNS (scale-up): pod-e on 127.0.0.4 joins eu-west")
     p = subprocess.Popen([mockpod, "--listen", "127.0.0.4:%d" % eu_port, "--name", "pod-e",
-                          "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          "--quiet", "--report-sessions"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
     with open(os.path.join(run, "pod-e.pid"), "w") as f:
         f.write("%d\n" % p.pid)
     time.sleep(0.3)
@@ -210,6 +214,63 @@ def admin(tetherctl, run):
             print("    " + line)
 
 
+def servers_json(tetherctl, sock):
+    out = subprocess.run([tetherctl, "-s", sock, "show", "servers", "json"],
+                         capture_output=True, text=True)
+    try:
+        return {s["server"]: s for s in json.loads(out.stdout)["servers"]}
+    except ValueError:
+        return {}
+
+
+def capacity(port, tetherctl, run):
+    step("sessions fill the pods (400 each): a full region spills to the other, then to the "
+         "DR tier, then new sessions are shed")
+    sock = os.path.join(run, "admin.sock")
+    have_ctl = os.path.exists(tetherctl) and os.path.exists(sock)
+    deadline = time.time() + 20
+    while have_ctl and time.time() < deadline:
+        s = servers_json(tetherctl, sock).get("pod-b", {})
+        if s.get("health") == "up" and not s.get("ejected_ms"):
+            break
+        time.sleep(0.5)
+    first_new, placed, shed = None, [], None
+    conn = None
+    for _ in range(3000):
+        r, body, conn = request(port, "POST", "/session", conn=conn)
+        if r.status != 200:
+            shed = (r.status, r.getheader("Retry-After"))
+            break
+        placed.append(REGION.get(r.getheader("X-Pod"), "?"))
+        if first_new is None:
+            first_new = r.getheader("Set-Cookie").split(";")[0]
+    conn.close()
+    last = {reg: max([i for i, x in enumerate(placed) if x == reg] or [-1])
+            for reg in ("eu-west", "me-central")}
+    first_full = min(last, key=last.get)
+    other = "me-central" if first_full == "eu-west" else "eu-west"
+    dr_first = min([i for i, reg in enumerate(placed) if reg == "us-west"] or [len(placed)])
+    both = collections.Counter(placed[:last[first_full] + 1])
+    print("  both primary regions had room: eu-west +%d, me-central +%d (least loaded first)"
+          % (both["eu-west"], both["me-central"]))
+    print("  %s full: its new sessions spilled to %s, which took %d more"
+          % (first_full, other, dr_first - last[first_full] - 1))
+    print("  primary tier full: us-west (the DR tier, untouched until now) took %d"
+          % (len(placed) - dr_first))
+    if shed:
+        print("  every pod full: %d with Retry-After: %s (tether_sessions_shed_total)" % shed)
+    r, _, c = request(port, "POST", "/tools/lookup", {"Cookie": first_new})
+    c.close()
+    print("  a live session's tools call still passes: %d from %s" % (r.status,
+                                                                    r.getheader("X-Pod")))
+    if have_ctl:
+        for cmd in (["show", "servers"], ["set", "server", "voice/pod-b", "max_sessions", "600"]):
+            print("  $ tetherctl -s %s %s" % (sock, " ".join(cmd)))
+            out = subprocess.run([tetherctl, "-s", sock] + cmd, capture_output=True, text=True)
+            for line in (out.stdout + out.stderr).strip().splitlines():
+                print("    " + line)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int)
@@ -226,6 +287,7 @@ def main():
     kill_pod(a.port, a.run, a.mockpod, a.pod_b_addr)
     pods_come_and_go(a.port, a.run, a.mockpod, a.eu_port, a.tetherctl)
     admin(a.tetherctl, a.run)
+    capacity(a.port, a.tetherctl, a.run)
 
 
 if __name__ == "__main__":

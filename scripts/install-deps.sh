@@ -4,7 +4,8 @@
 # demo's DNS), and with --test
 # what the test suite uses (curl, Debian python3 and python3-websockets,
 # redis-server, openssl, promtool, chromium, clang for the second compiler and
-# the fuzzers, redis-sentinel, nghttp/h2load and python3-h2).
+# the fuzzers, redis-sentinel, nghttp/h2load and python3-h2,
+# python3-yaml for the deploy kit's manifests).
 # Works as root, or as a user with sudo.
 set -euo pipefail
 want_test=0
@@ -22,7 +23,7 @@ pkgs=(ca-certificates gcc make autoconf automake pkg-config libc6-dev
 if (( want_test )); then
     pkgs+=(clang libclang-rt-14-dev clang-format prometheus chromium
            iproute2 util-linux rsync redis-sentinel
-           nghttp2-client python3-h2)
+           nghttp2-client python3-h2 python3-yaml)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -59,6 +59,15 @@ aff_outcome_name(unsigned aff)
     return aff < ARRAY_SIZE(names) ? names[aff] : "?";
 }
 
+/* The retry_on condition that caused the last retry, as written in the config. */
+static const char *
+retried_on_name(unsigned bit1)
+{
+    static const char *const names[] = {"-",   "connect-failure", "refused", "reset", "502", "503",
+                                        "504", "timeout"};
+    return bit1 < ARRAY_SIZE(names) ? names[bit1] : "-";
+}
+
 void
 request_log(struct request *req)
 {
@@ -90,6 +99,7 @@ request_log(struct request *req)
     double connect_ms = req->t_connected > 0 ? (req->t_connected - req->t_connect) * 1e3 : -1;
     double upstream_ms = req->t_resp > 0 ? (req->t_resp - req->t_start) * 1e3 : -1;
     const char *method = http1_method_name(req->method);
+    const char *ron = retried_on_name(req->retried_on);
     int n;
     if (cli->gen->conf->access_format == ACCESS_COMBINED) {
         n = snprintf(line, 2048,
@@ -107,13 +117,14 @@ request_log(struct request *req)
                      "\"status\":%u,"
                      "\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,"
                      "\"connect_ms\":%.3f,\"upstream_ms\":%.3f,\"request_id\":\"%.*s\","
-                     "\"affinity\":\"%s\",\"retries\":%u,\"term\":\"%s\",\"tls\":%s}\n",
+                     "\"affinity\":\"%s\",\"retries\":%u,\"retried_on\":\"%s\","
+                     "\"term\":\"%s\",\"tls\":%s}\n",
                      ts, req->rip_len, req->rip, method ? method : "-", path_only, esc, (int)pl,
                      esc, req->route ? req->route->conf->label : "-",
                      req->ups ? req->ups->conf->name : "-", req->srv ? req->srv->conf->name : "-",
                      req->status, (unsigned long long)req->bytes_in,
                      (unsigned long long)req->bytes_out, (now - req->t_start) * 1e3, connect_ms,
-                     upstream_ms, (int)rl, rid, aff_outcome_name(req->aff), req->retries,
+                     upstream_ms, (int)rl, rid, aff_outcome_name(req->aff), req->retries, ron,
                      term_name(req->term), cli->tls ? "true" : "false");
     }
     if (n > 0 && n < 2048)

@@ -53,6 +53,7 @@ static struct {
     ino_t ino;             /* never unlink one another process made since */
     struct list clients;
     uint32_t nclients;
+    bool keep_file; /* handed over by a binary upgrade: the socket file is not ours */
 } adm = {.fd = -1};
 
 /* ---- answers ---- */
@@ -389,8 +390,8 @@ listener_close(void)
     ev_io_stop(ctl.loop, &adm.io);
     close(adm.fd);
     adm.fd = -1;
-    if (adm.addr.u.sa.sa_family == AF_UNIX && stat(adm.addr.u.un.sun_path, &st) == 0 &&
-        st.st_dev == adm.dev && st.st_ino == adm.ino)
+    if (adm.addr.u.sa.sa_family == AF_UNIX && !adm.keep_file &&
+        stat(adm.addr.u.un.sun_path, &st) == 0 && st.st_dev == adm.dev && st.st_ino == adm.ino)
         unlink(adm.addr.u.un.sun_path);
 }
 
@@ -453,4 +454,16 @@ unsigned
 admin_nclients(void)
 {
     return adm.nclients;
+}
+
+int
+admin_listen_fd(void)
+{
+    return adm.fd;
+}
+
+void
+admin_keep_file(void)
+{
+    adm.keep_file = true;
 }

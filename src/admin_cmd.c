@@ -7,11 +7,14 @@
 #include <tether/affinity.h>
 #include <tether/balance.h>
 #include <tether/control.h>
+#include <tether/cpu_limit.h>
 #include <tether/gen.h>
 #include <tether/log.h>
 #include <tether/membership.h>
 #include <tether/redis.h>
 #include <tether/session.h>
+#include <tether/health_report.h>
+#include <tether/session_load.h>
 #include <tether/stats.h>
 #include <tether/worker.h>
 
@@ -157,6 +160,7 @@ cmd_set_server_state(struct admin_ctx *c, int argc, char **argv)
     if (st > SRV_MAINT)
         return admin_error(c->out, "invalid state \"%s\"; expected ready, drain or maint", argv[0]);
     unsigned old = atomic_exchange(&s->rt->admin, (uint8_t)st);
+    session_load_admin_state(s->rt, st);
     c->changed = old != st;
     if (old != SRV_READY && st == SRV_READY)
         atomic_store(&s->rt->usable_since_ms, time_mono_ms()); /* slow start */
@@ -164,6 +168,30 @@ cmd_set_server_state(struct admin_ctx *c, int argc, char **argv)
     snprintf(c->note, sizeof(c->note), "%s/%s state %s (was %s; %d active requests, %d tunnels)",
              s->up->conf->name, s->conf->name, argv[0], srv_admin_name(old),
              atomic_load(&s->rt->active), atomic_load(&s->rt->tunnels));
+    return 0;
+}
+
+static int
+cmd_set_server_max_sessions(struct admin_ctx *c, int argc, char **argv)
+{
+    (void)argc;
+    struct server *s = NULL;
+    uint64_t v = 0;
+    int32_t m = -1;
+    if (!find_target(c, argv[-2], &s, NULL))
+        return -1;
+    if (strcmp(argv[0], "default") != 0) {
+        if (parse_u64(argv[0], strlen(argv[0]), &v) < 0 || v > HREP_MAX_SESSIONS)
+            return admin_error(c->out, "invalid max_sessions \"%s\"; expected 0..%u or \"default\"",
+                               argv[0], HREP_MAX_SESSIONS);
+        m = (int32_t)v;
+    }
+    uint32_t was = server_capacity(s);
+    int32_t old = atomic_exchange(&s->rt->max_admin, m);
+    c->changed = old != m;
+    snprintf(c->note, sizeof(c->note), "%s/%s max_sessions %u (was %u; %u sessions%s)",
+             s->up->conf->name, s->conf->name, server_capacity(s), was, server_sessions(s),
+             m < 0 ? "; override removed" : "");
     return 0;
 }
 
@@ -258,6 +286,21 @@ cmd_del_server(struct admin_ctx *c, int argc, char **argv)
 }
 
 static int
+cmd_upgrade(struct admin_ctx *c, int argc, char **argv)
+{
+    char msg[1024];
+    /* Starting another file is for local operators only: over TCP, only the
+     * executable this process was started from. */
+    if (argc > 0 && strncmp(c->peer->who, "uid ", 4) != 0)
+        return admin_error(c->out, "\"upgrade PATH\" is accepted on a Unix admin socket only");
+    log_notice("admin (%s): upgrade%s%s", c->peer->who, argc ? " " : "", argc ? argv[0] : "");
+    if (control_upgrade(argc ? argv[0] : NULL, msg, sizeof(msg)) < 0)
+        return admin_error(c->out, "%s", msg);
+    admin_printf(c->out, "%s\n", msg);
+    return 0;
+}
+
+static int
 cmd_reload(struct admin_ctx *c, int argc, char **argv)
 {
     struct err e = {{0}};
@@ -305,14 +348,16 @@ cmd_show_info(struct admin_ctx *c, int argc, char **argv)
     out_time(o, "started", ctl.started_ms);
     admin_printf(o, "uptime_s: %llu\n",
                  (unsigned long long)((time_wall_ms() - ctl.started_ms) / 1000));
-    admin_printf(o, "config: %s\ngeneration: %llu\n", ctl.conf_path ? ctl.conf_path : "-",
-                 (unsigned long long)c->g->id);
+    admin_printf(o, "config: %s\ngeneration: %llu\nconfig_sha256: %s\n",
+                 ctl.conf_path ? ctl.conf_path : "-", (unsigned long long)c->g->id,
+                 c->g->conf->hash);
     out_time(o, "generation_loaded", c->g->loaded_ms);
     admin_printf(o, "reloads_ok: %llu\nreloads_failed: %llu\n", (unsigned long long)ctl.reloads_ok,
                  (unsigned long long)ctl.reloads_failed);
     if (ctl.last_reload_error[0])
         admin_printf(o, "last_reload_error: %s\n", ctl.last_reload_error);
-    admin_printf(o, "workers: %u\nconnections: %u\n", nworkers, atomic_load(&conns_open));
+    admin_printf(o, "workers: %u\nworkers_from: %s\nconnections: %u\n", nworkers, cpu_limit_source,
+                 atomic_load(&conns_open));
     admin_printf(o, "tunnels: %lld\nrequests: %lld\n", (long long)gstat_sum(GS_TUNNELS_ACTIVE),
                  (long long)gstat_sum(GS_REQUESTS));
     admin_printf(o, "upstreams: %u\nservers: %u\n", c->g->nupstreams, nsrv);
@@ -323,6 +368,17 @@ cmd_show_info(struct admin_ctx *c, int argc, char **argv)
     else
         admin_printf(o, "redis: off\n");
     admin_printf(o, "admin_clients: %u\n", admin_nclients());
+    return 0;
+}
+
+/* The running generation's effective configuration, as tether -T prints it. */
+static int
+cmd_show_conf(struct admin_ctx *c, int argc, char **argv)
+{
+    const struct conf *conf = c->g->conf;
+    (void)argc;
+    (void)argv;
+    admin_printf(c->out, "%.*s", (int)MIN(conf->text_len, (size_t)INT32_MAX), conf->text);
     return 0;
 }
 
@@ -345,12 +401,17 @@ out_server_json(struct admin_out *o, const struct server *s, uint64_t now, bool 
                  s->leaving ? "true" : "false", (unsigned long long)pinned);
     admin_printf(o,
                  ",\"state\":\"%s\",\"health\":\"%s\",\"weight\":%d,\"weight_config\":%u,"
-                 "\"weight_override\":%s,\"active\":%d,\"tunnels\":%d,\"ejected_ms\":%llu",
+                 "\"weight_override\":%s,\"active\":%d,\"tunnels\":%d,\"ejected_ms\":%llu,"
+                 "\"sessions\":%u,\"capacity\":%u,\"reported_sessions\":%d,"
+                 "\"max_sessions_override\":%d,\"reports_ok\":%llu,\"reports_bad\":%llu",
                  s->leaving ? "leaving" : srv_admin_name(atomic_load(&rt->admin)),
                  atomic_load(&rt->health) == HEALTH_UP ? "up" : "down", server_weight(s),
                  s->conf->weight, atomic_load(&rt->weight_admin) >= 0 ? "true" : "false",
                  atomic_load(&rt->active), atomic_load(&rt->tunnels),
-                 (unsigned long long)(ej > now ? ej - now : 0));
+                 (unsigned long long)(ej > now ? ej - now : 0), server_sessions(s),
+                 server_capacity(s), atomic_load(&rt->rep_active), atomic_load(&rt->max_admin),
+                 (unsigned long long)atomic_load(&rt->reports_ok),
+                 (unsigned long long)atomic_load(&rt->reports_bad));
     if (stat) {
         struct traffic_counters t;
         memset(&t, 0, sizeof(t));
@@ -401,7 +462,8 @@ cmd_show_servers(struct admin_ctx *c, int argc, char **argv)
         return -1;
     admin_printf(c->out, json ? "{\"servers\":["
                               : "# name address region state health weight "
-                                "weight_config active tunnels ejected_ms source pinned\n");
+                                "weight_config active tunnels ejected_ms sessions capacity "
+                                "source pinned\n");
     for (uint32_t i = 0; i < c->g->nupstreams; i++) {
         struct upstream *u = &c->g->upstreams[i];
         const struct members *m = upstream_members(u);
@@ -415,14 +477,19 @@ cmd_show_servers(struct admin_ctx *c, int argc, char **argv)
                 out_server_json(c->out, s, now, false, pinned ? pinned[j] : 0);
                 continue;
             }
-            admin_printf(c->out, "%s/%s %s %s %s %s %d%s %u %d %d %llu %s %llu\n", u->conf->name,
-                         s->conf->name, s->conf->addr_text, u->regions[s->region].conf->name,
+            char cap[16] = "-";
+            if (server_capacity_known(s))
+                snprintf(cap, sizeof(cap), "%u%s", server_capacity(s),
+                         atomic_load(&rt->max_admin) >= 0 ? "*" : "");
+            admin_printf(c->out, "%s/%s %s %s %s %s %d%s %u %d %d %llu %u %s %s %llu\n",
+                         u->conf->name, s->conf->name, s->conf->addr_text,
+                         u->regions[s->region].conf->name,
                          s->leaving ? "leaving" : srv_admin_name(atomic_load(&rt->admin)),
                          atomic_load(&rt->health) == HEALTH_UP ? "up" : "down", server_weight(s),
                          atomic_load(&rt->weight_admin) >= 0 ? "*" : "", s->conf->weight,
                          atomic_load(&rt->active), atomic_load(&rt->tunnels),
-                         (unsigned long long)(ej > now ? ej - now : 0), srv_source_name(s->source),
-                         (unsigned long long)(pinned ? pinned[j] : 0));
+                         (unsigned long long)(ej > now ? ej - now : 0), server_sessions(s), cap,
+                         srv_source_name(s->source), (unsigned long long)(pinned ? pinned[j] : 0));
         }
         free(pinned);
     }
@@ -580,6 +647,10 @@ const struct admin_cmd admin_cmds[] = {
      .fn = cmd_show_info,
      .usage = "show info",
      .help = "process, configuration and totals"},
+    {.words = {"show", "conf"},
+     .fn = cmd_show_conf,
+     .usage = "show conf",
+     .help = "the running generation's effective configuration (as tether -T)"},
     {.words = {"show", "servers"},
      .fn = cmd_show_servers,
      .max = 2,
@@ -613,6 +684,13 @@ const struct admin_cmd admin_cmds[] = {
      .max = 1,
      .usage = "set server UPSTREAM/SERVER state ready|drain|maint",
      .help = "drain: no new sessions, pinned ones stay; maint: no traffic"},
+    {.words = {"set", "server", "*", "max_sessions"},
+     .fn = cmd_set_server_max_sessions,
+     .change = true,
+     .min = 1,
+     .max = 1,
+     .usage = "set server UPSTREAM/SERVER max_sessions N|default",
+     .help = "session capacity (overrides the pod's report and the config)"},
     {.words = {"set", "region", "*", "weight"},
      .fn = cmd_set_region_weight,
      .change = true,
@@ -637,6 +715,11 @@ const struct admin_cmd admin_cmds[] = {
      .fn = cmd_reload,
      .usage = "reload",
      .help = "reload the configuration file (as SIGHUP)"},
+    {.words = {"upgrade"},
+     .fn = cmd_upgrade,
+     .max = 1,
+     .usage = "upgrade [PATH]",
+     .help = "binary upgrade: start the executable anew (as SIGUSR2), hand over, drain"},
     {.words = {"quit"}, .fn = cmd_quit, .usage = "quit", .help = "close this connection"},
 };
 const size_t admin_ncmds = ARRAY_SIZE(admin_cmds);

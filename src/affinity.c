@@ -10,6 +10,7 @@
 #include <tether/log.h>
 #include <tether/redis.h>
 #include <tether/request.h>
+#include <tether/session_load.h>
 #include <tether/stats.h>
 #include <tether/worker.h>
 
@@ -44,22 +45,38 @@ affinity_shutdown(void)
     table = NULL;
 }
 
+/* The deploy kit's Secret ships a key that starts with this marker: a key
+ * anyone can read in the repository would make cookies forgeable. */
+#define SECRET_PLACEHOLDER "REPLACE-ME"
+#define SECRET_MIN_BYTES   32
+
 static int
-read_secret(const char *path, uint8_t *buf, size_t cap, size_t *len, struct err *e)
+read_secret(const char *path, const struct conf_pos *pos, uint8_t *buf, size_t cap, size_t *len,
+            struct err *e)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return err_set(e, "affinity secret_file \"%s\": %s", path, strerror(errno));
+        return err_at(e, pos->file, (int)pos->line, (int)pos->col,
+                      "affinity secret_file \"%s\": %s", path, strerror(errno));
     ssize_t n = read(fd, buf, cap);
     close(fd);
     if (n < 0)
-        return err_set(e, "affinity secret_file \"%s\": %s", path, strerror(errno));
+        return err_at(e, pos->file, (int)pos->line, (int)pos->col,
+                      "affinity secret_file \"%s\": %s", path, strerror(errno));
     /* Trailing newlines of a hand-written key file are not part of it. */
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         n--;
-    if (n < 16)
-        return err_set(e, "affinity secret_file \"%s\" is too short: %zd bytes, need at least 16",
-                       path, n);
+    if ((size_t)n >= strlen(SECRET_PLACEHOLDER) &&
+        memcmp(buf, SECRET_PLACEHOLDER, strlen(SECRET_PLACEHOLDER)) == 0)
+        return err_at(e, pos->file, (int)pos->line, (int)pos->col,
+                      "affinity secret_file \"%s\" holds the deploy kit's placeholder key; "
+                      "put a random key there (openssl rand -hex 32)",
+                      path);
+    if (n < SECRET_MIN_BYTES)
+        return err_at(e, pos->file, (int)pos->line, (int)pos->col,
+                      "affinity secret_file \"%s\" is too short: %zd bytes, need at least %d "
+                      "(openssl rand -hex 32)",
+                      path, n, SECRET_MIN_BYTES);
     *len = (size_t)n;
     return 0;
 }
@@ -72,7 +89,7 @@ affinity_build(const struct conf *c, struct arena *a, struct err *e)
     if (ca->secret_file) {
         uint8_t secret[4096];
         size_t len = 0;
-        if (read_secret(ca->secret_file, secret, sizeof(secret), &len, e) < 0)
+        if (read_secret(ca->secret_file, &ca->secret_pos, secret, sizeof(secret), &len, e) < 0)
             return NULL;
         cookie_key_derive(&af->key, secret, len);
         memset(secret, 0, sizeof(secret));
@@ -146,7 +163,8 @@ read_cookie(struct request *req, const struct affinity *af, const char *base, ui
 static void
 set_sid(struct request *req, const char *p, size_t n, uint8_t src)
 {
-    memcpy(req->sid, p, n);
+    /* Callers pass ids that passed session_id_valid (<= SESSION_ID_MAX). */
+    n = copy_bounded(req->sid, sizeof(req->sid) - 1, p, n);
     req->sid[n] = '\0';
     req->sid_len = (uint8_t)n;
     req->sid_src = src;
@@ -295,6 +313,14 @@ rehash_pick(struct request *req, uint64_t key, const struct server *avoid, uint6
     return best;
 }
 
+/* Does this request create a session (a new cookie or a learned id)? */
+static bool
+creates_session(const struct request *req)
+{
+    unsigned mode = req->route->conf->affinity;
+    return mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION || req->route->conf->learn;
+}
+
 struct server *
 affinity_repick(struct request *req, uint64_t now_ms)
 {
@@ -303,6 +329,9 @@ affinity_repick(struct request *req, uint64_t now_ms)
     struct server *s = rehash_pick(req, key, NULL, now_ms);
     if (s)
         return s;
+    if (req->placed)
+        return balance_pick_session(req->ups, req->cli->w->id, now_ms, req->bhash, req->has_bhash,
+                                    (const struct server *const *)req->tried, req->ntried);
     return balance_pick(req->ups, req->cli->w->id, now_ms, req->bhash, req->has_bhash,
                         (const struct server *const *)req->tried, req->ntried);
 }
@@ -386,6 +415,15 @@ affinity_pick(struct request *req, uint64_t now_ms)
             req->aff = AFF_OUT_HASH;
             count(req, GS_AFF_HASH);
             req->set_cookie = cookie_mode;
+            if (u->conf->hash_balance_pct) {
+                /* Bounded load: a new key counts as a session and is pinned,
+                 * so it stays where it went when loads change. */
+                session_placed(s, 1);
+                redis_load_placed(req, s, 1);
+                atomic_fetch_add(&u->hash_placed, 1);
+                req->placed = true;
+                pin(req, s);
+            }
             return AFF_PICKED;
         }
     }
@@ -393,7 +431,21 @@ affinity_pick(struct request *req, uint64_t now_ms)
     /* 4. A moved session goes where every replica sends it; a new one to the
      * balancer. */
     s = moved ? rehash_pick(req, affinity_session_key(req), moved, now_ms) : NULL;
-    if (!s) {
+    bool place = !moved && creates_session(req);
+    if (!s && place) {
+        /* A new session: only a server with room takes it; none is shedding
+         * when some server could take other requests. */
+        s = balance_pick_session(u, cli->w->id, now_ms, req->bhash, req->has_bhash, NULL, 0);
+        if (!s && balance_pick(u, cli->w->id, now_ms, req->bhash, req->has_bhash, NULL, 0)) {
+            req->shed = true;
+            return AFF_NONE;
+        }
+        if (s) {
+            session_placed(s, 1);
+            redis_load_placed(req, s, 1);
+            req->placed = true;
+        }
+    } else if (!s) {
         const struct server *ex[1] = {moved};
         s = balance_pick(u, cli->w->id, now_ms, req->bhash, req->has_bhash,
                          moved ? (const struct server *const *)ex : NULL, moved ? 1 : 0);
@@ -418,6 +470,12 @@ void
 affinity_redispatch(struct request *req, struct server *next)
 {
     unsigned mode = req->route->conf->affinity;
+    if (req->placed && req->srv && next != req->srv) {
+        session_placed(req->srv, -1); /* the new session moves with the request */
+        redis_load_placed(req, req->srv, -1);
+        session_placed(next, 1);
+        redis_load_placed(req, next, 1);
+    }
     if (req->aff == AFF_OUT_NONE || req->aff == AFF_OUT_NEW) {
         if (req->route->conf->learn || mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION)
             req->set_cookie = true;
@@ -467,6 +525,12 @@ affinity_on_response(struct request *req, const char *buf)
 {
     const struct affinity *af = req->cli->gen->aff;
     const struct http1_head *h = &req->h;
+    /* A new session the pod refused (5xx) was not created: take it back. */
+    if (req->placed && req->srv && h->status >= 500) {
+        session_placed(req->srv, -1);
+        redis_load_placed(req, req->srv, -1);
+        req->placed = false;
+    }
     if (!req->route->conf->learn || h->status < 200 || h->status >= 300)
         return;
     if (af->learn_header) {

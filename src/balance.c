@@ -7,6 +7,7 @@
 
 #include <tether/balance.h>
 #include <tether/qsbr.h>
+#include <tether/session_load.h>
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -79,13 +80,16 @@ excluded(const struct server *s, const struct server *const *ex, unsigned n)
     return false;
 }
 
-/* May <s> take this new session? <panic>: its tier ignores health. */
+/* May <s> take this new session? <panic>: its tier ignores health; <room>: the
+ * request creates a session, which a full server does not take. */
 static inline bool
 pick_ok(bool panic, const struct server *s, uint64_t now_ms, const struct server *const *ex,
-        unsigned nex)
+        unsigned nex, bool room)
 {
     uint32_t maxc = s->conf->max_conns;
     if (maxc && server_load(s) >= maxc)
+        return false;
+    if (room && !server_has_room(s))
         return false;
     if (nex && excluded(s, ex, nex))
         return false;
@@ -103,10 +107,12 @@ tier_panic(const struct lb_plan *p, const struct upstream *u, const struct serve
 
 static struct server *
 pick_in_region(struct upstream *u, const struct members *m, const struct plan_region *pr,
-               struct lb_cursor *c)
+               struct lb_cursor *c, bool room)
 {
     uint32_t *pos = &c->server_pos[pr->region];
     switch (u->conf->balance) {
+    case BALANCE_LEAST_SESSIONS:
+        return lb_least_sessions_pick(m, pr, c, room);
     case BALANCE_LEAST_CONN: {
         uint32_t start = (*pos)++ % pr->nservers, best = start;
         uint32_t scan = pr->nservers < LC_SCAN ? pr->nservers : LC_SCAN;
@@ -133,9 +139,40 @@ pick_in_region(struct upstream *u, const struct members *m, const struct plan_re
     }
 }
 
-struct server *
-balance_pick(struct upstream *u, uint32_t worker, uint64_t now_ms, uint64_t key_hash, bool has_key,
-             const struct server *const *exclude, unsigned nexclude)
+/* Is <a> a better fallback than <b>: sessions for a new session, else requests. */
+static inline bool
+better(bool room, const struct server *a, uint32_t aw, const struct server *b, uint32_t bw)
+{
+    return room ? lb_sessions_lighter(a, aw, b, bw) : lighter(a, aw, b, bw);
+}
+
+struct hash_ctx {
+    const struct lb_plan *p;
+    uint64_t now_ms;
+};
+
+/* May <s> keep a hashed (pinned) key now? */
+static bool
+hash_ok(const struct server *s, void *ctx)
+{
+    const struct hash_ctx *h = ctx;
+    if (tier_panic(h->p, s->up, s))
+        return atomic_load_explicit(&s->rt->admin, memory_order_relaxed) != SRV_MAINT;
+    return server_usable_pinned(s, h->now_ms);
+}
+
+/* Count a new session placed outside the region first chosen for it. */
+static struct server *
+spilled(const struct upstream *u, const struct plan_region *first, struct server *s)
+{
+    if (first && s->region != first->region)
+        session_spill_count(u, &u->regions[first->region], &u->regions[s->region]);
+    return s;
+}
+
+static struct server *
+pick(struct upstream *u, uint32_t worker, uint64_t now_ms, uint64_t key_hash, bool has_key,
+     const struct server *const *exclude, unsigned nexclude, bool room)
 {
     struct lb_plan *p = atomic_load_explicit(&u->plan, memory_order_seq_cst);
     struct lb_cursor *c = &u->cursors[worker];
@@ -145,43 +182,69 @@ balance_pick(struct upstream *u, uint32_t worker, uint64_t now_ms, uint64_t key_
         return NULL;
     if (u->conf->balance == BALANCE_HASH && has_key && p->hash) {
         struct server *s = p->m->servers[chash_lookup(p->hash, key_hash)];
-        if (pick_ok(tier_panic(p, u, s), s, now_ms, exclude, nexclude))
+        if (u->conf->hash_balance_pct) {
+            struct hash_ctx h = {p, now_ms};
+            s = lb_bounded_hash(u, p->m, p->hash, key_hash, hash_ok, &h);
+        }
+        if (s && pick_ok(tier_panic(p, u, s), s, now_ms, exclude, nexclude, room))
             return s;
     }
+    const struct plan_region *first = NULL; /* a new session's region, if it had no room */
     for (int attempt = 0; attempt < 4; attempt++) {
         const struct plan_region *pr = &p->regions[0];
         if (p->nregions > 1)
             pr = &p->regions[p->region_wrr->seq[c->region_pos++ % p->region_wrr->len]];
-        struct server *s = pick_in_region(u, p->m, pr, c);
-        if (pick_ok(pr->panic, s, now_ms, exclude, nexclude))
-            return s;
+        struct server *s = pick_in_region(u, p->m, pr, c, room);
+        if (s && pick_ok(pr->panic, s, now_ms, exclude, nexclude, room))
+            return spilled(u, first, s);
+        if (attempt == 0 && room)
+            first = pr;
     }
-    /* The plan is older than a state change (an ejection, a retry exclusion):
-     * take the least loaded server that is still fine. */
-    uint32_t best_w = 1;
-    for (uint32_t r = 0; r < p->nregions; r++) {
+    /* The plan is older than a state change (an ejection, a retry exclusion),
+     * or the regions picked are full: take the least loaded server that is
+     * still fine, in the best tier that has one (a new session spills from a
+     * full region to the others of its tier, then to the next tier). */
+    uint32_t best_w = 1, best_tier = 0;
+    for (uint32_t r = 0; r < p->nregions + (room ? p->nspill : 0); r++) {
         const struct plan_region *pr = &p->regions[r];
+        if (best && pr->tier != best_tier)
+            break;
         for (uint32_t i = 0; i < pr->nservers; i++) {
             struct server *s = p->m->servers[pr->servers[i]];
-            if (pick_ok(pr->panic, s, now_ms, exclude, nexclude) &&
-                (!best || lighter(s, pr->weights[i], best, best_w))) {
+            if (pick_ok(pr->panic, s, now_ms, exclude, nexclude, room) &&
+                (!best || better(room, s, pr->weights[i], best, best_w))) {
                 best = s;
                 best_w = pr->weights[i];
+                best_tier = pr->tier;
             }
         }
     }
-    return best;
+    return best ? spilled(u, first, best) : NULL;
+}
+
+struct server *
+balance_pick(struct upstream *u, uint32_t worker, uint64_t now_ms, uint64_t key_hash, bool has_key,
+             const struct server *const *exclude, unsigned nexclude)
+{
+    return pick(u, worker, now_ms, key_hash, has_key, exclude, nexclude, false);
+}
+
+struct server *
+balance_pick_session(struct upstream *u, uint32_t worker, uint64_t now_ms, uint64_t key_hash,
+                     bool has_key, const struct server *const *exclude, unsigned nexclude)
+{
+    return pick(u, worker, now_ms, key_hash, has_key, exclude, nexclude, true);
 }
 
 struct server *
 balance_hash_lookup(struct upstream *u, uint64_t key_hash, uint64_t now_ms)
 {
     struct lb_plan *p = atomic_load_explicit(&u->plan, memory_order_seq_cst);
+    struct hash_ctx h = {p, now_ms};
     if (!p || !p->hash)
         return NULL;
+    if (u->conf->hash_balance_pct)
+        return lb_bounded_hash(u, p->m, p->hash, key_hash, hash_ok, &h);
     struct server *s = p->m->servers[chash_lookup(p->hash, key_hash)];
-    if (tier_panic(p, u, s) ? atomic_load_explicit(&s->rt->admin, memory_order_relaxed) != SRV_MAINT
-                            : server_usable_pinned(s, now_ms))
-        return s;
-    return NULL;
+    return hash_ok(s, &h) ? s : NULL;
 }

@@ -23,6 +23,8 @@ static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void client_tmo_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void client_parse_head(struct client *cli);
 
+_Static_assert(PROXY_PROTO_MAX <= 4096, "a PROXY header fits in the smallest buffer (bufsize 4k)");
+
 static struct log_limit tls_fail_limit;
 static struct log_limit proxy_fail_limit;
 
@@ -256,33 +258,55 @@ client_limit_conn_request(struct client *cli, const char *rip, size_t rip_len, c
 
 /* ---- PROXY header and TLS handshake ---- */
 
+/* The PROXY header is consumed as it arrives, so the watcher never fires
+ * again for bytes already seen: while the header is incomplete every byte
+ * received belongs to it and is read into ibuf (at most PROXY_PROTO_MAX); the
+ * next call only peeks past them; once the header is complete its last bytes
+ * are read exactly, and what follows (a TLS ClientHello, a request) stays in
+ * the socket for the next stage. */
 static void
 client_read_proxy(struct client *cli)
 {
-    char buf[PROXY_PROTO_MAX];
+    struct buf *b = cli->ibuf;
     struct sock_addr src;
-    ssize_t r = recv(cli->c.fd, buf, sizeof(buf), MSG_PEEK);
+    if (!b && !(b = cli->ibuf = buf_get(&cli->w->bufs))) {
+        client_close(cli, TERM_INTERNAL);
+        return;
+    }
+    size_t have = buf_len(b); /* start is 0: nothing else uses ibuf yet */
+    char *p = buf_head(b);
+    ssize_t r = recv(cli->c.fd, p + have, PROXY_PROTO_MAX - have, MSG_PEEK);
     if (r < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (r <= 0) {
         client_close(cli, TERM_CLIENT_ABORT);
         return;
     }
-    int n = proxy_proto_parse(buf, (size_t)r, &src);
-    if (n == 0 && (size_t)r < sizeof(buf))
+    size_t len = have + (size_t)r;
+    int n = proxy_proto_parse(p, len, &src);
+    if (n == 0 && len < PROXY_PROTO_MAX) {
+        /* Incomplete: take what came, wait for more. */
+        if (recv(cli->c.fd, p + have, (size_t)r, 0) != r) {
+            client_close(cli, TERM_CLIENT_ABORT);
+            return;
+        }
+        b->end += (uint32_t)r;
         return;
-    if (n <= 0) {
+    }
+    if (n <= 0 || (size_t)n <= have) {
         log_limited(&proxy_fail_limit, 10000, LOG_LVL_WARN,
                     "client %s: invalid PROXY protocol header", cli->peer_ip);
         client_close(cli, TERM_BAD_REQUEST);
         return;
     }
-    /* Consume exactly the header: what follows (a TLS ClientHello, a request)
-     * is read by the next stage. */
-    if (recv(cli->c.fd, buf, (size_t)n, 0) != n) {
+    /* Consume exactly the rest of the header. */
+    size_t rest = (size_t)n - have;
+    if (recv(cli->c.fd, p + have, rest, 0) != (ssize_t)rest) {
         client_close(cli, TERM_CLIENT_ABORT);
         return;
     }
+    buf_put(&cli->w->bufs, b);
+    cli->ibuf = NULL;
     if (src.len) {
         cli->peer = src;
         cli->peer_ip_len = (uint8_t)sock_addr_ip(&src, cli->peer_ip, sizeof(cli->peer_ip));
@@ -534,14 +558,21 @@ client_reply(struct client *cli, unsigned status, unsigned term, const char *ext
         request_free(req);
         cli->req = NULL;
     }
-    cli->state = CS_ERROR_REPLY;
+    /* Only a reply that closes may drop what the client sends meanwhile. */
+    cli->state = cli->close_after ? CS_ERROR_REPLY : CS_REPLY;
     int rc = client_flush_obuf(cli);
-    if (rc < 0)
+    if (rc < 0) {
         client_close(cli, TERM_CLIENT_ABORT);
-    else if (rc > 0)
+    } else if (rc > 0) {
         client_reply_sent(cli);
-    else
+    } else {
+        /* The socket is full. The connection stays open: stop reading until
+         * the reply is out (back-pressure), the bytes after it are the next
+         * requests. (Unless TLS needs a read to go on writing.) */
+        if (cli->state == CS_REPLY && !(cli->c.flags & CONN_TLS_WRITE_WANTS_READ))
+            conn_read_pause(w->loop, &cli->c);
         client_deadline(cli, CT_SEND, 30.0);
+    }
 }
 
 /* ---- between requests ---- */
@@ -569,8 +600,11 @@ client_request_done(struct client *cli)
     cli->state = CS_IDLE;
     conn_read_start(w->loop, &cli->c);
     if (cli->ibuf && buf_len(cli->ibuf)) {
-        /* A pipelined request is already here: answer in order. */
-        client_parse_head(cli);
+        /* A pipelined request is already here: answer in order, from the
+         * event loop (a deadline of now), never from inside the handling of
+         * the request that just ended: the stack stays flat however many
+         * requests the buffer holds. */
+        client_deadline(cli, CT_NEXT, 0);
         return;
     }
     client_release_ibuf_if_empty(cli);
@@ -588,6 +622,17 @@ client_drain(struct client *cli)
 }
 
 /* ---- callbacks ---- */
+
+/* After a reply that closes: read and drop input until EOF. Its own frame
+ * (not inlined), so the buffer is on the stack only while lingering. */
+static __attribute__((noinline)) void
+client_read_discard(struct client *cli)
+{
+    char sink[1024];
+    ssize_t r = conn_read(&cli->c, sink, sizeof(sink));
+    if (r == IO_CLOSED || r == IO_ERROR)
+        client_close(cli, TERM_OK);
+}
 
 static void
 client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -617,15 +662,19 @@ client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     case CS_BUSY:
         if (cli->req)
             request_client_readable(cli->req);
+        else
+            conn_read_pause(cli->w->loop, &cli->c);
         return;
-    case CS_ERROR_REPLY: {
-        /* Lingering: drop input until EOF. */
-        char sink[4096];
-        ssize_t r = conn_read(&cli->c, sink, sizeof(sink));
-        if (r == IO_CLOSED || r == IO_ERROR)
-            client_close(cli, TERM_OK);
+    case CS_REPLY:
+        /* Not reading while the reply waits; TLS may need a read to write. */
+        if (cli->c.flags & CONN_TLS_WRITE_WANTS_READ)
+            client_write_cb(loop, &cli->c.wio, EV_WRITE);
+        else
+            conn_read_pause(cli->w->loop, &cli->c);
         return;
-    }
+    case CS_ERROR_REPLY:
+        client_read_discard(cli);
+        return;
     default:
         return;
     }
@@ -641,6 +690,7 @@ client_write_cb(struct ev_loop *loop, ev_io *io, int revents)
     case CS_HANDSHAKE:
         client_handshake(cli);
         return;
+    case CS_REPLY:
     case CS_ERROR_REPLY: {
         int rc = client_flush_obuf(cli);
         if (rc < 0)
@@ -698,6 +748,13 @@ client_tmo_cb(struct ev_loop *loop, ev_timer *t, int revents)
         return;
     case CT_LINGER:
         client_close(cli, TERM_OK);
+        return;
+    case CT_NEXT:
+        cli->tmo_kind = CT_NONE;
+        if (cli->state == CS_IDLE && cli->ibuf && buf_len(cli->ibuf))
+            client_parse_head(cli);
+        else if (cli->state == CS_IDLE)
+            client_deadline(cli, CT_IDLE, ms_to_s(cli->vs->conf->keepalive_timeout_ms));
         return;
     default:
         break;

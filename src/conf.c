@@ -93,9 +93,46 @@ unknown_directive(struct conf_parse *p, const struct conf_stmt *st, const struct
     return conf_err_stmt(p, st, "unknown directive \"%s\" in the %s context", st->name, t->name);
 }
 
+/* A statement that runs on past a line end where it would have been complete
+ * (`workers 2` then `server {` on the next line) lacks a ';' there: report that
+ * place. Returns -1 when it did, 0 when the mistake is something else. */
+static int
+missing_semicolon(struct conf_parse *p, const struct conf_stmt *st, const struct conf_directive *d)
+{
+    struct conf_pos end = st->name_end;
+    if (p->applying_defaults || d->block || end.line == 0)
+        return 0;
+    for (uint32_t i = 0; i <= st->nargs; i++) {
+        const struct conf_pos *next = i < st->nargs ? &st->args[i].pos : &st->block_pos;
+        if (i == st->nargs && !st->block)
+            break;
+        if (next->line > end.line && i >= d->min_args &&
+            (d->max_args == CONF_ARGS_ANY || i <= d->max_args))
+            return conf_err_missing_semi(p, st, i);
+        if (i < st->nargs)
+            end = st->args[i].end;
+    }
+    return 0;
+}
+
+int
+conf_err_missing_semi(struct conf_parse *p, const struct conf_stmt *st, uint32_t i)
+{
+    const struct conf_pos *end = i ? &st->args[i - 1].end : &st->name_end;
+    const struct conf_pos *next = i < st->nargs ? &st->args[i].pos : &st->block_pos;
+    return err_at(p->e, end->file, (int)end->line, (int)end->col,
+                  "missing ';'? expected ';' here to end \"%s\"; the statement goes on at line %u "
+                  "with \"%s\"",
+                  st->name, next->line, i < st->nargs ? st->args[i].s : "{");
+}
+
 static int
 run_one(struct conf_parse *p, const struct conf_stmt *st, const struct conf_directive *d, void *obj)
 {
+    bool arity =
+        st->nargs < d->min_args || (d->max_args != CONF_ARGS_ANY && st->nargs > d->max_args);
+    if ((arity || d->block != st->block) && missing_semicolon(p, st, d) < 0)
+        return -1;
     if (st->nargs < d->min_args || (d->max_args != CONF_ARGS_ANY && st->nargs > d->max_args)) {
         if (d->min_args == d->max_args)
             return conf_err_stmt(p, st, "\"%s\" takes %u argument%s (usage: %s)", st->name,
@@ -126,8 +163,8 @@ conf_block_run(struct conf_parse *p, const struct conf_stmt *blk, const struct c
         size_t idx = (size_t)(d - t->dirs);
         if (!d->multi && idx < ARRAY_SIZE(seen)) {
             if (seen[idx])
-                return conf_err_stmt(p, st, "duplicate \"%s\" (first set at line %u)", st->name,
-                                     seen[idx]->pos.line);
+                return conf_err_stmt(p, st, "duplicate \"%s\" (first set at %s:%u)", st->name,
+                                     seen[idx]->pos.file, seen[idx]->pos.line);
             seen[idx] = st;
         }
         if (run_one(p, st, d, obj) < 0)
@@ -454,6 +491,10 @@ conf_params(struct conf_parse *p, const struct conf_stmt *st, uint32_t first,
                 break;
             }
         }
+        /* A bare unknown word on a new line: more likely the next statement. */
+        uint32_t prev_line = i > 0 ? st->args[i - 1].end.line : st->name_end.line;
+        if (!pm && !eq && !p->applying_defaults && prev_line > 0 && a->pos.line > prev_line)
+            return conf_err_missing_semi(p, st, i);
         if (!pm) {
             snprintf(key, sizeof(key), "%.*s", (int)MIN(klen, sizeof(key) - 1), a->s);
             for (size_t j = 0; j < n; j++) {

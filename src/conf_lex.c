@@ -120,6 +120,7 @@ struct tok {
     const char *s;       /* TOK_WORD: raw bytes (quoted: between the quotes) */
     size_t len;          /* TOK_WORD: number of raw bytes */
     bool quoted;         /* TOK_WORD: written in quotes */
+    struct conf_pos end; /* TOK_WORD: just past its last byte */
 };
 
 struct lex {
@@ -189,6 +190,7 @@ lex_quoted(struct lex *lx, struct tok *t)
     t->len = (size_t)(lx->p - start);
     t->quoted = true;
     lx->p++;
+    t->end = lex_pos(lx, lx->p);
     if (lx->p < lx->end && !is_space(*lx->p) && *lx->p != ';' && *lx->p != '{' && *lx->p != '}') {
         struct conf_pos at = lex_pos(lx, lx->p);
         pos_err(lx->e, &at, "expected whitespace or ; after quoted string");
@@ -258,6 +260,7 @@ lex_next(struct lex *lx, struct tok *t)
     t->s = lx->p;
     t->len = (size_t)(p - lx->p);
     lx->p = p;
+    t->end = lex_pos(lx, p);
 }
 
 /* ---- parser ---- */
@@ -571,6 +574,7 @@ parse_stmt(struct parser *ps, struct lex *lx, const struct tok *first, unsigned 
 
     memset(&st, 0, sizeof(st));
     st.pos = first->pos;
+    st.name_end = first->end;
     st.name = tok_text(ps, first, &len);
     if (!st.name)
         return oom(ps);
@@ -585,6 +589,7 @@ parse_stmt(struct parser *ps, struct lex *lx, const struct tok *first, unsigned 
         a += ps->nargs;
         a->pos = t.pos;
         a->quoted = t.quoted;
+        a->end = t.end;
         a->s = tok_text(ps, &t, &a->len);
         if (!a->s)
             return oom(ps);

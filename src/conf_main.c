@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <tether/conf_engine.h>
+#include <tether/log_sink.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,25 +25,52 @@ set_workers(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     return conf_arg_u32(p, &st->args[0], 1, 256, &c->workers);
 }
 
+/* A log destination (stdout, stderr, syslog:..., a path), checked here so a
+ * mistake is a config error with its position. */
+static int
+log_dest(struct conf_parse *p, const struct conf_arg *a, char **out)
+{
+    struct log_sink s;
+    struct err e2;
+    if (log_sink_parse(&s, a->s, &e2) < 0)
+        return conf_err_arg(p, a, "%s", e2.msg);
+    *out = arena_strdup(p->a, a->s);
+    return 0;
+}
+
 static int
 set_error_log(struct conf_parse *p, const struct conf_stmt *st, void *obj,
               const struct conf_directive *d)
 {
     static const char *const levels[] = {"debug", "info", "notice", "warn", "error"};
     struct conf *c = obj;
+    bool level_set = false;
     (void)d;
-    c->error_log = arena_strdup(p->a, st->args[0].s);
-    if (st->nargs > 1) {
-        for (size_t i = 0; i < ARRAY_SIZE(levels); i++) {
-            if (strcmp(st->args[1].s, levels[i]) == 0) {
-                c->error_level = (uint8_t)i;
-                return 0;
-            }
+    if (log_dest(p, &st->args[0], &c->error_log) < 0)
+        return -1;
+    c->error_json = false;
+    for (uint32_t i = 1; i < st->nargs; i++) {
+        const struct conf_arg *a = &st->args[i];
+        size_t l;
+        if (strcmp(a->s, "json") == 0 || strcmp(a->s, "text") == 0) {
+            c->error_json = a->s[0] == 'j';
+            continue;
         }
-        return conf_err_arg(p, &st->args[1],
-                            "invalid log level \"%s\"; expected debug, info, notice, warn or error",
-                            st->args[1].s);
+        for (l = 0; l < ARRAY_SIZE(levels); l++)
+            if (strcmp(a->s, levels[l]) == 0)
+                break;
+        if (l == ARRAY_SIZE(levels))
+            return conf_err_arg(p, a,
+                                "invalid error_log argument \"%s\"; expected a level (debug, info, "
+                                "notice, warn or error) or a format (text or json)",
+                                a->s);
+        if (level_set)
+            return conf_err_arg(p, a, "the error_log level is given twice");
+        c->error_level = (uint8_t)l;
+        level_set = true;
     }
+    if (!level_set)
+        c->error_level = LOG_LVL_INFO;
     return 0;
 }
 
@@ -58,7 +86,8 @@ set_access_log(struct conf_parse *p, const struct conf_stmt *st, void *obj,
             return conf_err_arg(p, &st->args[1], "\"access_log off\" takes no other argument");
         return 0;
     }
-    c->access_log = arena_strdup(p->a, st->args[0].s);
+    if (log_dest(p, &st->args[0], &c->access_log) < 0)
+        return -1;
     for (uint32_t i = 1; i < st->nargs; i++) {
         const struct conf_arg *a = &st->args[i];
         if (strcmp(a->s, "json") == 0)
@@ -189,6 +218,16 @@ static const struct conf_directive redis_dirs[] = {
 const struct conf_table conf_table_redis = {CONF_REDIS, "redis", redis_dirs,
                                             ARRAY_SIZE(redis_dirs)};
 
+/* Where the block's "listen" argument is, for errors found later. */
+static struct conf_pos
+block_listen_pos(const struct conf_stmt *blk)
+{
+    for (uint32_t i = 0; i < blk->nchildren; i++)
+        if (strcmp(blk->children[i].name, "listen") == 0 && blk->children[i].nargs)
+            return blk->children[i].args[0].pos;
+    return blk->pos;
+}
+
 static int
 set_block_stats(struct conf_parse *p, const struct conf_stmt *st, void *obj,
                 const struct conf_directive *d)
@@ -199,6 +238,7 @@ set_block_stats(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         return -1;
     if (c->stats_listen.len == 0)
         return conf_err_stmt(p, st, "the stats block needs \"listen ADDRESS:PORT\"");
+    c->stats_listen_pos = block_listen_pos(st);
     c->stats_enabled = true;
     return 0;
 }
@@ -214,6 +254,7 @@ set_block_admin(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         return -1;
     if (c->admin_listen.len == 0)
         return conf_err_stmt(p, st, "the admin block needs \"listen unix:PATH\"");
+    c->admin_listen_pos = block_listen_pos(st);
     c->admin_enabled = true;
     return 0;
 }
@@ -263,6 +304,10 @@ set_aff_cookie(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     if (!conf_token_ok(st->args[0].s))
         return conf_err_arg(p, &st->args[0], "invalid cookie name \"%s\"", st->args[0].s);
     af->cookie_name = arena_strdup(p->a, st->args[0].s);
+    af->secret_pos = st->pos;
+    for (uint32_t i = 1; i < st->nargs; i++)
+        if (strncmp(st->args[i].s, "secret_file=", 12) == 0)
+            af->secret_pos = conf_param_value(&st->args[i], st->args[i].s + 12).pos;
     return conf_params(p, st, 1, cookie_params, ARRAY_SIZE(cookie_params), af);
 }
 
@@ -427,7 +472,9 @@ set_zone(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         return -1;
     for (uint32_t i = 0; i < c->nzones; i++)
         if (strcmp(c->zones[i].name, st->args[0].s) == 0)
-            return conf_err_arg(p, &st->args[0], "duplicate rate_limit_zone \"%s\"", st->args[0].s);
+            return conf_err_arg(p, &st->args[0],
+                                "duplicate rate_limit_zone \"%s\" (first at %s:%u)", st->args[0].s,
+                                c->zones[i].pos.file, c->zones[i].pos.line);
     struct conf_zone *z = conf_push(p, (void **)&c->zones, &c->nzones, sizeof(*z));
     z->name = arena_strdup(p->a, st->args[0].s);
     z->pos = st->pos;
@@ -460,7 +507,9 @@ set_conn_zone(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         return -1;
     for (uint32_t i = 0; i < c->nconn_zones; i++)
         if (strcmp(c->conn_zones[i].name, st->args[0].s) == 0)
-            return conf_err_arg(p, &st->args[0], "duplicate limit_conn_zone \"%s\"", st->args[0].s);
+            return conf_err_arg(p, &st->args[0],
+                                "duplicate limit_conn_zone \"%s\" (first at %s:%u)", st->args[0].s,
+                                c->conn_zones[i].pos.file, c->conn_zones[i].pos.line);
     struct conf_conn_zone *z = conf_push(p, (void **)&c->conn_zones, &c->nconn_zones, sizeof(*z));
     z->name = arena_strdup(p->a, st->args[0].s);
     z->pos = st->pos;
@@ -482,15 +531,20 @@ int conf_set_vserver(struct conf_parse *p, const struct conf_stmt *st, void *obj
 static const struct conf_directive main_dirs[] = {
     {"workers", 1, 1, .restart = true, .set = set_workers, .dflt = "auto",
      .usage = "workers N|auto"},
-    {"error_log", 1, 2, .set = set_error_log, .dflt = "stderr info",
-     .usage = "error_log stderr|PATH [debug|info|notice|warn|error]"},
+    {"error_log", 1, 3, .set = set_error_log, .dflt = "stderr info",
+     .usage = "error_log stderr|stdout|syslog:server=ADDR[,facility=F][,tag=T]|PATH "
+              "[debug|info|notice|warn|error] [text|json]"},
     {"access_log", 1, 3, .set = set_access_log,
-     .usage = "access_log PATH|off [json|combined] [flush=DURATION]"},
+     .usage = "access_log stdout|stderr|syslog:server=ADDR[,facility=F][,tag=T]|PATH|off "
+              "[json|combined] [flush=DURATION]"},
     {"shutdown_timeout", 1, 1, .set = conf_set_duration,
      .offset = offsetof(struct conf, shutdown_timeout_ms), .dflt = "30s",
      .usage = "shutdown_timeout DURATION"},
     {"pidfile", 1, 1, .set = conf_set_str, .offset = offsetof(struct conf, pidfile),
      .usage = "pidfile PATH"},
+    {"upgrade_timeout", 1, 1, .set = conf_set_duration,
+     .offset = offsetof(struct conf, upgrade_timeout_ms), .min = 100, .max = 3600000, .dflt = "10s",
+     .usage = "upgrade_timeout DURATION"},
     {"max_connections", 1, 1, .set = conf_set_u32, .offset = offsetof(struct conf, max_connections),
      .min = 16, .max = 10000000, .dflt = "100000", .usage = "max_connections N"},
     {"tune", 2, 2, .multi = true, .restart = true, .set = set_tune, .usage = "tune bufsize SIZE"},
@@ -541,6 +595,23 @@ conf_from_doc(struct conf_doc *doc, const char *path, struct err *e)
     return c;
 }
 
+/* Positions (for errors found later, e.g. while building a generation) point
+ * into the document: it lives as long as the conf. */
+static struct conf *
+conf_keep_doc(struct conf *c, struct conf_doc *doc, struct err *e)
+{
+    if (!c) {
+        conf_doc_free(doc);
+        return NULL;
+    }
+    c->doc = doc;
+    if (conf_effective_build(c, doc, e) < 0) {
+        conf_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 struct conf *
 conf_load(const char *path, struct err *e)
 {
@@ -549,13 +620,7 @@ conf_load(const char *path, struct err *e)
     if (!doc)
         return NULL;
     c = conf_from_doc(doc, path, e);
-    /* Positions (for errors found later, e.g. while building a generation)
-     * point into the document: it lives as long as the conf. */
-    if (c)
-        c->doc = doc;
-    else
-        conf_doc_free(doc);
-    return c;
+    return conf_keep_doc(c, doc, e);
 }
 
 struct conf *
@@ -566,13 +631,7 @@ conf_parse_text(const char *text, size_t len, const char *name, struct err *e)
     if (!doc)
         return NULL;
     c = conf_from_doc(doc, name, e);
-    /* Positions (for errors found later, e.g. while building a generation)
-     * point into the document: it lives as long as the conf. */
-    if (c)
-        c->doc = doc;
-    else
-        conf_doc_free(doc);
-    return c;
+    return conf_keep_doc(c, doc, e);
 }
 
 void

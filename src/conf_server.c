@@ -164,6 +164,25 @@ set_route_body(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     return conf_arg_size(p, &st->args[0], &r->max_body_bytes);
 }
 
+/* per_try_timeout DURATION|off in a route: replaces the upstream's. */
+static int
+set_route_per_try(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+                  const struct conf_directive *d)
+{
+    struct conf_route *r = obj;
+    (void)d;
+    r->per_try_set = true;
+    r->per_try_pos = st->pos;
+    r->per_try_timeout_ms = 0;
+    if (strcmp(st->args[0].s, "off") == 0)
+        return 0;
+    if (conf_arg_duration(p, &st->args[0], &r->per_try_timeout_ms) < 0)
+        return -1;
+    if (r->per_try_timeout_ms == 0)
+        return conf_err_arg(p, &st->args[0], "per_try_timeout must be longer than 0 (or \"off\")");
+    return 0;
+}
+
 static const struct conf_directive route_dirs[] = {
     {"upstream", 1, 1, .set = set_route_upstream, .usage = "upstream NAME"},
     {"affinity", 1, 1, .set = set_route_affinity, .dflt = "none",
@@ -172,6 +191,7 @@ static const struct conf_directive route_dirs[] = {
      .dflt = "off", .usage = "learn on|off"},
     {"timeout", 1, 1, .set = conf_set_duration, .offset = offsetof(struct conf_route, timeout_ms),
      .min = 1, .dflt = "30s", .usage = "timeout DURATION"},
+    {"per_try_timeout", 1, 1, .set = set_route_per_try, .usage = "per_try_timeout DURATION|off"},
     {"websocket_timeout", 1, 1, .set = conf_set_duration,
      .offset = offsetof(struct conf_route, websocket_timeout_ms), .min = 1, .dflt = "3600s",
      .usage = "websocket_timeout DURATION"},
@@ -210,8 +230,9 @@ set_route(struct conf_parse *p, const struct conf_stmt *st, void *obj,
             return conf_err_arg(p, path, "route path \"%s\" contains an invalid byte", path->s);
     for (uint32_t i = 0; i < vs->nroutes; i++)
         if (vs->routes[i].exact == exact && strcmp(vs->routes[i].path, path->s) == 0)
-            return conf_err_arg(p, path, "duplicate route \"%s%s\" (first at line %u)",
-                                exact ? "= " : "", path->s, vs->routes[i].pos.line);
+            return conf_err_arg(p, path, "duplicate route \"%s%s\" (first at %s:%u)",
+                                exact ? "= " : "", path->s, vs->routes[i].pos.file,
+                                vs->routes[i].pos.line);
     struct conf_route *r = conf_push(p, (void **)&vs->routes, &vs->nroutes, sizeof(*r));
     r->path = arena_strdup(p->a, path->s);
     r->path_len = path->len;
@@ -263,6 +284,9 @@ static const struct conf_directive server_dirs[] = {
     {"keepalive_requests", 1, 1, .set = conf_set_u32,
      .offset = offsetof(struct conf_vserver, keepalive_requests), .min = 1, .dflt = "10000",
      .usage = "keepalive_requests N"},
+    {"merge_slashes", 1, 1, .set = conf_set_bool,
+     .offset = offsetof(struct conf_vserver, merge_slashes), .dflt = "on",
+     .usage = "merge_slashes on|off"},
     {"max_header_size", 1, 1, .set = conf_set_size,
      .offset = offsetof(struct conf_vserver, max_head_bytes), .min = 1024, .max = 1u << 20,
      .dflt = "8k", .usage = "max_header_size SIZE"},
@@ -356,6 +380,31 @@ resolve_upstream(struct conf_parse *p, struct conf_route *r)
                   "unknown upstream \"%s\"", ref->name);
 }
 
+/* The per-try timeout in force on <r>: its own, else its upstream's. It must be
+ * shorter than the route's timeout and needs "retry_on timeout" to act. */
+static int
+resolve_per_try(struct conf_parse *p, struct conf_route *r)
+{
+    const struct conf_upstream *u = &p->conf->upstreams[r->upstream];
+    const struct conf_pos *pos = r->per_try_set ? &r->per_try_pos : &u->per_try_pos;
+    if (!r->per_try_set)
+        r->per_try_timeout_ms = u->per_try_timeout_ms;
+    if (!r->per_try_timeout_ms)
+        return 0;
+    if (r->per_try_timeout_ms >= r->timeout_ms)
+        return err_at(p->e, pos->file, (int)pos->line, (int)pos->col,
+                      "per_try_timeout %llums must be shorter than the timeout %llums of route "
+                      "\"%s\" (line %u)",
+                      (unsigned long long)r->per_try_timeout_ms, (unsigned long long)r->timeout_ms,
+                      r->label, r->pos.line);
+    if (!(u->retry_on & RETRY_TIMEOUT))
+        return err_at(p->e, pos->file, (int)pos->line, (int)pos->col,
+                      "per_try_timeout has no effect: upstream \"%s\" (line %u) has no "
+                      "\"retry_on timeout\"",
+                      u->name, u->pos.line);
+    return 0;
+}
+
 static int
 resolve_zones(struct conf_parse *p, struct conf_route *r)
 {
@@ -376,7 +425,6 @@ int
 conf_check(struct conf_parse *p)
 {
     struct conf *c = p->conf;
-    struct conf_pos none = {c->path, 0, 0};
 
     if (c->nvservers == 0)
         return err_set(p->e, "%s: no \"server { listen ...; }\" block: nothing to serve", c->path);
@@ -392,7 +440,8 @@ conf_check(struct conf_parse *p)
             return err_at(p->e, vs->pos.file, (int)vs->pos.line, (int)vs->pos.col,
                           "server has a tls listen but no tls_certificate");
         for (uint32_t j = 0; j < vs->nroutes; j++)
-            if (resolve_upstream(p, &vs->routes[j]) < 0 || resolve_zones(p, &vs->routes[j]) < 0)
+            if (resolve_upstream(p, &vs->routes[j]) < 0 || resolve_zones(p, &vs->routes[j]) < 0 ||
+                resolve_per_try(p, &vs->routes[j]) < 0)
                 return -1;
         if (vs->conn_zone_ref.name) {
             for (uint32_t j = 0; j < c->nconn_zones; j++)
@@ -407,11 +456,17 @@ conf_check(struct conf_parse *p)
             return err_at(p->e, vs->pos.file, (int)vs->pos.line, (int)vs->pos.col,
                           "server block has no route; add e.g. \"route / { upstream NAME; }\"");
     }
-    if (c->stats_enabled && check_listen_clash(p, &c->stats_listen, &none, "stats listen") < 0)
+    if (c->stats_enabled &&
+        check_listen_clash(p, &c->stats_listen, &c->stats_listen_pos, "stats listen") < 0)
         return -1;
     if (c->admin_enabled && c->admin_listen.u.sa.sa_family != AF_UNIX &&
-        check_listen_clash(p, &c->admin_listen, &none, "admin listen") < 0)
+        check_listen_clash(p, &c->admin_listen, &c->admin_listen_pos, "admin listen") < 0)
         return -1;
+    if (c->stats_enabled && c->admin_enabled && sock_addr_equal(&c->stats_listen, &c->admin_listen))
+        return err_at(p->e, c->admin_listen_pos.file, (int)c->admin_listen_pos.line,
+                      (int)c->admin_listen_pos.col,
+                      "admin listen address is also used by the stats listen at %s:%u",
+                      c->stats_listen_pos.file, c->stats_listen_pos.line);
     if (c->affinity.secret_file && access(c->affinity.secret_file, R_OK) < 0)
         return err_set(p->e, "%s: affinity secret_file \"%s\" is not readable", c->path,
                        c->affinity.secret_file);

@@ -13,7 +13,8 @@ static int
 set_balance(struct conf_parse *p, const struct conf_stmt *st, void *obj,
             const struct conf_directive *d)
 {
-    static const char *const names[] = {"round_robin", "least_conn", "random_two", "hash"};
+    static const char *const names[] = {"round_robin", "least_conn", "random_two", "hash",
+                                        "least_sessions"};
     struct conf_upstream *u = obj;
     (void)d;
     for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
@@ -32,7 +33,8 @@ set_balance(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     }
     return conf_err_arg(
         p, &st->args[0],
-        "unknown balance \"%s\"; expected round_robin, least_conn, random_two or hash",
+        "unknown balance \"%s\"; expected round_robin, least_conn, random_two, hash or "
+        "least_sessions",
         st->args[0].s);
 }
 
@@ -66,8 +68,9 @@ set_region(struct conf_parse *p, const struct conf_stmt *st, void *obj,
                             st->args[0].s);
     for (uint32_t i = 0; i < u->nregions; i++)
         if (strcmp(u->regions[i].name, st->args[0].s) == 0)
-            return conf_err_arg(p, &st->args[0], "duplicate region \"%s\" in upstream \"%s\"",
-                                st->args[0].s, u->name);
+            return conf_err_arg(
+                p, &st->args[0], "duplicate region \"%s\" in upstream \"%s\" (first at %s:%u)",
+                st->args[0].s, u->name, u->regions[i].pos.file, u->regions[i].pos.line);
     struct conf_region *r = conf_push(p, (void **)&u->regions, &u->nregions, sizeof(*r));
     r->name = arena_strdup(p->a, st->args[0].s);
     r->pos = st->pos;
@@ -95,6 +98,7 @@ static const struct conf_param server_params[] = {
     {"ca", false, conf_param_str, offsetof(struct conf_server, ca_file), 0, 0},
     {"sni", false, conf_param_str, offsetof(struct conf_server, sni), 0, 0},
     {"max_conns", false, conf_param_u32, offsetof(struct conf_server, max_conns), 0, 1000000},
+    {"max_sessions", false, conf_param_u32, offsetof(struct conf_server, max_sessions), 1, 1000000},
 };
 
 static int
@@ -110,8 +114,9 @@ set_server(struct conf_parse *p, const struct conf_stmt *st, void *obj,
                             st->args[0].s);
     for (uint32_t i = 0; i < u->nservers; i++)
         if (strcmp(u->servers[i].name, st->args[0].s) == 0)
-            return conf_err_arg(p, &st->args[0], "duplicate server \"%s\" in upstream \"%s\"",
-                                st->args[0].s, u->name);
+            return conf_err_arg(
+                p, &st->args[0], "duplicate server \"%s\" in upstream \"%s\" (first at %s:%u)",
+                st->args[0].s, u->name, u->servers[i].pos.file, u->servers[i].pos.line);
     struct conf_server *s = conf_push(p, (void **)&u->servers, &u->nservers, sizeof(*s));
     s->name = arena_strdup(p->a, st->args[0].s);
     s->pos = st->pos;
@@ -223,6 +228,7 @@ set_retry_on(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         {"502", RETRY_502},
         {"503", RETRY_503},
         {"504", RETRY_504},
+        {"timeout", RETRY_TIMEOUT},
     };
     struct conf_upstream *u = obj;
     (void)d;
@@ -237,7 +243,7 @@ set_retry_on(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         if (j == ARRAY_SIZE(conds))
             return conf_err_arg(p, &st->args[i],
                                 "unknown retry condition \"%s\"; expected connect-failure, "
-                                "refused, reset, 502, 503, 504 or none",
+                                "refused, reset, 502, 503, 504, timeout or none",
                                 st->args[i].s);
         u->retry_on |= conds[j].bit;
     }
@@ -252,12 +258,63 @@ set_overprovisioning(struct conf_parse *p, const struct conf_stmt *st, void *obj
     char *end;
     double v = strtod(st->args[0].s, &end);
     (void)d;
+    if (strcmp(st->args[0].s, "off") == 0) {
+        u->overprovisioning = 0; /* strict tiers */
+        return 0;
+    }
     if (*end || st->args[0].len == 0 || v < 1.0 || v > 10.0)
         return conf_err_arg(p, &st->args[0],
                             "invalid overprovisioning factor \"%s\"; expected "
-                            "a number from 1.0 to 10.0",
+                            "a number from 1.0 to 10.0, or off",
                             st->args[0].s);
     u->overprovisioning = v;
+    return 0;
+}
+
+static const struct conf_param shed_params[] = {
+    {"retry_after", false, conf_param_u32, offsetof(struct conf_upstream, shed_retry_after_s), 0,
+     86400},
+};
+
+/* shed_status 503|429 [retry_after=SECONDS]: the answer when every server is full. */
+static int
+set_shed_status(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+                const struct conf_directive *d)
+{
+    struct conf_upstream *u = obj;
+    (void)d;
+    if (strcmp(st->args[0].s, "503") == 0)
+        u->shed_status = 503;
+    else if (strcmp(st->args[0].s, "429") == 0)
+        u->shed_status = 429;
+    else
+        return conf_err_arg(p, &st->args[0], "invalid shed status \"%s\"; expected 503 or 429",
+                            st->args[0].s);
+    u->shed_retry_after_s = 1;
+    return conf_params(p, st, 1, shed_params, ARRAY_SIZE(shed_params), u);
+}
+
+/* hash_balance_factor PERCENT|off: bounded-load consistent hashing, > 100%. */
+static int
+set_hash_balance(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+                 const struct conf_directive *d)
+{
+    struct conf_upstream *u = obj;
+    const char *s = st->args[0].s;
+    uint64_t v;
+    (void)d;
+    if (strcmp(s, "off") == 0) {
+        u->hash_balance_pct = 0;
+        return 0;
+    }
+    /* "150" (HAProxy's hash-balance-factor) or "150%". */
+    size_t n = st->args[0].len;
+    if (n > 1 && s[n - 1] == '%')
+        n--;
+    if (parse_u64(s, n, &v) < 0 || v < 101 || v > 1000)
+        return conf_err_arg(p, &st->args[0],
+                            "invalid hash_balance_factor \"%s\"; expected 101%%..1000%% or off", s);
+    u->hash_balance_pct = (uint32_t)v;
     return 0;
 }
 
@@ -321,6 +378,29 @@ set_initial(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     return 0;
 }
 
+static const struct conf_param report_params[] = {
+    {"status", false, conf_param_str, offsetof(struct conf_health, report_status), 0, 0},
+    {"active_sessions", false, conf_param_str, offsetof(struct conf_health, report_active), 0, 0},
+    {"max_sessions", false, conf_param_str, offsetof(struct conf_health, report_max), 0, 0},
+};
+
+/* report json [status=NAME] [active_sessions=NAME] [max_sessions=NAME] */
+static int
+set_report(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+           const struct conf_directive *d)
+{
+    struct conf_health *h = obj;
+    (void)d;
+    if (strcmp(st->args[0].s, "json") != 0)
+        return conf_err_arg(p, &st->args[0], "unknown report format \"%s\"; expected json",
+                            st->args[0].s);
+    h->report = true;
+    h->report_status = arena_strdup(p->a, "status");
+    h->report_active = arena_strdup(p->a, "active_sessions");
+    h->report_max = arena_strdup(p->a, "max_sessions");
+    return conf_params(p, st, 1, report_params, ARRAY_SIZE(report_params), h);
+}
+
 static const struct conf_directive health_dirs[] = {
     {"path", 1, 1, .set = set_health_path, .dflt = "/health", .usage = "path /PATH"},
     {"interval", 1, 1, .set = conf_set_duration,
@@ -340,6 +420,8 @@ static const struct conf_directive health_dirs[] = {
     {"port", 1, 1, .set = conf_set_u32, .offset = offsetof(struct conf_health, port), .min = 1,
      .max = 65535, .usage = "port N"},
     {"initial", 1, 1, .set = set_initial, .dflt = "up", .usage = "initial up|down"},
+    {"report", 1, 4, .set = set_report,
+     .usage = "report json [status=NAME] [active_sessions=NAME] [max_sessions=NAME]"},
 };
 const struct conf_table conf_table_health = {CONF_HEALTH, "health_check", health_dirs,
                                              ARRAY_SIZE(health_dirs)};
@@ -359,9 +441,32 @@ static const struct conf_directive outlier_dirs[] = {
     {"max_ejected", 1, 1, .set = conf_set_percent,
      .offset = offsetof(struct conf_outlier, max_ejected_pct), .dflt = "50%",
      .usage = "max_ejected PERCENT"},
+    {"uneject_on_health_pass", 1, 1, .set = conf_set_bool,
+     .offset = offsetof(struct conf_outlier, uneject_on_health_pass), .dflt = "on",
+     .usage = "uneject_on_health_pass on|off"},
 };
 const struct conf_table conf_table_outlier = {CONF_OUTLIER, "outlier", outlier_dirs,
                                               ARRAY_SIZE(outlier_dirs)};
+
+/* per_try_timeout DURATION|off: how long a try may wait for the first byte of
+ * an answer before an idempotent request goes to another server. */
+static int
+set_per_try(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+            const struct conf_directive *d)
+{
+    struct conf_upstream *u = obj;
+    (void)d;
+    u->per_try_pos = st->pos;
+    if (strcmp(st->args[0].s, "off") == 0) {
+        u->per_try_timeout_ms = 0;
+        return 0;
+    }
+    if (conf_arg_duration(p, &st->args[0], &u->per_try_timeout_ms) < 0)
+        return -1;
+    if (u->per_try_timeout_ms == 0)
+        return conf_err_arg(p, &st->args[0], "per_try_timeout must be longer than 0 (or \"off\")");
+    return 0;
+}
 
 static int
 set_health_block(struct conf_parse *p, const struct conf_stmt *st, void *obj,
@@ -388,12 +493,12 @@ set_outlier_block(struct conf_parse *p, const struct conf_stmt *st, void *obj,
 
 static const struct conf_directive upstream_dirs[] = {
     {"balance", 1, 2, .set = set_balance, .dflt = "round_robin",
-     .usage = "balance round_robin|least_conn|random_two|hash [KEY]"},
+     .usage = "balance round_robin|least_conn|random_two|hash [KEY]|least_sessions"},
     {"region", 1, 3, .multi = true, .set = set_region,
      .usage = "region NAME [weight=N] [priority=N]"},
-    {"server", 2, 9, .multi = true, .set = set_server,
+    {"server", 2, 10, .multi = true, .set = set_server,
      .usage = "server NAME ADDRESS:PORT [region=NAME] [weight=N] [tls] [verify=on|off] [ca=FILE] "
-              "[sni=NAME] [max_conns=N]"},
+              "[sni=NAME] [max_conns=N] [max_sessions=N]"},
     {"affinity_cookie", 1, 1, .set = conf_set_token,
      .offset = offsetof(struct conf_upstream, affinity_cookie), .usage = "affinity_cookie NAME"},
     {"keepalive", 1, 1, .set = conf_set_u32, .offset = offsetof(struct conf_upstream, keepalive),
@@ -406,16 +511,28 @@ static const struct conf_directive upstream_dirs[] = {
      .dflt = "2s", .usage = "connect_timeout DURATION"},
     {"retries", 1, 1, .set = conf_set_u32, .offset = offsetof(struct conf_upstream, retries),
      .max = 10, .dflt = "2", .usage = "retries N"},
-    {"retry_on", 1, 6, .set = set_retry_on, .dflt = "connect-failure refused reset",
-     .usage = "retry_on connect-failure|refused|reset|502|503|504 ...|none"},
+    {"retry_on", 1, 7, .set = set_retry_on, .dflt = "connect-failure refused reset",
+     .usage = "retry_on connect-failure|refused|reset|502|503|504|timeout ...|none"},
+    {"per_try_timeout", 1, 1, .set = set_per_try, .dflt = "off",
+     .usage = "per_try_timeout DURATION|off"},
     {"retry_budget", 1, 1, .set = conf_set_percent,
      .offset = offsetof(struct conf_upstream, retry_budget_pct), .dflt = "20%",
      .usage = "retry_budget PERCENT"},
     {"panic_threshold", 1, 1, .set = conf_set_percent,
      .offset = offsetof(struct conf_upstream, panic_threshold_pct), .dflt = "0%",
      .usage = "panic_threshold PERCENT"},
-    {"overprovisioning", 1, 1, .set = set_overprovisioning, .dflt = "1.4",
-     .usage = "overprovisioning FACTOR"},
+    {"overprovisioning", 1, 1, .set = set_overprovisioning, .dflt = "off",
+     .usage = "overprovisioning FACTOR|off"},
+    {"max_sessions", 1, 1, .set = conf_set_u32,
+     .offset = offsetof(struct conf_upstream, max_sessions), .max = 1000000, .dflt = "0",
+     .usage = "max_sessions N"},
+    {"degraded_weight", 1, 1, .set = conf_set_percent,
+     .offset = offsetof(struct conf_upstream, degraded_weight_pct), .dflt = "50%",
+     .usage = "degraded_weight PERCENT"},
+    {"shed_status", 1, 2, .set = set_shed_status, .dflt = "503",
+     .usage = "shed_status 503|429 [retry_after=SECONDS]"},
+    {"hash_balance_factor", 1, 1, .set = set_hash_balance, .dflt = "off",
+     .usage = "hash_balance_factor PERCENT|off"},
     {"slow_start", 1, 1, .set = conf_set_duration,
      .offset = offsetof(struct conf_upstream, slow_start_ms), .dflt = "0s",
      .usage = "slow_start DURATION"},
@@ -448,8 +565,10 @@ conf_set_upstream(struct conf_parse *p, const struct conf_stmt *st, void *obj,
     (void)d;
     if (!name_ok(st->args[0].s))
         return conf_err_arg(p, &st->args[0], "invalid upstream name \"%s\"", st->args[0].s);
-    if (conf_upstream_find(c, st->args[0].s) >= 0)
-        return conf_err_arg(p, &st->args[0], "duplicate upstream \"%s\"", st->args[0].s);
+    int dup = conf_upstream_find(c, st->args[0].s);
+    if (dup >= 0)
+        return conf_err_arg(p, &st->args[0], "duplicate upstream \"%s\" (first at %s:%u)",
+                            st->args[0].s, c->upstreams[dup].pos.file, c->upstreams[dup].pos.line);
     struct conf_upstream *u = conf_push(p, (void **)&c->upstreams, &c->nupstreams, sizeof(*u));
     u->name = arena_strdup(p->a, st->args[0].s);
     u->pos = st->pos;

@@ -14,7 +14,9 @@
 #include <tether/outlier.h>
 #include <tether/qsbr.h>
 #include <tether/redis.h>
+#include <tether/session_load.h>
 #include <tether/stats_http.h>
+#include <tether/upgrade.h>
 #include <tether/worker.h>
 
 #include <signal.h>
@@ -27,7 +29,7 @@ int
 control_apply_logs(const struct gen *g, struct err *e)
 {
     const struct conf *c = g->conf;
-    if (log_open(c->error_log, c->error_level, e) < 0)
+    if (log_open(c->error_log, c->error_level, c->error_json, e) < 0)
         return -1;
     if (c->access_log)
         return access_log_open(c->access_log, e);
@@ -50,6 +52,15 @@ int
 control_reload(struct err *e)
 {
     struct gen *cur = atomic_load(&gen_current);
+    if (ctl.stopping) {
+        /* A draining process (after SIGTERM or a binary upgrade) must not bind
+         * listeners again: they would join the SO_REUSEPORT group and take
+         * connections nobody accepts ("kill -HUP $(pidof tether)" reaches it). */
+        err_set(e, "shutting down%s: reload ignored",
+                upgrade_handed_over() ? " (handed over to a new process)" : "");
+        log_notice("%s", e->msg);
+        return -1;
+    }
     struct conf *c = conf_load(ctl.conf_path, e);
     ctl.last_reload_ms = time_wall_ms();
     if (!c)
@@ -81,8 +92,8 @@ control_reload(struct err *e)
     gen_unref(cur);
     ctl.reloads_ok++;
     ctl.last_reload_error[0] = '\0';
-    log_notice("configuration reloaded from %s (generation %llu)", ctl.conf_path,
-               (unsigned long long)g->id);
+    log_notice("configuration reloaded from %s (generation %llu, sha256 %s)", ctl.conf_path,
+               (unsigned long long)g->id, g->conf->hash);
     return 0;
 fail:
     ctl.reloads_failed++;
@@ -166,6 +177,46 @@ control_stop(void)
 }
 
 static void
+handed_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)t;
+    (void)revents;
+    control_stop();
+}
+
+int
+control_upgrade(const char *path, char *msg, size_t msglen)
+{
+    if (ctl.stopping) {
+        snprintf(msg, msglen, "upgrade refused: this process is shutting down%s",
+                 upgrade_handed_over() ? " (it already handed over to a new one)" : "");
+        log_warn("%s", msg);
+        return -1;
+    }
+    if (upgrade_start(path, admin_listen_fd(), stats_http_listen_fd(), msg, msglen) < 0) {
+        log_error("%s", msg);
+        return -1;
+    }
+    /* The new process owns the admin socket file and the pid file now. Drain
+     * on the next loop turn, so an admin answer is written first. */
+    admin_keep_file();
+    ev_timer_set(&ctl.handed, 0, 0);
+    ev_timer_start(ctl.loop, &ctl.handed);
+    return 0;
+}
+
+static void
+sigusr2_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    char msg[1024];
+    (void)loop;
+    (void)w;
+    (void)revents;
+    control_upgrade(NULL, msg, sizeof(msg)); /* logged either way */
+}
+
+static void
 sigterm_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)loop;
@@ -182,6 +233,8 @@ tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)t;
     (void)revents;
+    session_load_tick(g, now);
+    redis_load_refresh(g);
     for (uint32_t i = 0; g && i < g->nupstreams; i++) {
         struct upstream *u = &g->upstreams[i];
         struct lb_plan *p = atomic_load(&u->plan);
@@ -221,10 +274,13 @@ control_run(const char *conf_path)
     ev_signal_init(&ctl.sigterm, sigterm_cb, SIGTERM);
     ev_signal_init(&ctl.sigint, sigterm_cb, SIGINT);
     ev_signal_init(&ctl.sigusr1, sigusr1_cb, SIGUSR1);
+    ev_signal_init(&ctl.sigusr2, sigusr2_cb, SIGUSR2);
+    ev_init(&ctl.handed, handed_cb);
     ev_signal_start(ctl.loop, &ctl.sighup);
     ev_signal_start(ctl.loop, &ctl.sigterm);
     ev_signal_start(ctl.loop, &ctl.sigint);
     ev_signal_start(ctl.loop, &ctl.sigusr1);
+    ev_signal_start(ctl.loop, &ctl.sigusr2);
     ev_timer_init(&ctl.tick, tick_cb, 0.1, 0.1);
     ev_timer_start(ctl.loop, &ctl.tick);
     ev_timer_init(&ctl.stop_timer, stop_timer_cb, 30, 0);
@@ -234,6 +290,8 @@ control_run(const char *conf_path)
     health_sync(g);
     discovery_sync(g);
     redis_control_sync();
+    /* Started by a binary upgrade: serving now, the old process may drain. */
+    upgrade_child_ready();
     ev_run(ctl.loop, 0);
     redis_control_stop();
     return 0;

@@ -11,6 +11,7 @@
 #include <tether/log.h>
 #include <tether/membership.h>
 #include <tether/ratelimit.h>
+#include <tether/sock.h>
 #include <tether/stats.h>
 #include <tether/tls.h>
 #include <tether/worker.h>
@@ -69,6 +70,11 @@ listen_fds_unref(struct listen_fds *l)
 static struct listen_fds *
 listen_fds_open(const struct conf_listen *cl, uint32_t nw, struct err *e)
 {
+    /* After a binary upgrade from a process with more workers, every socket it
+     * handed over is kept (a closed one would lose its accept queue); workers
+     * then watch several (worker.c). */
+    uint32_t inherited = sock_adopted_count(&cl->addr);
+    nw = MAX(nw, inherited);
     struct listen_fds *l = calloc(1, sizeof(*l) + sizeof(int) * nw);
     if (!l) {
         err_set(e, "out of memory");
@@ -144,7 +150,7 @@ build_upstream(struct gen *g, struct upstream *u, const struct conf_upstream *cu
         }
     }
     /* Configured servers plus the runtime roster (DNS, admin). */
-    u->members = membership_build(u, e);
+    u->members = membership_build(u, prev == NULL, e);
     if (!u->members)
         return -1;
     balance_cursors_init(u, g->nworkers, &g->arena);
@@ -279,7 +285,7 @@ gen_build(struct conf *conf, const struct gen *prev, uint32_t nw, uint64_t id, s
             gl->conf = cl;
             gl->vs = &g->vservers[i];
             gl->socks = listen_fds_find(prev, &cl->addr);
-            if (gl->socks && gl->socks->nfds == nw)
+            if (gl->socks && gl->socks->nfds >= nw)
                 atomic_fetch_add(&gl->socks->refs, 1);
             else if (!(gl->socks = listen_fds_open(cl, nw, e)))
                 goto fail;

@@ -12,6 +12,8 @@
 #include <tether/health.h>
 #include <tether/http1.h>
 #include <tether/log.h>
+#include <tether/outlier.h>
+#include <tether/session_load.h>
 #include <tether/sock.h>
 #include <tether/tls.h>
 #include <tether/upstream.h>
@@ -226,7 +228,7 @@ describe(char *out, size_t cap, const struct hc_target *t, int res, unsigned sta
 }
 
 static void
-transition(struct hc_target *t, bool up, const char *why)
+transition(struct hc_target *t, bool up, unsigned nchecks, const char *why)
 {
     struct server_rt *rt = t->rt;
     atomic_store(&rt->health, up ? HEALTH_UP : HEALTH_DOWN);
@@ -236,10 +238,10 @@ transition(struct hc_target *t, bool up, const char *why)
     atomic_store(&rt->last_change_ms, time_wall_ms());
     if (up)
         log_notice("health: server %s is UP after %u passed check%s (%s); transition %llu", rt->key,
-                   t->rise, t->rise == 1 ? "" : "s", why, (unsigned long long)n);
+                   nchecks, nchecks == 1 ? "" : "s", why, (unsigned long long)n);
     else
         log_warn("health: server %s is DOWN after %u failed check%s (%s); transition %llu", rt->key,
-                 t->fall, t->fall == 1 ? "" : "s", why, (unsigned long long)n);
+                 nchecks, nchecks == 1 ? "" : "s", why, (unsigned long long)n);
     replan_soon(t->u);
 }
 
@@ -267,19 +269,23 @@ check_done(struct hc_target *t, int res, unsigned status, int err, bool reusable
     log_debug("health: %s check %s: %s", rt->key, res == HC_OK ? "passed" : "failed", why);
 
     bool up = atomic_load(&rt->health) == HEALTH_UP;
+    /* A server new since the start is judged by its first check alone. */
+    bool fresh = atomic_exchange(&rt->hc_unchecked, false);
     if (res == HC_OK) {
         atomic_fetch_add(&rt->hc_ok, 1);
         rt->hc_fall = 0;
-        if (!up && ++rt->hc_rise >= t->rise) {
+        if (!up && (fresh || ++rt->hc_rise >= t->rise)) {
             rt->hc_rise = 0;
-            transition(t, true, why);
+            transition(t, true, fresh ? 1 : t->rise, why);
         }
+        if (outlier_health_pass(t->u, rt, now))
+            replan_soon(t->u);
     } else {
         atomic_fetch_add(&rt->hc_failed, 1);
         rt->hc_rise = 0;
         if (up && ++rt->hc_fall >= t->fall) {
             rt->hc_fall = 0;
-            transition(t, false, why);
+            transition(t, false, t->fall, why);
         }
     }
     /* Fixed rate: the next check starts one interval after this one started. */
@@ -371,6 +377,9 @@ response_judge(struct hc_target *t, bool eof)
         check_done(t, HC_CLOSED, status, 0, false);
         return true;
     }
+    /* The pod's load report (report json); a body cut short is "too large". */
+    if (session_load_report(t->u, t->rt, body, complete ? use : HC_BODY_MAX + 1, status))
+        replan_soon(t->u);
     /* A body larger than the buffer is judged on its first HC_BODY_MAX bytes;
      * the rest is not read, so the connection cannot carry another check. */
     if (status < t->expect_lo || status > t->expect_hi)
@@ -489,6 +498,7 @@ check_start(struct hc_target *t)
     t->start_ms = time_mono_ms();
     t->sent = 0;
     t->len = 0;
+    session_load_check_sent(t->rt);
     timer_in(t, t->timeout_ms);
     if (t->fd >= 0) {
         t->reused = true;

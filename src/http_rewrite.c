@@ -4,7 +4,11 @@
 
 #include <tether/http_rewrite.h>
 
+#include <stdint.h>
 #include <string.h>
+
+/* The request's and the tunnel's id lengths are uint8_t. */
+_Static_assert(REQUEST_ID_MAX <= UINT8_MAX, "REQUEST_ID_MAX fits the length fields");
 
 /* A bounded writer: stops (and remembers) when <cap> would be exceeded. */
 struct out {
@@ -112,7 +116,7 @@ put_cookie_without(struct out *o, const char *v, size_t vlen, const char *name, 
 bool
 request_id_valid(const char *p, size_t n)
 {
-    if (n == 0 || n > 64)
+    if (n == 0 || n > REQUEST_ID_MAX)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = p[i];

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
-/* Error log and access-log buffers. Every line is one write(2), so lines from
- * several threads never interleave. */
+/* Error log and access-log buffers over log sinks (log_sink.c). Every line is
+ * one write(2) or one datagram, so lines from several threads never
+ * interleave. */
 #include "config.h"
 
 #include <tether/log.h>
+#include <tether/log_sink.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +18,14 @@
 
 _Atomic int log_level = LOG_LVL_INFO;
 _Atomic int access_log_fd = -1;
-static _Atomic int error_fd = 2;
-static char error_path[4096];
+/* The error log's destination; NULL: file descriptor 2 as it is. */
+static _Atomic(struct log_sink *) error_sink;
+static _Atomic bool error_json;
+static _Atomic(struct log_sink *) access_sink;
+/* Sinks replaced by a reload. A thread may still hold one for the line it is
+ * writing, so they are kept (one per change of destination, a few KiB each). */
+static struct log_sink *retired;
+static pthread_mutex_t sink_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const level_names[] = {"debug", "info", "notice", "warn", "error"};
 
@@ -32,56 +41,97 @@ log_time_iso(char *out, size_t cap, uint64_t ms)
     return n < 0 ? 0 : MIN((size_t)n, cap - 1);
 }
 
-int
-log_open(const char *target, int level, struct err *e)
+/* Point <slot> at a sink for <text> (a file is opened again, as on every
+ * reload), retiring the one it replaces. <text> NULL: no sink. */
+static int
+sink_set(_Atomic(struct log_sink *) *slot, const char *text, struct err *e)
 {
-    atomic_store(&log_level, level);
-    if (!target || strcmp(target, "stderr") == 0) {
-        error_path[0] = '\0';
-        int old = atomic_exchange(&error_fd, 2);
-        if (old > 2)
-            close(old);
-        return 0;
+    struct log_sink *cur, *s = NULL;
+    int rc = 0;
+    pthread_mutex_lock(&sink_lock);
+    cur = atomic_load(slot);
+    if (text && cur && strcmp(cur->text, text) == 0) {
+        rc = log_sink_open(cur, e);
+        goto out;
     }
-    int fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0)
-        return err_set(e, "cannot open error log \"%s\": %s", target, strerror(errno));
-    snprintf(error_path, sizeof(error_path), "%s", target);
-    int old = atomic_exchange(&error_fd, fd);
-    if (old > 2)
-        close(old);
+    if (text) {
+        s = malloc(sizeof(*s));
+        if (!s) {
+            rc = err_set(e, "out of memory");
+            goto out;
+        }
+        if (log_sink_parse(s, text, e) < 0 || log_sink_open(s, e) < 0) {
+            free(s);
+            rc = -1;
+            goto out;
+        }
+    }
+    atomic_store(slot, s);
+    if (cur) {
+        log_sink_close(cur);
+        cur->next = retired;
+        retired = cur;
+    }
+out:
+    pthread_mutex_unlock(&sink_lock);
+    return rc;
+}
+
+int
+log_open(const char *target, int level, bool json, struct err *e)
+{
+    if (sink_set(&error_sink, !target || strcmp(target, "stderr") == 0 ? NULL : target, e) < 0)
+        return -1;
+    atomic_store(&log_level, level);
+    atomic_store(&error_json, json);
     return 0;
 }
 
 void
 log_reopen(void)
 {
-    if (error_path[0]) {
-        char path[4096];
-        snprintf(path, sizeof(path), "%s", error_path);
-        log_open(path, atomic_load(&log_level), NULL);
-    }
+    struct err e;
+    struct log_sink *s = atomic_load(&error_sink);
+    if (s && s->kind == LOG_SINK_FILE && log_sink_open(s, &e) < 0)
+        log_error("%s", e.msg);
 }
 
 void
 log_vmsg(int level, const char *fmt, va_list ap)
 {
-    char line[2048];
+    char msg[1800], line[2048], esc[1800];
     size_t n;
+    int k;
     if (level < atomic_load_explicit(&log_level, memory_order_relaxed))
         return;
-    n = log_time_iso(line, sizeof(line), time_wall_ms());
-    int k = snprintf(line + n, sizeof(line) - n, " [%s] ",
-                     level_names[level < 0               ? 0
-                                 : level > LOG_LVL_ERROR ? LOG_LVL_ERROR
-                                                         : level]);
-    if (k > 0)
-        n += (size_t)k;
-    k = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
-    if (k > 0)
-        n += MIN((size_t)k, sizeof(line) - n - 2);
+    level = level < 0 ? 0 : level > LOG_LVL_ERROR ? LOG_LVL_ERROR : level;
+    k = vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t mlen = k < 0 ? 0 : MIN((size_t)k, sizeof(msg) - 1);
+    struct log_sink *s = atomic_load(&error_sink);
+    bool syslog = s && s->kind == LOG_SINK_SYSLOG;
+    if (atomic_load_explicit(&error_json, memory_order_relaxed)) {
+        char t[32];
+        log_time_iso(t, sizeof(t), time_wall_ms());
+        size_t en = json_escape(esc, sizeof(esc), msg, mlen);
+        k = snprintf(line, sizeof(line), "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"%.*s\"}", t,
+                     level_names[level], (int)en, esc);
+        n = k < 0 ? 0 : MIN((size_t)k, sizeof(line) - 2);
+    } else if (syslog) {
+        /* The syslog header carries the time and the severity. */
+        n = mlen;
+        memcpy(line, msg, n);
+    } else {
+        n = log_time_iso(line, sizeof(line), time_wall_ms());
+        k = snprintf(line + n, sizeof(line) - n, " [%s] %.*s", level_names[level], (int)mlen, msg);
+        n = k < 0 ? n : MIN(n + (size_t)k, sizeof(line) - 2);
+    }
     line[n++] = '\n';
-    ssize_t w = write(atomic_load(&error_fd), line, n);
+    if (s) {
+        /* RFC 5424 severities: error 3, warning 4, notice 5, info 6, debug 7. */
+        log_sink_write(s, 7 - level, "error", line, n);
+        return;
+    }
+    ssize_t w = write(2, line, n);
     (void)w;
 }
 
@@ -118,31 +168,29 @@ log_limited(struct log_limit *l, uint64_t interval_ms, int level, const char *fm
 /* ---- access log ---- */
 
 int
-access_log_open(const char *path, struct err *e)
+access_log_open(const char *dest, struct err *e)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0)
-        return err_set(e, "cannot open access log \"%s\": %s", path, strerror(errno));
-    int old = atomic_exchange(&access_log_fd, fd);
-    if (old >= 0)
-        close(old);
+    if (sink_set(&access_sink, dest, e) < 0)
+        return -1;
+    struct log_sink *s = atomic_load(&access_sink);
+    atomic_store(&access_log_fd, s ? atomic_load(&s->fd) : -1);
     return 0;
 }
 
 void
-access_log_reopen(const char *path)
+access_log_reopen(const char *dest)
 {
     struct err e;
-    if (path && access_log_open(path, &e) < 0)
+    if (dest && access_log_open(dest, &e) < 0)
         log_error("%s", e.msg);
 }
 
 void
 access_log_close(void)
 {
-    int old = atomic_exchange(&access_log_fd, -1);
-    if (old >= 0)
-        close(old);
+    struct err e;
+    sink_set(&access_sink, NULL, &e);
+    atomic_store(&access_log_fd, -1);
 }
 
 void
@@ -164,16 +212,9 @@ access_buf_fini(struct access_buf *b)
 void
 access_buf_flush(struct access_buf *b)
 {
-    int fd = atomic_load(&access_log_fd);
-    size_t off = 0;
-    while (fd >= 0 && off < b->len) {
-        ssize_t w = write(fd, b->data + off, b->len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
+    struct log_sink *s = atomic_load(&access_sink);
+    if (s && b->len)
+        log_sink_write(s, 6, "access", b->data, b->len); /* severity info */
     b->len = 0;
 }
 

@@ -4,6 +4,7 @@
 
 #include <tether/affinity.h>
 #include <tether/control.h>
+#include <tether/cpu_limit.h>
 #include <tether/gen.h>
 #include <tether/log.h>
 #include <tether/membership.h>
@@ -11,6 +12,7 @@
 #include <tether/sock.h>
 #include <tether/stats.h>
 #include <tether/tls.h>
+#include <tether/upgrade.h>
 #include <tether/worker.h>
 
 #include <errno.h>
@@ -28,13 +30,15 @@
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: tether [-c FILE] [-t] [-D] [-v] [-h]\n"
+    fprintf(f, "usage: tether [-c FILE] [-t] [-T] [-D] [-v] [-h]\n"
                "  -c FILE   configuration file (default " DEFAULT_CONF ")\n"
                "  -t        check the configuration and exit\n"
+               "  -T        check it, print the effective configuration and exit\n"
                "  -D        list every configuration directive with its context and exit\n"
                "  -v        print the version and exit\n"
                "  -h        this help\n"
-               "signals: HUP reload, TERM/INT graceful stop, USR1 reopen logs\n");
+               "signals: HUP reload, TERM/INT graceful stop, USR1 reopen logs,\n"
+               "         USR2 binary upgrade (start the executable anew, hand over, drain)\n");
 }
 
 /* One line per directive: context, name, default ("-" when none), usage. */
@@ -56,14 +60,15 @@ raise_nofile(void)
     }
 }
 
+/* A start-up failure: said on stderr and, when an upgrade started us, to the
+ * process that keeps serving. */
 static int
-write_pidfile(const char *path)
+fail(const char *msg)
 {
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    fprintf(f, "%ld\n", (long)getpid());
-    return fclose(f);
+    fprintf(stderr, "tether: %s\n", msg);
+    upgrade_child_fail(msg);
+    upgrade_instance_unlock();
+    return 1;
 }
 
 int
@@ -71,17 +76,22 @@ main(int argc, char **argv)
 {
     const char *conf_path = DEFAULT_CONF;
     bool test_only = false;
+    bool dump = false;
     struct err e = {{0}};
     int opt;
 
     sock_resolve_names(true);
-    while ((opt = getopt(argc, argv, "c:tDvh")) != -1) {
+    upgrade_init(argc, argv);
+    while ((opt = getopt(argc, argv, "c:tTDvh")) != -1) {
         switch (opt) {
         case 'c':
             conf_path = optarg;
             break;
         case 't':
             test_only = true;
+            break;
+        case 'T':
+            test_only = dump = true;
             break;
         case 'D':
             conf_dump_directives(print_directive, NULL);
@@ -111,24 +121,21 @@ main(int argc, char **argv)
     sigaddset(&ctl_signals, SIGINT);
     sigaddset(&ctl_signals, SIGHUP);
     sigaddset(&ctl_signals, SIGUSR1);
+    sigaddset(&ctl_signals, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &ctl_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* Started by a binary upgrade: take the sockets and state first, so the
+     * old process is never kept waiting on a full socket. */
+    if (!test_only && upgrade_child_recv(&e) < 0)
+        return fail(e.msg);
     tls_global_init();
     struct conf *c = conf_load(conf_path, &e);
-    if (!c) {
-        fprintf(stderr, "tether: %s\n", e.msg);
-        return 1;
-    }
-    uint32_t n = c->workers;
-    if (n == 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cpus > 0 ? (uint32_t)cpus : 1;
-    }
-    if (stats_init(n + 1) < 0 || qsbr_init(n) < 0) {
-        fprintf(stderr, "tether: out of memory\n");
-        return 1;
-    }
+    if (!c)
+        return fail(e.msg);
+    uint32_t n = cpu_limit_workers(c->workers);
+    if (stats_init(n + 1) < 0 || qsbr_init(n) < 0)
+        return fail("out of memory");
     if (test_only) {
         /* Build everything but the sockets: certificates and key files too. */
         struct gen *g = gen_build(c, NULL, 0, 1, &e);
@@ -136,38 +143,44 @@ main(int argc, char **argv)
             fprintf(stderr, "tether: %s\n", e.msg);
             return 1;
         }
+        if (dump) {
+            /* As nginx -T: the text on stdout, the verdict on stderr. */
+            fwrite(g->conf->text, 1, g->conf->text_len, stdout);
+            fprintf(stderr, "tether: configuration %s ok (sha256 %s)\n", conf_path, g->conf->hash);
+        } else {
+            printf("tether: configuration %s ok\n", conf_path);
+        }
         gen_unref(g);
         affinity_shutdown();
-        printf("tether: configuration %s ok\n", conf_path);
         return 0;
     }
 
     raise_nofile();
+    /* One instance per pid file and admin socket (an upgrade inherits both). */
+    if (upgrade_instance_lock(c, &e) < 0)
+        return fail(e.msg);
     uint32_t bufsize = (uint32_t)c->bufsize;
-    if (workers_create(n, bufsize) < 0) {
-        fprintf(stderr, "tether: cannot create %u workers\n", n);
-        return 1;
-    }
+    if (workers_create(n, bufsize) < 0)
+        return fail("cannot create the workers");
     struct gen *g = gen_build(c, NULL, n, 1, &e);
-    if (!g) {
-        fprintf(stderr, "tether: %s\n", e.msg);
-        return 1;
-    }
+    if (!g)
+        return fail(e.msg);
     if (control_apply_logs(g, &e) < 0) {
-        fprintf(stderr, "tether: %s\n", e.msg);
-        return 1;
-    }
-    if (g->conf->pidfile && write_pidfile(g->conf->pidfile) < 0) {
-        fprintf(stderr, "tether: cannot write pidfile \"%s\": %s\n", g->conf->pidfile,
-                strerror(errno));
-        return 1;
+        gen_unref(g);
+        return fail(e.msg);
     }
     gen_publish(g);
-    if (workers_start() < 0) {
-        fprintf(stderr, "tether: cannot start worker threads\n");
-        return 1;
+    if (upgrade_is_child()) {
+        size_t nsess = upgrade_child_apply();
+        control_replan();
+        log_notice("upgrade: runtime state taken over (%zu learned sessions)", nsess);
     }
-    log_notice("tether %s started: %u workers, configuration %s", PACKAGE_VERSION, n, conf_path);
+    if (workers_start() < 0)
+        return fail("cannot start worker threads");
+    log_notice("tether %s started: %u workers (from %s), configuration %s (sha256 %s)",
+               PACKAGE_VERSION, n, cpu_limit_source, conf_path, g->conf->hash);
+    if (!upgrade_is_child())
+        upgrade_notify("READY=1");
     control_run(conf_path);
     workers_join();
     log_notice("tether stopped");
@@ -181,8 +194,7 @@ main(int argc, char **argv)
     }
     workers_destroy();
     if (last) {
-        if (last->conf->pidfile)
-            unlink(last->conf->pidfile);
+        upgrade_instance_unlock();
         gen_unref(last);
     }
     qsbr_fini();

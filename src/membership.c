@@ -103,12 +103,14 @@ region_index(const struct conf_upstream *cu, const char *name)
 
 /* ---- build ---- */
 
-/* A server object for <u>: its runtime state found or created by identity.
- * New members of a checked upstream start down (no traffic before a passing
- * check, then slow start); configured ones follow health_check initial_up. */
+/* A server object for <u>: its runtime state found or created by identity,
+ * by the one rule of server_rt_join(): a configured server of the first
+ * generation (<at_start>) follows health_check initial_up; any other new
+ * server (a reload's, discovered, added by the admin socket) starts
+ * unchecked, down until its first passing check (then slow start). */
 static struct server *
 server_new(struct upstream *u, const struct conf_server *cs, const struct dyn *d, uint32_t region,
-           uint32_t index)
+           uint32_t index, bool at_start)
 {
     const struct conf_upstream *cu = u->conf;
     char key[512];
@@ -138,8 +140,7 @@ server_new(struct upstream *u, const struct conf_server *cs, const struct dyn *d
     s->leaving = d && d->leaving;
     int n = snprintf(key, sizeof(key), "%s/%s", cu->name, s->conf->name);
     bool fresh = server_rt_find(key) == NULL;
-    bool up = !cu->health.enabled || (cs && cu->health.initial_up);
-    s->rt = server_rt_get(key, up);
+    s->rt = server_rt_join(key, &cu->health, cs && at_start);
     if (!s->rt)
         goto fail;
     if (fresh && !cs)
@@ -184,7 +185,7 @@ members_alloc(uint32_t cap, uint32_t nregions)
 }
 
 struct members *
-membership_build(struct upstream *u, struct err *e)
+membership_build(struct upstream *u, bool at_start, struct err *e)
 {
     const struct conf_upstream *cu = u->conf;
     uint32_t cap = cu->nservers, nr = u->nregions;
@@ -207,7 +208,7 @@ membership_build(struct upstream *u, struct err *e)
         if (d && d->source == SRV_SRC_CONFIG && d->removed)
             continue;
         struct server *s = server_new(u, cs, d && d->source == SRV_SRC_CONFIG ? d : NULL,
-                                      (uint32_t)cs->region, m->nservers);
+                                      (uint32_t)cs->region, m->nservers, at_start);
         if (!s)
             goto oom;
         m->servers[m->nservers++] = s;
@@ -220,7 +221,7 @@ membership_build(struct upstream *u, struct err *e)
         int32_t r = region_index(cu, d->region);
         if (r < 0)
             continue; /* its region is gone from the config: it waits */
-        struct server *s = server_new(u, NULL, d, (uint32_t)r, m->nservers);
+        struct server *s = server_new(u, NULL, d, (uint32_t)r, m->nservers, false);
         if (!s)
             goto oom;
         m->servers[m->nservers++] = s;
@@ -258,7 +259,7 @@ oom:
 static int
 membership_publish(struct upstream *u, struct err *e)
 {
-    struct members *m = membership_build(u, e);
+    struct members *m = membership_build(u, false, e);
     if (!m)
         return -1;
     struct members *old = u->members;

@@ -11,6 +11,7 @@
 #include <tether/ratelimit.h>
 #include <tether/redis.h>
 #include <tether/session.h>
+#include <tether/session_load.h>
 #include <tether/stats.h>
 #include <tether/stats_http.h>
 #include <tether/upstream.h>
@@ -58,6 +59,9 @@ struct metric_def {
     X(M_WORKERS, "tether_workers", MK_GAUGE, SRC_CODE, 0, NULL, "Worker threads.")                 \
     X(M_CONFIG_GENERATION, "tether_config_generation", MK_GAUGE, SRC_CODE, 0, NULL,                \
       "Id of the configuration generation now serving.")                                           \
+    X(M_CONFIG_INFO, "tether_config_info", MK_GAUGE, SRC_CODE, 0, NULL,                            \
+      "Always 1; {hash,generation}: SHA-256 of the effective configuration (tether -T) now "       \
+      "serving.")                                                                                  \
     X(M_CONFIG_LAST_RELOAD_TIMESTAMP_SECONDS, "tether_config_last_reload_timestamp_seconds",       \
       MK_GAUGE, SRC_CODE, 0, NULL, "Unix time of the last reload attempt (0: none yet).")          \
     X(M_RELOADS, "tether_reloads_total", MK_COUNTER, SRC_CODE, 0, NULL,                            \
@@ -90,6 +94,9 @@ struct metric_def {
       "Requests with no usable server.")                                                           \
     X(M_UPSTREAM_RETRIES, "tether_upstream_retries_total", MK_COUNTER, SRC_GLOBAL, GS_RETRIES,     \
       "retries", "Requests retried on another server.")                                            \
+    X(M_RETRY_TIMEOUTS, "tether_upstream_retry_timeouts_total", MK_COUNTER, SRC_GLOBAL,            \
+      GS_RETRY_TIMEOUTS, "retry_timeouts",                                                         \
+      "Requests resent to another server after per_try_timeout passed with no answer.")            \
     X(M_RETRY_BUDGET_EXHAUSTED, "tether_retry_budget_exhausted_total", MK_COUNTER, SRC_GLOBAL,     \
       GS_RETRY_BUDGET_EXHAUSTED, "retry_budget_exhausted",                                         \
       "Retries skipped because the retry budget was spent.")                                       \
@@ -120,6 +127,8 @@ struct metric_def {
       "Admin changes received from other replicas through Redis.")                                 \
     X(M_REDIS_FALLBACKS, "tether_rate_limit_redis_fallbacks_total", MK_COUNTER, SRC_CODE, 0, NULL, \
       "Global-zone decisions made without Redis (its on_redis_error policy).")                     \
+    X(M_REDIS_MALFORMED, "tether_redis_malformed_replies_total", MK_COUNTER, SRC_CODE, 0, NULL,    \
+      "Redis replies refused for their shape (the connection is dropped and reopened).")           \
     X(M_RATE_LIMITED, "tether_rate_limited_total", MK_COUNTER, SRC_CODE, 0, NULL,                  \
       "Requests over a zone's limit {zone}.")                                                      \
     X(M_RATE_LIMIT_ALLOWED, "tether_rate_limit_allowed_total", MK_COUNTER, SRC_CODE, 0, NULL,      \
@@ -150,6 +159,14 @@ struct metric_def {
       "Servers passing health checks and not ejected " LBL_REG ".")                                \
     X(M_REGION_SERVERS_USABLE, "tether_region_servers_usable", MK_GAUGE, SRC_CODE, 0, NULL,        \
       "Servers taking new sessions now (up, ready, weight > 0) " LBL_REG ".")                      \
+    X(M_REGION_SESSIONS, "tether_region_sessions", MK_GAUGE, SRC_CODE, 0, NULL,                    \
+      "Voice sessions on the region's servers " LBL_REG ".")                                       \
+    X(M_REGION_SESSION_CAPACITY, "tether_region_session_capacity", MK_GAUGE, SRC_CODE, 0, NULL,    \
+      "Session capacity of the region's servers (those with a limit) " LBL_REG ".")                \
+    X(M_SESSIONS_SHED, "tether_sessions_shed_total", MK_COUNTER, SRC_CODE, 0, NULL,                \
+      "New sessions refused because every server was full {upstream}.")                            \
+    X(M_SESSIONS_SPILLED, "tether_sessions_spilled_total", MK_COUNTER, SRC_CODE, 0, NULL,          \
+      "New sessions placed outside their full region {upstream,from_region,to_region}.")           \
     X(M_REQUESTS, "tether_requests_total", MK_COUNTER, SRC_CODE, 0, NULL,                          \
       "Requests finished per server and status class " LBL_SRV " + {code_class}.")                 \
     X(M_REQUEST_DURATION_SECONDS, "tether_request_duration_seconds", MK_HISTOGRAM, SRC_CODE, 0,    \
@@ -182,6 +199,10 @@ struct metric_def {
       "active", "Requests in flight to the server " LBL_SRV ".")                                   \
     X(M_SERVER_ACTIVE_TUNNELS, "tether_server_active_tunnels", MK_GAUGE, SRC_SERVER, SV_TUNNELS,   \
       "tunnels", "WebSocket tunnels open to the server " LBL_SRV ".")                              \
+    X(M_SERVER_SESSIONS, "tether_server_sessions", MK_GAUGE, SRC_SERVER, SV_SESSIONS, "sessions",  \
+      "Voice sessions on the server: its last report plus sessions placed since " LBL_SRV ".")     \
+    X(M_SERVER_SESSION_CAPACITY, "tether_server_session_capacity", MK_GAUGE, SRC_SERVER,           \
+      SV_CAPACITY, "capacity", "Session capacity of the server, 0 = no limit " LBL_SRV ".")        \
     X(M_HEALTH_CHECKS, "tether_health_checks_total", MK_COUNTER, SRC_CODE, 0, NULL,                \
       "Active health checks " LBL_SRV " + {result=ok|failed}.")                                    \
     X(M_HEALTH_TRANSITIONS, "tether_health_transitions_total", MK_COUNTER, SRC_SERVER,             \
@@ -242,6 +263,7 @@ struct prom {
     struct strbuf lab;           /* NUL-terminated label sets, back to back */
     size_t *off;                 /* label set offsets: upstreams, regions, servers, routes */
     uint32_t reg0, srv0, route0; /* where each kind starts in off[] */
+    bool sessions_pass;          /* prom_sessions: writing spill (true) or shed counters */
 };
 
 static void
@@ -385,6 +407,13 @@ prom_process(struct prom *p)
     sample_i(p, d, NULL, NULL, nworkers);
     fam(p, d = &defs[M_CONFIG_GENERATION]);
     sample_i(p, d, NULL, NULL, s->g ? (int64_t)s->g->id : 0);
+    if (s->g) {
+        char lbl[128];
+        snprintf(lbl, sizeof(lbl), "hash=\"%s\",generation=\"%llu\"", s->g->conf->hash,
+                 (unsigned long long)s->g->id);
+        fam(p, d = &defs[M_CONFIG_INFO]);
+        sample_i(p, d, NULL, lbl, 1);
+    }
     fam(p, d = &defs[M_CONFIG_LAST_RELOAD_TIMESTAMP_SECONDS]);
     sample_f(p, d, NULL, NULL, (double)ctl.last_reload_ms / 1e3);
     fam(p, d = &defs[M_RELOADS]);
@@ -414,12 +443,14 @@ prom_process(struct prom *p)
                             (int64_t)r->timeouts,
                             (int64_t)r->reconnects,
                             (int64_t)r->admin_received,
-                            (int64_t)r->zone_fallbacks};
+                            (int64_t)r->zone_fallbacks,
+                            (int64_t)r->malformed};
     static const enum metric_id ids[] = {M_SESSION_TABLE_ENTRIES, M_SESSION_TABLE_EVICTIONS,
                                          M_REDIS_CONFIGURED,      M_REDIS_UP,
                                          M_REDIS_WORKERS_UP,      M_REDIS_ERRORS,
                                          M_REDIS_TIMEOUTS,        M_REDIS_RECONNECTS,
-                                         M_REDIS_ADMIN_MESSAGES,  M_REDIS_FALLBACKS};
+                                         M_REDIS_ADMIN_MESSAGES,  M_REDIS_FALLBACKS,
+                                         M_REDIS_MALFORMED};
     for (size_t m = 0; m < ARRAY_SIZE(ids); m++) {
         fam(p, d = &defs[ids[m]]);
         sample_i(p, d, NULL, NULL, misc[m]);
@@ -462,18 +493,47 @@ prom_regions(struct prom *p)
             snprintf(x, sizeof(x), "tier=\"%u\"", t);
             sample_f(p, d, lab(p, u), x, s->ups[u].tier_load[t]);
         }
-    static const enum metric_id ids[] = {M_REGION_WEIGHT,     M_REGION_PRIORITY,
-                                         M_REGION_SHARE,      M_REGION_SERVERS,
-                                         M_REGION_SERVERS_UP, M_REGION_SERVERS_USABLE};
+    static const enum metric_id ids[] = {
+        M_REGION_WEIGHT,     M_REGION_PRIORITY,       M_REGION_SHARE,    M_REGION_SERVERS,
+        M_REGION_SERVERS_UP, M_REGION_SERVERS_USABLE, M_REGION_SESSIONS, M_REGION_SESSION_CAPACITY};
     for (size_t m = 0; m < ARRAY_SIZE(ids); m++) {
         fam(p, d = &defs[ids[m]]);
         for (uint32_t r = 0; r < s->nregs; r++) {
             const struct snap_region *x = &s->regs[r];
-            const double v[] = {x->weight, x->r->conf->priority, x->share, x->nservers, x->nup,
-                                x->nusable};
+            const double v[] = {x->weight, x->r->conf->priority, x->share,    x->nservers,
+                                x->nup,    x->nusable,           x->sessions, x->capacity};
             sample_f(p, d, lab(p, p->reg0 + r), NULL, v[m]);
         }
     }
+}
+
+static void
+prom_session_counter(void *ctx, const char *up, const char *from, const char *to, uint64_t n)
+{
+    struct prom *p = ctx;
+    if (p->sessions_pass != (from != NULL))
+        return;
+    strbuf_printf(p->o, "%s{upstream=\"", defs[from ? M_SESSIONS_SPILLED : M_SESSIONS_SHED].name);
+    prom_esc(p->o, up);
+    if (from) {
+        strbuf_lit(p->o, "\",from_region=\"");
+        prom_esc(p->o, from);
+        strbuf_lit(p->o, "\",to_region=\"");
+        prom_esc(p->o, to);
+    }
+    strbuf_printf(p->o, "\"} %llu\n", (unsigned long long)n);
+}
+
+/* Shed and spill counters (session_load.c), one family after the other. */
+static void
+prom_sessions(struct prom *p)
+{
+    fam(p, &defs[M_SESSIONS_SHED]);
+    p->sessions_pass = false;
+    session_counters_each(prom_session_counter, p);
+    fam(p, &defs[M_SESSIONS_SPILLED]);
+    p->sessions_pass = true;
+    session_counters_each(prom_session_counter, p);
 }
 
 static void
@@ -528,6 +588,7 @@ metrics_write_prometheus(struct strbuf *o, const struct snap *s)
         histogram(&p, d, lab(&p, p.route0 + i), &s->routes[i].t);
     prom_regions(&p);
     metrics_membership_prometheus(o, s);
+    prom_sessions(&p);
     prom_servers(&p);
 out:
     free(p.off);
@@ -622,7 +683,8 @@ json_server(struct strbuf *o, const struct snap_server *x)
 static void
 json_upstreams(struct strbuf *o, const struct snap *s)
 {
-    static const char *const algos[] = {"round_robin", "least_conn", "random_two", "hash"};
+    static const char *const algos[] = {"round_robin", "least_conn", "random_two", "hash",
+                                        "least_sessions"};
     strbuf_lit(o, ",\"upstreams\":[");
     for (uint32_t i = 0; i < s->nups; i++) {
         const struct snap_upstream *su = &s->ups[i];

@@ -96,3 +96,16 @@ outlier_tick(struct upstream *u, uint64_t now_ms)
     }
     return changed;
 }
+
+bool
+outlier_health_pass(const struct upstream *u, struct server_rt *rt, uint64_t now_ms)
+{
+    uint64_t until = atomic_load(&rt->ejected_until_ms);
+    if (!u->conf->outlier.uneject_on_health_pass || until <= now_ms ||
+        !atomic_compare_exchange_strong(&rt->ejected_until_ms, &until, 0))
+        return false;
+    atomic_store(&rt->consec_errors, 0);
+    atomic_store(&rt->usable_since_ms, now_ms);
+    log_notice("outlier: server %s re-admitted: an active health check passed", rt->key);
+    return true;
+}

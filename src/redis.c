@@ -14,6 +14,7 @@
 #include <tether/upstream.h>
 #include <tether/worker.h>
 
+#include "redis_guard.h"
 #include "redis_int.h"
 
 #include <hiredis/adapters/libev.h>
@@ -114,6 +115,7 @@ redis_stats_get(struct redis_stats *out)
     out->errors += atomic_load(&ctl_errors);
     out->reconnects += atomic_load(&ctl_reconnects);
     out->admin_received = atomic_load(&ctl_admin);
+    out->malformed = redis_guard_refused();
     out->up = atomic_load(&ctl_seen) ? atomic_load(&ctl_up) : out->workers_up > 0;
 }
 
@@ -289,6 +291,7 @@ rconn_start(struct redis_client *rc)
     }
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    redis_guard_attach(ac);
     rc->ac = ac;
     set_state(rc, RC_CONNECTING);
 
@@ -659,6 +662,16 @@ store_cb(redisAsyncContext *ac, void *reply, void *priv)
     reply_begin(rc, ac, r);
     if (r && r->type == REDIS_REPLY_ERROR)
         redis_count_error(rc);
+}
+
+int
+redis_send_forget(struct redis_client *rc, int argc, const char **argv, const size_t *lens)
+{
+    if (command(rc, store_cb, NULL, argc, argv, lens) < 0) {
+        redis_count_error(rc);
+        return -1;
+    }
+    return 0;
 }
 
 /* The arguments of SET PREFIXsession:HASH "upstream/server SID" PX TTL. */

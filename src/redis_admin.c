@@ -23,6 +23,8 @@
 #include <hiredis/async.h>
 #include <hiredis/adapters/libev.h>
 
+#include "redis_guard.h"
+
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define PING_IDLE_MS   2000
@@ -337,6 +339,7 @@ rc_open(redisAsyncContext **slot, char *why, size_t cap)
         return NULL;
     }
     ac->data = slot;
+    redis_guard_attach(ac);
     redisLibevAttach(ctl.loop, ac);
     redisAsyncSetConnectCallback(ac, connect_cb);
     redisAsyncSetDisconnectCallback(ac, disconnect_cb);
@@ -517,6 +520,42 @@ redis_control_stop(void)
     settings_free();
     rc.on = false;
     stats_push();
+}
+
+/* A command of another module on the control connection (redis_load.c). */
+struct control_call {
+    void (*fn)(void *ctx, const void *reply);
+    void *ctx;
+};
+
+static void
+control_call_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct control_call *c = priv;
+    if (ac == rc.cmd && r) {
+        rc.inflight--;
+        rc.progress_ms = time_mono_ms();
+    }
+    c->fn(c->ctx, ac == rc.cmd ? r : NULL);
+    free(c);
+}
+
+int
+redis_control_command(void (*fn)(void *ctx, const void *reply), void *ctx, int argc,
+                      const char **argv, const size_t *lens)
+{
+    struct control_call *c;
+    if (!rc.on || !rc.up || !rc.cmd || !(c = malloc(sizeof(*c))))
+        return -1;
+    c->fn = fn;
+    c->ctx = ctx;
+    if (redisAsyncCommandArgv(rc.cmd, control_call_cb, c, argc, argv, lens) != REDIS_OK) {
+        free(c);
+        return -1;
+    }
+    if (rc.inflight++ == 0)
+        rc.progress_ms = time_mono_ms();
+    return 0;
 }
 
 int

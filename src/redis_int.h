@@ -85,6 +85,9 @@ struct redis_client {
 
 /* The worker's client when it can take a request-path command now, or NULL. */
 struct redis_client *redis_client_usable(struct worker *w);
+/* Send a command whose answer only counts as an error or not (redis.c). 0, or
+ * -1 (counted) when it could not be queued. */
+int redis_send_forget(struct redis_client *rc, int argc, const char **argv, const size_t *lens);
 
 /* A fresh operation of <kind> for <req> (not yet linked), or NULL. */
 struct redis_op *redis_op_get(struct redis_client *rc, struct request *req, unsigned kind);

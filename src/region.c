@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Plan building: tiers, regions scaled by their healthy fraction (Envoy-style
- * overprovisioning), spill-over to lower tiers, per-tier panic, slow start.
+/* Plan building: tiers, regions scaled by their healthy fraction, strict tiers
+ * (the next tier only when the better one has no healthy server; Envoy-style
+ * overprovisioning on request), spill regions, per-tier panic, slow start.
  * Control thread only; doc/failover.md has the formulas and worked examples. */
 #include "config.h"
 
@@ -57,7 +58,7 @@ plan_free(struct lb_plan *p)
 {
     if (!p)
         return;
-    for (uint32_t i = 0; i < p->nregions; i++) {
+    for (uint32_t i = 0; i < p->nregions + p->nspill; i++) {
         free(p->regions[i].servers);
         free(p->regions[i].weights);
         wrr_free(p->regions[i].wrr);
@@ -78,7 +79,7 @@ struct rinfo {
     double healthy;  /* weights of servers taking new sessions, slow-start scaled */
     double usable;   /* the same without slow start (the panic test) */
     bool ready;      /* some server is ready (not drain/maint): panic may use it */
-    double avail;    /* min(1, overprovisioning * healthy / cap) */
+    double avail;    /* min(1, overprovisioning * healthy / cap); healthy / cap when strict */
 };
 
 /* Add region <r> with <share>: its servers that take new sessions, or in a
@@ -294,7 +295,8 @@ plan_build(struct upstream *u, uint64_t now_ms)
                 x->healthy += w * slow_start_factor(s, cu->slow_start_ms, now_ms, &ramping);
             }
         }
-        x->avail = x->cap > 0 ? fmin(1.0, cu->overprovisioning * x->healthy / x->cap) : 0.0;
+        double o = cu->overprovisioning > 0 ? cu->overprovisioning : 1.0;
+        x->avail = x->cap > 0 ? fmin(1.0, o * x->healthy / x->cap) : 0.0;
         if (x->weight && x->cap > 0) {
             uint32_t t = reg->conf->priority;
             wsum[t] += x->weight;
@@ -308,6 +310,10 @@ plan_build(struct upstream *u, uint64_t now_ms)
             avail[t] /= wsum[t];
             raw[t] /= wsum[t];
         }
+        /* Strict tiers (the default): a tier with any healthy server takes
+         * every new session; the next one is a cold standby. */
+        if (cu->overprovisioning <= 0)
+            avail[t] = avail[t] > 0 ? 1.0 : 0.0;
     }
 
     /* 2. Tier loads, spill-over, panic. Panic only when the tiers together
@@ -317,7 +323,13 @@ plan_build(struct upstream *u, uint64_t now_ms)
      * means no server (503) rather than sending to servers known to be down. */
     double total = tier_loads(p->tier_load, avail);
     double thr = (double)cu->panic_threshold_pct / 100.0;
-    if (thr > 0 && total < 1.0 - EPS) {
+    if (thr > 0 && total >= 1.0 - EPS && cu->overprovisioning <= 0) {
+        /* Strict tiers: the tier carrying the load panics when too little of
+         * it is usable (its healthy servers would take everything). */
+        for (uint32_t t = 0; t < PLAN_MAX_TIERS; t++)
+            if (p->tier_load[t] > 0 && raw[t] < thr - EPS && tier_ready[t])
+                p->panic_tiers |= 1u << t;
+    } else if (thr > 0 && total < 1.0 - EPS) {
         if (total <= 0) {
             for (uint32_t t = 0; t < PLAN_MAX_TIERS; t++) {
                 if (tier_ready[t]) {
@@ -355,6 +367,21 @@ plan_build(struct upstream *u, uint64_t now_ms)
         if (!p->region_wrr)
             goto fail;
     }
+    /* 4. Spill regions: lower tiers without load, for new sessions the plan's
+     * regions have no room for (balance.c walks them best tier first). */
+    uint32_t main_regions = p->nregions, last_used = 0;
+    for (uint32_t t = 0; t < PLAN_MAX_TIERS; t++)
+        if (tier_used[t])
+            last_used = t;
+    for (uint32_t t = last_used + 1; t < PLAN_MAX_TIERS && main_regions; t++) {
+        if (plan_add_tier(p, u, t, ri, now_ms, &ramping) < 0) {
+            p->nspill = p->nregions - main_regions;
+            p->nregions = main_regions;
+            goto fail;
+        }
+    }
+    p->nspill = p->nregions - main_regions;
+    p->nregions = main_regions;
     if (plan_build_hash(p, prev, u, tier_used, now_ms) < 0)
         goto fail;
     p->ramping = ramping;

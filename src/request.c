@@ -10,6 +10,7 @@
 #include <tether/gen.h>
 #include <tether/http_rewrite.h>
 #include <tether/outlier.h>
+#include <tether/path_norm.h>
 #include <tether/ratelimit.h>
 #include <tether/redis.h>
 #include <tether/request.h>
@@ -82,32 +83,6 @@ request_set_server(struct request *req, struct server *s)
 }
 
 /* ---- start ---- */
-
-/* Reject dot-segments ("/../", "/./", also %2e-encoded): a prefix route must not
- * be escaped by a path the pod would normalise. */
-static bool
-path_has_dot_segment(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] != '/')
-            continue;
-        size_t j = i + 1, dots = 0;
-        while (j < n) {
-            if (p[j] == '.') {
-                dots++;
-                j++;
-            } else if (p[j] == '%' && j + 2 < n && p[j + 1] == '2' && (p[j + 2] | 0x20) == 'e') {
-                dots++;
-                j += 3;
-            } else {
-                break;
-            }
-        }
-        if (dots >= 1 && dots <= 2 && (j == n || p[j] == '/' || p[j] == '?'))
-            return true;
-    }
-    return false;
-}
 
 static bool
 trusted_proxy(const struct conf_vserver *cv, const struct sock_addr *a)
@@ -185,6 +160,8 @@ request_real_ip(struct request *req, const char *base)
     }
 }
 
+_Static_assert(REQUEST_ID_MAX >= 32, "tether's own request ids are 32 hex digits");
+
 static void
 request_gen_id(struct request *req)
 {
@@ -230,8 +207,9 @@ request_start(struct request *req, uint32_t head_len)
     }
     int idx = http1_find(h, base, "X-Request-Id", 12);
     if (idx >= 0 && request_id_valid(base + h->fields[idx].value_off, h->fields[idx].value_len)) {
-        req->req_id_len = (uint8_t)h->fields[idx].value_len;
-        memcpy(req->req_id, base + h->fields[idx].value_off, req->req_id_len);
+        req->req_id_len =
+            (uint8_t)copy_bounded(req->req_id, sizeof(req->req_id), base + h->fields[idx].value_off,
+                                  h->fields[idx].value_len);
     } else {
         request_gen_id(req);
     }
@@ -249,14 +227,29 @@ request_start(struct request *req, uint32_t head_len)
         client_reply(cli, 405, TERM_BAD_REQUEST, NULL, true);
         return;
     }
+    req->uhead = buf_get(&w->bufs);
+    if (!req->uhead) {
+        client_reply(cli, 503, TERM_INTERNAL, NULL, true);
+        return;
+    }
     if (h->flags & HTTP1_F_ABSOLUTE_FORM && (plen == 0 || path[0] == '?')) {
         /* http://host or http://host?q: the path is "/" */
         path = "/";
         route_len = 1;
-    } else if (plen == 0 || path[0] != '/' || memchr(path, '#', plen) ||
-               path_has_dot_segment(path, route_len)) {
-        client_reply(cli, 400, TERM_BAD_REQUEST, NULL, true);
-        return;
+    } else {
+        /* Routes match the normalised path (path_norm.h; written where the
+         * pod's head goes next, which is at least as long as the head); the
+         * pod gets the original target. */
+        int nl = plen && path[0] == '/' && !memchr(path, '#', plen)
+                     ? path_normalize(path, route_len, buf_tail(req->uhead),
+                                      cli->vs->conf->merge_slashes ? PATH_MERGE_SLASHES : 0)
+                     : -1;
+        if (nl < 0) {
+            client_reply(cli, 400, TERM_BAD_REQUEST, NULL, true);
+            return;
+        }
+        path = buf_tail(req->uhead);
+        route_len = (size_t)nl;
     }
     req->route = router_match(cli->vs, path, route_len);
     if (!req->route) {
@@ -290,11 +283,6 @@ request_start(struct request *req, uint32_t head_len)
         return;
     }
 
-    req->uhead = buf_get(&w->bufs);
-    if (!req->uhead) {
-        client_reply(cli, 503, TERM_INTERNAL, NULL, true);
-        return;
-    }
     struct rewrite_req rw = {
         .buf = base,
         .h = h,
@@ -396,6 +384,10 @@ request_resume(struct request *req)
     }
     ev_timer_stop(loop, &req->hold);
     if (!req->srv && affinity_pick(req, now_ms) != AFF_PICKED) {
+        if (req->shed) {
+            request_shed(req);
+            return;
+        }
         gstat_add(cli->w->id, GS_NO_SERVER, 1);
         client_reply(cli, 503, TERM_NO_SERVER, "Retry-After: 1\r\n", false);
         return;
@@ -429,6 +421,7 @@ request_connect(struct request *req)
     req->uhead_off = 0;
     req->body_off = req->body_start;
     req->sent_any = false;
+    req->per_try = false;
     req->t_connect = ev_now(w->loop);
     struct upconn *up = upconn_get(w, s, req);
     if (!up) {
@@ -471,7 +464,11 @@ request_up_writable(struct request *req)
     if (req->req_body_done && req->state == RS_SEND) {
         req->req_sent = true;
         req->state = RS_WAIT_RESP;
-        upconn_deadline(req->up, ms_to_s(req->route->conf->timeout_ms));
+        /* A request that could go again waits for its first answer byte at most
+         * per_try_timeout (request_up_timeout then resends it). */
+        req->per_try = request_per_try_ok(req);
+        upconn_deadline(req->up, ms_to_s(req->per_try ? req->route->conf->per_try_timeout_ms
+                                                      : req->route->conf->timeout_ms));
     }
 }
 

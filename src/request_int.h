@@ -25,6 +25,8 @@ void request_complete(struct request *req);
 bool request_rate_limit(struct request *req, const char *base);
 /* Answer with the zone's status, Retry-After and RateLimit-* headers. */
 void request_rate_limited(struct request *req, struct rl_zone *z, const struct rl_decision *d);
+/* Every server is full for this new session: the upstream's shed answer. */
+void request_shed(struct request *req);
 
 /* request_response.c */
 void request_on_response(struct request *req);
@@ -35,6 +37,9 @@ bool request_retry(struct request *req, unsigned term, int err);
 /* A 502/503/504 answer before anything reached the client: retry it when
  * retry_on lists that status and the request is idempotent. */
 bool request_retry_status(struct request *req, unsigned status);
+/* This try may be resent after per_try_timeout: the route has one, retry_on
+ * lists timeout, and the request is idempotent with no body. */
+bool request_per_try_ok(const struct request *req);
 void retry_budget_count(struct upstream *u, uint32_t worker, bool retry);
 void retry_budget_release(struct request *req);
 

@@ -13,6 +13,7 @@
 #include <tether/ratelimit.h>
 #include <tether/redis.h>
 #include <tether/request.h>
+#include <tether/session_load.h>
 #include <tether/stats.h>
 #include <tether/tunnel.h>
 #include <tether/upstream_conn.h>
@@ -36,6 +37,16 @@ request_rate_limited(struct request *req, struct rl_zone *z, const struct rl_dec
              "RateLimit-Reset: %u\r\n",
              d->retry_after_s, d->limit, d->reset_s);
     client_reply(req->cli, rl_zone_conf(z)->status, TERM_RATE_LIMITED, extra, false);
+}
+
+void
+request_shed(struct request *req)
+{
+    const struct conf_upstream *cu = req->ups->conf;
+    char extra[64];
+    session_shed_count(req->ups);
+    snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", cu->shed_retry_after_s);
+    client_reply(req->cli, cu->shed_status ? cu->shed_status : 503, TERM_NO_SERVER, extra, false);
 }
 
 static void

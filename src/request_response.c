@@ -52,6 +52,11 @@ request_up_readable(struct request *req)
         conn_read_pause(w->loop, &up->c);
         return;
     }
+    if (req->per_try && r > 0) {
+        /* The pod started answering: from here the route's timeout bounds it. */
+        req->per_try = false;
+        upconn_deadline(up, ms_to_s(req->route->conf->timeout_ms));
+    }
     if (r == IO_CLOSED || r == IO_ERROR) {
         if (req->state == RS_RESP) {
             if (req->resp_body == HTTP1_BODY_CLOSE && r == IO_CLOSED) {

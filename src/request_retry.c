@@ -103,9 +103,10 @@ retry_next(struct request *req)
 }
 
 static void
-retry_start(struct request *req, struct server *next)
+retry_start(struct request *req, struct server *next, uint32_t cond)
 {
     struct client *cli = req->cli;
+    req->retried_on = (uint8_t)(__builtin_ctz(cond) + 1);
     if (req->retries == 0)
         retry_budget_count(req->ups, cli->w->id, true);
     gstat_add(cli->w->id, GS_RETRIES, 1);
@@ -123,7 +124,8 @@ retry_start(struct request *req, struct server *next)
 bool
 request_retry(struct request *req, unsigned term, int err)
 {
-    if (!(req->ups->conf->retry_on & term_retry_cond(term, err)))
+    uint32_t cond = term_retry_cond(term, err);
+    if (!(req->ups->conf->retry_on & cond))
         return false;
     /* Bytes reached the pod: only an idempotent request may go again. */
     if (req->sent_any && !method_idempotent(req->method))
@@ -131,7 +133,7 @@ request_retry(struct request *req, unsigned term, int err)
     struct server *next = retry_next(req);
     if (!next)
         return false;
-    retry_start(req, next);
+    retry_start(req, next, cond);
     return true;
 }
 
@@ -153,7 +155,38 @@ request_retry_status(struct request *req, unsigned status)
     upconn_release(req->up, false);
     req->up = NULL;
     outlier_failure(req->srv, req->cli->w->id);
-    retry_start(req, next);
+    retry_start(req, next, cond);
+    return true;
+}
+
+bool
+request_per_try_ok(const struct request *req)
+{
+    /* Nothing but the head goes again: a body that reached the pod is never
+     * resent, nor is a request that is not idempotent. */
+    return req->route->conf->per_try_timeout_ms && (req->ups->conf->retry_on & RETRY_TIMEOUT) &&
+           method_idempotent(req->method) && req->body_end == req->body_start && !req->ws_upgrade &&
+           req->retries < req->ups->conf->retries;
+}
+
+/* per_try_timeout passed with no answer byte: close that connection (it may
+ * answer late, so it never goes back to the pool), count a server timeout and
+ * resend to another server. False when no retry is possible: the request then
+ * goes on waiting for this pod until the route's timeout. */
+static bool
+request_retry_timeout(struct request *req)
+{
+    struct worker *w = req->cli->w;
+    req->per_try = false;
+    struct server *next = retry_next(req);
+    if (!next)
+        return false;
+    CTR_ADD(req->srv->rt->t[w->id].timeouts, 1);
+    outlier_failure(req->srv, w->id);
+    upconn_release(req->up, false);
+    req->up = NULL;
+    gstat_add(w->id, GS_RETRY_TIMEOUTS, 1);
+    retry_start(req, next, RETRY_TIMEOUT);
     return true;
 }
 
@@ -213,6 +246,14 @@ request_up_timeout(struct request *req)
      * what we have. The client's send deadline judges that, not the pod. */
     if (req->state == RS_RESP && (req->cli->c.flags & CONN_WANT_WRITE)) {
         upconn_deadline(req->up, ms_to_s(req->route->conf->timeout_ms));
+        return;
+    }
+    if (req->per_try && req->state == RS_WAIT_RESP) {
+        if (request_retry_timeout(req))
+            return;
+        /* No retry: the rest of the route's timeout, then a 504 (counted then). */
+        uint64_t rest = req->route->conf->timeout_ms - req->route->conf->per_try_timeout_ms;
+        upconn_deadline(req->up, ms_to_s(rest));
         return;
     }
     if (req->srv)

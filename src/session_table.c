@@ -362,3 +362,17 @@ session_table_count_by_server(struct session_table *t, uint64_t now_ms, const ui
         pthread_mutex_unlock(&s->lock);
     }
 }
+
+void
+session_table_foreach(struct session_table *t, uint64_t now_ms,
+                      void (*fn)(void *ctx, uint64_t server_id), void *ctx)
+{
+    for (unsigned i = 0; i < t->nshards; i++) {
+        struct shard *s = &t->shards[i];
+        pthread_mutex_lock(&s->lock);
+        for (uint32_t x = s->mru; x != NIL; x = s->pool[x].next_lru)
+            if (now_ms < s->pool[x].expires_ms)
+                fn(ctx, s->pool[x].server_id);
+        pthread_mutex_unlock(&s->lock);
+    }
+}

@@ -206,13 +206,115 @@ sock_addr_equal(const struct sock_addr *a, const struct sock_addr *b)
     return a->len == b->len && memcmp(&a->u, &b->u, a->len) == 0;
 }
 
+/* ---- listening sockets handed over by a binary upgrade ---- */
+
+/* An inherited listening socket not yet taken by sock_listen(). */
+struct adopted_sock {
+    int fd;
+    struct sock_addr addr; /* from getsockname() */
+};
+static struct adopted_sock *adopted; /* heap, grown on demand */
+static uint32_t nadopted, adopted_cap;
+
+/* Same address, whatever the length a parser or getsockname() gave. */
+static bool
+addr_same(const struct sock_addr *a, const struct sock_addr *b)
+{
+    if (a->u.sa.sa_family != b->u.sa.sa_family)
+        return false;
+    switch (a->u.sa.sa_family) {
+    case AF_INET:
+        return a->u.in.sin_port == b->u.in.sin_port &&
+               a->u.in.sin_addr.s_addr == b->u.in.sin_addr.s_addr;
+    case AF_INET6:
+        return a->u.in6.sin6_port == b->u.in6.sin6_port &&
+               memcmp(&a->u.in6.sin6_addr, &b->u.in6.sin6_addr, 16) == 0;
+    case AF_UNIX:
+        return strncmp(a->u.un.sun_path, b->u.un.sun_path, sizeof(a->u.un.sun_path)) == 0;
+    default:
+        return false;
+    }
+}
+
+int
+sock_adopt(int fd)
+{
+    struct sock_addr a;
+    int type = 0, listening = 0;
+    socklen_t tl = sizeof(type), ll = sizeof(listening);
+    memset(&a, 0, sizeof(a));
+    a.len = sizeof(a.u);
+    if (nadopted == adopted_cap) {
+        uint32_t cap = adopted_cap ? adopted_cap * 2 : 16;
+        struct adopted_sock *p = realloc(adopted, cap * sizeof(*p));
+        if (!p)
+            return -1;
+        adopted = p;
+        adopted_cap = cap;
+    }
+    if (getsockname(fd, &a.u.sa, &a.len) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) < 0 || !listening)
+        return -1;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    adopted[nadopted].fd = fd;
+    adopted[nadopted].addr = a;
+    nadopted++;
+    return 0;
+}
+
+uint32_t
+sock_adopted_count(const struct sock_addr *a)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < nadopted; i++)
+        n += addr_same(&adopted[i].addr, a);
+    return n;
+}
+
+/* Take an adopted socket of <a>, or -1. */
+static int
+adopted_take(const struct sock_addr *a)
+{
+    for (uint32_t i = 0; i < nadopted; i++) {
+        if (!addr_same(&adopted[i].addr, a))
+            continue;
+        int fd = adopted[i].fd;
+        adopted[i] = adopted[--nadopted];
+        return fd;
+    }
+    return -1;
+}
+
+uint32_t
+sock_adopted_close(void)
+{
+    uint32_t n = nadopted;
+    for (uint32_t i = 0; i < nadopted; i++)
+        close(adopted[i].fd);
+    free(adopted);
+    adopted = NULL;
+    nadopted = adopted_cap = 0;
+    return n;
+}
+
 int
 sock_listen(const struct sock_addr *a, int backlog, bool reuseport, bool defer_accept,
             unsigned mode, struct err *e)
 {
     char name[SOCK_ADDR_STRLEN];
     int one = 1;
-    int fd = socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = adopted_take(a);
+    if (fd >= 0) {
+        /* Handed over by the process we replace: its accept queue comes with
+         * it. Only the settings that may have changed are applied again. */
+        if (a->u.sa.sa_family == AF_UNIX && mode)
+            chmod(a->u.un.sun_path, mode);
+        listen(fd, backlog);
+        return fd;
+    }
+    fd = socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     sock_addr_format(a, name, sizeof(name));
     if (fd < 0)
         return err_set(e, "cannot listen on %s: %s", name, strerror(errno));

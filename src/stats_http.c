@@ -10,6 +10,7 @@
 #include <tether/gen.h>
 #include <tether/log.h>
 #include <tether/session.h>
+#include <tether/session_load.h>
 #include <tether/sock.h>
 #include <tether/stats_http.h>
 #include <tether/upstream.h>
@@ -193,6 +194,8 @@ snap_server(struct snap_server *x, const struct server *sv, uint64_t now)
     x->v[SV_TRANSITIONS] = (int64_t)LD(rt->transitions);
     x->v[SV_HC_MS] = LD(rt->hc_last_ms);
     x->v[SV_HC_STATUS] = LD(rt->hc_last_status);
+    x->v[SV_SESSIONS] = server_sessions(sv);
+    x->v[SV_CAPACITY] = server_capacity(sv);
     x->hc_ok = LD(rt->hc_ok);
     x->hc_failed = LD(rt->hc_failed);
     x->last_change_ms = LD(rt->last_change_ms);
@@ -232,6 +235,8 @@ snap_upstream(struct snap *s, const struct upstream *u, uint64_t now)
             x->nservers++;
             x->nup += (double)s->srvs[su->srv0 + rm->servers[k]].v[SV_UP];
             x->nusable += server_weight(sv) > 0 && server_usable_new(sv, now);
+            x->sessions += (double)server_sessions(sv);
+            x->capacity += (double)server_capacity(sv);
         }
     }
 }
@@ -753,4 +758,10 @@ stats_http_stop(void)
     recent_stop();
     while (sh.head)
         conn_close(sh.head);
+}
+
+int
+stats_http_listen_fd(void)
+{
+    return sh.fd;
 }

@@ -341,22 +341,24 @@ static const char *const page[] = {
     "    box.appendChild(h);\n",
     "    const t = el('table');\n",
     "    head(t, ['Region / server', 'Address', 'State', 'Health', 'Weight', 'Active', 'Tunnels', "
-    "'Req/s', 'Errors', 'p95']);\n",
+    "'Sessions', 'Req/s', 'Errors', 'p95']);\n",
     "    for (const r of u.regions) {\n",
     "      const rows = [];\n",
-    "      let racc = null, ractive = 0, rtun = 0;\n",
+    "      let racc = null, ractive = 0, rtun = 0, rsess = 0, rcap = 0;\n",
     "      for (const sv of r.servers) {\n",
     "        const key = u.name + '/' + sv.name, d = win(sv);\n",
     "        racc = addTo(racc, d);\n",
     "        all = addTo(all, d);\n",
-    "        ractive += sv.active; rtun += sv.tunnels;\n",
+    "        ractive += sv.active; rtun += sv.tunnels; rsess += sv.sessions; rcap += "
+    "sv.capacity;\n",
     "        const health = sv.health === 'down' ? 'down' : sv.ejected ? 'ejected' : 'up';\n",
     "        const src = sv.source && sv.source !== 'config' ? ' \\u00b7 ' + sv.source : '';\n",
     "        const line = row('server', [{ text: sv.name + src }, { text: sv.addr, cls: 'l "
     "muted' },\n",
     "          { node: badge(sv.state) }, { node: badge(health) }, { text: String(sv.weight) },\n",
-    "          { text: String(sv.active) }, { text: String(sv.tunnels) "
-    "}].concat(rateCells(figures(d, bounds))));\n",
+    "          { text: String(sv.active) }, { text: String(sv.tunnels) },\n",
+    "          { text: sv.sessions + ' / ' + (sv.capacity || '\\u221e') }"
+    "].concat(rateCells(figures(d, bounds))));\n",
     "        line.setAttribute('data-server', key);\n",
     "        line.setAttribute('data-state', sv.state);\n",
     "        line.setAttribute('data-health', health);\n",
@@ -378,7 +380,8 @@ static const char *const page[] = {
     "cls: 'l' },\n",
     "        { text: '' }, { node: healthy }, { text: String(r.weight) }, { text: String(ractive) "
     "},\n",
-    "        { text: String(rtun) }].concat(rateCells(figures(racc, bounds))));\n",
+    "        { text: String(rtun) }, { text: rsess + ' / ' + (rcap || '\\u221e') }"
+    "].concat(rateCells(figures(racc, bounds))));\n",
     "      rl.setAttribute('data-region', u.name + '/' + r.name);\n",
     "      t.appendChild(rl);\n",
     "      rows.forEach(function (x) { t.appendChild(x); });\n",

@@ -60,8 +60,8 @@ struct tunnel {
     ev_tstamp started;
     uint8_t flags; /* enum tun_flag */
     uint8_t rid_len, ip_len;
-    char rid[40]; /* request id of the upgrade (access log) */
-    char ip[48];  /* client address (access log) */
+    char rid[REQUEST_ID_MAX]; /* request id of the upgrade (access log) */
+    char ip[48];              /* client address (access log) */
 };
 
 static void tun_read_cb(struct ev_loop *loop, ev_io *io, int revents);
@@ -419,10 +419,8 @@ tunnel_start(struct request *req)
     t->idle_secs = (double)req->route->conf->websocket_timeout_ms / 1000.0;
     t->fin_secs = (double)req->route->conf->websocket_fin_timeout_ms / 1000.0;
     t->started = ev_now(w->loop);
-    t->rid_len = req->req_id_len;
-    memcpy(t->rid, req->req_id, req->req_id_len);
-    t->ip_len = req->rip_len;
-    memcpy(t->ip, req->rip, req->rip_len);
+    t->rid_len = (uint8_t)copy_bounded(t->rid, sizeof(t->rid), req->req_id, req->req_id_len);
+    t->ip_len = (uint8_t)copy_bounded(t->ip, sizeof(t->ip), req->rip, req->rip_len);
     if (cli->tls)
         t->flags |= TUN_TLS;
     if (adopt(t, &t->a, &cli->c, w->loop))

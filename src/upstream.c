@@ -33,8 +33,26 @@ server_rt_find(const char *key)
     return found;
 }
 
+static struct server_rt *rt_get(const char *key, bool initial_up, bool unchecked);
+
 struct server_rt *
 server_rt_get(const char *key, bool initial_up)
+{
+    return rt_get(key, initial_up, false);
+}
+
+struct server_rt *
+server_rt_join(const char *key, const struct conf_health *h, bool at_start)
+{
+    if (!h->enabled)
+        return rt_get(key, true, false);
+    if (at_start)
+        return rt_get(key, h->initial_up, false);
+    return rt_get(key, false, true);
+}
+
+static struct server_rt *
+rt_get(const char *key, bool initial_up, bool unchecked)
 {
     struct server_rt *rt = NULL;
     uint32_t slot = UINT32_MAX;
@@ -63,7 +81,11 @@ server_rt_get(const char *key, bool initial_up)
     }
     atomic_init(&rt->refs, 1);
     atomic_init(&rt->weight_admin, -1);
+    atomic_init(&rt->rep_active, -1);
+    atomic_init(&rt->rep_max, -1);
+    atomic_init(&rt->max_admin, -1);
     atomic_init(&rt->health, initial_up ? HEALTH_UP : HEALTH_DOWN);
+    atomic_init(&rt->hc_unchecked, unchecked);
     atomic_init(&rt->usable_since_ms, 0);
     if (slot == UINT32_MAX) {
         struct server_rt **n = realloc(servers, sizeof(*n) * (nslots + 1));

@@ -31,13 +31,13 @@ void control_worker_done(void);
 /* ---- listeners ---- */
 
 static struct wlisten *
-wlisten_find(struct worker *w, const struct listen_fds *socks)
+wlisten_find(struct worker *w, const struct listen_fds *socks, int fd)
 {
     struct list *pos, *tmp;
     list_for_each_safe(pos, tmp, &w->listens)
     {
         struct wlisten *wl = container_of(pos, struct wlisten, link);
-        if (wl->socks == socks)
+        if (wl->socks == socks && wl->io.fd == fd)
             return wl;
     }
     return NULL;
@@ -72,20 +72,24 @@ listeners_sync(struct worker *w, struct gen *g)
         return;
     for (uint32_t i = 0; i < g->nlistens; i++) {
         struct gen_listen *gl = &g->listens[i];
-        struct wlisten *wl = wlisten_find(w, gl->socks);
-        if (!wl) {
-            wl = calloc(1, sizeof(*wl));
-            if (!wl)
-                continue;
-            wl->w = w;
-            wl->socks = gl->socks;
-            atomic_fetch_add(&gl->socks->refs, 1);
-            ev_io_init(&wl->io, accept_cb, gl->socks->fds[w->id], EV_READ);
-            list_append(&w->listens, &wl->link);
-            if (!w->accept_paused)
-                ev_io_start(w->loop, &wl->io);
+        /* One socket per worker; more after an upgrade from a process with
+         * more workers: worker k also watches sockets k + n, k + 2n... */
+        for (uint32_t j = w->id; j < gl->socks->nfds; j += nworkers) {
+            struct wlisten *wl = wlisten_find(w, gl->socks, gl->socks->fds[j]);
+            if (!wl) {
+                wl = calloc(1, sizeof(*wl));
+                if (!wl)
+                    continue;
+                wl->w = w;
+                wl->socks = gl->socks;
+                atomic_fetch_add(&gl->socks->refs, 1);
+                ev_io_init(&wl->io, accept_cb, gl->socks->fds[j], EV_READ);
+                list_append(&w->listens, &wl->link);
+                if (!w->accept_paused)
+                    ev_io_start(w->loop, &wl->io);
+            }
+            wl->gl = gl;
         }
-        wl->gl = gl;
     }
 }
 

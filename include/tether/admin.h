@@ -36,6 +36,10 @@ struct admin_peer {
 void admin_sync(struct gen *g);
 /* Close the socket (unlinking its file if it is still ours) and every client. */
 void admin_stop(void);
+/* The listening socket (handed over by a binary upgrade), or -1. */
+int admin_listen_fd(void);
+/* The socket was handed over to a new process: closing it leaves the file. */
+void admin_keep_file(void);
 
 /* Run one command line for <peer> and append the answer (which ends with an
  * empty line) to <out>. An empty line or a "#" comment gives no answer. A local

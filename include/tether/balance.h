@@ -39,6 +39,8 @@ struct lb_plan {
     struct members *m; /* the membership it was built over (referenced) */
     uint64_t built_ms;
     uint32_t nregions;
+    uint32_t nspill; /* regions[nregions..+nspill): lower tiers without load,
+                      * for sessions the plan's regions have no room for */
     struct plan_region *regions;
     struct wrr_schedule *region_wrr;  /* over regions[] by share */
     struct chash_table *hash;         /* over every plan server (member index = server index) */
@@ -85,6 +87,31 @@ void balance_cursors_init(struct upstream *u, uint32_t nworkers, struct arena *a
  * usable. */
 struct server *balance_pick(struct upstream *u, uint32_t worker, uint64_t now_ms, uint64_t key_hash,
                             bool has_key, const struct server *const *exclude, unsigned nexclude);
+
+/* The same for a request that creates a session: full servers are skipped and
+ * a full region or tier spills to the next (best tier first). NULL: nothing
+ * usable has room. */
+struct server *balance_pick_session(struct upstream *u, uint32_t worker, uint64_t now_ms,
+                                    uint64_t key_hash, bool has_key,
+                                    const struct server *const *exclude, unsigned nexclude);
+
+/* least_sessions inside plan region <pr> (lb_least_sessions.c): the server with
+ * the lowest sessions / (capacity x weight) among the region's servers (at most
+ * LS_SCAN of them from a random start), skipping full ones when <room>; ties
+ * go to the first seen, so a random start breaks them at random. NULL: none
+ * has room. */
+struct server *lb_least_sessions_pick(const struct members *m, const struct plan_region *pr,
+                                      struct lb_cursor *c, bool room);
+/* Is <a> (weight <aw>) less loaded in sessions than <b> (weight <bw>)? */
+bool lb_sessions_lighter(const struct server *a, uint32_t aw, const struct server *b, uint32_t bw);
+
+/* Bounded-load consistent hashing (hash_balance_factor): the first server (of
+ * membership <ms>, the one <t> was built over) in <t>'s slot order from <key_hash>'s slot whose
+ * session load is below the bound and that <ok> accepts; the order depends only on the table, so
+ * every replica walks the same servers. NULL when none within the probe limit. */
+struct server *lb_bounded_hash(struct upstream *u, const struct members *ms,
+                               const struct chash_table *t, uint64_t key_hash,
+                               bool (*ok)(const struct server *s, void *ctx), void *ctx);
 
 /* The consistent-hash choice for <key_hash> (header affinity), or NULL when the
  * hashed server cannot take it now. */

@@ -18,6 +18,7 @@ enum client_tmo {
     CT_BODY,   /* client_body_timeout between body reads */
     CT_SEND,   /* the client does not read what we send */
     CT_LINGER, /* draining input after a final error reply */
+    CT_NEXT,   /* a pipelined request is buffered: parse it from the loop */
 };
 
 /* A new connection accepted on <wl> (fd nonblocking). */

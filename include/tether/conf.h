@@ -47,6 +47,7 @@ enum balance_algo {
     BALANCE_LEAST_CONN,
     BALANCE_RANDOM_TWO,
     BALANCE_HASH,
+    BALANCE_LEAST_SESSIONS,
 };
 
 enum affinity_mode {
@@ -64,6 +65,7 @@ enum retry_cond {
     RETRY_502 = 1u << 3,
     RETRY_503 = 1u << 4,
     RETRY_504 = 1u << 5,
+    RETRY_TIMEOUT = 1u << 6, /* no answer within per_try_timeout */
 };
 
 /* A rate-limit key: one or more parts joined (e.g. $remote_addr$route). */
@@ -127,6 +129,10 @@ struct conf_health {
     char *host;                    /* Host header, or NULL (server address) */
     uint32_t port;                 /* 0: the server's port */
     bool initial_up;               /* state before the first check */
+    bool report;                   /* report json: read the pod's load report */
+    char *report_status;           /* its member names */
+    char *report_active;
+    char *report_max;
 };
 
 struct conf_outlier {
@@ -135,6 +141,7 @@ struct conf_outlier {
     uint64_t base_ejection_ms;
     uint64_t max_ejection_ms;
     uint32_t max_ejected_pct;
+    bool uneject_on_health_pass; /* a passing active check ends an ejection */
 };
 
 struct conf_region {
@@ -156,7 +163,8 @@ struct conf_server {
     bool verify;       /* verify the pod's certificate */
     char *ca_file;
     char *sni;
-    uint32_t max_conns; /* 0 = unlimited */
+    uint32_t max_conns;    /* 0 = unlimited */
+    uint32_t max_sessions; /* 0: the upstream's max_sessions */
 };
 
 /* A DNS name whose addresses are servers of an upstream (discover). */
@@ -186,9 +194,16 @@ struct conf_upstream {
     uint32_t retries;
     uint32_t retry_on; /* enum retry_cond mask */
     uint32_t retry_budget_pct;
+    uint64_t per_try_timeout_ms; /* 0: off */
+    struct conf_pos per_try_pos; /* where per_try_timeout was set */
     uint32_t panic_threshold_pct;
-    double overprovisioning;
+    double overprovisioning; /* 0: strict tiers (the next tier only when this one cannot) */
     uint64_t slow_start_ms;
+    uint32_t max_sessions;        /* per server, 0 = unlimited (a pod's report overrides) */
+    uint32_t degraded_weight_pct; /* weight share of a pod reporting "degraded" */
+    uint16_t shed_status;         /* answer when every server is full (503 or 429) */
+    uint32_t shed_retry_after_s;  /* its Retry-After */
+    uint32_t hash_balance_pct;    /* hash_balance_factor, 0 = off (bounded-load hashing) */
     struct conf_health health;
     struct conf_outlier outlier;
     uint32_t index;
@@ -233,6 +248,9 @@ struct conf_route {
     uint8_t affinity; /* enum affinity_mode */
     bool learn;
     uint64_t timeout_ms;
+    uint64_t per_try_timeout_ms; /* in effect (the route's, else the upstream's), 0 off */
+    bool per_try_set;            /* per_try_timeout given in the route */
+    struct conf_pos per_try_pos;
     uint64_t websocket_timeout_ms;
     uint64_t websocket_fin_timeout_ms; /* idle limit once one side has closed */
     uint64_t max_body_bytes;
@@ -267,6 +285,7 @@ struct conf_vserver {
     uint64_t client_body_timeout_ms;
     uint64_t keepalive_timeout_ms;
     uint32_t keepalive_requests;
+    bool merge_slashes; /* route matching: "//" counts as "/" */
     uint64_t max_head_bytes;
     uint32_t max_headers;
     struct sock_cidr *real_ip_from;
@@ -278,7 +297,8 @@ struct conf_affinity {
     char *cookie_name;
     uint64_t cookie_max_age_ms;
     char *secret_file;
-    char *samesite; /* NULL, "Lax", "Strict" or "None" */
+    struct conf_pos secret_pos; /* where secret_file was given */
+    char *samesite;             /* NULL, "Lax", "Strict" or "None" */
     char *header_name;
     char *learn_header;
     char *learn_json;
@@ -304,19 +324,26 @@ struct conf {
     struct arena arena;   /* owns everything below */
     struct conf_doc *doc; /* parsed source, kept: every conf_pos.file points into it */
     char *path;           /* file loaded */
-    uint32_t workers;     /* 0 = number of CPUs */
+    char *text;           /* the effective configuration (conf_dump.c), NUL-terminated */
+    size_t text_len;
+    char hash[65];    /* SHA-256 of text, lowercase hex */
+    uint32_t workers; /* 0 = number of CPUs */
     uint8_t error_level;
-    char *error_log;  /* "stderr", or a path */
-    char *access_log; /* path, or NULL when off */
+    bool error_json;  /* error_log ... json: JSON lines */
+    char *error_log;  /* "stderr", "stdout", "syslog:...", or a path */
+    char *access_log; /* as error_log, or NULL when off */
     uint8_t access_format;
     uint64_t access_flush_ms;
     uint64_t shutdown_timeout_ms;
     char *pidfile;
+    uint64_t upgrade_timeout_ms; /* binary upgrade: how long the new process may take */
     uint32_t max_connections;
     uint64_t bufsize;
     struct sock_addr stats_listen;
+    struct conf_pos stats_listen_pos;
     bool stats_enabled;
     struct sock_addr admin_listen;
+    struct conf_pos admin_listen_pos;
     bool admin_enabled;
     unsigned admin_mode;
     struct conf_redis redis;
@@ -339,6 +366,13 @@ struct conf *conf_load(const char *path, struct err *e);
 /* Same from text in memory (tests, fuzzing). */
 struct conf *conf_parse_text(const char *text, size_t len, const char *name, struct err *e);
 void conf_free(struct conf *c);
+
+/* The statement tree of <doc> written out as config text: includes expanded,
+ * each run of statements from one file under "# configuration file PATH".
+ * malloc'd (NUL-terminated, length in <len>), NULL when out of memory. */
+char *conf_doc_text(const struct conf_doc *doc, size_t *len);
+/* Fill c->text, c->text_len and c->hash (SHA-256 of the text) from <doc>. */
+int conf_effective_build(struct conf *c, const struct conf_doc *doc, struct err *e);
 
 /* Upstream, zone or region index by name, or -1. */
 int conf_upstream_find(const struct conf *c, const char *name);

@@ -60,6 +60,9 @@ int conf_err_stmt(struct conf_parse *p, const struct conf_stmt *st, const char *
     __attribute__((format(printf, 3, 4)));
 int conf_err_arg(struct conf_parse *p, const struct conf_arg *a, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* "missing ';'?" at the end of the token before argument <i> of <st> (i ==
+ * nargs: before its '{'), for a statement that runs on to the next line. */
+int conf_err_missing_semi(struct conf_parse *p, const struct conf_stmt *st, uint32_t i);
 
 /* Generic setters over d->offset (single argument unless noted). */
 int conf_set_u32(struct conf_parse *p, const struct conf_stmt *st, void *obj,

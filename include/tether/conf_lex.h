@@ -23,13 +23,15 @@ struct conf_arg {
     size_t len;          /* length of s (may contain no NUL: NUL bytes are rejected) */
     struct conf_pos pos; /* where the token starts (its opening quote if quoted) */
     bool quoted;         /* written in quotes */
+    struct conf_pos end; /* just past its last byte (its closing quote if quoted) */
 };
 
 /* One statement: `name arg... ;` or `name arg... { children }`. */
 struct conf_stmt {
-    char *name;            /* directive name (the first token) */
-    struct conf_pos pos;   /* position of the name */
-    struct conf_arg *args; /* nargs arguments after the name */
+    char *name;               /* directive name (the first token) */
+    struct conf_pos pos;      /* position of the name */
+    struct conf_pos name_end; /* just past the name */
+    struct conf_arg *args;    /* nargs arguments after the name */
     uint32_t nargs;
     struct conf_stmt *children; /* nchildren statements of the block, in order */
     uint32_t nchildren;

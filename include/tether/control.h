@@ -18,6 +18,8 @@ struct control {
     const char *conf_path; /* file to (re)load */
     uint64_t next_gen_id;
     ev_signal sighup, sigterm, sigint, sigusr1;
+    ev_signal sigusr2;   /* binary upgrade */
+    ev_timer handed;     /* after a binary upgrade: drain on the next loop turn */
     ev_timer tick;       /* 100 ms */
     ev_timer stop_timer; /* shutdown_timeout */
     ev_timer stop_poll;  /* waits for workers to finish */
@@ -35,6 +37,12 @@ int control_run(const char *conf_path);
 
 /* Reload the config now (SIGHUP, admin "reload"). 0, or -1 with <e>. */
 int control_reload(struct err *e);
+
+/* Binary upgrade (SIGUSR2, admin "upgrade"): start <path> (NULL: the
+ * executable this process was started from), hand it the sockets and state,
+ * and drain once it serves. 0 with <msg> saying so, or -1 with <msg> saying why
+ * (this process then serves on as before). */
+int control_upgrade(const char *path, char *msg, size_t msglen);
 
 /* Begin graceful shutdown. */
 void control_stop(void);

@@ -41,8 +41,10 @@ struct vserver {
     struct conn_zone *conn_zone; /* limit_conn state, or NULL */
 };
 
-/* Listening sockets of one address, one per worker (SO_REUSEPORT), shared by
- * consecutive generations while the address stays configured. */
+/* Listening sockets of one address, one per worker (SO_REUSEPORT; more after
+ * a binary upgrade from a process with more workers: worker k watches sockets
+ * k, k + nworkers, ...), shared by consecutive generations while the address
+ * stays configured. */
 struct listen_fds {
     _Atomic uint32_t refs; /* generations publishing it + workers watching it */
     struct sock_addr addr;

@@ -11,6 +11,11 @@
 
 #include <tether/http1.h>
 
+/* The longest X-Request-Id taken from a client (a longer one is replaced by
+ * tether's own): the one limit the request's and the tunnel's id fields are
+ * sized by. */
+#define REQUEST_ID_MAX 64
+
 struct rewrite_req {
     const char *buf;            /* bytes the head's offsets refer to */
     const struct http1_head *h; /* parsed request head */
@@ -43,7 +48,8 @@ struct rewrite_resp {
 
 int rewrite_response_head(char *out, size_t cap, const struct rewrite_resp *a);
 
-/* A valid X-Request-Id from a client: 1..64 bytes of [A-Za-z0-9._:-]. */
+/* A valid X-Request-Id from a client: 1..REQUEST_ID_MAX bytes of
+ * [A-Za-z0-9._:-]. */
 bool request_id_valid(const char *p, size_t n);
 
 #endif

@@ -6,6 +6,7 @@
 #define TETHER_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,8 +16,10 @@
 /* Messages below this level are dropped. */
 extern _Atomic int log_level;
 
-/* Route the error log to <target> ("stderr" or a path) at <level>. 0 or -1. */
-int log_open(const char *target, int level, struct err *e);
+/* Route the error log to <target> (a destination as log_sink_parse reads it;
+ * NULL or "stderr": file descriptor 2) at <level>, as JSON lines when <json>.
+ * 0 or -1. */
+int log_open(const char *target, int level, bool json, struct err *e);
 /* Reopen the error log file (log rotation). */
 void log_reopen(void);
 
@@ -45,11 +48,14 @@ void log_limited(struct log_limit *l, uint64_t interval_ms, int level, const cha
 
 /* ---- access log ---- */
 
-/* The shared access log file (O_APPEND). -1 when off. */
+/* The access log's descriptor (file, stdout/stderr or syslog socket), -1
+ * when off: read as "is the access log on". */
 extern _Atomic int access_log_fd;
 
-int access_log_open(const char *path, struct err *e);
-void access_log_reopen(const char *path);
+/* Send the access log to <dest> (as log_sink_parse reads it); a file is opened
+ * again. 0 or -1. */
+int access_log_open(const char *dest, struct err *e);
+void access_log_reopen(const char *dest);
 void access_log_close(void);
 
 /* A per-worker line buffer: lines are appended and written out together. */

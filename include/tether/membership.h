@@ -18,8 +18,9 @@
 struct gen;
 
 /* Build <u>'s membership from its configured servers and the runtime roster
- * (gen build, and every membership change). NULL with <e> when out of memory. */
-struct members *membership_build(struct upstream *u, struct err *e);
+ * (gen build, and every membership change; <at_start>: the first generation,
+ * see server_rt_join()). NULL with <e> when out of memory. */
+struct members *membership_build(struct upstream *u, bool at_start, struct err *e);
 
 /* Add (or bring back from leaving) server <name> of upstream <up> at <addr>.
  * <region> NULL: the upstream's default region. 0, or -1 with <e> (unknown

@@ -18,6 +18,7 @@
 
 #include <tether/conn.h>
 #include <tether/http1.h>
+#include <tether/http_rewrite.h>
 #include <tether/list.h>
 #include <tether/ratelimit.h>
 #include <tether/session.h>
@@ -40,7 +41,9 @@ enum client_state {
     CS_IDLE,          /* keep-alive, between requests: no buffer, no request */
     CS_HEAD,          /* reading a request head */
     CS_BUSY,          /* a request is being proxied */
-    CS_ERROR_REPLY,   /* sending tether's own reply, then close or continue */
+    CS_ERROR_REPLY,   /* sending tether's own final reply, then lingering: input dropped */
+    CS_REPLY,         /* sending tether's own reply on a connection that stays
+                       * open: not reading (what comes next is the next request) */
     CS_CLOSED,
 };
 
@@ -138,10 +141,14 @@ struct request {
     bool resp_done;      /* whole response read from the server */
     bool server_close;   /* server connection must not be reused */
     bool set_cookie;     /* add the affinity cookie to the response */
+    bool placed;         /* counted as a new session placed on srv (session_load.h) */
+    bool shed;           /* a new session no server has room for: the shed answer */
     bool learn;          /* learn a session id from the response */
     bool sent_any;       /* some request byte reached the current server */
     bool counted_active; /* counted in server_rt.active */
     bool budget_counted; /* counted in the retry budget's in-flight requests */
+    bool per_try;        /* this try waits for its answer under per_try_timeout */
+    uint8_t retried_on;  /* the retry_on condition of the last retry (bit index + 1), 0 none */
     uint16_t status;     /* final status sent to the client */
     const struct route *route;
     struct upstream *ups;
@@ -176,7 +183,7 @@ struct request {
     uint8_t rip_len;
     char path[256]; /* method and path kept for the access log */
     uint16_t path_len;
-    char req_id[40];
+    char req_id[REQUEST_ID_MAX]; /* X-Request-Id (not NUL-terminated) */
     uint8_t req_id_len;
     char sid[SESSION_ID_MAX + 1]; /* session id from the request (affinity) */
     uint8_t sid_len;

@@ -62,6 +62,22 @@ void redis_control_stop(void);
  * persistent override. 1: Redis not configured; 0: sent; -1: Redis is
  * unreachable, the change is kept and published once the connection is back. */
 int redis_admin_publish(const char *line);
+/* Send a command on the control connection; <fn>(ctx, reply) runs with the
+ * redisReply, or NULL when the connection went away. 0, or -1 when Redis is
+ * not up (fn is not called). Control thread. */
+int redis_control_command(void (*fn)(void *ctx, const void *reply), void *ctx, int argc,
+                          const char **argv, const size_t *lens);
+
+/* ---- shared session placements (redis_load.c) ---- */
+
+struct gen;
+struct server;
+/* A new session was placed on <s> by <req>'s worker (<delta> 1), or taken
+ * back (-1): update this replica's count in Redis (fire and forget). Worker. */
+void redis_load_placed(struct request *req, const struct server *s, int delta);
+/* Read the other replicas' placements for the upstreams that place sessions
+ * (one HGETALL per upstream, at most one round in flight). Control tick. */
+void redis_load_refresh(struct gen *g);
 
 /* Connection state and counters for metrics: the workers' figures summed, plus
  * the control connection's (redis_stats_add_control). */
@@ -74,6 +90,7 @@ struct redis_stats {
     uint64_t reconnects;     /* connection attempts after a loss */
     uint64_t zone_fallbacks; /* global-zone decisions made without Redis */
     uint64_t admin_received;
+    uint64_t malformed; /* replies refused by their shape (redis_guard.c) */
 };
 void redis_stats_get(struct redis_stats *out);
 

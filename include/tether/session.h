@@ -87,4 +87,9 @@ void session_table_count_by_server(struct session_table *t, uint64_t now_ms, con
 size_t session_table_dump(struct session_table *t, uint64_t now_ms, struct session_entry *out,
                           size_t max);
 
+/* Call <fn> with the server of every live entry (shard by shard, under each
+ * shard's lock: <fn> must be quick and must not touch the table). */
+void session_table_foreach(struct session_table *t, uint64_t now_ms,
+                           void (*fn)(void *ctx, uint64_t server_id), void *ctx);
+
 #endif

@@ -46,10 +46,21 @@ bool sock_addr_equal(const struct sock_addr *a, const struct sock_addr *b);
 
 /* A listening socket: nonblocking, close-on-exec, SO_REUSEADDR, SO_REUSEPORT
  * (when <reuseport>), IPV6_V6ONLY for v6, TCP_DEFER_ACCEPT when <defer_accept>,
- * Unix sockets unlinked first and chmod'ed to <mode> (when non-zero).
+ * Unix sockets unlinked first and chmod'ed to <mode> (when non-zero). An
+ * adopted socket of the same address (sock_adopt) is returned instead, as is.
  * Returns the fd or -1 with <e> = "cannot listen on ADDR: reason". */
 int sock_listen(const struct sock_addr *a, int backlog, bool reuseport, bool defer_accept,
                 unsigned mode, struct err *e);
+
+/* Binary upgrade: offer the inherited listening socket <fd> to the next
+ * sock_listen() of its address (getsockname), which then returns it instead of
+ * binding. 0, or -1 when <fd> is not a listening stream socket (left open). */
+int sock_adopt(int fd);
+/* Adopted sockets of <a> not yet taken. */
+uint32_t sock_adopted_count(const struct sock_addr *a);
+/* Close the adopted sockets nobody took (addresses no longer configured);
+ * returns how many. */
+uint32_t sock_adopted_close(void);
 
 /* Start a nonblocking connect. Returns the fd (connected or in progress) or -1
  * with errno set. Sets TCP_NODELAY on TCP sockets. */

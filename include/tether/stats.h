@@ -63,6 +63,7 @@ enum gstat {
     GS_CONN_LIMITED,
     GS_RETRIES,
     GS_RETRY_BUDGET_EXHAUSTED,
+    GS_RETRY_TIMEOUTS, /* tries resent after per_try_timeout */
     GS_NO_SERVER,
     GS_EJECTIONS,
     GS__COUNT

@@ -20,6 +20,8 @@ struct gen;
 /* Open, keep or move the stats listener for <g>'s settings. */
 void stats_http_sync(struct gen *g);
 void stats_http_stop(void);
+/* The listening socket (handed over by a binary upgrade), or -1. */
+int stats_http_listen_fd(void);
 
 /* A growable output buffer. On allocation failure <oom> is set and later
  * appends are ignored, so writers check once at the end. */
@@ -56,6 +58,8 @@ enum snap_sv {
     SV_TRANSITIONS,
     SV_HC_MS,
     SV_HC_STATUS,
+    SV_SESSIONS, /* session load (session_load.h) */
+    SV_CAPACITY, /* session capacity, 0 = no limit */
     SV__COUNT
 };
 
@@ -89,6 +93,8 @@ struct snap_region {
     double nservers;                 /* servers in the region */
     double nup;                      /* health up and not ejected */
     double nusable;                  /* taking new sessions now */
+    double sessions;                 /* session load of its servers */
+    double capacity;                 /* session capacity of those with a limit */
 };
 
 struct snap_upstream {

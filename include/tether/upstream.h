@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include <tether/conf.h>
+#include <tether/health_report.h>
 #include <tether/stats.h>
 
 struct gen;
@@ -55,7 +56,24 @@ struct server_rt {
     _Atomic uint64_t hc_ok, hc_failed; /* check results */
     _Atomic uint64_t transitions;      /* up/down changes */
     _Atomic uint64_t last_change_ms;   /* wall clock of the last up/down change */
+    _Atomic bool hc_unchecked;         /* new, down until its first passing check */
     struct traffic_counters *t;        /* per-slot counters */
+    /* Session load and capacity (session_load.c; include/tether/session_load.h). */
+    _Atomic int32_t rep_active;      /* active sessions the pod last reported, -1 none */
+    _Atomic int32_t rep_max;         /* max_sessions it last reported, -1 none */
+    _Atomic uint8_t rep_status;      /* enum hrep_status of the last report */
+    _Atomic uint8_t admin_set;       /* an operator set drain/maint (pods do not undo it) */
+    _Atomic uint8_t pod_drain;       /* in drain because the pod reported draining */
+    _Atomic uint32_t placed;         /* sessions placed on it by tether (wraps) */
+    _Atomic uint32_t placed_base;    /* <placed> when the figure's check was sent */
+    _Atomic int32_t own_live;        /* without reports: live learned sessions, last count */
+    _Atomic int32_t max_admin;       /* admin max_sessions override, -1 none */
+    _Atomic uint64_t reports_ok;     /* reports read */
+    _Atomic uint64_t reports_bad;    /* reports missing or malformed (figures kept) */
+    _Atomic uint32_t placed_at_send; /* control thread: <placed> when the running check was sent */
+    _Atomic uint32_t others;         /* sessions other replicas placed on it (Redis, wraps) */
+    _Atomic uint32_t others_base;    /* <others> when the figure's check was sent */
+    _Atomic uint32_t others_at_send; /* control thread: <others> when the running check was sent */
 };
 
 /* Runtime state of one region ("upstream/region"). */
@@ -130,6 +148,11 @@ struct upstream {
                                      * affinity block's): one per upstream when named */
     size_t cookie_name_len;
     void **tls_ctx; /* per configured server: SSL_CTX for TLS to the pod, or NULL */
+    /* hash_balance_factor: session load of the servers that may take hashed
+     * keys, summed by the control tick (session_load.c). */
+    _Atomic uint32_t hash_load_total;
+    _Atomic uint32_t hash_placed;      /* keys placed by bounded-load hashing (wraps) */
+    _Atomic uint32_t hash_placed_tick; /* hash_placed when the total was summed */
 };
 
 /* ---- runtime registry (thread-safe) ---- */
@@ -137,6 +160,12 @@ struct upstream {
 /* Find or create the runtime state for <key>, taking a reference. New entries
  * start healthy (or down when <initial_up> is false) and ready. */
 struct server_rt *server_rt_get(const char *key, bool initial_up);
+/* The one rule for a server that appears (a generation, DNS, the admin socket):
+ * find or create its runtime state, taking a reference. An existing entry keeps
+ * its state. A new one is up when <h> checks nothing; at the first generation
+ * (<at_start>) it starts as h->initial_up says; later it starts unchecked: down,
+ * until its first passing check brings it up. */
+struct server_rt *server_rt_join(const char *key, const struct conf_health *h, bool at_start);
 void server_rt_ref(struct server_rt *rt);
 void server_rt_unref(struct server_rt *rt);
 /* Existing entry for <key> (no reference taken), or NULL. Control thread. */
@@ -174,7 +203,13 @@ static inline int32_t
 server_weight(const struct server *s)
 {
     int32_t w = atomic_load_explicit(&s->rt->weight_admin, memory_order_relaxed);
-    return w >= 0 ? w : (int32_t)s->conf->weight;
+    w = w >= 0 ? w : (int32_t)s->conf->weight;
+    /* A pod reporting "degraded" takes degraded_weight of its share. */
+    if (w > 0 && atomic_load_explicit(&s->rt->rep_status, memory_order_relaxed) == HREP_DEGRADED) {
+        int32_t d = (int32_t)(((int64_t)w * s->up->conf->degraded_weight_pct + 50) / 100);
+        w = d > 0 ? d : 1;
+    }
+    return w;
 }
 
 static inline int32_t

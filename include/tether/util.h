@@ -18,6 +18,19 @@
 #define MAX(a, b)                       ((a) > (b) ? (a) : (b))
 #define CACHELINE                       64
 
+/* Copy bytes from the network (or any untrusted length) into a fixed-size
+ * field: at most <cap> of the <n> bytes at <src>. Returns the number copied.
+ * Every such copy goes through this (or is checked against the field's size
+ * where the length is validated), so a long value is cut, never overflows. */
+static inline size_t
+copy_bounded(void *dst, size_t cap, const void *src, size_t n)
+{
+    size_t k = n < cap ? n : cap;
+    if (k)
+        memcpy(dst, src, k);
+    return k;
+}
+
 /* An error report filled by config, admin and setup code; printed by the caller.
  * Config errors read "file:line:col: what; expected what". */
 struct err {

@@ -23,7 +23,8 @@ struct client;
 struct request;
 struct upconn;
 
-/* An accept watcher on this worker's socket of one listen address. */
+/* An accept watcher on one of this worker's sockets of a listen address (one
+ * per worker, several after an upgrade from a process with more workers). */
 struct wlisten {
     ev_io io;
     struct worker *w;

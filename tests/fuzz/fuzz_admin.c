@@ -53,7 +53,7 @@ setup(void)
     if (ready)
         return;
     ready = -1;
-    log_open("stderr", LOG_LVL_ERROR, &e);
+    log_open("stderr", LOG_LVL_ERROR, false, &e);
     nworkers = 0; /* as "tether -t": a generation without workers or sockets */
     if (stats_init(1) < 0 || qsbr_init(0) < 0) {
         fprintf(stderr, "fuzz_admin: stats_init/qsbr_init failed\n");

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* libFuzzer target for the config lexer and loader: any bytes through
- * conf_doc_parse (the tree's invariants checked) and through conf_parse_text (the
+ * conf_doc_parse (the tree's invariants checked, and its text as tether -T
+ * writes it reads back to the same text) and through conf_parse_text (the
  * directive tables, setters and cross-checks), everything freed. */
 #include "config.h"
 
@@ -34,6 +35,54 @@ check_stmt(const struct conf_stmt *st, int depth)
     }
 }
 
+/* <text> without its "# configuration file" lines (an include's file name
+ * does not survive a round trip through one file). malloc'd. */
+static char *
+strip_marks(const char *text, size_t len)
+{
+    char *out = malloc(len + 1), *o = out;
+    const char *p = text, *end = text + len;
+    if (!out)
+        abort();
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+        const char *q = p;
+        while (q < p + n && *q == ' ')
+            q++;
+        if (strncmp(q, "# configuration file ", 21) != 0) {
+            memcpy(o, p, n);
+            o += n;
+        }
+        p += n;
+    }
+    *o = '\0';
+    return out;
+}
+
+/* The effective text of <doc> parses, and its own text is the same. */
+static void
+check_round_trip(const struct conf_doc *doc)
+{
+    struct err e;
+    size_t len, len2;
+    char *text = conf_doc_text(doc, &len);
+    if (!text)
+        abort();
+    struct conf_doc *again = conf_doc_parse(text, len, "fuzz.conf", &e);
+    if (!again)
+        abort();
+    char *text2 = conf_doc_text(again, &len2);
+    char *a = strip_marks(text, len), *b = strip_marks(text2, len2);
+    if (strcmp(a, b) != 0)
+        abort();
+    free(a);
+    free(b);
+    free(text);
+    free(text2);
+    conf_doc_free(again);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -43,9 +92,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     e.msg[0] = '\0';
     doc = conf_doc_parse((const char *)data, size, "fuzz.conf", &e);
     int doc_ok = doc != NULL;
-    if (doc)
+    if (doc) {
         check_stmt(&doc->root, 0);
-    else if (e.msg[0] == '\0')
+        check_round_trip(doc);
+    } else if (e.msg[0] == '\0')
         abort(); /* a failure always says why */
     conf_doc_free(doc);
 

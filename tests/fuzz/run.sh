@@ -3,7 +3,7 @@
 # Run each libFuzzer target for a bounded time over its seed corpus and print one
 # line per target (executions, coverage, corpus) and "N passed, N failed".
 # Usage: tests/fuzz/run.sh [-j N] SECONDS [TARGET...]
-#   TARGET: http1_request http1_response chunked conf cookie session_learn admin
+#   TARGET: http1_request http1_response chunked conf cookie session_learn admin health_report
 #           (default: every target whose binary exists)
 # Env: TETHER_BUILDDIR the build directory (default: the current directory)
 #      FUZZ_BINDIR   where fuzz_<target>.libfuzzer live (default: $TETHER_BUILDDIR/tests/fuzz)
@@ -24,7 +24,7 @@ srcdir=${TETHER_SRCDIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 builddir=${TETHER_BUILDDIR:-$PWD}
 bindir=${FUZZ_BINDIR:-$builddir/tests/fuzz}
 workdir=${FUZZ_WORKDIR:-$builddir/tests/fuzz/run}
-all=(http1_request http1_response chunked conf cookie session_learn admin)
+all=(http1_request http1_response chunked conf cookie session_learn admin health_report)
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
     for t in "${all[@]}"; do [[ -x $bindir/fuzz_$t.libfuzzer ]] && targets+=("$t"); done
@@ -39,6 +39,7 @@ dict_of() {
         http1_request | http1_response | chunked) echo "$srcdir/tests/fuzz/http1.dict" ;;
         conf) echo "$srcdir/tests/fuzz/conf.dict" ;;
         admin) echo "$srcdir/tests/fuzz/admin.dict" ;;
+        health_report) echo "$srcdir/tests/fuzz/health_report.dict" ;;
         *) echo "" ;;
     esac
 }

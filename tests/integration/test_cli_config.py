@@ -65,7 +65,7 @@ BROKEN = [
     ("upstream voice { server a 127.0.0.1:80; }\nworkers 2\n", "3:1: unexpected end of file, expecting ';' or '{'"),
     ("upstream voice {\n  server pod-a 127.0.0.1:99999;\n}\n", "2:16: invalid port in \"127.0.0.1:99999\""),
     ("upstream voice {\n  server pod-a 127.0.0.1:80;\n  balance fastest;\n}\n",
-     "3:11: unknown balance \"fastest\"; expected round_robin, least_conn, random_two or hash"),
+     "3:11: unknown balance \"fastest\"; expected round_robin, least_conn, random_two, hash or least_sessions"),
     ("upstream voice { server a 127.0.0.1:80; }\nserver {\n  listen 127.0.0.1:8080;\n"
      "  route / { upstream vioce; }\n}\n", "4:22: unknown upstream \"vioce\"; did you mean \"voice\"?"),
     ("upstream voice { server a 127.0.0.1:80; connect_timeout 2 s; }\n",
@@ -84,6 +84,16 @@ BROKEN = [
     ("upstream voice { server a 127.0.0.1:80; }\nupstream voice { server b 127.0.0.1:81; }\n",
      "2:10: duplicate upstream \"voice\""),
     ("server {\n  listen 127.0.0.1:8080;\n  route / { upstream voice;\n", "4:1: unexpected end of file, expecting '}' to close the block opened at line 3"),
+    # A missing ';' is reported where it was expected, not at the directive.
+    ("workers 2\nserver {\n  listen 127.0.0.1:8080;\n}\n",
+     "1:10: missing ';'? expected ';' here to end \"workers\"; the statement goes on at line 2 "
+     "with \"server\""),
+    ("error_log stderr   # to the console\nupstream voice { server a 127.0.0.1:80; }\n",
+     "1:17: missing ';'? expected ';' here to end \"error_log\"; the statement goes on at line 2 "
+     "with \"upstream\""),
+    ("upstream voice {\n  server a 127.0.0.1:80\n  retries 2;\n}\n",
+     "2:24: missing ';'? expected ';' here to end \"server\"; the statement goes on at line 3 "
+     "with \"retries\""),
 ]
 
 
@@ -94,6 +104,91 @@ def test_broken_configs_report_position():
         assert want in p.stderr, "expected %r in %r" % (want, p.stderr)
         assert path + ":" in p.stderr, p.stderr
         assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def write_tree(files):
+    d = tempfile.mkdtemp(prefix="tether-clash-")
+    for name, text in files.items():
+        with open(os.path.join(d, name), "w") as f:
+            f.write(text)
+    return d
+
+
+def check(path):
+    p = subprocess.run([h.TETHER, "-t", "-c", path], capture_output=True, text=True, timeout=20)
+    return p.returncode, p.stderr.strip()
+
+
+def test_clashes_name_both_places():
+    """Every clash names both places with their file and line, across includes."""
+    d = write_tree({
+        "tether.conf": "include servers.conf;\nupstream voice { server a 127.0.0.1:80; }\n"
+                       "stats {\n    listen 127.0.0.1:9180;\n}\n",
+        "servers.conf": "# client traffic\nserver {\n  listen 127.0.0.1:9180;\n"
+                        "  route / { upstream voice; }\n}\n"})
+    main, inc = os.path.join(d, "tether.conf"), os.path.join(d, "servers.conf")
+    rc, err = check(main)
+    assert rc == 1 and err == ("tether: %s:4:12: stats listen address 127.0.0.1:9180 is also used "
+                               "by the listen at %s:3" % (main, inc)), err
+    # Duplicates name the first place.
+    with open(main, "w") as f:
+        f.write("include servers.conf;\nupstream voice { server a 127.0.0.1:80; }\n"
+                "upstream voice { server b 127.0.0.1:81; }\n")
+    rc, err = check(main)
+    assert rc == 1 and err == ('tether: %s:3:10: duplicate upstream "voice" (first at %s:2)'
+                               % (main, main)), err
+    with open(inc, "w") as f:
+        f.write("server {\n  listen 127.0.0.1:9180;\n  route / { upstream voice; }\n}\n")
+    with open(main, "w") as f:
+        f.write("upstream voice { server a 127.0.0.1:80; }\nserver {\n  listen 127.0.0.1:9181;\n"
+                "  route / { upstream voice; }\n  include routes.conf;\n}\n")
+    with open(os.path.join(d, "routes.conf"), "w") as f:
+        f.write("\nroute / { upstream voice; }\n")
+    rc, err = check(main)
+    assert rc == 1 and err == ('tether: %s:2:7: duplicate route "/" (first at %s:4)'
+                               % (os.path.join(d, "routes.conf"), main)), err
+    with open(main, "w") as f:
+        f.write("upstream voice { server a 127.0.0.1:80; }\nstats { listen 127.0.0.1:9182; }\n"
+                "admin {\n  listen 127.0.0.1:9182;\n}\n"
+                "server {\n  listen 127.0.0.1:9181;\n  route / { upstream voice; }\n}\n")
+    rc, err = check(main)
+    assert rc == 1 and err == ("tether: %s:4:10: admin listen address is also used by the stats "
+                               "listen at %s:2" % (main, main)), err
+
+
+SECRET_CONF = """affinity {{ cookie VOICE_AFFINITY secret_file={key}; }}
+upstream voice {{ server a 127.0.0.1:80; }}
+server {{ listen 127.0.0.1:9181; route / {{ upstream voice; affinity cookie; }} }}
+"""
+
+
+def test_secret_file_placeholder_and_short_keys_refused():
+    """The deploy kit's placeholder key and keys under 32 bytes are refused by -t
+    and at start; a random 32-byte key is accepted."""
+    kit = open(os.path.join(h.SRCDIR, "contrib", "kubernetes", "secret.yaml")).read()
+    placeholder = [l.split(":", 1)[1].strip().strip('"') for l in kit.splitlines()
+                   if l.strip().startswith("affinity.key:")][0]
+    keyfile = lambda d: os.path.join(d, "affinity.key")
+    d = write_tree({"tether.conf": "", "affinity.key": ""})
+    with open(os.path.join(d, "tether.conf"), "w") as f:
+        f.write(SECRET_CONF.format(key=keyfile(d)))
+    main = os.path.join(d, "tether.conf")
+    for key, want in (
+            (placeholder + "\n", 'tether: %s:1:46: affinity secret_file "%s" holds the deploy '
+             "kit's placeholder key; put a random key there (openssl rand -hex 32)"),
+            ("0123456789abcdef0123456789abcde\n", 'tether: %s:1:46: affinity secret_file "%s" is '
+             "too short: 31 bytes, need at least 32 (openssl rand -hex 32)")):
+        with open(keyfile(d), "w") as f:
+            f.write(key)
+        rc, err = check(main)
+        assert rc == 1 and err == want % (main, keyfile(d)), err
+        # At start too: the same message, exit 1, nothing served.
+        p = subprocess.run([h.TETHER, "-c", main], capture_output=True, text=True, timeout=20)
+        assert p.returncode == 1 and p.stderr.strip() == want % (main, keyfile(d)), p.stderr
+    with open(keyfile(d), "w") as f:
+        f.write(os.urandom(16).hex() + "\n")
+    rc, err = check(main)
+    assert rc == 0, err
 
 
 def test_include_and_units():

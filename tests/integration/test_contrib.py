@@ -3,7 +3,12 @@
 the Grafana dashboard and the rules only use metrics a running tether exports
 and every dashboard query returns data from a real Prometheus scraping tether,
 the Kubernetes manifests parse and agree with their tether.conf, the configs
-shipped for Docker and Kubernetes load, and the systemd unit is sound."""
+shipped for Docker and Kubernetes load, and the systemd unit is sound. And
+the kit works as written: every command the docs run inside the image exists
+in it and the documented tetherctl commands work, the alert rules select the
+job the shipped scrape configuration produces, the dashboard's panels measure
+what their titles say, the docs agree about host names, and the doc links
+resolve."""
 import json
 import os
 import re
@@ -173,9 +178,22 @@ def test_dashboard_uses_exported_metrics():
     ids = [p["id"] for p in d["panels"]]
     assert len(ids) == len(set(ids)), "panel ids are unique"
     titles = " | ".join(p["title"] for p in d["panels"])
-    for want in ("Active sessions", "Request rate", "Error rate", "Latency p50 / p95 / p99",
+    for want in ("Open WebSocket tunnels", "Request rate", "Error rate", "Latency p50 / p95 / p99",
                  "per server", "per region", "Region share"):
         assert want in titles, (want, titles)
+    # Titles say what the queries measure: a "sessions" panel is not made of
+    # tunnel or connection counts only, a "tunnels" panel counts tunnels.
+    for p in d["panels"]:
+        if p["type"] == "row":
+            continue
+        exprs = [t["expr"] for t in p["targets"]]
+        metrics = referenced_metrics(exprs)
+        title = p["title"].lower()
+        if "session" in title:
+            assert not all(re.search(r"tunnels|connections", m) for m in metrics), \
+                (p["title"], metrics)
+        if "tunnel" in title:
+            assert any("tunnels" in m for m in metrics), (p["title"], metrics)
     for p in d["panels"]:
         g = p["gridPos"]
         assert 0 <= g["x"] and g["x"] + g["w"] <= 24 and g["h"] > 0, p["title"]
@@ -317,16 +335,200 @@ def test_kubernetes_manifests():
         assert s["spec"]["ports"][0]["port"] == int(port), name
         if "selector" in s["spec"]:
             assert s["spec"]["selector"]["voice.example/region"] == region, name
-    # The configuration itself loads (with a stand-in key file).
+    # The Secret as shipped is refused (a key readable in the repository makes
+    # cookies forgeable); the configuration loads with a key of one's own.
     d = tempfile.mkdtemp(prefix="tether-k8s-")
-    with open(os.path.join(d, "affinity.key"), "w") as f:
-        f.write(secret["stringData"][key_name])
+    key_file = os.path.join(d, "affinity.key")
     path = os.path.join(d, "tether.conf")
     with open(path, "w") as f:
-        f.write(conf.replace(key_path, os.path.join(d, "affinity.key")))
+        f.write(conf.replace(key_path, key_file))
+    with open(key_file, "w") as f:
+        f.write(secret["stringData"][key_name])
+    p = subprocess.run([h.TETHER, "-t", "-c", path], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and "placeholder key" in p.stderr, p.stderr
+    with open(key_file, "w") as f:
+        f.write(os.urandom(32).hex())
     p = subprocess.run([h.TETHER, "-t", "-c", path], capture_output=True, text=True, timeout=30)
     shutil.rmtree(d, ignore_errors=True)
     assert p.returncode == 0, p.stderr
+
+
+# ---- Prometheus scrape job and alert selectors ----
+
+def test_alerts_select_the_shipped_scrape_job():
+    """The rules' job selectors name the job of contrib/prometheus/prometheus.yml,
+    and that job keeps exactly the pods and port the manifests define."""
+    text = open(ALERTS).read()
+    jobs = set(re.findall(r'\bjob\s*=~?\s*"([^"]*)"', text))
+    assert jobs == {"tether"}, jobs
+    if yaml is None:
+        return skip("python3-yaml not installed: scrape configuration not parsed")
+    prom = yaml.safe_load(open(os.path.join(CONTRIB, "prometheus", "prometheus.yml")))
+    assert prom["rule_files"] == ["alerts.yml"]
+    (job,) = [j for j in prom["scrape_configs"] if j["job_name"] == "tether"]
+    assert job["metrics_path"] == "/metrics"
+    sd = job["kubernetes_sd_configs"][0]
+    dep = [d for d in yaml.safe_load_all(open(os.path.join(K8S, "deployment.yaml")))
+           if d and d["kind"] == "Deployment"][0]
+    tmpl = dep["spec"]["template"]
+    assert sd["role"] == "pod" and sd["namespaces"]["names"] == [dep["metadata"]["namespace"]]
+    keep = {tuple(r["source_labels"]): r["regex"] for r in job["relabel_configs"]
+            if r.get("action") == "keep"}
+    label = keep[("__meta_kubernetes_pod_label_app_kubernetes_io_name",)]
+    assert re.fullmatch(label, tmpl["metadata"]["labels"]["app.kubernetes.io/name"])
+    port = keep[("__meta_kubernetes_pod_container_port_name",)]
+    ports = {p["name"]: p["containerPort"] for p in tmpl["spec"]["containers"][0]["ports"]}
+    assert [n for n in ports if re.fullmatch(port, n)] == ["stats"], ports
+    conf = [d for d in yaml.safe_load_all(open(os.path.join(K8S, "configmap.yaml")))
+            if d][0]["data"]["tether.conf"]
+    assert "stats { listen 0.0.0.0:%d; }" % ports["stats"] in conf
+    # No second, differently named scrape through prometheus.io annotations.
+    assert not any(k.startswith("prometheus.io/") for k in
+                   tmpl["metadata"].get("annotations") or {}), tmpl["metadata"]
+    if PROMTOOL:
+        p = subprocess.run([PROMTOOL, "check", "config",
+                            os.path.join(CONTRIB, "prometheus", "prometheus.yml")],
+                           capture_output=True, text=True, timeout=60)
+        if "kubernetes_sd_configs not found" in p.stdout + p.stderr:
+            return skip("promtool built without Kubernetes discovery (Debian): structure only")
+        assert p.returncode == 0, (p.stdout, p.stderr)
+
+
+# ---- the commands the docs run ----
+
+DOCS = [os.path.join(CONTRIB, "README.md"), os.path.join(CONTRIB, "docker", "Dockerfile")] + \
+    [os.path.join(K8S, f) for f in sorted(os.listdir(K8S))]
+
+
+def in_image_commands():
+    """(file, argv) of every command the docs run inside the tether container:
+    `kubectl ... exec POD -- CMD...`, `docker exec CONTAINER CMD...`, and the
+    Deployment's exec hooks."""
+    out = []
+    for path in DOCS:
+        for line in open(path):
+            line = line.strip().lstrip("#").strip()
+            m = re.search(r"\bkubectl\b.*?\bexec\b.*?\s--\s+(.*)$", line)
+            if not m:
+                m = re.search(r"\bdocker exec\s+(?:-\S+\s+)*\S+\s+(.*)$", line)
+            if m:
+                argv = re.split(r"\s+", re.sub(r"[;`()].*$", "", m.group(1)).strip())
+                out.append((os.path.basename(path), argv))
+    if yaml:
+        for d in yaml.safe_load_all(open(os.path.join(K8S, "deployment.yaml"))):
+            if d and d["kind"] == "Deployment":
+                for c in d["spec"]["template"]["spec"]["containers"]:
+                    for hook in (c.get("lifecycle") or {}).values():
+                        if "exec" in hook:
+                            out.append(("deployment.yaml", hook["exec"]["command"]))
+    return out
+
+
+def image_files():
+    """The executables of the runtime image: its base (debian:12-slim is the
+    packages of priority "required", read from this Debian 12 machine's dpkg
+    database), the packages the Dockerfile installs, and the files it copies
+    to /usr/bin. None without dpkg."""
+    if not shutil.which("dpkg-query"):
+        return None
+    df = open(os.path.join(CONTRIB, "docker", "Dockerfile")).read()
+    runtime = df[df.rindex("\nFROM "):]
+    q = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Priority}\n"],
+                       capture_output=True, text=True, timeout=60).stdout
+    pkgs = {l.split()[0] for l in q.splitlines() if l.endswith(" required")}
+    m = re.search(r"apt-get install[^\\\n]*\\\n((?:.*\\\n)*?.*)&&", runtime)
+    if m:
+        pkgs |= {w for w in re.findall(r"[a-z0-9][a-z0-9.+-]+", m.group(1))
+                 if w not in ("rm", "rf", "var", "lib", "apt", "lists")}
+    files = set()
+    for pkg in sorted(pkgs):
+        p = subprocess.run(["dpkg", "-L", pkg], capture_output=True, text=True, timeout=60)
+        files.update(l.strip() for l in p.stdout.splitlines())
+    for copy in re.findall(r"^COPY --from=build (.+)$", runtime, re.M):
+        parts = copy.split()
+        dest = parts[-1]
+        for src in parts[:-1]:
+            files.add(os.path.join(dest, os.path.basename(src)) if dest.endswith("/") else dest)
+    # Debian 12 images merge /bin into /usr/bin.
+    for f in list(files):
+        for a, b in (("/bin/", "/usr/bin/"), ("/sbin/", "/usr/sbin/")):
+            if f.startswith(a):
+                files.add(b + f[len(a):])
+            elif f.startswith(b):
+                files.add(a + f[len(b):])
+    return files
+
+
+def test_documented_commands_exist_in_image():
+    cmds = in_image_commands()
+    progs = {argv[0] for _, argv in cmds}
+    assert "tetherctl" in progs, cmds  # the documented way to reload
+    files = image_files()
+    if files is None:
+        return skip("no dpkg: the image's file list cannot be built")
+    path = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+    for where, argv in cmds:
+        prog = argv[0]
+        found = prog in files if prog.startswith("/") else \
+            any(os.path.join(d, prog) in files for d in path)
+        assert found, "%s runs %r, which the image does not contain" % (where, argv)
+
+
+def test_documented_tetherctl_commands_work():
+    """Every tetherctl command the docs run in the container works against a
+    tether started with the image's configuration (ports and the admin socket
+    moved to this test's)."""
+    cmds = [argv for _, argv in in_image_commands() if argv[0] == "tetherctl"]
+    assert ["tetherctl", "reload"] in cmds, cmds
+    pod = h.Mockpod("app-1")
+    conf = open(os.path.join(CONTRIB, "docker", "tether.conf")).read()
+    sp = h.free_port()
+    conf = (conf.replace("127.0.0.1:8000", pod.addr).replace("0.0.0.0:9100", "127.0.0.1:{sp}")
+            .replace("0.0.0.0:8080", "127.0.0.1:{port}")
+            .replace("unix:/run/tether/admin.sock", "unix:{admin_sock}"))
+    t = h.Tether(conf, sp=sp)
+    h.wait_admin(t.admin_sock)
+    env = dict(os.environ, TETHER_ADMIN_SOCKET=t.admin_sock)
+    for argv in cmds:
+        p = subprocess.run([h.TETHERCTL] + argv[1:], capture_output=True, text=True, env=env,
+                           timeout=30)
+        assert p.returncode == 0 and not p.stderr, (argv, p.stdout, p.stderr)
+    info = subprocess.run([h.TETHERCTL, "show", "info"], capture_output=True, text=True, env=env,
+                          timeout=30).stdout
+    assert "generation: %d\n" % (1 + cmds.count(["tetherctl", "reload"])) in info, info
+    assert re.search(r"^config_sha256: [0-9a-f]{64}$", info, re.M), info
+    h.stop_clean(t)
+    pod.stop()
+
+
+# ---- the docs agree ----
+
+def test_docs_agree_about_host_names():
+    man = open(os.path.join(h.SRCDIR, "doc", "tether.conf.5")).read()
+    assert "A host name is resolved once, when the configuration is read" in man
+    wrong = re.compile(r"not host names|does not resolve host names|IP addresses only|"
+                       r"addresses are IPs|every address is\s+(?:#\s*)?an IP", re.I)
+    for path in DOCS + [os.path.join(CONTRIB, "prometheus", "prometheus.yml")]:
+        text = open(path).read()
+        m = wrong.search(text)
+        assert not m, "%s says %r, tether.conf(5) says host names are resolved at load" % (
+            path, m.group(0))
+
+
+def test_doc_links_resolve():
+    """Relative links and named documents in the docs exist in the repository."""
+    docs = [os.path.join(h.SRCDIR, "README.md"), os.path.join(CONTRIB, "README.md")] + \
+        [os.path.join(h.SRCDIR, "doc", f) for f in os.listdir(os.path.join(h.SRCDIR, "doc"))
+         if f.endswith(".md")]
+    for path in docs:
+        text = open(path).read()
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            assert os.path.exists(os.path.join(os.path.dirname(path), target)), (path, target)
+        for name in re.findall(r"\b([A-Z][A-Z_]+\.md)\b", text):
+            assert os.path.exists(os.path.join(h.SRCDIR, name)) or \
+                os.path.exists(os.path.join(os.path.dirname(path), name)), (path, name)
 
 
 # ---- Docker and systemd ----
@@ -353,7 +555,9 @@ def test_systemd_unit():
         if line and not line.startswith(("#", "[")):
             k, _, v = line.partition("=")
             unit.setdefault(k, []).append(v)
-    assert unit["Type"] == ["simple"]
+    # notify + NotifyAccess=all: systemd follows the new main process of a
+    # binary upgrade (MAINPID=) instead of stopping the unit when the old exits.
+    assert unit["Type"] == ["notify"] and unit["NotifyAccess"] == ["all"]
     assert unit["ExecReload"][-1] == "/bin/kill -HUP $MAINPID", unit["ExecReload"]
     assert unit["User"] != ["root"] and unit["NoNewPrivileges"] == ["yes"]
     assert int(unit["TimeoutStopSec"][0]) > 30

@@ -145,7 +145,9 @@ def test_one_region_down_all_to_the_other():
 
 
 def test_spill_over_and_dr_tier():
-    t, pods = start()
+    # The Envoy model, asked for with overprovisioning 1.4 (the default is
+    # strict tiers: tests/integration/test_sessions_capacity.py).
+    t, pods = start(extra="overprovisioning 1.4;")
     # One of two eu-west pods down: eu availability min(1, 1.4 * 0.5) = 0.7,
     # tier 0 carries 0.7 * 70 + 30 = 79 %, eu-west 49 %, me-central 30 %, the
     # DR tier the 21 % tier 0 cannot carry (doc/failover.md, example 2).

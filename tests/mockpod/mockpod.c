@@ -32,6 +32,8 @@ static int health_mode;          /* enum mp_health, atomic */
 static uint64_t flap_period_ms;  /* MP_HEALTH_FLAP: half period */
 static uint64_t flap_start_ms;   /* MP_HEALTH_FLAP: when flapping started */
 static uint64_t session_counter; /* last session number handed out, atomic */
+static uint64_t sessions_ended;  /* ended by /control/sessions/end, atomic */
+static int report_mode;          /* enum mp_report, atomic */
 
 static uint64_t
 mono_ms(void)
@@ -65,6 +67,33 @@ health_get(void)
     period = __atomic_load_n(&flap_period_ms, __ATOMIC_RELAXED);
     start = __atomic_load_n(&flap_start_ms, __ATOMIC_RELAXED);
     return (mono_ms() - start) / period % 2 == 0 ? MP_HEALTH_FAIL : MP_HEALTH_OK;
+}
+
+uint64_t
+sessions_active(void)
+{
+    uint64_t made = __atomic_load_n(&session_counter, __ATOMIC_ACQUIRE);
+    uint64_t ended = __atomic_load_n(&sessions_ended, __ATOMIC_ACQUIRE);
+    return made > ended ? made - ended : 0;
+}
+
+void
+session_end(void)
+{
+    if (sessions_active() > 0)
+        __atomic_add_fetch(&sessions_ended, 1, __ATOMIC_RELEASE);
+}
+
+int
+report_mode_get(void)
+{
+    return __atomic_load_n(&report_mode, __ATOMIC_ACQUIRE);
+}
+
+void
+report_mode_set(int mode)
+{
+    __atomic_store_n(&report_mode, mode, __ATOMIC_RELEASE);
 }
 
 /* Sums the workers' counters into <out>. */
@@ -107,6 +136,7 @@ usage(FILE *f)
     fputs("usage: mockpod --listen HOST:PORT [--listen HOST:PORT ...] --name NAME\n"
           "               [--threads N] [--session-header NAME | --no-session-header]\n"
           "               [--health-fail] [--request-log FILE]\n"
+          "               [--report-sessions [--max-sessions N]]\n"
           "               [--tls-listen HOST:PORT --cert FILE --key FILE]\n"
           "               [--pidfile FILE] [--quiet]\n",
           f);
@@ -328,6 +358,8 @@ enum {
     OPT_KEY,
     OPT_PIDFILE,
     OPT_QUIET,
+    OPT_REPORT,
+    OPT_MAX_SESSIONS,
     OPT_HELP,
 };
 
@@ -344,6 +376,8 @@ static const struct option options[] = {
     {"key", required_argument, NULL, OPT_KEY},
     {"pidfile", required_argument, NULL, OPT_PIDFILE},
     {"quiet", no_argument, NULL, OPT_QUIET},
+    {"report-sessions", no_argument, NULL, OPT_REPORT},
+    {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -398,6 +432,14 @@ main(int argc, char **argv)
             break;
         case OPT_PIDFILE:
             pidfile = optarg;
+            break;
+        case OPT_REPORT:
+            mp_conf.report = 1;
+            break;
+        case OPT_MAX_SESSIONS:
+            mp_conf.max_sessions = strtoull(optarg, NULL, 10);
+            if (mp_conf.max_sessions < 1 || mp_conf.max_sessions > 1000000)
+                die("--max-sessions must be 1 to 1000000", optarg);
             break;
         case OPT_QUIET:
             mp_conf.quiet = 1;

@@ -34,6 +34,8 @@ struct mp_conf {
     int log_fd;            /* --request-log file, -1 when off */
     int quiet;             /* --quiet: no notices on stderr */
     SSL_CTX *tls;          /* context of the --tls-listen listeners, NULL when off */
+    int report;            /* --report-sessions: /health answers a JSON load report */
+    uint64_t max_sessions; /* --max-sessions N: reported as max_sessions (0: not reported) */
 };
 
 extern struct mp_conf mp_conf;
@@ -43,6 +45,14 @@ enum mp_health {
     MP_HEALTH_FAIL,
     MP_HEALTH_DRAINING,
     MP_HEALTH_FLAP,
+    MP_HEALTH_DEGRADED, /* reported as "degraded" (200) */
+};
+
+/* What /health sends with --report-sessions (/control/report/...). */
+enum mp_report {
+    MP_REPORT_OK = 0,
+    MP_REPORT_BAD,  /* malformed JSON */
+    MP_REPORT_HUGE, /* a valid report padded to 64 KiB */
 };
 
 /* Per-thread counters: written by the owning thread only, summed by any with relaxed loads. */
@@ -93,6 +103,11 @@ enum mp_ep {
     EP_CTL_OK,
     EP_CTL_FLAP,
     EP_CTL_DRAINING,
+    EP_CTL_DEGRADED,
+    EP_CTL_REPORT_OK,
+    EP_CTL_REPORT_BAD,
+    EP_CTL_REPORT_HUGE,
+    EP_CTL_SESSION_END,
     EP_CTL_UNKNOWN,
 };
 
@@ -293,6 +308,11 @@ int health_get(void);
 void health_set(int mode, uint64_t period_ms);
 void stats_sum(struct mp_stats *out);
 size_t session_make(struct worker *w, char *dst, size_t cap);
+/* Sessions created by /session and not ended by /control/sessions/end. */
+uint64_t sessions_active(void);
+void session_end(void);
+int report_mode_get(void);
+void report_mode_set(int mode);
 
 /* mp_conn.c */
 void worker_init(struct worker *w);

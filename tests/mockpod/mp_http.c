@@ -478,6 +478,37 @@ http_on_resp(struct conn *c)
     return http_done(c);
 }
 
+/* The /health answer with --report-sessions: {"status", "active_sessions",
+ * "max_sessions"} (or a malformed or huge one, /control/report/...); 503 when
+ * failing. */
+static int
+health_report(struct sbuf *b)
+{
+    int hs = health_get(), mode = report_mode_get();
+    if (mode == MP_REPORT_BAD) {
+        sb_puts(b, "{\"status\": \"healthy\", \"active_sessions\": ");
+        return 200;
+    }
+    sb_puts(b, "{\"status\":\"");
+    sb_puts(b, hs == MP_HEALTH_DRAINING   ? "draining"
+               : hs == MP_HEALTH_DEGRADED ? "degraded"
+                                          : "healthy");
+    sb_puts(b, "\",\"active_sessions\":");
+    sb_put_u64(b, sessions_active());
+    if (mp_conf.max_sessions) {
+        sb_puts(b, ",\"max_sessions\":");
+        sb_put_u64(b, mp_conf.max_sessions);
+    }
+    if (mode == MP_REPORT_HUGE) {
+        sb_puts(b, ",\"pad\":\"");
+        for (int i = 0; i < 1024; i++)
+            sb_puts(b, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+        sb_puts(b, "\"");
+    }
+    sb_puts(b, "}");
+    return hs == MP_HEALTH_FAIL ? 503 : 200;
+}
+
 /* Fills <b> with the endpoint's body; returns the status and sets the content type. */
 static int
 endpoint_body(struct conn *c, struct sbuf *b, const char **ctype, char *sid, size_t *sid_len)
@@ -498,6 +529,8 @@ endpoint_body(struct conn *c, struct sbuf *b, const char **ctype, char *sid, siz
         sb_puts(b, "\"}");
         return 200;
     case EP_HEALTH:
+        if (mp_conf.report)
+            return health_report(b);
         *ctype = "text/plain";
         hs = health_get();
         sb_puts(b, hs == MP_HEALTH_FAIL ? "fail" : hs == MP_HEALTH_DRAINING ? "draining" : "ok");
@@ -506,7 +539,18 @@ endpoint_body(struct conn *c, struct sbuf *b, const char **ctype, char *sid, siz
     case EP_CTL_OK:
     case EP_CTL_FLAP:
     case EP_CTL_DRAINING:
-        if (r->ep == EP_CTL_FAIL)
+    case EP_CTL_DEGRADED:
+    case EP_CTL_REPORT_OK:
+    case EP_CTL_REPORT_BAD:
+    case EP_CTL_REPORT_HUGE:
+    case EP_CTL_SESSION_END:
+        if (r->ep == EP_CTL_DEGRADED)
+            health_set(MP_HEALTH_DEGRADED, 0);
+        else if (r->ep >= EP_CTL_REPORT_OK && r->ep <= EP_CTL_REPORT_HUGE)
+            report_mode_set(MP_REPORT_OK + (r->ep - EP_CTL_REPORT_OK));
+        else if (r->ep == EP_CTL_SESSION_END)
+            session_end();
+        else if (r->ep == EP_CTL_FAIL)
             health_set(MP_HEALTH_FAIL, 0);
         else if (r->ep == EP_CTL_OK)
             health_set(MP_HEALTH_OK, 0);

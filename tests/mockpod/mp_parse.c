@@ -129,6 +129,16 @@ classify(const char *s, size_t n)
         return EP_CTL_FLAP;
     if (path_is(s, n, "/control/health/draining"))
         return EP_CTL_DRAINING;
+    if (path_is(s, n, "/control/health/degraded"))
+        return EP_CTL_DEGRADED;
+    if (path_is(s, n, "/control/report/ok"))
+        return EP_CTL_REPORT_OK;
+    if (path_is(s, n, "/control/report/bad"))
+        return EP_CTL_REPORT_BAD;
+    if (path_is(s, n, "/control/report/huge"))
+        return EP_CTL_REPORT_HUGE;
+    if (path_is(s, n, "/control/sessions/end"))
+        return EP_CTL_SESSION_END;
     return EP_CTL_UNKNOWN;
 }
 

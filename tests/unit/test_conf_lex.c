@@ -3,6 +3,7 @@
  * braces, comments, exact error messages, includes, line endings, limits. */
 #include "config.h"
 
+#include <tether/conf.h>
 #include <tether/conf_lex.h>
 
 #include <errno.h>
@@ -761,6 +762,37 @@ test_include_depth(void)
     CHECK_STR_EQ(load_fail("d0.conf"), expect);
 }
 
+/* The effective text (tether -T): words that would read back as something
+ * else are quoted, and the text reads back to itself. */
+static void
+test_dump_round_trip(void)
+{
+    static const char src[] = "a \"{{x\" \"{}\" \"{#\" {a \"#b\" \"}c\" \"x y\" \"\" a#b;\n"
+                              "b 'q\"\\\\z\\n' { c \"{\"; d; }   # comment\n";
+    static const char want[] = "# configuration file t.conf\n"
+                               "a \"{{x\" \"{}\" \"{#\" {a \"#b\" \"}c\" \"x y\" \"\" a#b;\n"
+                               "b \"q\\\"\\\\z\\n\" {\n    c \"{\";\n    d;\n}\n";
+    struct err e;
+    size_t len, len2;
+    struct conf_doc *doc = conf_doc_parse(src, strlen(src), "t.conf", &e);
+    CHECK(doc != NULL);
+    if (!doc)
+        return;
+    char *text = conf_doc_text(doc, &len);
+    CHECK_STR_EQ(text, want);
+    CHECK_UINT_EQ(len, strlen(want));
+    struct conf_doc *again = conf_doc_parse(text, len, "t.conf", &e);
+    CHECK(again != NULL);
+    char *text2 = again ? conf_doc_text(again, &len2) : NULL;
+    CHECK_STR_EQ(text2, text);
+    CHECK_STR_EQ(again->root.children[0].args[0].s, "{{x");
+    CHECK_STR_EQ(again->root.children[1].args[0].s, "q\"\\z\n");
+    free(text);
+    free(text2);
+    conf_doc_free(again);
+    conf_doc_free(doc);
+}
+
 int
 main(void)
 {
@@ -788,6 +820,7 @@ main(void)
     RUN(test_include_in_block);
     RUN(test_include_cycle);
     RUN(test_include_depth);
+    RUN(test_dump_round_trip);
     snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", tmpdir);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", tmpdir);

@@ -6,6 +6,7 @@
 
 #include <tether/balance.h>
 #include <tether/conf.h>
+#include <tether/session_load.h>
 #include <tether/stats.h>
 
 #include <stdio.h>
@@ -39,13 +40,17 @@ static const char *const TWO_REGIONS =
 static struct conf *conf;
 static struct upstream up;
 
-/* An upstream built by hand from the config text (gen_build would bind). */
+/* An upstream built by hand from the config text (gen_build would bind). The
+ * worked examples of doc/failover.md sections 2-3 are the Envoy model, so it is
+ * asked for unless <extra> says otherwise; section 3a's are the strict default. */
 static void
 setup(const char *fmt, unsigned weight_a, const char *extra)
 {
-    char text[2048], key[256];
+    char text[2048], key[256], ex[512];
     struct err e;
-    snprintf(text, sizeof(text), fmt, weight_a, extra);
+    snprintf(ex, sizeof(ex), "%s%s", extra,
+             strstr(extra, "overprovisioning") ? "" : " overprovisioning 1.4;");
+    snprintf(text, sizeof(text), fmt, weight_a, ex);
     conf = conf_parse_text(text, strlen(text), "test.conf", &e);
     if (!conf) {
         fprintf(stderr, "%s\n", e.msg);
@@ -297,6 +302,101 @@ test_ejected_and_maint_excluded(void)
     teardown();
 }
 
+/* The default (doc/failover.md 3a): strict tiers; the DR tier only when tier 0
+ * has no healthy server, and then as spill regions for full ones. */
+static void
+test_strict_tiers_default(void)
+{
+    setup(DESIGN4, 1, "overprovisioning off;");
+    struct lb_plan *p = build(); /* all up */
+    SHARES(p, 0.35, 0.35, 0.30, 0);
+    CHECK_UINT_EQ(p->nspill, 1); /* us-west, for sessions tier 0 has no room for */
+    set_down("pod-a");           /* one eu-west pod down: nothing to DR */
+    p = build();
+    SHARES(p, 0, 35.0 / 65.0, 30.0 / 65.0, 0);
+    CHECK_NEAR(p->tier_load[0], 1.0, 1e-9);
+    CHECK_NEAR(p->tier_load[1], 0.0, 1e-9);
+    set_down("pod-b"); /* eu-west down entirely: all to me-central */
+    p = build();
+    SHARES(p, 0, 0, 1.0, 0);
+    CHECK_UINT_EQ(p->nspill, 1);
+    set_down("pod-c"); /* tier 0 down: DR */
+    p = build();
+    SHARES(p, 0, 0, 0, 1.0);
+    CHECK_UINT_EQ(p->nspill, 0);
+    teardown();
+    /* Panic looks at the tier that carries the load. */
+    setup(TWO_REGIONS, 1, "overprovisioning off; panic_threshold 50%;");
+    set_down("pod-a");
+    p = build();
+    CHECK(!p->panic);
+    set_down("pod-b");
+    p = build();
+    CHECK(p->panic);
+    SHARES(p, 0.35, 0.35, 0.30, 0);
+    teardown();
+}
+
+/* least_sessions with capacity (issue 15): three pods of 5 in tier 0 fill
+ * evenly, never more than one apart; the 16th goes to tier 1; then nothing. */
+static const char *const FILL = "upstream voice {\n"
+                                "  region a weight=100; region b weight=100 priority=1;\n"
+                                "  server a1 10.0.0.1:8000 region=a weight=%u;\n"
+                                "  server a2 10.0.0.2:8000 region=a;\n"
+                                "  server a3 10.0.0.3:8000 region=a;\n"
+                                "  server b1 10.0.1.1:8000 region=b;\n"
+                                "  server b2 10.0.1.2:8000 region=b;\n"
+                                "  balance least_sessions; max_sessions 5; %s\n"
+                                "}\n"
+                                "server { listen 127.0.0.1:1; route / { upstream voice; } }\n";
+
+static void
+test_least_sessions_fill_spill_shed(void)
+{
+    setup(FILL, 1, "overprovisioning off;");
+    struct lb_cursor *c = aligned_alloc(64, sizeof(*c));
+    memset(c, 0, sizeof(*c));
+    c->server_pos = calloc(up.nregions, sizeof(uint32_t));
+    c->rng = 0x9e3779b97f4a7c15ull;
+    up.cursors = c;
+    build();
+    uint64_t now = time_mono_ms();
+    for (int i = 0; i < 15; i++) {
+        struct server *s = balance_pick_session(&up, 0, now, 0, false, NULL, 0);
+        CHECK(s != NULL && s->region == 0);
+        if (!s)
+            break;
+        session_placed(s, 1);
+        uint32_t lo = 99, hi = 0;
+        for (int k = 0; k < 3; k++) {
+            uint32_t n = server_sessions(up.members->servers[k]);
+            lo = n < lo ? n : lo;
+            hi = n > hi ? n : hi;
+        }
+        CHECK(hi - lo <= 1);
+    }
+    for (int k = 0; k < 3; k++)
+        CHECK_UINT_EQ(server_sessions(up.members->servers[k]), 5);
+    /* Full servers still take requests that create no session. */
+    CHECK(balance_pick(&up, 0, now, 0, false, NULL, 0) != NULL);
+    for (int i = 0; i < 10; i++) {
+        struct server *s = balance_pick_session(&up, 0, now, 0, false, NULL, 0);
+        CHECK(s != NULL && s->region == 1);
+        if (s)
+            session_placed(s, 1);
+    }
+    CHECK(balance_pick_session(&up, 0, now, 0, false, NULL, 0) == NULL);
+    /* A pod's report makes room: 3 sessions on a2 now. */
+    struct server *a2 = up.members->servers[1];
+    atomic_store(&a2->rt->rep_active, 3);
+    atomic_store(&a2->rt->placed_base, atomic_load(&a2->rt->placed));
+    CHECK(balance_pick_session(&up, 0, now, 0, false, NULL, 0) == a2);
+    free(c->server_pos);
+    free(c);
+    up.cursors = NULL;
+    teardown();
+}
+
 static void
 test_hash_table_shared_while_members_stay(void)
 {
@@ -327,6 +427,8 @@ main(void)
     RUN(test_server_weights_count);
     RUN(test_slow_start_ramps_region);
     RUN(test_ejected_and_maint_excluded);
+    RUN(test_strict_tiers_default);
+    RUN(test_least_sessions_fill_spill_shed);
     RUN(test_hash_table_shared_while_members_stay);
     return unit_summary();
 }
