@@ -223,14 +223,14 @@ def servers_json(tetherctl, sock):
         return {}
 
 
-def capacity(port, tetherctl, run):
+def capacity(port, tetherctl, run, pod_b_addr):
     step("sessions fill the pods (400 each): a full region spills to the other, then to the "
          "DR tier, then new sessions are shed")
     sock = os.path.join(run, "admin.sock")
     have_ctl = os.path.exists(tetherctl) and os.path.exists(sock)
     deadline = time.time() + 20
     while have_ctl and time.time() < deadline:
-        s = servers_json(tetherctl, sock).get("pod-b", {})
+        s = servers_json(tetherctl, sock).get(pod_b_addr, {})  # discovered: named by address
         if s.get("health") == "up" and not s.get("ejected_ms"):
             break
         time.sleep(0.5)
@@ -264,7 +264,7 @@ def capacity(port, tetherctl, run):
     print("  a live session's tools call still passes: %d from %s" % (r.status,
                                                                     r.getheader("X-Pod")))
     if have_ctl:
-        for cmd in (["show", "servers"], ["set", "server", "voice/pod-b", "max_sessions", "600"]):
+        for cmd in (["show", "servers"], ["set", "server", "voice/" + pod_b_addr, "max_sessions", "600"]):
             print("  $ tetherctl -s %s %s" % (sock, " ".join(cmd)))
             out = subprocess.run([tetherctl, "-s", sock] + cmd, capture_output=True, text=True)
             for line in (out.stdout + out.stderr).strip().splitlines():
@@ -287,7 +287,7 @@ def main():
     kill_pod(a.port, a.run, a.mockpod, a.pod_b_addr)
     pods_come_and_go(a.port, a.run, a.mockpod, a.eu_port, a.tetherctl)
     admin(a.tetherctl, a.run)
-    capacity(a.port, a.tetherctl, a.run)
+    capacity(a.port, a.tetherctl, a.run, a.pod_b_addr)
 
 
 if __name__ == "__main__":
