@@ -68,8 +68,18 @@ request_free(struct request *req)
     free(req->learn_buf);
     req->learn_buf = NULL;
     affinity_request_done(req);
+    request_set_server(req, NULL);
     req->next_free = w->free_requests;
     w->free_requests = req;
+}
+
+void
+request_set_server(struct request *req, struct server *s)
+{
+    if (s)
+        server_hold(s);
+    server_release(req->srv);
+    req->srv = s;
 }
 
 /* ---- start ---- */

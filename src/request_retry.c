@@ -117,7 +117,7 @@ retry_start(struct request *req, struct server *next, uint32_t cond)
     }
     req->retries++;
     affinity_redispatch(req, next);
-    req->srv = next;
+    request_set_server(req, next);
     request_connect(req);
 }
 

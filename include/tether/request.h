@@ -20,6 +20,9 @@
 struct request *request_new(struct worker *w, struct client *cli);
 /* Return to the worker's free list (buffers released, upconn detached). */
 void request_free(struct request *req);
+/* The server this request goes to: holds a reference on <s> (NULL drops it),
+ * so a membership change cannot free it under the request. */
+void request_set_server(struct request *req, struct server *s);
 
 /* The request head is complete in cli->ibuf: run the request. */
 void request_start(struct request *req, uint32_t head_len);
