@@ -12,7 +12,8 @@ import sys
 import threading
 import time
 
-REGION = {"pod-a": "eu-west", "pod-b": "eu-west", "pod-c": "me-central", "pod-d": "us-west"}
+REGION = {"pod-a": "eu-west", "pod-b": "eu-west", "pod-c": "me-central", "pod-d": "us-west",
+          "pod-e": "eu-west"}
 
 
 def request(port, method, path, headers=None, body=None, conn=None):
@@ -89,7 +90,7 @@ def one_session(port):
         print("  WebSocket skipped: %s" % e)
 
 
-def kill_pod(port, run, mockpod, pod_b_port):
+def kill_pod(port, run, mockpod, pod_b_addr):
     step("pod-b is killed (SIGKILL) during steady traffic")
     with open(os.path.join(run, "pod-b.pid")) as f:
         pid = int(f.read())
@@ -125,12 +126,80 @@ def kill_pod(port, run, mockpod, pod_b_port):
     total = sum(served.values())
     print("  %d requests, client errors: %d %s" % (total, sum(errors.values()), dict(errors) or ""))
     print("  served by: %s" % dict(served))
-    p = subprocess.Popen([mockpod, "--listen", "127.0.0.1:%d" % pod_b_port, "--name", "pod-b",
+    p = subprocess.Popen([mockpod, "--listen", pod_b_addr, "--name", "pod-b",
                           "--quiet", "--report-sessions"], stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     with open(os.path.join(run, "pod-b.pid"), "w") as f:
         f.write("%d\n" % p.pid)
     print("  pod-b restarted (pid %d); health checks bring it back" % p.pid)
+
+
+def set_dns(run, ips):
+    """The eu-west pods in DNS: rewrite the hosts file, SIGHUP dnsmasq."""
+    with open(os.path.join(run, "hosts.new"), "w") as f:
+        f.write("".join("%s eu.demo.test\n" % ip for ip in ips))
+    os.rename(os.path.join(run, "hosts.new"), os.path.join(run, "hosts"))
+    with open(os.path.join(run, "dnsmasq.pid")) as f:
+        os.kill(int(f.read()), signal.SIGHUP)
+
+
+def ctl(tetherctl, run, *cmd):
+    sock = os.path.join(run, "admin.sock")
+    print("  $ tetherctl %s" % " ".join(cmd))
+    out = subprocess.run([tetherctl, "-s", sock] + list(cmd), capture_output=True, text=True)
+    for line in (out.stdout + out.stderr).strip().splitlines():
+        print("    " + line)
+
+
+def pods_come_and_go(port, run, mockpod, eu_port, tetherctl):
+    step("a pod appears in DNS (scale-up): pod-e on 127.0.0.4 joins eu-west")
+    p = subprocess.Popen([mockpod, "--listen", "127.0.0.4:%d" % eu_port, "--name", "pod-e",
+                          "--quiet", "--report-sessions"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    with open(os.path.join(run, "pod-e.pid"), "w") as f:
+        f.write("%d\n" % p.pid)
+    time.sleep(0.3)
+    t0 = time.time()
+    set_dns(run, ["127.0.0.2", "127.0.0.3", "127.0.0.4"])
+    first = None
+    conn = None
+    while time.time() < t0 + 15 and first is None:
+        r, _, conn = request(port, "POST", "/session", conn=conn)
+        if r.getheader("X-Pod") == "pod-e":
+            first = time.time() - t0
+        time.sleep(0.01)
+    conn.close()
+    print("  first new session on pod-e %.1f s after the DNS change" % first if first else
+          "  pod-e did not get a session yet (see the status page)")
+
+    step("a pod leaves DNS (scale-down) while a call is pinned to it: pod-a finishes its call")
+    cookie = None
+    for _ in range(200):
+        r, _, c = request(port, "POST", "/sdp")
+        c.close()
+        if r.getheader("X-Pod") == "pod-a":
+            cookie = r.getheader("Set-Cookie").split(";")[0]
+            break
+    set_dns(run, ["127.0.0.3", "127.0.0.4"])
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        out = subprocess.run([tetherctl, "-s", os.path.join(run, "admin.sock"), "show", "servers",
+                              "json"], capture_output=True, text=True).stdout
+        if any(s["state"] == "leaving" for s in json.loads(out or '{"servers":[]}')["servers"]):
+            break
+        time.sleep(0.2)
+    ctl(tetherctl, run, "show", "servers")
+    pods = collections.Counter()
+    conn = None
+    for _ in range(100):
+        r, _, conn = request(port, "POST", "/session", conn=conn)
+        pods[r.getheader("X-Pod")] += 1
+    conn.close()
+    print("  100 new sessions: %s (none on the leaving pod-a)" % dict(sorted(pods.items())))
+    if cookie:
+        r, _, c = request(port, "POST", "/sdp", {"Cookie": cookie})
+        c.close()
+        print("  the call pinned to pod-a: POST /sdp -> %s" % r.getheader("X-Pod"))
 
 
 def admin(tetherctl, run):
@@ -154,14 +223,14 @@ def servers_json(tetherctl, sock):
         return {}
 
 
-def capacity(port, tetherctl, run):
+def capacity(port, tetherctl, run, pod_b_addr):
     step("sessions fill the pods (400 each): a full region spills to the other, then to the "
          "DR tier, then new sessions are shed")
     sock = os.path.join(run, "admin.sock")
     have_ctl = os.path.exists(tetherctl) and os.path.exists(sock)
     deadline = time.time() + 20
     while have_ctl and time.time() < deadline:
-        s = servers_json(tetherctl, sock).get("pod-b", {})
+        s = servers_json(tetherctl, sock).get(pod_b_addr, {})  # discovered: named by address
         if s.get("health") == "up" and not s.get("ejected_ms"):
             break
         time.sleep(0.5)
@@ -195,7 +264,7 @@ def capacity(port, tetherctl, run):
     print("  a live session's tools call still passes: %d from %s" % (r.status,
                                                                     r.getheader("X-Pod")))
     if have_ctl:
-        for cmd in (["show", "servers"], ["set", "server", "voice/pod-a", "max_sessions", "600"]):
+        for cmd in (["show", "servers"], ["set", "server", "voice/" + pod_b_addr, "max_sessions", "600"]):
             print("  $ tetherctl -s %s %s" % (sock, " ".join(cmd)))
             out = subprocess.run([tetherctl, "-s", sock] + cmd, capture_output=True, text=True)
             for line in (out.stdout + out.stderr).strip().splitlines():
@@ -209,14 +278,16 @@ def main():
     ap.add_argument("--run")
     ap.add_argument("--tetherctl")
     ap.add_argument("--mockpod")
-    ap.add_argument("--pod-b-port", type=int)
+    ap.add_argument("--pod-b-addr")
+    ap.add_argument("--eu-port", type=int)
     a = ap.parse_args()
     wait_ready(a.port, a.stats)
     spread(a.port)
     one_session(a.port)
-    kill_pod(a.port, a.run, a.mockpod, a.pod_b_port)
+    kill_pod(a.port, a.run, a.mockpod, a.pod_b_addr)
+    pods_come_and_go(a.port, a.run, a.mockpod, a.eu_port, a.tetherctl)
     admin(a.tetherctl, a.run)
-    capacity(a.port, a.tetherctl, a.run)
+    capacity(a.port, a.tetherctl, a.run, a.pod_b_addr)
 
 
 if __name__ == "__main__":

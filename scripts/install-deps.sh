@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Install what tether needs on Debian 12: build dependencies, and with --test
+# Install what tether needs on Debian 12: build dependencies and dnsmasq (the
+# demo's DNS), and with --test
 # what the test suite uses (curl, Debian python3 and python3-websockets,
 # redis-server, openssl, promtool, chromium, clang for the second compiler and
-# the fuzzers, dnsmasq and redis-sentinel, nghttp/h2load and python3-h2,
+# the fuzzers, redis-sentinel, nghttp/h2load and python3-h2,
 # python3-yaml for the deploy kit's manifests).
 # Works as root, or as a user with sudo.
 set -euo pipefail
@@ -18,10 +19,10 @@ if [[ $(id -u) -eq 0 ]]; then SUDO=(); else SUDO=(sudo); fi
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(ca-certificates gcc make autoconf automake pkg-config libc6-dev
       libssl-dev libev-dev libxxhash-dev libhiredis-dev libc-ares-dev libnghttp2-dev
-      curl procps python3 python3-websockets redis-server openssl)
+      curl procps python3 python3-websockets redis-server openssl dnsmasq-base)
 if (( want_test )); then
     pkgs+=(clang libclang-rt-14-dev clang-format prometheus chromium
-           iproute2 util-linux rsync dnsmasq-base redis-sentinel
+           iproute2 util-linux rsync redis-sentinel
            nghttp2-client python3-h2 python3-yaml)
 fi
 missing=()

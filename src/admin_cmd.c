@@ -10,6 +10,7 @@
 #include <tether/cpu_limit.h>
 #include <tether/gen.h>
 #include <tether/log.h>
+#include <tether/membership.h>
 #include <tether/redis.h>
 #include <tether/session.h>
 #include <tether/health_report.h>
@@ -101,8 +102,9 @@ find_target(struct admin_ctx *c, const char *arg, struct server **s, struct regi
           : (*r = upstream_region_by_name(u, slash + 1)) != NULL)
         return u;
     admin_printf(c->out, "error: unknown %s \"%s\"; %ss of %s: ", kind, arg, kind, u->conf->name);
-    for (uint32_t i = 0; s && i < u->nservers; i++)
-        out_name(c->out, i, u->nservers, u->servers[i].conf->name);
+    const struct members *m = upstream_members(u);
+    for (uint32_t i = 0; s && i < m->nservers; i++)
+        out_name(c->out, i, m->nservers, m->servers[i]->conf->name);
     for (uint32_t i = 0; r && i < u->nregions; i++)
         out_name(c->out, i, u->nregions, u->regions[i].conf->name);
     admin_printf(c->out, "\n");
@@ -211,6 +213,78 @@ cmd_set_region_weight(struct admin_ctx *c, int argc, char **argv)
     return 0;
 }
 
+/* "UPSTREAM/NAME" split into <up> and <name> (bounded copies). */
+static int
+split_target(struct admin_ctx *c, const char *arg, char *up, size_t upcap, char *name,
+             size_t namecap)
+{
+    const char *slash = strchr(arg, '/');
+    size_t ul = slash ? (size_t)(slash - arg) : 0;
+    if (!slash || ul == 0 || !slash[1] || ul >= upcap || strlen(slash + 1) >= namecap ||
+        strchr(slash + 1, '/'))
+        return admin_error(c->out, "expected UPSTREAM/SERVER, got \"%s\"", arg);
+    memcpy(up, arg, ul);
+    up[ul] = '\0';
+    strcpy(name, slash + 1);
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_' || *p == '.' || *p == ':' || *p == '[' || *p == ']'))
+            return admin_error(c->out,
+                               "invalid server name \"%s\"; expected letters, digits, "
+                               "'-', '_', '.', ':' or brackets (discovered [v6]:port)",
+                               name);
+    return 0;
+}
+
+static int
+cmd_add_server(struct admin_ctx *c, int argc, char **argv)
+{
+    char up[128], name[128], region[128] = "";
+    struct sock_addr a;
+    struct err e = {{0}};
+    uint64_t w = 1;
+    if (split_target(c, argv[-1], up, sizeof(up), name, sizeof(name)) < 0)
+        return -1;
+    if (sock_addr_parse(&a, argv[0], 0, &e) < 0)
+        return admin_error(c->out, "invalid address \"%s\": %s", argv[0], e.msg);
+    for (int i = 1; i < argc; i++) {
+        if (strncmp(argv[i], "weight=", 7) == 0) {
+            if (parse_u64(argv[i] + 7, strlen(argv[i] + 7), &w) < 0 || w < 1 || w > WEIGHT_MAX)
+                return admin_error(c->out, "invalid weight \"%s\"; expected 1..%d", argv[i] + 7,
+                                   WEIGHT_MAX);
+        } else if (strncmp(argv[i], "region=", 7) == 0 && argv[i][7] &&
+                   strlen(argv[i] + 7) < sizeof(region)) {
+            strcpy(region, argv[i] + 7);
+        } else {
+            return admin_error(c->out, "unexpected \"%s\"; expected weight=N or region=R", argv[i]);
+        }
+    }
+    if (membership_add(up, name, &a, (uint32_t)w, region[0] ? region : NULL, SRV_SRC_ADMIN, &e) < 0)
+        return admin_error(c->out, "%s", e.msg);
+    c->changed = true;
+    snprintf(c->note, sizeof(c->note), "%.64s/%.64s added at %.64s (weight %llu)", up, name,
+             argv[0], (unsigned long long)w);
+    return 0;
+}
+
+static int
+cmd_del_server(struct admin_ctx *c, int argc, char **argv)
+{
+    char up[128], name[128];
+    struct err e = {{0}};
+    bool now = argc == 1 && strcmp(argv[0], "now") == 0;
+    if (argc == 1 && !now)
+        return admin_error(c->out, "unexpected \"%s\"; expected \"now\" or nothing", argv[0]);
+    if (split_target(c, argv[-1], up, sizeof(up), name, sizeof(name)) < 0)
+        return -1;
+    if (membership_del(up, name, now, &e) < 0)
+        return admin_error(c->out, "%s", e.msg);
+    c->changed = true;
+    snprintf(c->note, sizeof(c->note), "%.64s/%.64s %s", up, name,
+             now ? "removed" : "leaving: no new sessions, pinned ones stay");
+    return 0;
+}
+
 static int
 cmd_upgrade(struct admin_ctx *c, int argc, char **argv)
 {
@@ -268,7 +342,7 @@ cmd_show_info(struct admin_ctx *c, int argc, char **argv)
     (void)argc;
     (void)argv;
     for (uint32_t i = 0; i < c->g->nupstreams; i++)
-        nsrv += c->g->upstreams[i].nservers;
+        nsrv += upstream_members(&c->g->upstreams[i])->nservers;
     redis_stats_get(&rs);
     admin_printf(o, "version: %s\npid: %ld\n", PACKAGE_VERSION, (long)getpid());
     out_time(o, "started", ctl.started_ms);
@@ -349,7 +423,8 @@ cmd_show_redis(struct admin_ctx *c, int argc, char **argv)
 
 /* Per-server state (and counters with <stat>) as one JSON object. */
 static void
-out_server_json(struct admin_out *o, const struct server *s, uint64_t now, bool stat)
+out_server_json(struct admin_out *o, const struct server *s, uint64_t now, bool stat,
+                uint64_t pinned)
 {
     const struct server_rt *rt = s->rt;
     uint64_t ej = atomic_load(&rt->ejected_until_ms);
@@ -361,12 +436,14 @@ out_server_json(struct admin_out *o, const struct server *s, uint64_t now, bool 
     out_json_str(o, s->conf->addr_text);
     admin_printf(o, ",\"region\":");
     out_json_str(o, s->up->regions[s->region].conf->name);
+    admin_printf(o, ",\"source\":\"%s\",\"leaving\":%s,\"pinned\":%llu", srv_source_name(s->source),
+                 s->leaving ? "true" : "false", (unsigned long long)pinned);
     admin_printf(o,
                  ",\"state\":\"%s\",\"health\":\"%s\",\"weight\":%d,\"weight_config\":%u,"
                  "\"weight_override\":%s,\"active\":%d,\"tunnels\":%d,\"ejected_ms\":%llu,"
                  "\"sessions\":%u,\"capacity\":%u,\"reported_sessions\":%d,"
                  "\"max_sessions_override\":%d,\"reports_ok\":%llu,\"reports_bad\":%llu",
-                 srv_admin_name(atomic_load(&rt->admin)),
+                 s->leaving ? "leaving" : srv_admin_name(atomic_load(&rt->admin)),
                  atomic_load(&rt->health) == HEALTH_UP ? "up" : "down", server_weight(s),
                  s->conf->weight, atomic_load(&rt->weight_admin) >= 0 ? "true" : "false",
                  atomic_load(&rt->active), atomic_load(&rt->tunnels),
@@ -424,30 +501,36 @@ cmd_show_servers(struct admin_ctx *c, int argc, char **argv)
         return -1;
     admin_printf(c->out, json ? "{\"servers\":["
                               : "# name address region state health weight "
-                                "weight_config active tunnels ejected_ms sessions capacity\n");
+                                "weight_config active tunnels ejected_ms sessions capacity "
+                                "source pinned\n");
     for (uint32_t i = 0; i < c->g->nupstreams; i++) {
         struct upstream *u = &c->g->upstreams[i];
-        for (uint32_t j = 0; (!only || only == u) && j < u->nservers; j++) {
-            struct server *s = &u->servers[j];
+        const struct members *m = upstream_members(u);
+        uint64_t *pinned = (!only || only == u) ? membership_pinned(m) : NULL;
+        for (uint32_t j = 0; (!only || only == u) && j < m->nservers; j++) {
+            struct server *s = m->servers[j];
             const struct server_rt *rt = s->rt;
             uint64_t ej = atomic_load(&rt->ejected_until_ms);
             if (json) {
                 admin_printf(c->out, n++ ? "," : "");
-                out_server_json(c->out, s, now, false);
+                out_server_json(c->out, s, now, false, pinned ? pinned[j] : 0);
                 continue;
             }
             char cap[16] = "-";
             if (server_capacity_known(s))
                 snprintf(cap, sizeof(cap), "%u%s", server_capacity(s),
                          atomic_load(&rt->max_admin) >= 0 ? "*" : "");
-            admin_printf(c->out, "%s/%s %s %s %s %s %d%s %u %d %d %llu %u %s\n", u->conf->name,
-                         s->conf->name, s->conf->addr_text, u->regions[s->region].conf->name,
-                         srv_admin_name(atomic_load(&rt->admin)),
+            admin_printf(c->out, "%s/%s %s %s %s %s %d%s %u %d %d %llu %u %s %s %llu\n",
+                         u->conf->name, s->conf->name, s->conf->addr_text,
+                         u->regions[s->region].conf->name,
+                         s->leaving ? "leaving" : srv_admin_name(atomic_load(&rt->admin)),
                          atomic_load(&rt->health) == HEALTH_UP ? "up" : "down", server_weight(s),
                          atomic_load(&rt->weight_admin) >= 0 ? "*" : "", s->conf->weight,
                          atomic_load(&rt->active), atomic_load(&rt->tunnels),
-                         (unsigned long long)(ej > now ? ej - now : 0), server_sessions(s), cap);
+                         (unsigned long long)(ej > now ? ej - now : 0), server_sessions(s), cap,
+                         srv_source_name(s->source), (unsigned long long)(pinned ? pinned[j] : 0));
         }
+        free(pinned);
     }
     if (json)
         admin_printf(c->out, "]}\n");
@@ -464,19 +547,21 @@ cmd_show_regions(struct admin_ctx *c, int argc, char **argv)
     for (uint32_t i = 0; i < c->g->nupstreams; i++) {
         struct upstream *u = &c->g->upstreams[i];
         struct lb_plan *p = atomic_load(&u->plan);
+        const struct members *m = p->m;
         for (uint32_t r = 0; r < u->nregions; r++) {
             const struct region *reg = &u->regions[r];
+            const struct region_members *rm = &m->regions[r];
             double share = 0;
             uint32_t usable = 0;
             for (uint32_t k = 0; p && k < p->nregions; k++)
                 if (p->regions[k].region == r)
                     share = p->regions[k].share;
-            for (uint32_t k = 0; k < reg->nservers; k++)
-                usable += server_usable_new(&u->servers[reg->servers[k]], now);
+            for (uint32_t k = 0; k < rm->nservers; k++)
+                usable += server_usable_new(m->servers[rm->servers[k]], now);
             admin_printf(c->out, "%s/%s %u %d%s %u %u %u %.1f\n", u->conf->name, reg->conf->name,
                          reg->conf->priority, region_weight(reg),
                          atomic_load(&reg->rt->weight_admin) >= 0 ? "*" : "", reg->conf->weight,
-                         reg->nservers, usable, share * 100.0);
+                         rm->nservers, usable, share * 100.0);
         }
     }
     return 0;
@@ -535,16 +620,18 @@ cmd_show_stat(struct admin_ctx *c, int argc, char **argv)
     n = 0;
     for (uint32_t i = 0; i < c->g->nupstreams; i++) {
         struct upstream *u = &c->g->upstreams[i];
-        for (uint32_t j = 0; j < u->nservers; j++) {
+        const struct members *m = upstream_members(u);
+        uint64_t *pinned = json ? membership_pinned(m) : NULL;
+        for (uint32_t j = 0; j < m->nservers; j++) {
             struct traffic_counters t;
             if (json) {
                 admin_printf(c->out, n++ ? "," : "");
-                out_server_json(c->out, &u->servers[j], now, true);
+                out_server_json(c->out, m->servers[j], now, true, pinned ? pinned[j] : 0);
                 continue;
             }
             memset(&t, 0, sizeof(t));
-            traffic_sum(u->servers[j].rt->t, &t);
-            admin_printf(c->out, "%s/%s %llu", u->conf->name, u->servers[j].conf->name,
+            traffic_sum(m->servers[j]->rt->t, &t);
+            admin_printf(c->out, "%s/%s %llu", u->conf->name, m->servers[j]->conf->name,
                          (unsigned long long)t.requests);
             for (int k = 1; k <= 5; k++)
                 admin_printf(c->out, " %llu", (unsigned long long)t.status[k]);
@@ -556,6 +643,7 @@ cmd_show_stat(struct admin_ctx *c, int argc, char **argv)
                          (double)stats_hist_quantile(&t.latency, 0.5) / 1000.0,
                          (double)stats_hist_quantile(&t.latency, 0.99) / 1000.0);
         }
+        free(pinned);
     }
     if (json)
         admin_printf(c->out, "]}\n");
@@ -657,6 +745,19 @@ const struct admin_cmd admin_cmds[] = {
      .max = 1,
      .usage = "set region UPSTREAM/REGION weight N|default",
      .help = "region weight 0..1000 for new sessions"},
+    {.words = {"add", "server", "*"},
+     .fn = cmd_add_server,
+     .change = true,
+     .min = 1,
+     .max = 3,
+     .usage = "add server UPSTREAM/NAME ADDRESS:PORT [weight=N] [region=R]",
+     .help = "a new server (unchecked until its first passing health check)"},
+    {.words = {"del", "server", "*"},
+     .fn = cmd_del_server,
+     .change = true,
+     .max = 1,
+     .usage = "del server UPSTREAM/NAME [now]",
+     .help = "the server leaves: pinned sessions stay up to leave_timeout; now: cut at once"},
     {.words = {"reload"},
      .fn = cmd_reload,
      .usage = "reload",

@@ -310,7 +310,7 @@ rehash_pick(struct request *req, uint64_t key, const struct server *avoid, uint6
     for (uint32_t r = 0; r < p->nregions; r++) {
         const struct plan_region *pr = &p->regions[r];
         for (uint32_t i = 0; i < pr->nservers; i++) {
-            struct server *s = &u->servers[pr->servers[i]];
+            struct server *s = p->m->servers[pr->servers[i]];
             if (s == avoid || tried(req, s) || !server_usable_new(s, now_ms))
                 continue;
             uint64_t hv = chash_hash(&(uint64_t[2]){key, s->hash_key}, 16);
@@ -352,6 +352,15 @@ static void
 count(struct request *req, enum gstat s)
 {
     gstat_add(req->w->id, s, 1);
+}
+
+void
+affinity_set_server(struct request *req, struct server *s)
+{
+    if (s)
+        server_hold(s);
+    server_release(req->srv);
+    req->srv = s;
 }
 
 /* The value a learned session has in Redis: "upstream/server SID" into
@@ -423,7 +432,7 @@ pick_cookie(struct request *req, uint64_t now_ms, struct server **moved)
     if (req->cookie_state == 1) {
         s = upstream_server_by_id(req->ups, req->cookie_srv);
         if (s && server_usable_pinned(s, now_ms)) {
-            req->srv = s;
+            affinity_set_server(req, s);
             req->aff = AFF_OUT_COOKIE;
             count(req, GS_AFF_COOKIE);
             /* Sliding expiry: re-issue once half the lifetime is gone. */
@@ -456,7 +465,7 @@ pick_session(struct request *req, uint64_t now_ms, bool cookie_mode, struct serv
     if (req->sid_len && req->learned_srv) {
         s = upstream_server_by_id(u, req->learned_srv);
         if (s && server_usable_pinned(s, now_ms)) {
-            req->srv = s;
+            affinity_set_server(req, s);
             req->aff = req->sid_src;
             count(req, req->sid_src == AFF_OUT_HEADER_LEARNED ? GS_AFF_HEADER : GS_AFF_LEARNED);
             req->set_cookie =
@@ -471,7 +480,7 @@ pick_session(struct request *req, uint64_t now_ms, bool cookie_mode, struct serv
     s = balance_hash_lookup(u, chash_hash(req->sid, req->sid_len), now_ms);
     if (!s)
         return false;
-    req->srv = s;
+    affinity_set_server(req, s);
     req->aff = AFF_OUT_HASH;
     count(req, GS_AFF_HASH);
     req->set_cookie = cookie_mode;
@@ -528,7 +537,7 @@ affinity_pick(struct request *req, uint64_t now_ms)
     struct server *s = pick_new(req, now_ms, moved);
     if (!s)
         return AFF_NONE;
-    req->srv = s;
+    affinity_set_server(req, s);
     if (moved) {
         req->aff = AFF_OUT_REDISPATCH;
         count(req, GS_AFF_REDISPATCH);

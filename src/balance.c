@@ -43,15 +43,16 @@ plan_free_cb(void *p)
     plan_free(p);
 }
 
-void
+int
 balance_rebuild(struct upstream *u, uint64_t now_ms)
 {
     struct lb_plan *p = plan_build(u, now_ms);
     if (!p)
-        return; /* out of memory: keep the old plan */
+        return -1; /* out of memory: keep the old plan */
     struct lb_plan *old = atomic_exchange(&u->plan, p);
     atomic_store(&u->plan_dirty, 0);
     qsbr_retire(old, plan_free_cb);
+    return 0;
 }
 
 /* Weighted load comparison: is (a_active+1)/a_w below (b_active+1)/b_w? */
@@ -93,7 +94,8 @@ pick_ok(bool panic, const struct server *s, uint64_t now_ms, const struct server
     if (nex && excluded(s, ex, nex))
         return false;
     if (panic)
-        return atomic_load_explicit(&s->rt->admin, memory_order_relaxed) == SRV_READY;
+        return !s->leaving &&
+               atomic_load_explicit(&s->rt->admin, memory_order_relaxed) == SRV_READY;
     return server_usable_new(s, now_ms);
 }
 
@@ -104,34 +106,35 @@ tier_panic(const struct lb_plan *p, const struct upstream *u, const struct serve
 }
 
 static struct server *
-pick_in_region(struct upstream *u, const struct plan_region *pr, struct lb_cursor *c, bool room)
+pick_in_region(struct upstream *u, const struct members *m, const struct plan_region *pr,
+               struct lb_cursor *c, bool room)
 {
     uint32_t *pos = &c->server_pos[pr->region];
     switch (u->conf->balance) {
     case BALANCE_LEAST_SESSIONS:
-        return lb_least_sessions_pick(u, pr, c, room);
+        return lb_least_sessions_pick(m, pr, c, room);
     case BALANCE_LEAST_CONN: {
         uint32_t start = (*pos)++ % pr->nservers, best = start;
         uint32_t scan = pr->nservers < LC_SCAN ? pr->nservers : LC_SCAN;
         for (uint32_t k = 1; k < scan; k++) {
             uint32_t i = (start + k) % pr->nservers;
-            if (lighter(&u->servers[pr->servers[i]], pr->weights[i], &u->servers[pr->servers[best]],
+            if (lighter(m->servers[pr->servers[i]], pr->weights[i], m->servers[pr->servers[best]],
                         pr->weights[best]))
                 best = i;
         }
-        return &u->servers[pr->servers[best]];
+        return m->servers[pr->servers[best]];
     }
     case BALANCE_RANDOM_TWO: {
         uint32_t a = alias_pick(pr->alias, rng_next(&c->rng));
         uint32_t b = alias_pick(pr->alias, rng_next(&c->rng));
-        if (lighter(&u->servers[pr->servers[b]], pr->weights[b], &u->servers[pr->servers[a]],
+        if (lighter(m->servers[pr->servers[b]], pr->weights[b], m->servers[pr->servers[a]],
                     pr->weights[a]))
             a = b;
-        return &u->servers[pr->servers[a]];
+        return m->servers[pr->servers[a]];
     }
     default: {
         uint32_t i = pr->wrr->seq[(*pos)++ % pr->wrr->len];
-        return &u->servers[pr->servers[i]];
+        return m->servers[pr->servers[i]];
     }
     }
 }
@@ -178,10 +181,10 @@ pick(struct upstream *u, uint32_t worker, uint64_t now_ms, uint64_t key_hash, bo
     if (!p || p->nregions == 0)
         return NULL;
     if (u->conf->balance == BALANCE_HASH && has_key && p->hash) {
-        struct server *s = &u->servers[chash_lookup(p->hash, key_hash)];
+        struct server *s = p->m->servers[chash_lookup(p->hash, key_hash)];
         if (u->conf->hash_balance_pct) {
             struct hash_ctx h = {p, now_ms};
-            s = lb_bounded_hash(u, p->hash, key_hash, hash_ok, &h);
+            s = lb_bounded_hash(u, p->m, p->hash, key_hash, hash_ok, &h);
         }
         if (s && pick_ok(tier_panic(p, u, s), s, now_ms, exclude, nexclude, room))
             return s;
@@ -191,7 +194,7 @@ pick(struct upstream *u, uint32_t worker, uint64_t now_ms, uint64_t key_hash, bo
         const struct plan_region *pr = &p->regions[0];
         if (p->nregions > 1)
             pr = &p->regions[p->region_wrr->seq[c->region_pos++ % p->region_wrr->len]];
-        struct server *s = pick_in_region(u, pr, c, room);
+        struct server *s = pick_in_region(u, p->m, pr, c, room);
         if (s && pick_ok(pr->panic, s, now_ms, exclude, nexclude, room))
             return spilled(u, first, s);
         if (attempt == 0 && room)
@@ -207,7 +210,7 @@ pick(struct upstream *u, uint32_t worker, uint64_t now_ms, uint64_t key_hash, bo
         if (best && pr->tier != best_tier)
             break;
         for (uint32_t i = 0; i < pr->nservers; i++) {
-            struct server *s = &u->servers[pr->servers[i]];
+            struct server *s = p->m->servers[pr->servers[i]];
             if (pick_ok(pr->panic, s, now_ms, exclude, nexclude, room) &&
                 (!best || better(room, s, pr->weights[i], best, best_w))) {
                 best = s;
@@ -241,7 +244,7 @@ balance_hash_lookup(struct upstream *u, uint64_t key_hash, uint64_t now_ms)
     if (!p || !p->hash)
         return NULL;
     if (u->conf->hash_balance_pct)
-        return lb_bounded_hash(u, p->hash, key_hash, hash_ok, &h);
-    struct server *s = &u->servers[chash_lookup(p->hash, key_hash)];
+        return lb_bounded_hash(u, p->m, p->hash, key_hash, hash_ok, &h);
+    struct server *s = p->m->servers[chash_lookup(p->hash, key_hash)];
     return hash_ok(s, &h) ? s : NULL;
 }

@@ -130,6 +130,91 @@ set_server(struct conf_parse *p, const struct conf_stmt *st, void *obj,
 }
 
 static int
+param_discover_region(struct conf_parse *p, const struct conf_arg *a, const char *value, void *obj,
+                      const struct conf_param *pm)
+{
+    struct conf_discover *dv = obj;
+    (void)pm;
+    if (!name_ok(value))
+        return conf_err_arg(p, a, "invalid region name \"%s\"", value);
+    dv->region_name = arena_strdup(p->a, value);
+    return 0;
+}
+
+static const struct conf_param discover_params[] = {
+    {"region", false, param_discover_region, 0, 0, 0},
+    {"port", false, conf_param_u32, offsetof(struct conf_discover, port), 1, 65535},
+    {"weight", false, conf_param_u32, offsetof(struct conf_discover, weight), 1, 1000},
+    {"srv", true, conf_param_flag, offsetof(struct conf_discover, srv), 0, 0},
+};
+
+/* discover NAME port=N | srv [region=R] [weight=N]: servers from DNS. The name
+ * is only checked here; it is resolved at run time (tether -t needs no DNS). */
+static int
+set_discover(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+             const struct conf_directive *d)
+{
+    struct conf_upstream *u = obj;
+    const char *n = st->args[0].s;
+    size_t len = strlen(n);
+    (void)d;
+    if (len == 0 || len > 253)
+        return conf_err_arg(p, &st->args[0], "invalid DNS name \"%s\"", n);
+    for (const char *c = n; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '-' || *c == '_' || *c == '.'))
+            return conf_err_arg(p, &st->args[0], "invalid DNS name \"%s\"", n);
+    for (uint32_t i = 0; i < u->ndiscovers; i++)
+        if (strcmp(u->discovers[i].name, n) == 0)
+            return conf_err_arg(p, &st->args[0], "duplicate discover \"%s\" in upstream \"%s\"", n,
+                                u->name);
+    struct conf_discover *dv = conf_push(p, (void **)&u->discovers, &u->ndiscovers, sizeof(*dv));
+    dv->name = arena_strdup(p->a, n);
+    dv->pos = st->pos;
+    dv->weight = 1;
+    dv->region = -1;
+    if (conf_params(p, st, 1, discover_params, ARRAY_SIZE(discover_params), dv) < 0)
+        return -1;
+    if (dv->srv && dv->port)
+        return conf_err_stmt(p, st, "discover \"%s\": srv takes the port from DNS, not port=", n);
+    if (!dv->srv && !dv->port)
+        return conf_err_stmt(p, st, "discover \"%s\" needs port=N (or srv)", n);
+    return 0;
+}
+
+/* resolver [ADDR[:PORT] ...] [valid=DURATION] [timeout=DURATION] */
+static int
+set_resolver(struct conf_parse *p, const struct conf_stmt *st, void *obj,
+             const struct conf_directive *d)
+{
+    struct conf_upstream *u = obj;
+    (void)d;
+    for (uint32_t i = 0; i < st->nargs; i++) {
+        const struct conf_arg *a = &st->args[i];
+        if (strncmp(a->s, "valid=", 6) == 0) {
+            struct conf_arg v = conf_param_value(a, a->s + 6);
+            if (conf_arg_duration(p, &v, &u->resolver_valid_ms) < 0)
+                return -1;
+            if (u->resolver_valid_ms < 1000)
+                return conf_err_arg(p, a, "resolver valid= must be at least 1s");
+        } else if (strncmp(a->s, "timeout=", 8) == 0) {
+            struct conf_arg v = conf_param_value(a, a->s + 8);
+            if (conf_arg_duration(p, &v, &u->resolver_timeout_ms) < 0)
+                return -1;
+            if (u->resolver_timeout_ms < 100 || u->resolver_timeout_ms > 60000)
+                return conf_err_arg(p, a, "resolver timeout= must be between 100ms and 60s");
+        } else {
+            struct sock_addr *r = conf_push(p, (void **)&u->resolvers, &u->nresolvers, sizeof(*r));
+            if (conf_arg_addr(p, a, 53, r) < 0)
+                return -1;
+            if (r->u.sa.sa_family != AF_INET && r->u.sa.sa_family != AF_INET6)
+                return conf_err_arg(p, a, "resolver needs an IP address");
+        }
+    }
+    return 0;
+}
+
+static int
 set_retry_on(struct conf_parse *p, const struct conf_stmt *st, void *obj,
              const struct conf_directive *d)
 {
@@ -451,6 +536,16 @@ static const struct conf_directive upstream_dirs[] = {
     {"slow_start", 1, 1, .set = conf_set_duration,
      .offset = offsetof(struct conf_upstream, slow_start_ms), .dflt = "0s",
      .usage = "slow_start DURATION"},
+    {"discover", 2, 5, .multi = true, .set = set_discover,
+     .usage = "discover NAME port=N|srv [region=NAME] [weight=N]"},
+    {"resolver", 1, 8, .set = set_resolver,
+     .usage = "resolver [ADDRESS[:PORT] ...] [valid=DURATION] [timeout=DURATION]"},
+    {"max_servers", 1, 1, .set = conf_set_u32,
+     .offset = offsetof(struct conf_upstream, max_servers), .min = 1, .max = 100000, .dflt = "256",
+     .usage = "max_servers N"},
+    {"leave_timeout", 1, 1, .set = conf_set_duration,
+     .offset = offsetof(struct conf_upstream, leave_timeout_ms), .max = 86400000, .dflt = "15m",
+     .usage = "leave_timeout DURATION"},
     {"health_check", 0, 0, .block = true, .set = set_health_block,
      .usage = "health_check { path; interval; timeout; rise; fall; expect; ... }"},
     {"outlier", 0, 0, .block = true, .set = set_outlier_block,
@@ -483,8 +578,36 @@ conf_set_upstream(struct conf_parse *p, const struct conf_stmt *st, void *obj,
         conf_defaults(p, &conf_table_outlier, &u->outlier) < 0 ||
         conf_block_run(p, st, &conf_table_upstream, u) < 0)
         return -1;
-    if (u->nservers == 0)
-        return conf_err_stmt(p, st, "upstream \"%s\" has no server", u->name);
+    if (u->nservers == 0 && u->ndiscovers == 0)
+        return conf_err_stmt(p, st, "upstream \"%s\" has no server (and no discover)", u->name);
+    if (u->nservers > u->max_servers)
+        return conf_err_stmt(p, st, "upstream \"%s\" has %u servers, more than max_servers %u",
+                             u->name, u->nservers, u->max_servers);
+    if (!u->resolver_valid_ms)
+        u->resolver_valid_ms = 30000;
+    if (!u->resolver_timeout_ms)
+        u->resolver_timeout_ms = 1000;
+    /* Discovered servers without a region join the default one. */
+    for (uint32_t i = 0; i < u->ndiscovers; i++) {
+        struct conf_discover *dv = &u->discovers[i];
+        const char *rn = dv->region_name ? dv->region_name : "default";
+        uint32_t r;
+        for (r = 0; r < u->nregions; r++)
+            if (strcmp(u->regions[r].name, rn) == 0)
+                break;
+        if (r == u->nregions) {
+            if (dv->region_name)
+                return err_at(p->e, dv->pos.file, (int)dv->pos.line, (int)dv->pos.col,
+                              "discover \"%s\" names unknown region \"%s\"; declare it with "
+                              "\"region %s weight=N;\" in upstream \"%s\"",
+                              dv->name, rn, rn, u->name);
+            struct conf_region *nr = conf_push(p, (void **)&u->regions, &u->nregions, sizeof(*nr));
+            nr->name = arena_strdup(p->a, "default");
+            nr->pos = u->pos;
+            nr->weight = 100;
+        }
+        dv->region = (int32_t)r;
+    }
     /* Resolve server regions; servers without one share an implicit region. */
     for (uint32_t i = 0; i < u->nservers; i++) {
         struct conf_server *s = &u->servers[i];

@@ -6,9 +6,11 @@
 #include <tether/affinity.h>
 #include <tether/balance.h>
 #include <tether/control.h>
+#include <tether/discovery.h>
 #include <tether/gen.h>
 #include <tether/health.h>
 #include <tether/log.h>
+#include <tether/membership.h>
 #include <tether/outlier.h>
 #include <tether/qsbr.h>
 #include <tether/redis.h>
@@ -82,9 +84,11 @@ control_reload(struct err *e)
     gen_ref(cur);
     gen_publish(g);
     workers_post(WMSG_GEN);
+    membership_sync(g);
     admin_sync(g);
     stats_http_sync(g);
     health_sync(g);
+    discovery_sync(g);
     redis_control_sync();
     gen_unref(cur);
     ctl.reloads_ok++;
@@ -160,6 +164,7 @@ control_stop(void)
     admin_stop();
     stats_http_stop();
     health_stop();
+    discovery_stop();
     workers_post(WMSG_DRAIN);
     /* Close the listening sockets as soon as the workers stop watching them,
      * so new connections are refused instead of queueing. */
@@ -241,6 +246,7 @@ tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
         if (rebuild)
             balance_rebuild(u, now);
     }
+    membership_tick(now);
     if (affinity_table())
         session_table_expire(affinity_table(), now, 10000);
     gen_reap();
@@ -284,6 +290,7 @@ control_run(const char *conf_path)
     admin_sync(g);
     stats_http_sync(g);
     health_sync(g);
+    discovery_sync(g);
     redis_control_sync();
     /* Started by a binary upgrade: serving now, the old process may drain. */
     upgrade_child_ready();

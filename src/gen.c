@@ -10,6 +10,7 @@
 #include <tether/lb.h>
 #include <tether/qsbr.h>
 #include <tether/log.h>
+#include <tether/membership.h>
 #include <tether/ratelimit.h>
 #include <tether/sock.h>
 #include <tether/stats.h>
@@ -121,68 +122,37 @@ build_upstream(struct gen *g, struct upstream *u, const struct conf_upstream *cu
     u->index = cu->index;
     u->cookie_name = cu->affinity_cookie ? cu->affinity_cookie : g->conf->affinity.cookie_name;
     u->cookie_name_len = strlen(u->cookie_name);
-    u->nservers = cu->nservers;
     u->nregions = cu->nregions;
-    u->servers = arena_calloc(&g->arena, cu->nservers, sizeof(*u->servers));
     u->regions = arena_calloc(&g->arena, cu->nregions ? cu->nregions : 1, sizeof(*u->regions));
+    u->tls_ctx = arena_calloc(&g->arena, cu->nservers ? cu->nservers : 1, sizeof(*u->tls_ctx));
     for (uint32_t r = 0; r < cu->nregions; r++) {
         struct region *reg = &u->regions[r];
         reg->conf = &cu->regions[r];
         snprintf(key, sizeof(key), "%s/%s", cu->name, cu->regions[r].name);
         reg->rt = region_rt_get(key);
-        reg->servers = arena_calloc(&g->arena, cu->nservers, sizeof(uint32_t));
         if (!reg->rt)
             return err_set(e, "out of memory");
     }
     for (uint32_t i = 0; i < cu->nservers; i++) {
-        struct server *s = &u->servers[i];
         const struct conf_server *cs = &cu->servers[i];
-        int n = snprintf(key, sizeof(key), "%s/%s", cu->name, cs->name);
-        s->conf = cs;
-        s->up = u;
-        s->index = i;
-        s->region = (uint32_t)cs->region;
-        bool existed = server_rt_find(key) != NULL;
-        s->rt = server_rt_join(key, &cu->health, prev == NULL);
-        if (!s->rt)
-            return err_set(e, "out of memory");
-        atomic_store(&s->rt->weight_conf, (int32_t)cs->weight);
-        atomic_store(&s->rt->gen_id, g->id);
-        if (existed && prev) {
-            /* Same server, new address: pooled connections must not be reused. */
-            for (uint32_t k = 0; k < prev->nupstreams; k++) {
-                const struct upstream *pu = &prev->upstreams[k];
-                if (strcmp(pu->conf->name, cu->name) != 0)
-                    continue;
-                const struct server *ps = upstream_server_by_name(pu, cs->name);
-                if (ps && !sock_addr_equal(&ps->conf->addr, &cs->addr))
-                    atomic_fetch_add(&s->rt->addr_version, 1);
-            }
+        if (cs->tls && !(u->tls_ctx[i] = tls_client_build(cs, e)))
+            return -1;
+        if (!prev)
+            continue;
+        /* Same server, new address: pooled connections must not be reused. */
+        for (uint32_t k = 0; k < prev->nupstreams; k++) {
+            const struct upstream *pu = &prev->upstreams[k];
+            if (strcmp(pu->conf->name, cu->name) != 0)
+                continue;
+            const struct server *ps = upstream_server_by_name(pu, cs->name);
+            if (ps && !sock_addr_equal(&ps->conf->addr, &cs->addr))
+                atomic_fetch_add(&ps->rt->addr_version, 1);
         }
-        s->cookie_id = cookie_server_id(&g->aff->key, key, (size_t)n);
-        s->hash_key = chash_hash(key, (size_t)n);
-        if (cs->tls) {
-            s->tls_ctx = tls_client_build(cs, e);
-            if (!s->tls_ctx)
-                return -1;
-        }
-        struct region *reg = &u->regions[s->region];
-        reg->servers[reg->nservers++] = i;
     }
-    /* Cookie ids sorted for binary search (ties are astronomically unlikely,
-     * and harmless: the first wins). */
-    u->id_sorted = arena_calloc(&g->arena, cu->nservers, sizeof(uint64_t));
-    u->id_index = arena_calloc(&g->arena, cu->nservers, sizeof(uint32_t));
-    for (uint32_t i = 0; i < cu->nservers; i++) {
-        uint32_t j = i;
-        while (j > 0 && u->id_sorted[j - 1] > u->servers[i].cookie_id) {
-            u->id_sorted[j] = u->id_sorted[j - 1];
-            u->id_index[j] = u->id_index[j - 1];
-            j--;
-        }
-        u->id_sorted[j] = u->servers[i].cookie_id;
-        u->id_index[j] = i;
-    }
+    /* Configured servers plus the runtime roster (DNS, admin). */
+    u->members = membership_build(u, prev == NULL, e);
+    if (!u->members)
+        return -1;
     balance_cursors_init(u, g->nworkers, &g->arena);
     struct lb_plan *p = plan_build(u, time_mono_ms());
     if (!p)
@@ -238,11 +208,10 @@ gen_free(struct gen *g)
         if (!u->conf)
             continue;
         plan_free(atomic_load(&u->plan));
-        for (uint32_t s = 0; s < u->nservers; s++) {
-            server_rt_unref(u->servers[s].rt);
-            if (u->servers[s].tls_ctx)
-                tls_client_free(u->servers[s].tls_ctx);
-        }
+        members_unref(u->members);
+        for (uint32_t s = 0; s < u->conf->nservers && u->tls_ctx; s++)
+            if (u->tls_ctx[s])
+                tls_client_free(u->tls_ctx[s]);
         for (uint32_t r = 0; r < u->nregions; r++)
             region_rt_unref(u->regions[r].rt);
     }

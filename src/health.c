@@ -722,16 +722,18 @@ health_sync(struct gen *g)
      * (with random jitter) over their interval: no thundering herd at start. */
     for (uint32_t i = 0; i < g->nupstreams; i++) {
         struct upstream *u = &g->upstreams[i];
-        for (uint32_t j = 0; u->conf->health.enabled && j < u->nservers; j++) {
-            struct hc_target *t = targets[u->servers[j].rt->slot];
-            if (!t || t->rt != u->servers[j].rt)
+        const struct members *m = u->members;
+        for (uint32_t j = 0; u->conf->health.enabled && j < m->nservers; j++) {
+            struct hc_target *t = targets[m->servers[j]->rt->slot];
+            if (!t || t->rt != m->servers[j]->rt)
                 nnew++;
         }
     }
     for (uint32_t i = 0; i < g->nupstreams; i++) {
         struct upstream *u = &g->upstreams[i];
-        for (uint32_t j = 0; j < u->nservers; j++) {
-            struct server *s = &u->servers[j];
+        const struct members *m = u->members;
+        for (uint32_t j = 0; j < m->nservers; j++) {
+            struct server *s = m->servers[j];
             struct hc_target *t = targets[s->rt->slot];
             if (!u->conf->health.enabled) {
                 unchecked_up(u, s->rt);

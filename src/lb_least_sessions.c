@@ -35,7 +35,8 @@ lb_sessions_lighter(const struct server *a, uint32_t aw, const struct server *b,
 }
 
 static struct server *
-scan(struct upstream *u, const struct plan_region *pr, uint32_t start, uint32_t count, bool room)
+scan(const struct members *m, const struct plan_region *pr, uint32_t start, uint32_t count,
+     bool room)
 {
     struct server *best = NULL;
     uint32_t best_w = 1;
@@ -43,7 +44,7 @@ scan(struct upstream *u, const struct plan_region *pr, uint32_t start, uint32_t 
         uint32_t i = start + k;
         if (i >= pr->nservers)
             i -= pr->nservers;
-        struct server *s = &u->servers[pr->servers[i]];
+        struct server *s = m->servers[pr->servers[i]];
         if (room && !server_has_room(s))
             continue;
         if (!best || lb_sessions_lighter(s, pr->weights[i], best, best_w)) {
@@ -55,22 +56,22 @@ scan(struct upstream *u, const struct plan_region *pr, uint32_t start, uint32_t 
 }
 
 struct server *
-lb_least_sessions_pick(struct upstream *u, const struct plan_region *pr, struct lb_cursor *c,
+lb_least_sessions_pick(const struct members *m, const struct plan_region *pr, struct lb_cursor *c,
                        bool room)
 {
     uint32_t n = pr->nservers;
     uint32_t start = (uint32_t)(((rng_next(&c->rng) >> 32) * (uint64_t)n) >> 32);
     if (n <= LS_SCAN)
-        return scan(u, pr, start, n, room);
-    struct server *s = scan(u, pr, start, LS_SCAN, room);
+        return scan(m, pr, start, n, room);
+    struct server *s = scan(m, pr, start, LS_SCAN, room);
     if (s || !room)
         return s;
-    return scan(u, pr, start, n, room);
+    return scan(m, pr, start, n, room);
 }
 
 struct server *
-lb_bounded_hash(struct upstream *u, const struct chash_table *t, uint64_t key_hash,
-                bool (*ok)(const struct server *s, void *ctx), void *ctx)
+lb_bounded_hash(struct upstream *u, const struct members *ms, const struct chash_table *t,
+                uint64_t key_hash, bool (*ok)(const struct server *s, void *ctx), void *ctx)
 {
     /* The tick's sum plus the keys placed since: replicas that saw the same
      * keys compute the same bound whenever their ticks ran. */
@@ -88,7 +89,7 @@ lb_bounded_hash(struct upstream *u, const struct chash_table *t, uint64_t key_ha
         if (m == last)
             continue; /* runs of one member: look at the next one */
         last = m;
-        struct server *s = &u->servers[m];
+        struct server *s = ms->servers[m];
         if ((uint64_t)server_sessions(s) < bound && ok(s, ctx))
             return s;
     }

@@ -7,6 +7,7 @@
 #include <tether/cpu_limit.h>
 #include <tether/gen.h>
 #include <tether/log.h>
+#include <tether/membership.h>
 #include <tether/qsbr.h>
 #include <tether/sock.h>
 #include <tether/stats.h>
@@ -199,6 +200,7 @@ main(int argc, char **argv)
     }
     gen_reap(); /* generations the workers let go since the last tick */
     qsbr_fini();
+    membership_fini();
     affinity_shutdown();
     access_log_close();
     return 0;

@@ -259,8 +259,7 @@ static const char *const admin_states[3] = {"ready", "drain", "maint"};
 
 /* ---- Prometheus text format ---- */
 
-/* Label values escape backslash, double quote and newline (exposition format). */
-static void
+void
 prom_esc(struct strbuf *o, const char *s)
 {
     for (; *s; s++) {
@@ -617,6 +616,7 @@ metrics_write_prometheus(struct strbuf *o, const struct snap *s)
     for (uint32_t i = 0; i < s->nroutes; i++)
         histogram(&p, d, lab(&p, p.route0 + i), &s->routes[i].t);
     prom_regions(&p);
+    metrics_membership_prometheus(o, s);
     prom_sessions(&p);
     prom_servers(&p);
 out:
@@ -719,10 +719,11 @@ json_server(struct strbuf *o, const struct snap_server *x)
     strbuf_lit(o, ",\"addr\":");
     json_str(o, sv->conf->addr_text);
     strbuf_printf(o,
-                  ",\"state\":\"%s\",\"health\":\"%s\",\"ejected_left_ms\":%llu,"
-                  "\"weight_conf\":%u,\"health_checks\":{\"ok\":%llu,\"failed\":%llu},"
-                  "\"last_change_ms\":%llu,",
-                  admin_states[x->admin], x->health_up ? "up" : "down",
+                  ",\"state\":\"%s\",\"source\":\"%s\",\"leaving\":%s,\"health\":\"%s\","
+                  "\"ejected_left_ms\":%llu,\"weight_conf\":%u,\"health_checks\":{\"ok\":%llu,"
+                  "\"failed\":%llu},\"last_change_ms\":%llu,",
+                  sv->leaving ? "leaving" : admin_states[x->admin], srv_source_name(sv->source),
+                  sv->leaving ? "true" : "false", x->health_up ? "up" : "down",
                   (unsigned long long)x->ejected_left_ms, sv->conf->weight,
                   (unsigned long long)x->hc_ok, (unsigned long long)x->hc_failed,
                   (unsigned long long)x->last_change_ms);
@@ -768,10 +769,10 @@ json_upstreams(struct strbuf *o, const struct snap *s)
                           "\"servers_up\":%.0f,\"servers_usable\":%.0f,\"servers\":[",
                           x->weight, x->r->conf->priority, x->share, x->nservers, x->nup,
                           x->nusable);
-            for (uint32_t k = 0; k < x->r->nservers; k++) {
+            for (uint32_t k = 0; k < x->rm->nservers; k++) {
                 if (k)
                     strbuf_lit(o, ",");
-                json_server(o, &s->srvs[su->srv0 + x->r->servers[k]]);
+                json_server(o, &s->srvs[su->srv0 + x->rm->servers[k]]);
             }
             strbuf_lit(o, "]}");
         }

@@ -4,6 +4,7 @@
  * capped by max_ejection, never more than max_ejected of an upstream at once. */
 #include "config.h"
 
+#include <tether/balance.h>
 #include <tether/log.h>
 #include <tether/outlier.h>
 #include <tether/stats.h>
@@ -26,9 +27,10 @@ static atomic_flag eject_lock = ATOMIC_FLAG_INIT;
 static uint32_t
 ejected_count(const struct upstream *u, uint64_t now_ms)
 {
+    const struct members *m = upstream_members(u);
     uint32_t n = 0;
-    for (uint32_t i = 0; i < u->nservers; i++)
-        if (atomic_load(&u->servers[i].rt->ejected_until_ms) > now_ms)
+    for (uint32_t i = 0; i < m->nservers; i++)
+        if (atomic_load(&m->servers[i]->rt->ejected_until_ms) > now_ms)
             n++;
     return n;
 }
@@ -46,7 +48,7 @@ outlier_failure(struct server *s, uint32_t worker)
     if (until > now)
         return;
     /* Never eject more than max_ejected percent (at least one server may go). */
-    uint32_t cap = s->up->nservers * co->max_ejected_pct / 100;
+    uint32_t cap = upstream_members(s->up)->nservers * co->max_ejected_pct / 100;
     if (cap == 0)
         cap = 1;
     while (atomic_flag_test_and_set_explicit(&eject_lock, memory_order_acquire))
@@ -76,9 +78,10 @@ outlier_failure(struct server *s, uint32_t worker)
 int
 outlier_tick(struct upstream *u, uint64_t now_ms)
 {
+    const struct members *m = upstream_members(u);
     int changed = 0;
-    for (uint32_t i = 0; i < u->nservers; i++) {
-        struct server_rt *rt = u->servers[i].rt;
+    for (uint32_t i = 0; i < m->nservers; i++) {
+        struct server_rt *rt = m->servers[i]->rt;
         uint64_t until = atomic_load(&rt->ejected_until_ms);
         if (until && until <= now_ms &&
             atomic_compare_exchange_strong(&rt->ejected_until_ms, &until, 0)) {

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Replica-wide admin changes through Redis, on the control thread: a command
  * connection (local changes as MULTI HSET+PUBLISH, HGETALL of the stored
- * overrides on every connect, an idle PING) and a subscriber connection. */
+ * overrides on every connect, an idle PING) and a subscriber connection.
+ * Servers added and deleted with the admin socket are stored the same way, so
+ * they reach every replica and a restarted one adds them again. */
 #include "config.h"
 
 #include <tether/admin.h>
@@ -85,10 +87,19 @@ stats_push(void)
     rc.errors = rc.reconnects = rc.received = 0;
 }
 
-/* "set server voice/pod-a weight 5" -> "server voice/pod-a weight". 0 or -1. */
+/* "set server voice/pod-a weight 5" -> "server voice/pod-a weight";
+ * "add server voice/pod-c ..." and "del server voice/pod-c [now]" ->
+ * "member voice/pod-c" (the last of the two wins). 0 or -1. */
 static int
 field_of(const char *line, char *out, size_t cap)
 {
+    if (strncmp(line, "add server ", 11) == 0 || strncmp(line, "del server ", 11) == 0) {
+        size_t n = strcspn(line + 11, " ");
+        if (n == 0 || n + 8 >= cap)
+            return -1;
+        snprintf(out, cap, "member %.*s", (int)n, line + 11);
+        return 0;
+    }
     const char *sp = strrchr(line, ' ');
     if (strncmp(line, "set ", 4) != 0 || !sp || sp <= line + 4 || (size_t)(sp - line - 4) >= cap)
         return -1;

@@ -8,6 +8,7 @@
  * taken, like its own. */
 #include "config.h"
 
+#include <tether/balance.h>
 #include <tether/gen.h>
 #include <tether/log.h>
 #include <tether/redis.h>
@@ -65,8 +66,9 @@ places_sessions(const struct upstream *u)
     const struct conf_upstream *c = u->conf;
     if (c->balance == BALANCE_LEAST_SESSIONS || c->max_sessions || c->hash_balance_pct)
         return true;
-    for (uint32_t i = 0; i < u->nservers; i++)
-        if (u->servers[i].conf->max_sessions)
+    const struct members *m = upstream_members(u);
+    for (uint32_t i = 0; i < m->nservers; i++)
+        if (m->servers[i]->conf->max_sessions)
             return true;
     return false;
 }
@@ -86,7 +88,11 @@ refresh_cb(void *ctx, const void *reply)
     }
     int u = conf_upstream_find(g->conf, up);
     struct upstream *ups = u >= 0 ? &g->upstreams[u] : NULL;
-    uint64_t *sum = ups ? calloc(ups->nservers ? ups->nservers : 1, sizeof(*sum)) : NULL;
+    /* Indices are those of the plan's membership, which upstream_server_by_name
+     * searches too (the control thread publishes plans: it cannot change
+     * between the two). */
+    const struct members *m = ups ? upstream_members(ups) : NULL;
+    uint64_t *sum = m ? calloc(m->nservers ? m->nservers : 1, sizeof(*sum)) : NULL;
     for (size_t i = 0; sum && i + 1 < r->elements; i += 2) {
         const redisReply *f = r->element[i], *v = r->element[i + 1];
         if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
@@ -101,8 +107,8 @@ refresh_cb(void *ctx, const void *reply)
         if (s && parse_u64(v->str, v->len, &c) == 0)
             sum[s->index] += c;
     }
-    for (uint32_t i = 0; sum && i < ups->nservers; i++)
-        atomic_store(&ups->servers[i].rt->others,
+    for (uint32_t i = 0; sum && i < m->nservers; i++)
+        atomic_store(&m->servers[i]->rt->others,
                      (uint32_t)(sum[i] > UINT32_MAX ? UINT32_MAX : sum[i]));
     free(sum);
     free(up);

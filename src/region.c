@@ -67,6 +67,7 @@ plan_free(struct lb_plan *p)
     free(p->regions);
     wrr_free(p->region_wrr);
     plan_hash_unref(p->hash_ref);
+    members_unref(p->m);
     free(p);
 }
 
@@ -87,9 +88,10 @@ static int
 plan_add_region(struct lb_plan *p, struct upstream *u, uint32_t r, uint32_t tier, double share,
                 const struct rinfo *ri, uint64_t now_ms, bool panic, bool *ramping)
 {
-    const struct region *reg = &u->regions[r];
+    const struct members *m = u->members;
+    const struct region_members *rm = &m->regions[r];
     struct plan_region *pr = &p->regions[p->nregions];
-    uint32_t n = reg->nservers ? reg->nservers : 1;
+    uint32_t n = rm->nservers ? rm->nservers : 1;
     pr->servers = calloc(n, sizeof(uint32_t));
     pr->weights = calloc(n, sizeof(uint32_t));
     if (!pr->servers || !pr->weights) {
@@ -98,10 +100,11 @@ plan_add_region(struct lb_plan *p, struct upstream *u, uint32_t r, uint32_t tier
         memset(pr, 0, sizeof(*pr));
         return -1;
     }
-    for (uint32_t i = 0; i < reg->nservers; i++) {
-        const struct server *s = &u->servers[reg->servers[i]];
+    for (uint32_t i = 0; i < rm->nservers; i++) {
+        const struct server *s = m->servers[rm->servers[i]];
         int32_t w = server_weight(s);
-        bool take = panic ? atomic_load(&s->rt->admin) == SRV_READY : server_usable_new(s, now_ms);
+        bool take = panic ? !s->leaving && atomic_load(&s->rt->admin) == SRV_READY
+                          : server_usable_new(s, now_ms);
         if (w <= 0 || !take)
             continue;
         double f = slow_start_factor(s, u->conf->slow_start_ms, now_ms, ramping);
@@ -122,7 +125,7 @@ plan_add_region(struct lb_plan *p, struct upstream *u, uint32_t r, uint32_t tier
     pr->panic = panic;
     pr->availability = ri->avail;
     pr->healthy = ri->cap > 0 ? ri->healthy / ri->cap : 0.0;
-    pr->total = reg->nservers;
+    pr->total = rm->nservers;
     uint32_t len = WRR_WORK_MAX / pr->nservers;
     len = len > WRR_LEN_MAX ? WRR_LEN_MAX : len < WRR_LEN_MIN ? WRR_LEN_MIN : len;
     pr->wrr = wrr_build(pr->weights, pr->nservers, len);
@@ -146,24 +149,26 @@ static int
 plan_build_hash(struct lb_plan *p, const struct lb_plan *prev, struct upstream *u,
                 const bool *tier_used, uint64_t now_ms)
 {
-    struct chash_member *m = calloc(u->nservers ? u->nservers : 1, sizeof(*m));
+    const struct members *ms = u->members;
+    struct chash_member *m = calloc(ms->nservers ? ms->nservers : 1, sizeof(*m));
     uint32_t n = 0;
     if (!m)
         return -1;
     for (uint32_t r = 0; r < u->nregions; r++) {
         const struct region *reg = &u->regions[r];
+        const struct region_members *rm = &ms->regions[r];
         uint32_t tier = reg->conf->priority;
         int32_t rw = region_weight(reg);
         bool panic = (p->panic_tiers >> tier) & 1u;
         uint64_t sum = 0;
         if (!tier_used[tier] || rw <= 0)
             continue;
-        for (uint32_t i = 0; i < reg->nservers; i++) {
-            int32_t w = server_weight(&u->servers[reg->servers[i]]);
+        for (uint32_t i = 0; i < rm->nservers; i++) {
+            int32_t w = server_weight(ms->servers[rm->servers[i]]);
             sum += w > 0 ? (uint64_t)w : 0;
         }
-        for (uint32_t i = 0; i < reg->nservers && sum; i++) {
-            const struct server *s = &u->servers[reg->servers[i]];
+        for (uint32_t i = 0; i < rm->nservers && sum; i++) {
+            const struct server *s = ms->servers[rm->servers[i]];
             int32_t w = server_weight(s);
             bool ok =
                 panic ? atomic_load(&s->rt->admin) != SRV_MAINT : server_usable_pinned(s, now_ms);
@@ -263,23 +268,27 @@ plan_build(struct upstream *u, uint64_t now_ms)
     if (!p || !ri)
         goto fail;
     p->built_ms = now_ms;
+    p->m = u->members;
+    members_ref(p->m);
     p->regions = calloc(u->nregions ? u->nregions : 1, sizeof(*p->regions));
     if (!p->regions)
         goto fail;
 
     /* 1. Per region: capacity, healthy capacity, availability. */
+    const struct members *m = u->members;
     for (uint32_t r = 0; r < u->nregions; r++) {
         const struct region *reg = &u->regions[r];
+        const struct region_members *rm = &m->regions[r];
         struct rinfo *x = &ri[r];
         int32_t rw = region_weight(reg);
         x->weight = rw > 0 ? (uint32_t)rw : 0;
-        for (uint32_t i = 0; i < reg->nservers; i++) {
-            const struct server *s = &u->servers[reg->servers[i]];
+        for (uint32_t i = 0; i < rm->nservers; i++) {
+            const struct server *s = m->servers[rm->servers[i]];
             int32_t w = server_weight(s);
             if (w <= 0)
                 continue;
             x->cap += w;
-            if (atomic_load(&s->rt->admin) == SRV_READY)
+            if (!s->leaving && atomic_load(&s->rt->admin) == SRV_READY)
                 x->ready = true;
             if (server_usable_new(s, now_ms)) {
                 x->usable += w;

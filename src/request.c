@@ -176,6 +176,7 @@ exchange_free(struct request *req)
     free(req->learn_buf);
     req->learn_buf = NULL;
     affinity_request_done(req);
+    affinity_set_server(req, NULL);
     req->next_free = w->free_requests;
     w->free_requests = req;
 }

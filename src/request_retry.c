@@ -108,7 +108,7 @@ retry_start(struct request *req, struct server *next, uint32_t cond)
     }
     req->retries++;
     affinity_redispatch(req, next);
-    req->srv = next;
+    affinity_set_server(req, next);
     request_connect(req);
 }
 

@@ -137,8 +137,9 @@ needs_own_count(const struct upstream *u)
     if (u->conf->balance == BALANCE_LEAST_SESSIONS || u->conf->max_sessions ||
         u->conf->hash_balance_pct)
         return true;
-    for (uint32_t i = 0; i < u->nservers; i++)
-        if (u->servers[i].conf->max_sessions || atomic_load(&u->servers[i].rt->max_admin) >= 0)
+    for (uint32_t i = 0; i < u->members->nservers; i++)
+        if (u->members->servers[i]->conf->max_sessions ||
+            atomic_load(&u->members->servers[i]->rt->max_admin) >= 0)
             return true;
     return false;
 }
@@ -149,8 +150,8 @@ hash_load_sum(struct upstream *u, uint64_t now_ms)
 {
     uint64_t total = 0;
     atomic_store(&u->hash_placed_tick, atomic_load(&u->hash_placed));
-    for (uint32_t j = 0; j < u->nservers; j++) {
-        const struct server *s = &u->servers[j];
+    for (uint32_t j = 0; j < u->members->nservers; j++) {
+        const struct server *s = u->members->servers[j];
         if (server_weight(s) <= 0 || !server_usable_pinned(s, now_ms))
             continue;
         total += server_sessions(s);
@@ -176,8 +177,8 @@ session_load_tick(struct gen *g, uint64_t now_ms)
         struct upstream *u = &g->upstreams[i];
         if (u->conf->health.enabled && u->conf->health.report)
             continue;
-        for (uint32_t j = 0; j < u->nservers; j++) {
-            struct server_rt *rt = u->servers[j].rt;
+        for (uint32_t j = 0; j < u->members->nservers; j++) {
+            struct server_rt *rt = u->members->servers[j]->rt;
             if (atomic_load(&rt->rep_active) < 0 && !atomic_load(&rt->rep_status) &&
                 !atomic_load(&rt->pod_drain))
                 continue;
@@ -201,9 +202,11 @@ session_load_tick(struct gen *g, uint64_t now_ms)
      * may be counted twice (once here, once as placed since), never forgotten. */
     for (uint32_t i = 0; i < g->nupstreams; i++) {
         struct upstream *u = &g->upstreams[i];
-        for (uint32_t j = 0; needs_own_count(u) && j < u->nservers; j++) {
-            u->servers[j].rt->placed_at_send = atomic_load(&u->servers[j].rt->placed);
-            u->servers[j].rt->others_at_send = atomic_load(&u->servers[j].rt->others);
+        for (uint32_t j = 0; needs_own_count(u) && j < u->members->nservers; j++) {
+            u->members->servers[j]->rt->placed_at_send =
+                atomic_load(&u->members->servers[j]->rt->placed);
+            u->members->servers[j]->rt->others_at_send =
+                atomic_load(&u->members->servers[j]->rt->others);
         }
     }
     session_table_foreach(t, now_ms, own_count_one, &oc);
@@ -211,8 +214,8 @@ session_load_tick(struct gen *g, uint64_t now_ms)
         struct upstream *u = &g->upstreams[i];
         if (!needs_own_count(u))
             continue;
-        for (uint32_t j = 0; j < u->nservers; j++) {
-            struct server_rt *rt = u->servers[j].rt;
+        for (uint32_t j = 0; j < u->members->nservers; j++) {
+            struct server_rt *rt = u->members->servers[j]->rt;
             atomic_store(&rt->own_live, oc.by_slot[rt->slot]);
             atomic_store(&rt->placed_base, rt->placed_at_send);
             atomic_store(&rt->others_base, rt->others_at_send);

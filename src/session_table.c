@@ -338,6 +338,32 @@ session_table_dump(struct session_table *t, uint64_t now_ms, struct session_entr
 }
 
 void
+session_table_count_by_server(struct session_table *t, uint64_t now_ms, const uint64_t *ids,
+                              size_t n, uint64_t *counts)
+{
+    for (unsigned i = 0; i < t->nshards && n; i++) {
+        struct shard *s = &t->shards[i];
+        pthread_mutex_lock(&s->lock);
+        for (uint32_t x = s->mru; x != NIL; x = s->pool[x].next_lru) {
+            uint64_t id = s->pool[x].server_id;
+            size_t lo = 0, hi = n;
+            if (now_ms >= s->pool[x].expires_ms)
+                continue;
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (ids[mid] < id)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            if (lo < n && ids[lo] == id)
+                counts[lo]++;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
+void
 session_table_foreach(struct session_table *t, uint64_t now_ms,
                       void (*fn)(void *ctx, uint64_t server_id), void *ctx)
 {

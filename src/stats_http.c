@@ -213,12 +213,16 @@ snap_upstream(struct snap *s, const struct upstream *u, uint64_t now)
     su->panic = p && p->panic;
     if (p)
         memcpy(su->tier_load, p->tier_load, sizeof(su->tier_load));
-    for (uint32_t k = 0; k < u->nservers; k++)
-        snap_server(&s->srvs[s->nsrvs++], &u->servers[k], now);
+    su->m = p->m;
+    members_ref(su->m);
+    for (uint32_t k = 0; k < su->m->nservers; k++)
+        snap_server(&s->srvs[s->nsrvs++], su->m->servers[k], now);
     for (uint32_t r = 0; r < u->nregions; r++) {
         const struct region *reg = &u->regions[r];
+        const struct region_members *rm = &su->m->regions[r];
         struct snap_region *x = &s->regs[s->nregs++];
         x->r = reg;
+        x->rm = rm;
         x->u = u;
         x->weight = region_weight(reg);
         if (reg->conf->priority < PLAN_MAX_TIERS)
@@ -226,10 +230,10 @@ snap_upstream(struct snap *s, const struct upstream *u, uint64_t now)
         for (uint32_t k = 0; p && k < p->nregions; k++)
             if (p->regions[k].region == r)
                 x->share = p->regions[k].share;
-        for (uint32_t k = 0; k < reg->nservers; k++) {
-            const struct server *sv = &u->servers[reg->servers[k]];
+        for (uint32_t k = 0; k < rm->nservers; k++) {
+            const struct server *sv = su->m->servers[rm->servers[k]];
             x->nservers++;
-            x->nup += (double)s->srvs[su->srv0 + reg->servers[k]].v[SV_UP];
+            x->nup += (double)s->srvs[su->srv0 + rm->servers[k]].v[SV_UP];
             x->nusable += server_weight(sv) > 0 && server_usable_new(sv, now);
             x->sessions += (double)server_sessions(sv);
             x->capacity += (double)server_capacity(sv);
@@ -249,7 +253,7 @@ snap_take(struct snap *s)
         const struct gen *g = s->g;
         uint32_t ns = 0, nr = 0;
         for (uint32_t i = 0; i < g->nupstreams; i++) {
-            ns += g->upstreams[i].nservers;
+            ns += upstream_members(&g->upstreams[i])->nservers;
             nr += g->upstreams[i].nregions;
         }
         s->ups = calloc(g->nupstreams + 1, sizeof(*s->ups));
@@ -282,6 +286,8 @@ snap_release(struct snap *s)
         free(s->routes[i].name);
     for (uint32_t i = 0; i < s->nzones; i++)
         free(s->zones[i].name);
+    for (uint32_t i = 0; s->ups && i < s->nups; i++)
+        members_unref(s->ups[i].m);
     free(s->ups);
     free(s->regs);
     free(s->srvs);

@@ -201,7 +201,7 @@ static const char *const page[] = {
     "border-radius: 10px;\n",
     "  font-size: 12px; font-weight: 600; color: #fff; background: var(--off); }\n",
     ".ready, .up, .live-ok { background: var(--ok); }\n",
-    ".drain, .ejected { background: var(--warn); }\n",
+    ".drain, .leaving, .ejected { background: var(--warn); }\n",
     ".maint { background: var(--off); }\n",
     ".down, .panic, .live-bad { background: var(--bad); }\n",
     ".bar { display: inline-block; width: 60px; height: 8px; background: #e2e8f0; border-radius: "
@@ -352,7 +352,9 @@ static const char *const page[] = {
     "        ractive += sv.active; rtun += sv.tunnels; rsess += sv.sessions; rcap += "
     "sv.capacity;\n",
     "        const health = sv.health === 'down' ? 'down' : sv.ejected ? 'ejected' : 'up';\n",
-    "        const line = row('server', [{ text: sv.name }, { text: sv.addr, cls: 'l muted' },\n",
+    "        const src = sv.source && sv.source !== 'config' ? ' \\u00b7 ' + sv.source : '';\n",
+    "        const line = row('server', [{ text: sv.name + src }, { text: sv.addr, cls: 'l "
+    "muted' },\n",
     "          { node: badge(sv.state) }, { node: badge(health) }, { text: String(sv.weight) },\n",
     "          { text: String(sv.active) }, { text: String(sv.tunnels) },\n",
     "          { text: sv.sessions + ' / ' + (sv.capacity || '\\u221e') }"

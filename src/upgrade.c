@@ -155,12 +155,15 @@ send_all(struct out *o, const struct gen *g, int admin_fd, int stats_fd)
         out_fd(o, "stats", stats_fd);
     if (upgrade_lock_fd >= 0)
         out_fd(o, "lock", upgrade_lock_fd);
-    /* Admin overrides, health and ejections, by "upstream/server" key. */
+    /* Admin overrides, health and ejections, by "upstream/server" key, of the
+     * configured servers (discovered and admin-added ones come back through
+     * DNS and Redis in the new process, as new servers). */
     for (uint32_t i = 0; g && i < g->nupstreams; i++) {
         const struct upstream *u = &g->upstreams[i];
-        for (uint32_t s = 0; s < u->nservers; s++) {
-            const struct server_rt *rt = u->servers[s].rt;
-            if (!key_ok(rt->key))
+        const struct members *m = u->members;
+        for (uint32_t s = 0; s < m->nservers; s++) {
+            const struct server_rt *rt = m->servers[s]->rt;
+            if (m->servers[s]->source != SRV_SRC_CONFIG || !key_ok(rt->key))
                 continue;
             out_line(o, "srv %d %u %u %llu %s", (int)atomic_load(&rt->weight_admin),
                      (unsigned)atomic_load(&rt->admin), (unsigned)atomic_load(&rt->health),

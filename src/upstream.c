@@ -3,6 +3,7 @@
  * lookups inside an upstream. */
 #include "config.h"
 
+#include <tether/balance.h>
 #include <tether/upstream.h>
 
 #include <pthread.h>
@@ -189,28 +190,57 @@ region_rt_unref(struct region_rt *rt)
     pthread_mutex_unlock(&reg_lock);
 }
 
+void
+server_release(struct server *s)
+{
+    if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    server_rt_unref(s->rt);
+    free(s->own.name);
+    free(s->own.region_name);
+    free(s);
+}
+
+void
+members_ref(struct members *m)
+{
+    atomic_fetch_add(&m->refs, 1);
+}
+
+void
+members_unref(struct members *m)
+{
+    if (!m || atomic_fetch_sub(&m->refs, 1) != 1)
+        return;
+    for (uint32_t i = 0; i < m->nservers; i++)
+        server_release(m->servers[i]);
+    free(m);
+}
+
 struct server *
 upstream_server_by_id(const struct upstream *u, uint64_t cookie_id)
 {
-    uint32_t lo = 0, hi = u->nservers;
+    const struct members *m = upstream_members(u);
+    uint32_t lo = 0, hi = m->nservers;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (u->id_sorted[mid] < cookie_id)
+        if (m->id_sorted[mid] < cookie_id)
             lo = mid + 1;
         else
             hi = mid;
     }
-    if (lo < u->nservers && u->id_sorted[lo] == cookie_id)
-        return &u->servers[u->id_index[lo]];
+    if (lo < m->nservers && m->id_sorted[lo] == cookie_id)
+        return m->servers[m->id_index[lo]];
     return NULL;
 }
 
 struct server *
 upstream_server_by_name(const struct upstream *u, const char *name)
 {
-    for (uint32_t i = 0; i < u->nservers; i++)
-        if (strcmp(u->servers[i].conf->name, name) == 0)
-            return &u->servers[i];
+    const struct members *m = upstream_members(u);
+    for (uint32_t i = 0; i < m->nservers; i++)
+        if (strcmp(m->servers[i]->conf->name, name) == 0)
+            return m->servers[i];
     return NULL;
 }
 
@@ -233,6 +263,21 @@ srv_admin_name(unsigned admin)
         return "drain";
     case SRV_MAINT:
         return "maint";
+    default:
+        return "?";
+    }
+}
+
+const char *
+srv_source_name(unsigned source)
+{
+    switch (source) {
+    case SRV_SRC_CONFIG:
+        return "config";
+    case SRV_SRC_DNS:
+        return "dns";
+    case SRV_SRC_ADMIN:
+        return "admin";
     default:
         return "?";
     }

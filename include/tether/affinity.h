@@ -60,6 +60,9 @@ enum aff_result {
  * otherwise, -1 for an invalid request. */
 int affinity_prepare(struct request *req, const char *base, uint64_t now_ms);
 /* A Redis lookup for <req> is still in flight. */
+/* The server <req> goes to: holds a reference on <s> (NULL drops it), so a
+ * membership change cannot free it under the request. */
+void affinity_set_server(struct request *req, struct server *s);
 bool affinity_pending(const struct request *req);
 /* The Redis lookup started by affinity_prepare answered with <v> (<n> bytes,
  * "upstream/server SID"), or NULL on a miss or timeout: no longer pending;

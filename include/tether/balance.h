@@ -27,7 +27,7 @@ struct plan_region {
     uint32_t total;            /* servers in the region */
     uint32_t nservers;         /* servers taking new sessions */
     bool panic;                /* its tier is in panic: health and ejection ignored */
-    uint32_t *servers;         /* indices in upstream->servers */
+    uint32_t *servers;         /* indices in the plan's membership */
     uint32_t *weights;         /* effective weights (slow start applied), parallel to servers */
     struct wrr_schedule *wrr;  /* round_robin */
     struct alias_table *alias; /* random_two */
@@ -36,6 +36,7 @@ struct plan_region {
 struct plan_hash;
 
 struct lb_plan {
+    struct members *m; /* the membership it was built over (referenced) */
     uint64_t built_ms;
     uint32_t nregions;
     uint32_t nspill; /* regions[nregions..+nspill): lower tiers without load,
@@ -50,6 +51,15 @@ struct lb_plan {
     double tier_load[PLAN_MAX_TIERS]; /* share of new sessions per tier */
 };
 
+/* The membership a worker reads now: the one of the current plan. Valid until
+ * the worker's next quiescent state (the end of its loop iteration); keep a
+ * server longer only with server_hold(). The control thread may also read it. */
+static inline struct members *
+upstream_members(const struct upstream *u)
+{
+    return atomic_load_explicit(&u->plan, memory_order_acquire)->m;
+}
+
 /* Per-worker picking state for one upstream. */
 struct lb_cursor {
     uint32_t region_pos;  /* position in plan->region_wrr */
@@ -59,13 +69,15 @@ struct lb_cursor {
     uint32_t budget_rets; /* retries in the current window */
 } __attribute__((aligned(64)));
 
-/* Build a plan from the current runtime state (control thread). The consistent-
- * hash table of <u>'s current plan is shared when its members did not change. */
+/* Build a plan over u->members from the current runtime state (control
+ * thread). The consistent-hash table of <u>'s current plan is shared when its
+ * members did not change. */
 struct lb_plan *plan_build(struct upstream *u, uint64_t now_ms);
 void plan_free(struct lb_plan *p);
 
-/* Build and publish a new plan for <u>; the old one is retired through QSBR. */
-void balance_rebuild(struct upstream *u, uint64_t now_ms);
+/* Build and publish a new plan for <u> (over u->members); the old one is
+ * retired through QSBR. -1 (the old plan stays) when out of memory. */
+int balance_rebuild(struct upstream *u, uint64_t now_ms);
 
 /* Allocate cursors for <nworkers> workers (gen build). */
 void balance_cursors_init(struct upstream *u, uint32_t nworkers, struct arena *a);
@@ -88,16 +100,17 @@ struct server *balance_pick_session(struct upstream *u, uint32_t worker, uint64_
  * LS_SCAN of them from a random start), skipping full ones when <room>; ties
  * go to the first seen, so a random start breaks them at random. NULL: none
  * has room. */
-struct server *lb_least_sessions_pick(struct upstream *u, const struct plan_region *pr,
+struct server *lb_least_sessions_pick(const struct members *m, const struct plan_region *pr,
                                       struct lb_cursor *c, bool room);
 /* Is <a> (weight <aw>) less loaded in sessions than <b> (weight <bw>)? */
 bool lb_sessions_lighter(const struct server *a, uint32_t aw, const struct server *b, uint32_t bw);
 
-/* Bounded-load consistent hashing (hash_balance_factor): the first server in
- * <t>'s slot order from <key_hash>'s slot whose session load is below the
- * bound and that <ok> accepts; the order depends only on the table, so every
- * replica walks the same servers. NULL when none within the probe limit. */
-struct server *lb_bounded_hash(struct upstream *u, const struct chash_table *t, uint64_t key_hash,
+/* Bounded-load consistent hashing (hash_balance_factor): the first server (of
+ * membership <ms>, the one <t> was built over) in <t>'s slot order from <key_hash>'s slot whose
+ * session load is below the bound and that <ok> accepts; the order depends only on the table, so
+ * every replica walks the same servers. NULL when none within the probe limit. */
+struct server *lb_bounded_hash(struct upstream *u, const struct members *ms,
+                               const struct chash_table *t, uint64_t key_hash,
                                bool (*ok)(const struct server *s, void *ctx), void *ctx);
 
 /* The consistent-hash choice for <key_hash> (header affinity), or NULL when the

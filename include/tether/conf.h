@@ -160,6 +160,17 @@ struct conf_server {
     uint32_t max_sessions; /* 0: the upstream's max_sessions */
 };
 
+/* A DNS name whose addresses are servers of an upstream (discover). */
+struct conf_discover {
+    char *name;
+    struct conf_pos pos;
+    uint32_t port;     /* A/AAAA: the servers' port */
+    bool srv;          /* SRV records (port and weight from DNS) */
+    char *region_name; /* NULL: the upstream's default region */
+    int32_t region;    /* index in conf_upstream.regions */
+    uint32_t weight;   /* A/AAAA: each server's weight */
+};
+
 struct conf_upstream {
     char *name;
     struct conf_pos pos;
@@ -189,6 +200,14 @@ struct conf_upstream {
     struct conf_health health;
     struct conf_outlier outlier;
     uint32_t index;
+    struct conf_discover *discovers;
+    uint32_t ndiscovers;
+    struct sock_addr *resolvers; /* resolver ADDR...; none: /etc/resolv.conf */
+    uint32_t nresolvers;
+    uint64_t resolver_valid_ms;   /* re-resolve at least this often (TTL clamp) */
+    uint64_t resolver_timeout_ms; /* per query attempt */
+    uint32_t max_servers;         /* servers of the membership at most */
+    uint64_t leave_timeout_ms;    /* longest drain of a leaving server */
 };
 
 struct conf_cert {

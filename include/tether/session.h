@@ -79,6 +79,10 @@ uint64_t session_table_evictions(struct session_table *t);
 /* Remove up to <budget> expired entries; returns how many were removed. */
 size_t session_table_expire(struct session_table *t, uint64_t now_ms, size_t budget);
 
+/* Live entries per server: <counts>[i] += entries naming <ids>[i] (<ids>
+ * sorted, <n> of them). One scan under each shard's lock: admin and stats. */
+void session_table_count_by_server(struct session_table *t, uint64_t now_ms, const uint64_t *ids,
+                                   size_t n, uint64_t *counts);
 /* Copy up to <max> live entries into <out>; returns the number copied. */
 size_t session_table_dump(struct session_table *t, uint64_t now_ms, struct session_entry *out,
                           size_t max);

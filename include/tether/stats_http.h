@@ -86,18 +86,20 @@ struct snap_server {
 
 struct snap_region {
     const struct region *r;
-    const struct upstream *u; /* its upstream */
-    double weight;            /* effective */
-    double share;             /* of new sessions in the current plan, 0 when not in it */
-    double nservers;          /* servers in the region */
-    double nup;               /* health up and not ejected */
-    double nusable;           /* taking new sessions now */
-    double sessions;          /* session load of its servers */
-    double capacity;          /* session capacity of those with a limit */
+    const struct region_members *rm; /* its servers in the snapshot's membership */
+    const struct upstream *u;        /* its upstream */
+    double weight;                   /* effective */
+    double share;                    /* of new sessions in the current plan, 0 when not in it */
+    double nservers;                 /* servers in the region */
+    double nup;                      /* health up and not ejected */
+    double nusable;                  /* taking new sessions now */
+    double sessions;                 /* session load of its servers */
+    double capacity;                 /* session capacity of those with a limit */
 };
 
 struct snap_upstream {
     const struct upstream *u;
+    struct members *m;   /* the membership snapped (referenced) */
     uint32_t srv0;       /* index of its first server in snap.srvs (server order) */
     uint32_t reg0;       /* index of its first region in snap.regs */
     bool panic;          /* plan in panic mode */
@@ -146,6 +148,10 @@ void snap_release(struct snap *s);
 
 /* Append <s> to <out>: Prometheus text format 0.0.4, or one JSON object. */
 void metrics_write_prometheus(struct strbuf *out, const struct snap *s);
+/* Label values escape backslash, double quote and newline (exposition format). */
+void prom_esc(struct strbuf *o, const char *s);
+/* The membership and discovery families (metrics_membership.c). */
+void metrics_membership_prometheus(struct strbuf *out, const struct snap *s);
 void metrics_write_json(struct strbuf *out, const struct snap *s);
 
 /* Append the self-contained HTML status page to <out>. */

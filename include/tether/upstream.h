@@ -85,30 +85,60 @@ struct region_rt {
 
 struct upstream;
 
+/* Where a server comes from. */
+enum srv_source {
+    SRV_SRC_CONFIG = 0, /* a server line of the configuration */
+    SRV_SRC_DNS,        /* discover */
+    SRV_SRC_ADMIN,      /* add server */
+};
+
+/* One server of one membership. Immutable once published; a request that
+ * keeps it across loop iterations holds a reference (server_hold), so a
+ * membership swap never frees a server a request still uses. */
 struct server {
-    const struct conf_server *conf;
+    _Atomic uint32_t refs;          /* its membership + requests using it */
+    const struct conf_server *conf; /* the configuration's, or <own> */
     struct upstream *up;
-    uint32_t index;  /* in up->servers */
+    uint32_t index;  /* in its membership's servers */
     uint32_t region; /* index in up->regions */
     struct server_rt *rt;
-    uint64_t cookie_id; /* keyed stable identity (cookies, Redis) */
-    uint64_t hash_key;  /* stable key for the consistent hash */
-    void *tls_ctx;      /* SSL_CTX for TLS to the pod, or NULL */
+    uint64_t cookie_id;     /* keyed stable identity (cookies, Redis) */
+    uint64_t hash_key;      /* stable key for the consistent hash */
+    void *tls_ctx;          /* SSL_CTX for TLS to the pod (owned by the generation), or NULL */
+    uint8_t source;         /* enum srv_source */
+    bool leaving;           /* dropped from DNS or deleted: pinned sessions only */
+    struct conf_server own; /* settings of a discovered or admin-added server */
+};
+
+/* A server list of one region inside a membership. */
+struct region_members {
+    uint32_t *servers; /* indices in the membership's servers */
+    uint32_t nservers;
+};
+
+/* An upstream's current set of servers, published with its balancer plan
+ * (plan->m) by one atomic swap and retired with it through QSBR, so a change
+ * of membership builds no generation and never touches what a worker reads. */
+struct members {
+    _Atomic uint32_t refs; /* plans and the upstream holding it */
+    uint32_t nservers;
+    struct server **servers;
+    struct region_members *regions; /* [up->nregions] */
+    uint64_t *id_sorted;            /* cookie ids, sorted, for lookups */
+    uint32_t *id_index;             /* server index of id_sorted[i] */
 };
 
 struct region {
     const struct conf_region *conf;
     struct region_rt *rt;
-    uint32_t *servers; /* indices in up->servers */
-    uint32_t nservers;
 };
 
 struct upstream {
     const struct conf_upstream *conf;
     struct gen *gen;
     uint32_t index;
-    struct server *servers;
-    uint32_t nservers;
+    struct members *members; /* the control thread's current membership (workers
+                              * read upstream_members(): the plan's) */
     struct region *regions;
     uint32_t nregions;
     _Atomic(struct lb_plan *) plan; /* published by the control thread */
@@ -117,8 +147,7 @@ struct upstream {
     const char *cookie_name;        /* its affinity cookie (affinity_cookie, else the
                                      * affinity block's): one per upstream when named */
     size_t cookie_name_len;
-    uint64_t *id_sorted; /* cookie ids, sorted, for lookups */
-    uint32_t *id_index;  /* server index of id_sorted[i] */
+    void **tls_ctx; /* per configured server: SSL_CTX for TLS to the pod, or NULL */
     /* hash_balance_factor: session load of the servers that may take hashed
      * keys, summed by the control tick (session_load.c). */
     _Atomic uint32_t hash_load_total;
@@ -154,7 +183,7 @@ static inline bool
 server_usable_new(const struct server *s, uint64_t now_ms)
 {
     const struct server_rt *rt = s->rt;
-    return atomic_load_explicit(&rt->admin, memory_order_relaxed) == SRV_READY &&
+    return !s->leaving && atomic_load_explicit(&rt->admin, memory_order_relaxed) == SRV_READY &&
            atomic_load_explicit(&rt->health, memory_order_relaxed) == HEALTH_UP &&
            atomic_load_explicit(&rt->ejected_until_ms, memory_order_relaxed) <= now_ms;
 }
@@ -189,6 +218,21 @@ region_weight(const struct region *r)
     int32_t w = atomic_load_explicit(&r->rt->weight_admin, memory_order_relaxed);
     return w >= 0 ? w : (int32_t)r->conf->weight;
 }
+
+/* ---- membership ---- */
+
+/* Take / drop a reference on a server (request, retry). */
+static inline void
+server_hold(struct server *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+void server_release(struct server *s);
+
+void members_ref(struct members *m);
+void members_unref(struct members *m);
+
+const char *srv_source_name(unsigned source);
 
 /* Server by cookie id (binary search), or NULL. */
 struct server *upstream_server_by_id(const struct upstream *u, uint64_t cookie_id);

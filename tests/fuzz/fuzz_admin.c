@@ -12,6 +12,7 @@
 #include <tether/conf.h>
 #include <tether/gen.h>
 #include <tether/log.h>
+#include <tether/membership.h>
 #include <tether/qsbr.h>
 #include <tether/stats.h>
 #include <tether/util.h>
@@ -138,8 +139,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         data += n + 1;
         size -= n + 1;
     }
+    /* Servers added or deleted by this input are forgotten, so every input
+     * starts from the configured membership. */
+    membership_fini();
+    membership_sync(atomic_load(&gen_current));
     /* What the control thread's housekeeping does: free the plans that "set"
-     * commands replaced (no workers here, so nothing still reads them). */
+     * and "add"/"del" commands replaced (no workers here, so nothing still
+     * reads them). */
     qsbr_reclaim();
     return 0;
 }

@@ -155,19 +155,20 @@ class Proc:
 
 
 class Mockpod(Proc):
-    def __init__(self, name, port=None, args=(), threads=1):
+    def __init__(self, name, port=None, args=(), threads=1, host="127.0.0.1"):
         self.name = name
+        self.host = host
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="mockpod-")
         self.log = os.path.join(self.dir, "requests.jsonl")
-        argv = [MOCKPOD, "--listen", "127.0.0.1:%d" % self.port, "--name", name, "--quiet",
+        argv = [MOCKPOD, "--listen", "%s:%d" % (host, self.port), "--name", name, "--quiet",
                 "--threads", str(threads), "--request-log", self.log] + list(args)
         super().__init__(argv)
-        wait_port(self.port)
+        wait_port(self.port, host=host)
 
     @property
     def addr(self):
-        return "127.0.0.1:%d" % self.port
+        return "%s:%d" % (self.host, self.port)
 
     def requests(self):
         """The requests the pod has seen (its request log)."""
@@ -178,10 +179,10 @@ class Mockpod(Proc):
             return []
 
     def control(self, path):
-        return get(self.port, path)
+        return get(self.port, path, host=self.host)
 
     def stats(self):
-        return json.loads(get(self.port, "/control/stats").body)
+        return json.loads(get(self.port, "/control/stats", host=self.host).body)
 
 
 class Tether(Proc):

@@ -196,11 +196,11 @@ def test_drain_keeps_pinned_sessions_and_active_count_falls():
     # ...but its pinned session still does.
     assert count(t.port, 20, "/sdp", headers={"Cookie": cookie}) == {"pod-b": 20}
     text = ok(t, "show", "servers")
-    assert re.search(r"^voice/pod-b \S+ default drain up 1 1 1 0 0 \d+ -$", text, re.M), text
+    assert re.search(r"^voice/pod-b \S+ default drain up 1 1 1 0 0 \d+ - config \d+$", text, re.M), text
     th.join(30)
     assert done == ["pod-b"], done
     h.wait_until(lambda: servers(t)["voice/pod-b"]["active"] == 0, what="active count 0")
-    assert re.search(r"^voice/pod-b \S+ default drain up 1 1 0 0 0 \d+ -$", ok(t, "show", "servers"),
+    assert re.search(r"^voice/pod-b \S+ default drain up 1 1 0 0 0 \d+ - config \d+$", ok(t, "show", "servers"),
                      re.M)
     ok(t, "set", "server", "voice/pod-b", "state", "ready")
     assert count(t.port, 100) == {"pod-a": 50, "pod-b": 50}

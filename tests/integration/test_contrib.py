@@ -325,11 +325,16 @@ def test_kubernetes_manifests():
     assert "server %s:6379;" % redis["spec"]["clusterIP"] in conf
     assert docs[("Deployment", "redis")]["spec"]["template"]["metadata"]["labels"][
         "app.kubernetes.io/name"] == redis["spec"]["selector"]["app.kubernetes.io/name"]
-    servers = re.findall(r"server (voice-\d) ([\d.]+):(\d+)", conf)
-    assert len(servers) == 4, servers
-    for name, ip, port in servers:
-        s = docs[("Service", name)]["spec"]
-        assert s["clusterIP"] == ip and s["ports"][0]["port"] == int(port), name
+    # The pods: one headless Service per region, found with discover.
+    found = re.findall(r"discover ([a-z-]+)\.([a-z-]+)\.svc\.cluster\.local port=(\d+) "
+                       r"region=([a-z-]+);", conf)
+    assert len(found) == 3, found
+    for name, ns, port, region in found:
+        s = docs[("Service", name)]
+        assert s["metadata"]["namespace"] == ns and s["spec"]["clusterIP"] == "None", name
+        assert s["spec"]["ports"][0]["port"] == int(port), name
+        if "selector" in s["spec"]:
+            assert s["spec"]["selector"]["voice.example/region"] == region, name
     # The Secret as shipped is refused (a key readable in the repository makes
     # cookies forgeable); the configuration loads with a key of one's own.
     d = tempfile.mkdtemp(prefix="tether-k8s-")

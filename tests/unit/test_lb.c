@@ -147,6 +147,47 @@ test_chash_add_moves_only_to_new(void)
     chash_free(t11);
 }
 
+/* Discovered servers: members keyed by the identity "upstream/host:port", as
+ * membership_build does, listed in DNS answer order. A new pod arrives first in
+ * the answer, so every member's index shifts; keys still move by identity only,
+ * and only to the new pod (about 1/N of them). */
+static void
+test_chash_identity_add_pod(void)
+{
+    enum { N = 9 };
+    struct chash_member before[N], after[N + 1];
+    uint64_t ident[N + 1];
+    char name[64];
+    for (uint32_t i = 0; i <= N; i++) {
+        int n = snprintf(name, sizeof(name), "voice/10.1.0.%u:8000", i + 2);
+        ident[i] = chash_hash(name, (size_t)n);
+    }
+    for (uint32_t i = 0; i < N; i++)
+        before[i] = (struct chash_member){.key = ident[i], .weight = 100, .index = i};
+    after[0] = (struct chash_member){.key = ident[N], .weight = 100, .index = 0};
+    for (uint32_t i = 0; i < N; i++)
+        after[i + 1] = (struct chash_member){.key = ident[i], .weight = 100, .index = i + 1};
+    struct chash_table *t1 = chash_build(before, N, 0), *t2 = chash_build(after, N + 1, 0);
+    uint64_t *keys = make_keys(NKEYS);
+    size_t moved = 0, moved_elsewhere = 0;
+    for (size_t i = 0; i < NKEYS; i++) {
+        uint64_t was = ident[chash_lookup(t1, keys[i])];
+        uint64_t now = after[chash_lookup(t2, keys[i])].key;
+        if (was != now) {
+            moved++;
+            moved_elsewhere += now != ident[N];
+        }
+    }
+    double frac = (double)moved / NKEYS;
+    printf("     pod added to %d discovered: %.4f%% of keys moved (ideal %.4f%%)\n", N,
+           100.0 * frac, 100.0 / (N + 1));
+    CHECK_UINT_EQ(moved_elsewhere, 0);
+    CHECK_NEAR(frac, 1.0 / (N + 1), 0.015);
+    free(keys);
+    chash_free(t1);
+    chash_free(t2);
+}
+
 static void
 test_chash_weighted_shares(void)
 {
@@ -314,6 +355,7 @@ main(void)
     RUN(test_chash_order_independent);
     RUN(test_chash_remove_moves_only_its_keys);
     RUN(test_chash_add_moves_only_to_new);
+    RUN(test_chash_identity_add_pod);
     RUN(test_chash_weighted_shares);
     RUN(test_chash_weight_change_local);
     RUN(test_wrr_nginx_sequence);

@@ -59,41 +59,51 @@ setup(const char *fmt, unsigned weight_a, const char *extra)
     const struct conf_upstream *cu = &conf->upstreams[0];
     memset(&up, 0, sizeof(up));
     up.conf = cu;
-    up.nservers = cu->nservers;
     up.nregions = cu->nregions;
-    up.servers = calloc(cu->nservers, sizeof(*up.servers));
     up.regions = calloc(cu->nregions, sizeof(*up.regions));
+    /* A membership by hand, as membership_build makes it. */
+    struct members *m = calloc(1, sizeof(*m));
+    atomic_init(&m->refs, 1);
+    m->nservers = cu->nservers;
+    m->servers = calloc(cu->nservers, sizeof(*m->servers));
+    m->regions = calloc(cu->nregions, sizeof(*m->regions));
     for (uint32_t r = 0; r < cu->nregions; r++) {
         snprintf(key, sizeof(key), "voice/%s", cu->regions[r].name);
         up.regions[r].conf = &cu->regions[r];
         up.regions[r].rt = region_rt_get(key);
-        up.regions[r].servers = calloc(cu->nservers, sizeof(uint32_t));
+        m->regions[r].servers = calloc(cu->nservers, sizeof(uint32_t));
     }
     for (uint32_t i = 0; i < cu->nservers; i++) {
-        struct server *s = &up.servers[i];
+        struct server *s = calloc(1, sizeof(*s));
         int n = snprintf(key, sizeof(key), "voice/%s", cu->servers[i].name);
+        atomic_init(&s->refs, 1);
         s->conf = &cu->servers[i];
         s->up = &up;
         s->index = i;
         s->region = (uint32_t)cu->servers[i].region;
         s->rt = server_rt_get(key, true);
         s->hash_key = chash_hash(key, (size_t)n);
-        struct region *reg = &up.regions[s->region];
-        reg->servers[reg->nservers++] = i;
+        m->servers[i] = s;
+        struct region_members *rm = &m->regions[s->region];
+        rm->servers[rm->nservers++] = i;
     }
+    up.members = m;
 }
 
 static void
 teardown(void)
 {
+    struct members *m = up.members;
     plan_free(atomic_load(&up.plan));
-    for (uint32_t i = 0; i < up.nservers; i++)
-        server_rt_unref(up.servers[i].rt);
     for (uint32_t r = 0; r < up.nregions; r++) {
         region_rt_unref(up.regions[r].rt);
-        free(up.regions[r].servers);
+        free(m->regions[r].servers);
     }
-    free(up.servers);
+    struct server **servers = m->servers;
+    struct region_members *regions = m->regions;
+    members_unref(m); /* releases the servers and their runtime state */
+    free(servers);
+    free(regions);
     free(up.regions);
     conf_free(conf);
 }
@@ -101,7 +111,10 @@ teardown(void)
 static struct server *
 srv(const char *name)
 {
-    return upstream_server_by_name(&up, name);
+    for (uint32_t i = 0; i < up.members->nservers; i++)
+        if (strcmp(up.members->servers[i]->conf->name, name) == 0)
+            return up.members->servers[i];
+    return NULL;
 }
 
 static void
@@ -356,14 +369,14 @@ test_least_sessions_fill_spill_shed(void)
         session_placed(s, 1);
         uint32_t lo = 99, hi = 0;
         for (int k = 0; k < 3; k++) {
-            uint32_t n = server_sessions(&up.servers[k]);
+            uint32_t n = server_sessions(up.members->servers[k]);
             lo = n < lo ? n : lo;
             hi = n > hi ? n : hi;
         }
         CHECK(hi - lo <= 1);
     }
     for (int k = 0; k < 3; k++)
-        CHECK_UINT_EQ(server_sessions(&up.servers[k]), 5);
+        CHECK_UINT_EQ(server_sessions(up.members->servers[k]), 5);
     /* Full servers still take requests that create no session. */
     CHECK(balance_pick(&up, 0, now, 0, false, NULL, 0) != NULL);
     for (int i = 0; i < 10; i++) {
@@ -374,9 +387,10 @@ test_least_sessions_fill_spill_shed(void)
     }
     CHECK(balance_pick_session(&up, 0, now, 0, false, NULL, 0) == NULL);
     /* A pod's report makes room: 3 sessions on a2 now. */
-    atomic_store(&up.servers[1].rt->rep_active, 3);
-    atomic_store(&up.servers[1].rt->placed_base, atomic_load(&up.servers[1].rt->placed));
-    CHECK(balance_pick_session(&up, 0, now, 0, false, NULL, 0) == &up.servers[1]);
+    struct server *a2 = up.members->servers[1];
+    atomic_store(&a2->rt->rep_active, 3);
+    atomic_store(&a2->rt->placed_base, atomic_load(&a2->rt->placed));
+    CHECK(balance_pick_session(&up, 0, now, 0, false, NULL, 0) == a2);
     free(c->server_pos);
     free(c);
     up.cursors = NULL;
