@@ -37,6 +37,8 @@
 #include <tether/gen.h>
 #include <tether/log.h>
 #include <tether/qsbr.h>
+#include <tether/ratelimit.h>
+#include <tether/session.h>
 #include <tether/stats.h>
 #include <tether/tunnel.h>
 #include <tether/upstream_conn.h>
@@ -50,6 +52,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -61,6 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define EX_GEN_MAX      (4u << 20) /* bytes the repeat steps may produce per input */
 #define EX_STEP_ITERS   4000       /* loop turns per step before moving on */
 #define EX_TOTAL_ITERS  200000     /* loop turns per input */
+#define EX_SPIN_TURNS   1000       /* turns with events but no byte moved: a spin */
 #define EX_MAX_FDS      64         /* descriptors handed to tether per input */
 #define EX_SMALL_SNDBUF 4096       /* a small send buffer (the kernel doubles it) */
 #define EX_BIG_SNDBUF   (4 << 20)  /* the harness's own sends */
@@ -207,11 +212,30 @@ count_pending(struct ev_loop *loop)
     ev_invoke_pending(loop);
 }
 
-/* Run the loop until neither tether nor the harness moves; true when it did. */
+/* Bytes the harness sent that tether has not read yet, over every socket: a
+ * change means tether consumed something. */
+static long
+unread_total(void)
+{
+    long sum = 0;
+    int q;
+    if (ex.client.fd >= 0 && ioctl(ex.client.fd, SIOCOUTQ, &q) == 0)
+        sum += q;
+    for (uint32_t i = 0; i < ex.npods; i++)
+        if (ex.pod[i].fd >= 0 && ioctl(ex.pod[i].fd, SIOCOUTQ, &q) == 0)
+            sum += q;
+    return sum;
+}
+
+/* Run the loop until neither tether nor the harness moves; true when it did.
+ * Events that move no byte, turn after turn, are a spin (a watcher left armed
+ * on input nobody consumes): a finding. */
 static bool
 pump(unsigned max)
 {
+    unsigned idle_turns = 0;
     for (unsigned i = 0; i < max && ex.iters < EX_TOTAL_ITERS; i++) {
+        long unread = unread_total();
         bool moved = harness_io();
         ex.events = 0;
         ex.w->now_ms = time_mono_ms();
@@ -219,6 +243,13 @@ pump(unsigned max)
         ex.iters++;
         if (!moved && ex.events == 0)
             return true;
+        if (moved || unread_total() != unread) {
+            idle_turns = 0;
+        } else if (++idle_turns >= EX_SPIN_TURNS) {
+            fprintf(stderr, "fuzz_exchange: SPIN: %u loop turns with events and no byte moved\n",
+                    idle_turns);
+            abort();
+        }
     }
     return false;
 }
@@ -350,9 +381,9 @@ static const char conf_fmt[] =
     "    ttl 900s;\n"
     "    table_size 1024;\n"
     "}\n"
-    "rate_limit_zone per_ip key=$remote_addr rate=6r/m burst=3 nodelay;\n"
+    "rate_limit_zone per_ip key=$remote_addr rate=6r/m burst=3 nodelay size=64k;\n"
     "rate_limit_zone per_sid key=$http_x_voice_session_id rate=6r/m burst=1 nodelay "
-    "status=503;\n"
+    "status=503 size=64k;\n"
     "upstream voice {\n"
     "    balance least_conn;\n"
     "    server pod-a 127.0.0.1:9001;\n"
@@ -360,6 +391,7 @@ static const char conf_fmt[] =
     "    keepalive 4;\n"
     "    retries 1;\n"
     "    retry_on connect-failure refused reset 502 503;\n"
+    "    outlier { enabled off; }\n"
     "}\n"
     "upstream hashed {\n"
     "    balance hash;\n"
@@ -367,6 +399,7 @@ static const char conf_fmt[] =
     "    server h-2 127.0.0.1:9004;\n"
     "    keepalive 2;\n"
     "    retries 0;\n"
+    "    outlier { enabled off; }\n"
     "}\n"
     "server {\n"
     "    listen 127.0.0.1:%u;\n"
@@ -398,6 +431,9 @@ free_port(void)
     return port;
 }
 
+/* The generation is built once (building the consistent-hash rings of a
+ * generation costs more than most inputs); state_reset() gives every input the
+ * state of a freshly started tether. */
 static struct gen *
 build_gen(void)
 {
@@ -480,6 +516,48 @@ hend_free(struct hend *h)
     h->fd = -1;
 }
 
+/* What one input may leave in the generation, back to a fresh start: the
+ * rate-limit zones (their tables are dropped with their last handle and made
+ * anew), the learned-session table, the balancer cursors. Every server's
+ * in-flight count must be back to zero: an exchange that ended without giving
+ * back its slot would keep a server looking busy forever. */
+static void
+state_reset(struct gen *g)
+{
+    struct err e = {{0}};
+    for (uint32_t i = 0; i < g->nzones; i++) {
+        rl_zone_put(g->zones[i]);
+        if (!(g->zones[i] = rl_zone_get(&g->conf->zones[i], &e)))
+            abort();
+    }
+    for (uint32_t v = 0; v < g->nvservers; v++)
+        for (uint32_t r = 0; r < g->vservers[v].nroutes; r++) {
+            struct route *rt = &g->vservers[v].routes[r];
+            for (uint32_t z = 0; z < rt->nzones; z++)
+                rt->zones[z] = g->zones[rt->conf->zones[z]];
+        }
+    session_table_free(g->aff->table);
+    if (!(g->aff->table = session_table_new(g->conf->affinity.table_size, 64)))
+        abort();
+    for (uint32_t i = 0; i < g->nupstreams; i++) {
+        struct upstream *u = &g->upstreams[i];
+        struct lb_cursor *c = &u->cursors[0];
+        c->region_pos = 0;
+        for (uint32_t r = 0; r < (u->nregions ? u->nregions : 1); r++)
+            c->server_pos[r] = 0;
+        c->rng = 0x9e3779b97f4a7c15ull + i;
+        c->budget_reqs = c->budget_rets = 0;
+        for (uint32_t k = 0; k < u->nservers; k++) {
+            if (atomic_load(&u->servers[k].rt->active) != 0) {
+                fprintf(stderr, "fuzz_exchange: LEAK: server %s still counts %d requests\n",
+                        u->servers[k].rt->key, (int)atomic_load(&u->servers[k].rt->active));
+                abort();
+            }
+        }
+    }
+    ex.w->rng = 0x2545f4914f6cdd1dull;
+}
+
 /* Close what is left, as a stopping worker does, and check nothing leaked. */
 static void
 teardown(struct gen *g)
@@ -495,9 +573,7 @@ teardown(struct gen *g)
     hend_free(&ex.client);
     for (uint32_t i = 0; i < ex.npods; i++)
         hend_free(&ex.pod[i]);
-    w->gen = NULL;
-    gen_unref(g);
-    affinity_shutdown();
+    state_reset(g);
     if (w->nclients || w->ntunnels || w->bufs.in_use || atomic_load(&conns_open)) {
         fprintf(stderr,
                 "fuzz_exchange: LEAK after close-all: %u clients, %u tunnels, %llu buffers, "
@@ -567,13 +643,7 @@ run_input(const uint8_t *data, size_t size)
     ex.nfds = 0;
     ex.client.fd = -1;
 
-    struct gen *g = build_gen();
-    struct worker *w = ex.w;
-    w->gen = g;
-    /* Same input, same choices: fixed seeds for the worker and the balancers. */
-    w->rng = 0x2545f4914f6cdd1dull;
-    for (uint32_t i = 0; i < g->nupstreams; i++)
-        g->upstreams[i].cursors[0].rng = 0x9e3779b97f4a7c15ull + i;
+    struct gen *g = ex.w->gen;
     accept_client(g);
 
     while (sep) {
@@ -664,6 +734,8 @@ setup(void)
         abort();
     close(fd);
     atexit(remove_secret);
+    ex.w->gen = build_gen();
+    state_reset(ex.w->gen);
 
     pthread_attr_t attr;
     pthread_t th;

@@ -69,8 +69,8 @@ SEEDS = {
                         b"P" + OK, b"P" + OK),
     "proxy_v1": inp(0x04, b"CPROXY TCP4 198.51.100.7 203.0.113.9 5000 80\r\n" + get("/ok"),
                     b"P" + OK),
-    "proxy_v1_split": inp(0x04, b"CPROXY TCP4 198.51.100.7 ", b"C203.0.113.9 5000 80\r\n",
-                          b"C" + get("/session"), b"P" + OK),
+    "proxy_v1_then_request": inp(0x04, b"CPROXY TCP4 198.51.100.7 203.0.113.9 5000 80\r\n",
+                                 b"C" + get("/session"), b"P" + OK),
     "proxy_v2": inp(0x04, b"C\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\xc6\x33\x64\x07\xcb\x00\x71\x09"
                     b"\x13\x88\x00\x50" + get("/ok"), b"P" + OK),
     "learn_session": inp(0, b"C" + get("/session"),
