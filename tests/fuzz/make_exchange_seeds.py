@@ -38,7 +38,7 @@ def get(path, *fields, version="1.1"):
 
 WS_REQ = get("/ws/room", "Connection: Upgrade", "Upgrade: websocket",
              "Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-             "X-Request-Id: trace-7d1c2a")
+             "X-Request-Id: 7d1c2a90b4e34f0e9a51c3d2e8f6a7b1")
 WS_101 = (b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
           b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
 
@@ -60,7 +60,7 @@ SEEDS = {
     "bulk_404_big": inp(0x03, rep(b"X", 64, get("/x"))),
     "bulk_429_big": inp(0x03, b"C" + get("/rl/a"), b"P" + OK, rep(b"X", 64, get("/rl/a"))),
     # Defect 3's shape: a slow client behind a download, small socket buffers.
-    "slow_client_download": inp(0x18, b"C" + get("/ok") + get("/missing") * 20,
+    "slow_client_download": inp(0x18, b"C" + get("/ok") + get("/missing") * 60,
                                 b"PHTTP/1.1 200 OK\r\nContent-Length: 6000\r\n\r\n",
                                 rep(b"Y", 60, b"x" * 100)),
     "slow_pod_upload": inp(0x60, b"CPOST /t/up HTTP/1.1\r\nHost: a\r\nContent-Length: 20000\r\n\r\n",
