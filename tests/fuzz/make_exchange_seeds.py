@@ -58,9 +58,10 @@ SEEDS = {
                       b"C" + get("/ok"), b"P" + OK),
     # Defect 2's shape: big buffers, a client pipelining requests tether answers.
     "bulk_404_big": inp(0x03, rep(b"X", 64, get("/x"))),
+    "bulk_404_big_2000": inp(0x03, rep(b"X", 2000, get("/x"))),
     "bulk_429_big": inp(0x03, b"C" + get("/rl/a"), b"P" + OK, rep(b"X", 64, get("/rl/a"))),
     # Defect 3's shape: a slow client behind a download, small socket buffers.
-    "slow_client_download": inp(0x18, b"C" + get("/ok") + get("/missing") * 60,
+    "slow_client_download": inp(0x18, b"C" + get("/ok"), rep(b"X", 60, get("/missing")),
                                 b"PHTTP/1.1 200 OK\r\nContent-Length: 6000\r\n\r\n",
                                 rep(b"Y", 60, b"x" * 100)),
     "slow_pod_upload": inp(0x60, b"CPOST /t/up HTTP/1.1\r\nHost: a\r\nContent-Length: 20000\r\n\r\n",
