@@ -552,10 +552,12 @@ state_reset(struct gen *g)
             c->server_pos[r] = 0;
         c->rng = 0x9e3779b97f4a7c15ull + i;
         c->budget_reqs = c->budget_rets = 0;
-        for (uint32_t k = 0; k < u->nservers; k++) {
-            if (atomic_load(&u->servers[k].rt->active) != 0) {
+        const struct members *m = upstream_members(u);
+        for (uint32_t k = 0; m && k < m->nservers; k++) {
+            struct server_rt *srt = m->servers[k]->rt;
+            if (atomic_load(&srt->active) != 0) {
                 fprintf(stderr, "fuzz_exchange: LEAK: server %s still counts %d requests\n",
-                        u->servers[k].rt->key, (int)atomic_load(&u->servers[k].rt->active));
+                        srt->key, (int)atomic_load(&srt->active));
                 abort();
             }
         }
