@@ -22,6 +22,8 @@ static void up_tmo_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
 static struct log_limit tls_up_limit;
 
+int (*upconn_open)(const struct sock_addr *a) = sock_connect;
+
 void
 upconn_deadline(struct upconn *uc, double secs)
 {
@@ -142,7 +144,7 @@ upconn_get(struct worker *w, struct server *s, const struct upconn_cbs *cb, void
         uc->reused = true;
         return uc;
     }
-    int fd = sock_connect(&s->conf->addr);
+    int fd = upconn_open(&s->conf->addr);
     if (fd < 0)
         return NULL;
     uc = upconn_alloc(w);

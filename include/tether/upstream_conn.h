@@ -9,6 +9,13 @@
 
 #include <tether/proxy-types.h>
 
+/* The one place a connection to a pod reaches the network: open a nonblocking
+ * socket to <a> with the connect started (-1 with errno on failure). It is
+ * sock_connect(); a test harness may point it elsewhere before any request runs
+ * (the whole-path fuzzer, tests/fuzz/fuzz_exchange.c, hands out one end of a
+ * socket pair whose other end plays the pod). */
+extern int (*upconn_open)(const struct sock_addr *a);
+
 /* Get a pooled connection to <s> or start a new one, reporting to <owner>
  * through <cb> (lower layers never call the exchange by name). <resendable>:
  * the request may be sent again if a pooled connection turns out dead (else

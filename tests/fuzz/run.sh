@@ -4,7 +4,7 @@
 # line per target (executions, coverage, corpus) and "N passed, N failed".
 # Usage: tests/fuzz/run.sh [-j N] SECONDS [TARGET...]
 #   TARGET: http1_request http1_response chunked conf cookie session_learn admin health_report h2
-#           (default: every target whose binary exists)
+#           exchange (default: every target whose binary exists)
 # Env: TETHER_BUILDDIR the build directory (default: the current directory)
 #      FUZZ_BINDIR   where fuzz_<target>.libfuzzer live (default: $TETHER_BUILDDIR/tests/fuzz)
 #      FUZZ_WORKDIR  corpus copies, logs and crash artifacts (default: $TETHER_BUILDDIR/tests/fuzz/run)
@@ -24,7 +24,7 @@ srcdir=${TETHER_SRCDIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 builddir=${TETHER_BUILDDIR:-$PWD}
 bindir=${FUZZ_BINDIR:-$builddir/tests/fuzz}
 workdir=${FUZZ_WORKDIR:-$builddir/tests/fuzz/run}
-all=(http1_request http1_response chunked conf cookie session_learn admin health_report h2)
+all=(http1_request http1_response chunked conf cookie session_learn admin health_report h2 exchange)
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
     for t in "${all[@]}"; do [[ -x $bindir/fuzz_$t.libfuzzer ]] && targets+=("$t"); done
@@ -40,6 +40,7 @@ dict_of() {
         conf) echo "$srcdir/tests/fuzz/conf.dict" ;;
         admin) echo "$srcdir/tests/fuzz/admin.dict" ;;
         health_report) echo "$srcdir/tests/fuzz/health_report.dict" ;;
+        exchange) echo "$srcdir/tests/fuzz/exchange.dict" ;;
         *) echo "" ;;
     esac
 }
@@ -57,10 +58,13 @@ run_one() { # target -> writes $workdir/<target>/result
     dict=$(dict_of "$t")
     [[ -n $dict && -f $dict ]] && opts+=("-dict=$dict")
     # -rss_limit_mb: the parsers are pure and bounded; 1 GiB would be a leak or a bomb.
+    # The whole-path target (exchange) holds up to a few 1 MiB buffers and 4 MiB of
+    # generated traffic per input under ASan: 2 GiB.
     # -timeout: one input taking more than 10 s is a hang.
-    local start=$SECONDS
+    local start=$SECONDS rss=1024
+    [[ $t == exchange ]] && rss=2048
     timeout -k 10 $((secs + 120)) "$bin" "${opts[@]}" -max_total_time="$secs" -timeout=10 \
-        -rss_limit_mb=1024 -print_final_stats=1 -artifact_prefix="$dir/" \
+        -rss_limit_mb="$rss" -print_final_stats=1 -artifact_prefix="$dir/" \
         "$dir/corpus" >"$dir/log" 2>&1
     local rc=$?
     # libFuzzer's last status line: "#N DONE cov: C ft: F corp: K/Sb ... exec/s: E"
