@@ -512,7 +512,10 @@ request_client_readable(struct request *req)
         client_deadline(cli, CT_NONE, 0);
     else
         client_deadline(cli, CT_BODY, ms_to_s(cli->vs->conf->client_body_timeout_ms));
-    if (req->state == RS_SEND && req->up && !(req->up->c.flags & CONN_WANT_WRITE))
+    /* The body keeps flowing to the pod after its answer started (an echo, or a
+     * pod that answers early): it may need the rest before it can finish. */
+    if ((req->state == RS_SEND || req->state == RS_RESP) && req->up &&
+        !(req->up->c.flags & CONN_WANT_WRITE))
         request_up_writable(req);
 }
 
