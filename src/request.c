@@ -657,7 +657,10 @@ exchange_readable(struct request *req)
         ds_deadline(&req->ds, DS_TMO_NONE, 0);
     else
         ds_deadline(&req->ds, DS_TMO_BODY, ms_to_s(req->vs->conf->client_body_timeout_ms));
-    if (req->state == RS_SEND && req->up && !(req->up->c.flags & CONN_WANT_WRITE))
+    /* The body keeps flowing to the pod after its answer started (an echo, or a
+     * pod that answers early): it may need the rest before it can finish. */
+    if ((req->state == RS_SEND || req->state == RS_RESP) && req->up &&
+        !(req->up->c.flags & CONN_WANT_WRITE))
         request_up_writable(req);
 }
 

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Bodies stream through tether in bounded memory: a 1 GiB download and a 1 GiB
-upload (Content-Length and chunked) keep tether's RSS under 64 MiB."""
+upload (Content-Length and chunked) keep tether's RSS under 64 MiB; a request
+body keeps streaming to the pod after its answer started (POST /echo/body)."""
 import socket
 import threading
 import time
@@ -103,6 +104,78 @@ def test_1gib_upload_bounded_memory():
         assert peak < 64 * 1024, "peak RSS %d KiB" % peak
         print("upload 1 GiB (chunked=%s): tether peak RSS %d KiB" % (chunked, peak))
     t.stop()
+
+
+ECHO_SIZES = (1, 16383, 16384, 16385, 32607, 32768, 50000, 65535, 65536, 65537, 200000, 1 << 20)
+
+
+def echo(port, body, chunked=False, early=False, slow=False):
+    """POSTs <body> to /echo/body on one connection and returns the echoed body.
+    A sender thread streams it in 4 KiB pieces; with <early> only the first
+    piece goes before the response head is back (the pod answers before it has
+    the body), with <slow> the reader takes small reads with pauses."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10 * h.SLOW)
+    te = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % len(body)
+    head_seen = threading.Event()
+    err = []
+
+    def send():
+        try:
+            s.sendall(b"POST /echo/body HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s\r\n\r\n" % te)
+            for i in range(0, len(body), 4096):
+                piece = body[i:i + 4096]
+                s.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+                if early and i == 0:
+                    head_seen.wait(10 * h.SLOW)
+            if chunked:
+                s.sendall(b"0\r\n\r\n")
+        except OSError as e:
+            err.append(e)
+
+    th = threading.Thread(target=send, daemon=True)
+    th.start()
+    data, reads = b"", 0
+    try:
+        while True:
+            d = s.recv(1024 if slow else 65536)
+            if not d:
+                break
+            data += d
+            if b"\r\n\r\n" in data:
+                head_seen.set()
+            reads += 1
+            if slow and reads % 16 == 0 and reads <= 400:
+                time.sleep(0.01)
+    except socket.timeout:
+        raise AssertionError("echo of %d bytes (chunked=%s early=%s): stalled after %d bytes"
+                             % (len(body), chunked, early, len(data)))
+    finally:
+        head_seen.set()
+        s.close()
+        th.join(10 * h.SLOW)
+    assert not err, err
+    resps = h.parse_responses(data)
+    assert len(resps) == 1 and resps[0][0] == 200, data[:300]
+    return resps[0][2]
+
+
+def test_echo_body_both_ways():
+    pod = h.Mockpod("pod-a")
+    t = h.Tether(CONF, a=pod.addr)
+    pattern = bytes(range(33, 127))
+    for n in ECHO_SIZES:
+        body = (pattern * (n // len(pattern) + 1))[:n]
+        for chunked in (False, True):
+            for early in (False, True):
+                got = echo(t.port, body, chunked=chunked, early=early)
+                assert got == body, (n, chunked, early, len(got))
+    # A slow reader: back-pressure on both directions at once, nothing lost.
+    body = (pattern * (300000 // len(pattern) + 1))[:300000]
+    for chunked in (False, True):
+        got = echo(t.port, body, chunked=chunked, early=True, slow=True)
+        assert got == body, (chunked, len(got))
+    t.stop()
+    pod.stop()
 
 
 if __name__ == "__main__":
