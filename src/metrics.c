@@ -476,10 +476,9 @@ prom_process(struct prom *p)
                                          M_REDIS_WORKERS_UP,      M_REDIS_ERRORS,
                                          M_REDIS_TIMEOUTS,        M_REDIS_RECONNECTS,
                                          M_REDIS_ADMIN_MESSAGES,  M_REDIS_FALLBACKS,
-                                         M_REDIS_MALFORMED,
-                                         M_REDIS_FAILOVERS,       M_REDIS_QUEUE_LEN,
-                                         M_REDIS_QUEUED,          M_REDIS_DROPPED,
-                                         M_REDIS_REPLAYED};
+                                         M_REDIS_MALFORMED,       M_REDIS_FAILOVERS,
+                                         M_REDIS_QUEUE_LEN,       M_REDIS_QUEUED,
+                                         M_REDIS_DROPPED,         M_REDIS_REPLAYED};
     for (size_t m = 0; m < ARRAY_SIZE(ids); m++) {
         fam(p, d = &defs[ids[m]]);
         sample_i(p, d, NULL, NULL, misc[m]);

@@ -144,7 +144,6 @@ publish(const struct conf_redis_ep *ep, bool force)
 }
 
 /* ---- helpers ---- */
-
 bool
 redis_reply_failover(const redisReply *r)
 {
@@ -287,7 +286,6 @@ ctx_open(const struct sock_addr *a)
 }
 
 /* ---- the queue ---- */
-
 static void flush(void);
 
 static void
