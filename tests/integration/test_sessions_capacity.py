@@ -282,9 +282,16 @@ def test_two_replicas_share_placements_through_redis():
                      timeout=2.5, what="the other replica counts session %d" % (i + 1))
     own = {n: json.loads(p.control("/health").body)["active_sessions"] for n, p in pods.items()}
     assert own == {"p1": 5, "p2": 5, "p3": 5, "p4": 5}, own
-    # Both replicas now see every pod full.
+    # Both replicas now see every pod full: the other replica's last placement
+    # arrives through Redis (eventual, the control tick), so wait for each
+    # replica to count every pod at 5 or more (a sum could hide a pod at 4
+    # behind another counted twice), then it must refuse the 21st session.
     for t in ts:
-        assert new_session(t)[0] == 503
+        h.wait_until(lambda: all(s["sessions"] >= 5 for s in servers(t).values()), timeout=5,
+                     what="every pod counted full")
+    for k, t in enumerate(ts):
+        st = new_session(t)
+        assert st[0] == 503, (k, st[:2], {n: s["sessions"] for n, s in servers(t).items()})
     # The admin max_sessions override is replicated like the others.
     ctl(ts[0], "set", "server", "voice/p3", "max_sessions", "6")
     h.wait_until(lambda: servers(ts[1])["p3"]["capacity"] == 6, what="override replicated")
