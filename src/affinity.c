@@ -539,9 +539,10 @@ affinity_on_response(struct request *req, const char *buf)
         req->placed = false;
     }
     on_response_learn(req, buf);
-    /* After learning: a settled session is in the table for the own count. A
-     * 101 (a tunnel) is an answer too: the request lives as long as it. */
-    if (req->h.status >= 200 || req->h.status == 101)
+    /* After learning: a settled session is in the table for the own count (an
+     * id still to learn from the body settles when the request ends). A 101
+     * (a tunnel) is an answer too: the request lives as long as it. */
+    if ((req->h.status >= 200 || req->h.status == 101) && !req->learn)
         affinity_placement_settle(req);
 }
 
