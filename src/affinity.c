@@ -488,7 +488,6 @@ pick_session(struct request *req, uint64_t now_ms, bool cookie_mode, struct serv
         /* Bounded load: a new key counts as a session and is pinned, so it
          * stays where it went when loads change. */
         session_placed(s, 1);
-        redis_load_placed(req->w, s, 1);
         atomic_fetch_add(&u->hash_placed, 1);
         req->placed = true;
         pin(req, s);
@@ -513,7 +512,6 @@ pick_new(struct request *req, uint64_t now_ms, struct server *moved)
         }
         if (s) {
             session_placed(s, 1);
-            redis_load_placed(req->w, s, 1);
             req->placed = true;
         }
     } else if (!s) {
@@ -557,9 +555,7 @@ affinity_redispatch(struct request *req, struct server *next)
     unsigned mode = req->route->conf->affinity;
     if (req->placed && req->srv && next != req->srv) {
         session_placed(req->srv, -1); /* the new session moves with the request */
-        redis_load_placed(req->w, req->srv, -1);
         session_placed(next, 1);
-        redis_load_placed(req->w, next, 1);
     }
     if (req->aff == AFF_OUT_NONE || req->aff == AFF_OUT_NEW) {
         if (req->route->conf->learn || mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION)
@@ -609,16 +605,40 @@ learn_id(struct request *req, const char *p, size_t n)
 }
 
 void
+affinity_placement_settle(struct request *req)
+{
+    if (!req->placed || req->settled || !req->srv)
+        return;
+    req->settled = true;
+    session_settled(req->srv);
+    /* Other replicas learn of it only now, for the same reason: what they
+     * read from Redis before sending a check is taken as in its report. */
+    redis_load_placed(req->w, req->srv, 1);
+}
+
+static void on_response_learn(struct request *req, const char *buf);
+
+void
 affinity_on_response(struct request *req, const char *buf)
+{
+    /* A new session the pod refused (5xx) was not created: take it back. */
+    if (req->placed && req->srv && req->h.status >= 500) {
+        session_placed(req->srv, -1);
+        req->placed = false;
+    }
+    on_response_learn(req, buf);
+    /* After learning: a settled session is in the table for the own count (an
+     * id still to learn from the body settles when the request ends). A 101
+     * (a tunnel) is an answer too: the request lives as long as it. */
+    if ((req->h.status >= 200 || req->h.status == 101) && !req->learn)
+        affinity_placement_settle(req);
+}
+
+static void
+on_response_learn(struct request *req, const char *buf)
 {
     const struct affinity *af = req->gen->aff;
     const struct http1_head *h = &req->h;
-    /* A new session the pod refused (5xx) was not created: take it back. */
-    if (req->placed && req->srv && h->status >= 500) {
-        session_placed(req->srv, -1);
-        redis_load_placed(req->w, req->srv, -1);
-        req->placed = false;
-    }
     if (!req->route->conf->learn || h->status < 200 || h->status >= 300)
         return;
     if (af->learn_header) {

@@ -175,6 +175,7 @@ exchange_free(struct request *req)
     req->uhead = req->chead = NULL;
     free(req->learn_buf);
     req->learn_buf = NULL;
+    affinity_placement_settle(req);
     affinity_request_done(req);
     affinity_set_server(req, NULL);
     req->next_free = w->free_requests;

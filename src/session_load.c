@@ -27,9 +27,17 @@ session_placed(struct server *s, int delta)
 }
 
 void
+session_settled(struct server *s)
+{
+    atomic_fetch_add_explicit(&s->rt->settled, 1, memory_order_relaxed);
+}
+
+void
 session_load_check_sent(struct server_rt *rt)
 {
-    atomic_store_explicit(&rt->placed_at_send, atomic_load(&rt->placed), memory_order_relaxed);
+    /* Placements not yet settled may reach the pod after it answers: they
+     * stay counted on top of the report (briefly twice if it has them). */
+    atomic_store_explicit(&rt->placed_at_send, atomic_load(&rt->settled), memory_order_relaxed);
     atomic_store_explicit(&rt->others_at_send, atomic_load(&rt->others), memory_order_relaxed);
 }
 
@@ -198,13 +206,14 @@ session_load_tick(struct gen *g, uint64_t now_ms)
     struct own_count oc = {g, NULL, server_rt_slots()};
     if (!(oc.by_slot = calloc(oc.nslots ? oc.nslots : 1, sizeof(*oc.by_slot))))
         return;
-    /* The base is taken before the count: a session placed during the count
-     * may be counted twice (once here, once as placed since), never forgotten. */
+    /* The base (settled placements) is taken before the count: a session
+     * placed during the count, or not yet learned, may be counted twice (once
+     * here, once as placed since), never forgotten. */
     for (uint32_t i = 0; i < g->nupstreams; i++) {
         struct upstream *u = &g->upstreams[i];
         for (uint32_t j = 0; needs_own_count(u) && j < u->members->nservers; j++) {
             u->members->servers[j]->rt->placed_at_send =
-                atomic_load(&u->members->servers[j]->rt->placed);
+                atomic_load(&u->members->servers[j]->rt->settled);
             u->members->servers[j]->rt->others_at_send =
                 atomic_load(&u->members->servers[j]->rt->others);
         }

@@ -85,6 +85,11 @@ void affinity_redispatch(struct request *req, struct server *next);
  * 0 when unknown. */
 uint64_t affinity_session_key(const struct request *req);
 
+/* A placed new session is settled (its response head arrived, or the request
+ * is being freed): counted as settled and published to the other replicas
+ * (session_load.h). Once per request; nothing for other requests. */
+void affinity_placement_settle(struct request *req);
+
 /* The request object is being freed (cancel a pending lookup). */
 void affinity_request_done(struct request *req);
 

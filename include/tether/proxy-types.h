@@ -158,6 +158,7 @@ struct request {
     bool server_close;   /* server connection must not be reused */
     bool set_cookie;     /* add the affinity cookie to the response */
     bool placed;         /* counted as a new session placed on srv (session_load.h) */
+    bool settled;        /* that placement was answered or ended (session_load.h) */
     bool shed;           /* a new session no server has room for: the shed answer */
     bool learn;          /* learn a session id from the response */
     bool sent_any;       /* some request byte reached the current server */

@@ -70,6 +70,13 @@ server_has_room(const struct server *s)
  * took one back (<delta> -1: the request moved to another server). Workers. */
 void session_placed(struct server *s, int delta);
 
+/* A session placed on <s> is settled: the pod answered its request, or the
+ * request ended. Only settled placements are taken as included in a report
+ * (or an own count) that starts later; the others stay counted on top of it,
+ * so a placement still in flight when the pod answers a check is never
+ * forgotten. Workers. */
+void session_settled(struct server *s);
+
 /* A health check of <rt> is being sent (control thread). */
 void session_load_check_sent(struct server_rt *rt);
 

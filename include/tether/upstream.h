@@ -65,12 +65,13 @@ struct server_rt {
     _Atomic uint8_t admin_set;       /* an operator set drain/maint (pods do not undo it) */
     _Atomic uint8_t pod_drain;       /* in drain because the pod reported draining */
     _Atomic uint32_t placed;         /* sessions placed on it by tether (wraps) */
-    _Atomic uint32_t placed_base;    /* <placed> when the figure's check was sent */
+    _Atomic uint32_t placed_base;    /* <settled> when the figure's check was sent */
+    _Atomic uint32_t settled;        /* of <placed>: answered by the pod, or ended (wraps) */
     _Atomic int32_t own_live;        /* without reports: live learned sessions, last count */
     _Atomic int32_t max_admin;       /* admin max_sessions override, -1 none */
     _Atomic uint64_t reports_ok;     /* reports read */
     _Atomic uint64_t reports_bad;    /* reports missing or malformed (figures kept) */
-    _Atomic uint32_t placed_at_send; /* control thread: <placed> when the running check was sent */
+    _Atomic uint32_t placed_at_send; /* control thread: <settled> when the running check was sent */
     _Atomic uint32_t others;         /* sessions other replicas placed on it (Redis, wraps) */
     _Atomic uint32_t others_base;    /* <others> when the figure's check was sent */
     _Atomic uint32_t others_at_send; /* control thread: <others> when the running check was sent */

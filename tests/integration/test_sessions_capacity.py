@@ -183,6 +183,31 @@ def test_draining_report_and_degraded_weight():
     stop(t, pods)
 
 
+def test_report_overtaking_a_placement_does_not_free_its_slot():
+    """A pod of 1 session answers its new session only after 800 ms, while its
+    health checks (every 40 ms) keep reporting 0 active: the placement in
+    flight stays counted on top of those reports, so the pod counts as full and
+    the next new session spills to region b instead of overfilling a1."""
+    import threading
+    t, pods = start(a=1, b=1, cap=1)
+    first = {}
+    before = servers(t)["a1"]["reports_ok"]
+    th = threading.Thread(target=lambda: first.update(r=h.get(t.port, "/session?delay=800")))
+    th.start()
+    # Reports that do not include the session yet land while it is in flight.
+    h.wait_until(lambda: servers(t)["a1"]["reports_ok"] >= before + 3, timeout=5,
+                 what="reports during the placement")
+    assert "r" not in first, "the pod answered before the reports: delay too short"
+    assert servers(t)["a1"]["reported_sessions"] == 0
+    assert servers(t)["a1"]["sessions"] >= 1
+    st, pod, _, _ = new_session(t)
+    th.join(10)
+    assert first["r"].status == 200 and first["r"].header("X-Pod") == "a1", first
+    assert (st, pod) == (200, "b1"), (st, pod)
+    assert json.loads(pods["a1"].control("/health").body)["active_sessions"] == 1
+    stop(t, pods)
+
+
 def test_malformed_and_huge_reports_ignored():
     t, pods = start(a=2, b=0, cap=3)
     for mode in ("bad", "huge"):
@@ -282,9 +307,16 @@ def test_two_replicas_share_placements_through_redis():
                      timeout=2.5, what="the other replica counts session %d" % (i + 1))
     own = {n: json.loads(p.control("/health").body)["active_sessions"] for n, p in pods.items()}
     assert own == {"p1": 5, "p2": 5, "p3": 5, "p4": 5}, own
-    # Both replicas now see every pod full.
+    # Both replicas now see every pod full: the other replica's last placement
+    # arrives through Redis (eventual, the control tick), so wait for each
+    # replica to count every pod at 5 or more (a sum could hide a pod at 4
+    # behind another counted twice), then it must refuse the 21st session.
     for t in ts:
-        assert new_session(t)[0] == 503
+        h.wait_until(lambda: all(s["sessions"] >= 5 for s in servers(t).values()), timeout=5,
+                     what="every pod counted full")
+    for k, t in enumerate(ts):
+        st = new_session(t)
+        assert st[0] == 503, (k, st[:2], {n: s["sessions"] for n, s in servers(t).items()})
     # The admin max_sessions override is replicated like the others.
     ctl(ts[0], "set", "server", "voice/p3", "max_sessions", "6")
     h.wait_until(lambda: servers(ts[1])["p3"]["capacity"] == 6, what="override replicated")
