@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <tether/affinity.h>
+#include <tether/conf.h>
 #include <tether/control.h>
 #include <tether/cpu_limit.h>
 #include <tether/gen.h>
@@ -157,8 +158,10 @@ main(int argc, char **argv)
 
     raise_nofile();
     /* One instance per pid file and admin socket (an upgrade inherits both). */
-    if (upgrade_instance_lock(c, &e) < 0)
+    if (upgrade_instance_lock(c, &e) < 0) {
+        conf_free(c);
         return fail(e.msg);
+    }
     uint32_t bufsize = (uint32_t)c->bufsize;
     if (workers_create(n, bufsize) < 0)
         return fail("cannot create the workers");
