@@ -167,11 +167,10 @@ control_stop(void)
     discovery_stop();
     workers_post(WMSG_DRAIN);
     /* Close the listening sockets as soon as the workers stop watching them,
-     * so new connections are refused instead of queueing. */
-    for (uint32_t i = 0; i < g->nlistens; i++) {
-        listen_fds_unref(g->listens[i].socks);
-        g->listens[i].socks = NULL;
-    }
+     * so new connections are refused instead of queueing. A worker that
+     * picks up <g> after this finds no sockets; one that picked them up before
+     * holds its own references and drops them on WMSG_DRAIN. */
+    gen_listens_release(g);
     ev_timer_set(&ctl.stop_timer, (double)g->conf->shutdown_timeout_ms / 1000.0, 0);
     ev_timer_start(ctl.loop, &ctl.stop_timer);
     ev_timer_start(ctl.loop, &ctl.stop_poll);

@@ -25,6 +25,9 @@
 _Atomic(struct gen *) gen_current;
 /* Orders "load current + take a reference" against "swap + drop the old one". */
 static pthread_mutex_t publish_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Orders a worker's "read gen_listen.socks + take a reference" against the
+ * control side's "clear + drop" (gen_listens_release). */
+static pthread_mutex_t listens_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- router ---- */
 
@@ -362,10 +365,30 @@ gen_publish(struct gen *g)
     if (old) {
         /* The old generation no longer offers its sockets: workers that still
          * watch one keep it open until they pick up <g>. */
-        for (uint32_t i = 0; i < old->nlistens; i++) {
-            listen_fds_unref(old->listens[i].socks);
-            old->listens[i].socks = NULL;
-        }
+        gen_listens_release(old);
         gen_unref(old);
     }
+}
+
+void
+gen_listens_lock(void)
+{
+    pthread_mutex_lock(&listens_lock);
+}
+
+void
+gen_listens_unlock(void)
+{
+    pthread_mutex_unlock(&listens_lock);
+}
+
+void
+gen_listens_release(struct gen *g)
+{
+    pthread_mutex_lock(&listens_lock);
+    for (uint32_t i = 0; i < g->nlistens; i++) {
+        listen_fds_unref(g->listens[i].socks);
+        g->listens[i].socks = NULL;
+    }
+    pthread_mutex_unlock(&listens_lock);
 }

@@ -190,12 +190,8 @@ main(int argc, char **argv)
     log_notice("tether stopped");
 
     struct gen *last = atomic_exchange(&gen_current, NULL);
-    if (last) {
-        for (uint32_t i = 0; i < last->nlistens; i++) {
-            listen_fds_unref(last->listens[i].socks);
-            last->listens[i].socks = NULL;
-        }
-    }
+    if (last)
+        gen_listens_release(last);
     workers_destroy();
     if (last) {
         upgrade_instance_unlock();

@@ -59,6 +59,10 @@ static void
 listeners_sync(struct worker *w, struct gen *g)
 {
     struct list *pos, *tmp;
+    /* The control side may be letting go of g's sockets right now (a stop
+     * just after start, a publish): read them and take references under the
+     * lock it releases them under (gen_listens_release). */
+    gen_listens_lock();
     list_for_each_safe(pos, tmp, &w->listens)
     {
         struct wlisten *wl = container_of(pos, struct wlisten, link);
@@ -69,14 +73,10 @@ listeners_sync(struct worker *w, struct gen *g)
         if (!keep)
             wlisten_stop(w, wl);
     }
-    if (w->draining)
-        return;
-    for (uint32_t i = 0; i < g->nlistens; i++) {
+    for (uint32_t i = 0; i < g->nlistens && !w->draining; i++) {
         struct gen_listen *gl = &g->listens[i];
         /* A stop that came before this worker's first pick-up has let go of
-         * the sockets already (control_stop): nothing to watch. (This narrows
-         * but does not close that race: control_stop may still release them
-         * between this check and the reference taken below.) */
+         * the sockets already (control_stop): nothing to watch. */
         if (!gl->socks)
             continue;
         /* One socket per worker; more after an upgrade from a process with
@@ -98,6 +98,7 @@ listeners_sync(struct worker *w, struct gen *g)
             wl->gl = gl;
         }
     }
+    gen_listens_unlock();
 }
 
 static void

@@ -117,4 +117,16 @@ struct route *router_match(const struct vserver *vs, const char *path, size_t le
 
 void listen_fds_unref(struct listen_fds *l);
 
+/* The sockets of a published generation's listens (gen_listen.socks) are
+ * read by workers (picking up a generation) and let go by the control side
+ * (publish, stop, exit). A worker holds this lock from reading a socks pointer
+ * to taking its own reference; gen_listens_release() clears and drops them
+ * under it, so a worker sees either the sockets with a live reference or NULL.
+ * Not on the hot path: once per generation pick-up. */
+void gen_listens_lock(void);
+void gen_listens_unlock(void);
+/* Control side: <g> stops offering its sockets; each is closed once the last
+ * worker watching it lets go. */
+void gen_listens_release(struct gen *g);
+
 #endif
