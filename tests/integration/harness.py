@@ -3,6 +3,7 @@
 loopback ports, talked to with real clients. Standard library only; run with
 /usr/bin/python3. Every process a test starts is stopped by pid."""
 import atexit
+import collections
 import http.client
 import json
 import os
@@ -345,6 +346,21 @@ def request(port, method, path, headers=None, body=None, timeout=10, conn=None, 
 
 def get(port, path, headers=None, **kw):
     return request(port, "GET", path, headers=headers, **kw)
+
+
+def count_pods(port, n, path="/", headers=None):
+    """Which pod (X-Pod) answered each of <n> GETs on one keep-alive connection; every
+    answer must be 200."""
+    c = collections.Counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10 * SLOW)
+    for _ in range(n):
+        conn.request("GET", path, headers=headers or {})
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 200, r.status
+        c[r.getheader("X-Pod")] += 1
+    conn.close()
+    return c
 
 
 def raw(port, data, timeout=2.0, read_until_close=True, host="127.0.0.1"):

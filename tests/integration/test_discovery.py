@@ -137,17 +137,7 @@ def ident(p):
     return "%s:%d" % (p.host, p.port)
 
 
-def count(port, n, path="/", headers=None):
-    c = collections.Counter()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10 * h.SLOW)
-    for _ in range(n):
-        conn.request("GET", path, headers=headers or {})
-        r = conn.getresponse()
-        r.read()
-        assert r.status == 200, r.status
-        c[r.getheader("X-Pod")] += 1
-    conn.close()
-    return c
+count = h.count_pods
 
 
 def wait_usable(t, pods, timeout=15):
