@@ -101,6 +101,26 @@ def wait_until(cond, timeout=5.0, step=0.02, what="condition"):
     raise AssertionError("timed out waiting for " + what)
 
 
+def admin_raw(path, data, timeout=None):
+    """Send <data> (bytes) to the admin socket at <path>, close our side, and return
+    everything tether answers, decoded."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout or 10 * SLOW)
+    try:
+        s.connect(path)
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            chunks.append(d)
+    finally:
+        s.close()
+    return b"".join(chunks).decode()
+
+
 def wait_admin(path, timeout=5.0):
     """Until the admin socket accepts connections (the file appears first)."""
     def up():

@@ -58,19 +58,7 @@ def start(conf=CONF, workers=1, wa=1, wb=1):
 def admin(t, *lines, path=None):
     """Send <lines> on one connection; return the answers (text without the
     closing empty line)."""
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(10 * h.SLOW)
-    s.connect(path or t.admin_sock)
-    s.sendall(("".join(l + "\n" for l in lines)).encode())
-    s.shutdown(socket.SHUT_WR)
-    data = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        data += d
-    s.close()
-    text = data.decode()
+    text = h.admin_raw(path or t.admin_sock, "".join(l + "\n" for l in lines).encode())
     assert text.endswith("\n\n") or not text, repr(text)
     return [a + "\n" for a in text[:-2].split("\n\n")] if text else []
 
@@ -299,18 +287,7 @@ def test_bad_commands_give_errors_and_change_nothing():
 def test_protocol_lines_and_clients():
     t, _, _ = start()
     # Blank lines and comments get no answer; CRLF is fine; no newline at EOF is fine.
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(t.admin_sock)
-    s.sendall(b"\n# comment\r\nshow info\r\nhelp")
-    s.shutdown(socket.SHUT_WR)
-    data = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        data += d
-    s.close()
-    parts = data.decode().split("\n\n")
+    parts = h.admin_raw(t.admin_sock, b"\n# comment\r\nshow info\r\nhelp").split("\n\n")
     assert len(parts) == 3 and parts[0].startswith("version:") and \
         parts[1].startswith("Commands") and parts[2] == "", parts
     # A line longer than 4 KiB: one error answer; the next line works again.

@@ -5,7 +5,6 @@ and its SHA-256 is in `show info` and tether_config_info{hash,generation}."""
 import hashlib
 import os
 import re
-import socket
 import subprocess
 import tempfile
 
@@ -42,19 +41,7 @@ def dump(path):
 
 
 def admin(path, line):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(10 * h.SLOW)
-    s.connect(path)
-    s.sendall((line + "\n").encode())
-    s.shutdown(socket.SHUT_WR)
-    data = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        data += d
-    s.close()
-    text = data.decode()
+    text = h.admin_raw(path, (line + "\n").encode())
     assert text.endswith("\n\n"), repr(text)
     return text[:-1]
 

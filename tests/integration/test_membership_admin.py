@@ -4,8 +4,6 @@ waits for its first passing health check, a deleted one leaves (no new
 sessions, its cookie-pinned sessions stay until it fails health or
 leave_timeout), "del ... now" cuts at once, and added servers outlive a
 reload. Measured by where requests go (X-Pod) and by show servers."""
-import collections
-import http.client
 import json
 import os
 import subprocess

@@ -6,7 +6,6 @@ fake cgroup tree."""
 import os
 import re
 import shutil
-import socket
 import tempfile
 
 import harness as h
@@ -20,19 +19,8 @@ server { listen 127.0.0.1:{port}; route / { upstream voice; } }
 
 
 def info(sock):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(10 * h.SLOW)
-    s.connect(sock)
-    s.sendall(b"show info\n")
-    s.shutdown(socket.SHUT_WR)
-    data = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        data += d
-    s.close()
-    return dict(l.split(": ", 1) for l in data.decode().splitlines() if ": " in l)
+    text = h.admin_raw(sock, b"show info\n")
+    return dict(l.split(": ", 1) for l in text.splitlines() if ": " in l)
 
 
 def start(workers, tree):
