@@ -14,6 +14,7 @@
 #include <tether/log.h>
 #include <tether/membership.h>
 #include <tether/session.h>
+#include <tether/strmap.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 
 /* A roster entry: a server that is not (only) a server line of the config. */
 struct dyn {
+    char *key;    /* "up" US "name": the roster index key */
     char *up;     /* upstream name */
     char *name;   /* identity: the admin name, or host:port from DNS */
     char *tag;    /* DNS: the discover name that gave it; NULL otherwise */
@@ -33,25 +35,49 @@ struct dyn {
     bool held;            /* deleted by an operator: DNS does not bring it back */
     uint64_t seen;        /* DNS: the last answer (membership_dns_set call) that had it */
     uint64_t leave_at_ms; /* monotonic deadline of a leaving server */
+    uint32_t idx;         /* position in roster[] */
 };
 
 static struct dyn **roster;
 static uint32_t nroster;
+static struct strmap roster_by_key; /* dyn.key -> dyn */
 static uint64_t refused;
 static uint64_t answers; /* membership_dns_set calls, stamps dyn.seen */
+
+/* The index key of <up>/<name> (the unit separator cannot occur in either);
+ * NULL when out of memory. */
+static char *
+dyn_key(const char *up, const char *name)
+{
+    size_t lu = strlen(up), ln = strlen(name);
+    char *k = malloc(lu + ln + 2);
+    if (k) {
+        memcpy(k, up, lu);
+        k[lu] = '\x1f';
+        memcpy(k + lu + 1, name, ln + 1);
+    }
+    return k;
+}
 
 static struct dyn *
 dyn_find(const char *up, const char *name)
 {
-    for (uint32_t i = 0; i < nroster; i++)
-        if (strcmp(roster[i]->up, up) == 0 && strcmp(roster[i]->name, name) == 0)
-            return roster[i];
-    return NULL;
+    char *k = dyn_key(up, name);
+    struct dyn *d = NULL;
+    if (k)
+        d = strmap_get(&roster_by_key, k);
+    else /* out of memory: scan */
+        for (uint32_t i = 0; i < nroster && !d; i++)
+            if (strcmp(roster[i]->up, up) == 0 && strcmp(roster[i]->name, name) == 0)
+                d = roster[i];
+    free(k);
+    return d;
 }
 
 static void
 dyn_free(struct dyn *d)
 {
+    free(d->key);
     free(d->up);
     free(d->name);
     free(d->tag);
@@ -62,12 +88,9 @@ dyn_free(struct dyn *d)
 static void
 dyn_remove(struct dyn *d)
 {
-    for (uint32_t i = 0; i < nroster; i++) {
-        if (roster[i] == d) {
-            roster[i] = roster[--nroster];
-            break;
-        }
-    }
+    strmap_del(&roster_by_key, d->key);
+    roster[d->idx] = roster[--nroster];
+    roster[d->idx]->idx = d->idx;
     dyn_free(d);
 }
 
@@ -292,13 +315,15 @@ dyn_new(const char *up, const char *name, unsigned source)
     struct dyn **n = realloc(roster, (nroster + 1) * sizeof(*n));
     if (n)
         roster = n;
-    if (!d || !n || !(d->up = strdup(up)) || !(d->name = strdup(name))) {
+    if (!d || !n || !(d->up = strdup(up)) || !(d->name = strdup(name)) ||
+        !(d->key = dyn_key(up, name)) || !strmap_put(&roster_by_key, d->key, d)) {
         if (d)
             dyn_free(d);
         return NULL;
     }
     d->source = (uint8_t)source;
     d->weight = 1;
+    d->idx = nroster;
     roster[nroster++] = d;
     return d;
 }
@@ -567,4 +592,5 @@ membership_fini(void)
     free(roster);
     roster = NULL;
     nroster = 0;
+    strmap_free(&roster_by_key);
 }

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <tether/balance.h>
+#include <tether/strmap.h>
 #include <tether/upstream.h>
 
 #include <pthread.h>
@@ -15,6 +16,7 @@
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct server_rt **servers; /* by slot; NULL for free slots */
 static uint32_t nslots;
+static struct strmap by_key; /* key -> struct server_rt, the live slots */
 static struct region_rt **regions;
 static uint32_t nregions;
 
@@ -23,12 +25,7 @@ server_rt_find(const char *key)
 {
     struct server_rt *found = NULL;
     pthread_mutex_lock(&reg_lock);
-    for (uint32_t i = 0; i < nslots; i++) {
-        if (servers[i] && strcmp(servers[i]->key, key) == 0) {
-            found = servers[i];
-            break;
-        }
-    }
+    found = strmap_get(&by_key, key);
     pthread_mutex_unlock(&reg_lock);
     return found;
 }
@@ -51,31 +48,45 @@ server_rt_join(const char *key, const struct conf_health *h, bool at_start)
     return rt_get(key, false, true);
 }
 
+/* A free slot of the registry (grown by one when none is), or UINT32_MAX. */
+static uint32_t
+free_slot(void)
+{
+    for (uint32_t i = 0; i < nslots; i++)
+        if (!servers[i])
+            return i;
+    struct server_rt **n = realloc(servers, sizeof(*n) * (nslots + 1));
+    if (!n)
+        return UINT32_MAX;
+    servers = n;
+    servers[nslots] = NULL;
+    return nslots++;
+}
+
+static void
+rt_free(struct server_rt *rt)
+{
+    free(rt->key);
+    traffic_counters_free(rt->t);
+    free(rt);
+}
+
 static struct server_rt *
 rt_get(const char *key, bool initial_up, bool unchecked)
 {
-    struct server_rt *rt = NULL;
-    uint32_t slot = UINT32_MAX;
     pthread_mutex_lock(&reg_lock);
-    for (uint32_t i = 0; i < nslots; i++) {
-        if (!servers[i]) {
-            if (slot == UINT32_MAX)
-                slot = i;
-        } else if (strcmp(servers[i]->key, key) == 0) {
-            rt = servers[i];
-            atomic_fetch_add(&rt->refs, 1);
-            goto out;
-        }
+    struct server_rt *rt = strmap_get(&by_key, key);
+    if (rt) {
+        atomic_fetch_add(&rt->refs, 1);
+        goto out;
     }
-    rt = calloc(1, sizeof(*rt));
-    if (!rt)
+    uint32_t slot = free_slot();
+    if (slot == UINT32_MAX || !(rt = calloc(1, sizeof(*rt))))
         goto out;
     rt->key = strdup(key);
     rt->t = traffic_counters_new();
-    if (!rt->key || !rt->t) {
-        free(rt->key);
-        traffic_counters_free(rt->t);
-        free(rt);
+    if (!rt->key || !rt->t || !strmap_put(&by_key, rt->key, rt)) {
+        rt_free(rt);
         rt = NULL;
         goto out;
     }
@@ -87,18 +98,6 @@ rt_get(const char *key, bool initial_up, bool unchecked)
     atomic_init(&rt->health, initial_up ? HEALTH_UP : HEALTH_DOWN);
     atomic_init(&rt->hc_unchecked, unchecked);
     atomic_init(&rt->usable_since_ms, 0);
-    if (slot == UINT32_MAX) {
-        struct server_rt **n = realloc(servers, sizeof(*n) * (nslots + 1));
-        if (!n) {
-            free(rt->key);
-            traffic_counters_free(rt->t);
-            free(rt);
-            rt = NULL;
-            goto out;
-        }
-        servers = n;
-        slot = nslots++;
-    }
     rt->slot = slot;
     servers[slot] = rt;
 out:
@@ -122,10 +121,9 @@ server_rt_unref(struct server_rt *rt)
     pthread_mutex_lock(&reg_lock);
     if (atomic_fetch_sub(&rt->refs, 1) == 1) {
         servers[rt->slot] = NULL;
+        strmap_del(&by_key, rt->key);
         pthread_mutex_unlock(&reg_lock);
-        free(rt->key);
-        traffic_counters_free(rt->t);
-        free(rt);
+        rt_free(rt);
         return;
     }
     pthread_mutex_unlock(&reg_lock);
