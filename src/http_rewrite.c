@@ -184,6 +184,11 @@ rewrite_request_head(char *outp, size_t cap, const struct rewrite_req *a)
     }
     if (a->websocket)
         PUT_LIT(&o, "Connection: upgrade\r\nUpgrade: websocket\r\n");
+    if (h->host_idx < 0 && a->default_host_len) {
+        PUT_LIT(&o, "Host: ");
+        put(&o, a->default_host, a->default_host_len);
+        PUT_LIT(&o, "\r\n");
+    }
 
     PUT_LIT(&o, "X-Forwarded-For: ");
     if (xff) {

@@ -209,36 +209,15 @@ client_responses(const struct ex_view *v, const struct msg *req, size_t nreq, st
     return k;
 }
 
-/* Parse a head a pod got; an HTTP/1.0 request without Host is forwarded as
- * HTTP/1.1 without one, which the strict parser refuses: parse it again with a
- * Host added (see doc/security.md, "Whole-path fuzzer"). */
+/* Parse a head a pod got, strictly: every request tether sends is HTTP/1.1
+ * with exactly one Host (an HTTP/1.0 request without one gets the upstream's
+ * name), so the strict parser must accept it. */
 static int
-pod_parse(const char *p, size_t n, char **copy, bool *used_copy)
+pod_parse(const char *p, size_t n)
 {
     struct http1_limits lim = {1u << 24, HTTP1_MAX_FIELDS};
     http1_head_init(&hd);
-    int rc = http1_parse_request(&hd, p, n, &lim);
-    *used_copy = false;
-    if (rc != HTTP1_ERR_BAD)
-        return rc;
-    const char *eol = memchr(p, '\n', n);
-    if (!eol)
-        return rc;
-    size_t first = (size_t)(eol - p) + 1;
-    free(*copy);
-    *copy = malloc(n + 9);
-    if (!*copy)
-        abort();
-    memcpy(*copy, p, first);
-    memcpy(*copy + first, "Host: x\r\n", 9);
-    memcpy(*copy + first + 9, p + first, n - first);
-    http1_head_init(&hd);
-    rc = http1_parse_request(&hd, *copy, n + 9, &lim);
-    if (rc > 0 && hd.host_count == 1) {
-        *used_copy = true;
-        return rc - 9; /* the same head, with the Host it lacked */
-    }
-    return HTTP1_ERR_BAD;
+    return http1_parse_request(&hd, p, n, &lim);
 }
 
 /* The ids of every request the pods got (tether always sends one). */
@@ -246,19 +225,17 @@ static size_t
 pod_requests(const struct ex_view *v, struct msg *out, size_t max, size_t nreq, size_t nresp)
 {
     size_t k = 0;
-    char *copy = NULL;
     for (uint32_t i = 0; i < v->npods; i++) {
         const char *p = v->pod_got[i]->p;
         size_t n = v->pod_got[i]->len, off = 0;
         bool maybe_tunnel = false;
         while (off < n && k < max) {
-            bool used_copy;
-            int rc = pod_parse(p + off, n - off, &copy, &used_copy);
+            int rc = pod_parse(p + off, n - off);
             if (rc < 0 && !maybe_tunnel)
                 fail("tether sent a pod a request head that does not parse", v, nreq, nresp);
             if (rc <= 0)
                 break;
-            const char *base = used_copy ? copy : p + off;
+            const char *base = p + off;
             long long bl = body_len(http1_request_body(&hd), hd.content_length, p + off + rc,
                                     n - off - (size_t)rc);
             struct msg *m = &out[k++];
@@ -274,7 +251,6 @@ pod_requests(const struct ex_view *v, struct msg *out, size_t max, size_t nreq, 
             off += (size_t)rc + (size_t)bl;
         }
     }
-    free(copy);
     return k;
 }
 

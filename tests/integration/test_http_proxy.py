@@ -169,6 +169,17 @@ def test_http10_client():
     out = h.parse_responses(h.raw(
         t.port, "GET /sdp HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /sdp HTTP/1.0\r\n\r\n"))
     assert len(out) == 2 and out[0][1].get("connection") == "keep-alive", out
+    # An HTTP/1.0 request without Host goes to the pod as HTTP/1.1, which must
+    # carry one: it names the upstream (as nginx does); one given is kept.
+    data = h.raw(t.port, "GET /echo HTTP/1.0\r\n\r\n", timeout=5)
+    head, _, body = data.partition(b"\r\n\r\n")
+    got = json.loads(body)
+    hosts = [v for k, v in got["headers"] if k.lower() == "host"]
+    assert got["version"] == "HTTP/1.1" and hosts == ["voice"], got
+    assert not [k for k, v in got["headers"] if k.lower() == "x-forwarded-host"], got
+    data = h.raw(t.port, "GET /echo HTTP/1.0\r\nHost: given.example\r\n\r\n", timeout=5)
+    got = json.loads(data.partition(b"\r\n\r\n")[2])
+    assert [v for k, v in got["headers"] if k.lower() == "host"] == ["given.example"], got
     t.stop()
 
 
