@@ -10,6 +10,7 @@
 #include "h2_int.h"
 
 #include <tether/client.h>
+#include <tether/exchange.h>
 #include <tether/gen.h>
 #include <tether/stats.h>
 #include <tether/worker.h>
@@ -110,8 +111,8 @@ stream_refuse(struct h2_stream *st, uint32_t code)
 }
 
 /* tether's own short answer on the stream (431, 501). */
-static void
-stream_answer(struct h2_stream *st, unsigned status)
+void
+h2s_answer(struct h2_stream *st, unsigned status)
 {
     char code[8];
     snprintf(code, sizeof(code), "%03u", status % 1000);
@@ -310,6 +311,7 @@ h2s_free(struct h2_stream *st)
 {
     struct h2_conn *h = st->h;
     struct worker *w = h->w;
+    h2x_release(st, TERM_CLIENT_ABORT);
     lane_release(st);
     buf_put(&w->bufs, st->rb);
     free(st->rh);
@@ -349,7 +351,8 @@ h2s_header_overdue(const struct h2_stream *st, double now, double limit)
 bool
 h2s_send_pending(const struct h2_stream *st)
 {
-    return st->submitted && !st->ended && st->rb && buf_len(st->rb) > 0;
+    return st->submitted && !st->ended &&
+           ((st->rb && buf_len(st->rb) > 0) || (st->ob && buf_len(st->ob) > 0));
 }
 
 /* ---- toward the lane ---- */
@@ -465,8 +468,8 @@ build_head(struct h2_stream *st)
     return lane_out(st, "\r\n", 2);
 }
 
-static struct vserver *
-lane_vserver(struct h2_conn *h)
+struct vserver *
+h2_stream_vserver(struct h2_conn *h)
 {
     struct gen *g = h->w->gen;
     if (!h->socks)
@@ -482,7 +485,7 @@ lane_open(struct h2_stream *st)
 {
     struct h2_conn *h = st->h;
     struct worker *w = h->w;
-    struct vserver *vs = lane_vserver(h);
+    struct vserver *vs = h2_stream_vserver(h);
     int sv[2];
     if (!vs)
         return -1; /* the listen left the configuration */
@@ -517,7 +520,7 @@ stream_start(struct h2_stream *st, bool end_stream)
     if (st->bad)
         return;
     if (st->too_large) {
-        stream_answer(st, 431);
+        h2s_answer(st, 431);
         return;
     }
     if (!st->method || !visible(st->method) || (st->authority && !visible(st->authority)) ||
@@ -527,11 +530,11 @@ stream_start(struct h2_stream *st, bool end_stream)
     }
     if (strcmp(st->method, "CONNECT") == 0) {
         if (!st->protocol) {
-            stream_answer(st, 501); /* tether is no forward proxy */
+            h2s_answer(st, 501); /* tether is no forward proxy */
             return;
         }
         if (strcmp(st->protocol, "websocket") != 0 || end_stream) {
-            stream_answer(st, 501);
+            h2s_answer(st, 501);
             return;
         }
         st->ws = true;
@@ -544,6 +547,10 @@ stream_start(struct h2_stream *st, bool end_stream)
         return;
     }
     st->is_head = strcmp(st->method, "HEAD") == 0;
+    if (!st->ws) {
+        h2x_start(st, end_stream);
+        return;
+    }
     if (build_head(st) < 0 || lane_open(st) < 0) {
         stream_refuse(st, NGHTTP2_REFUSED_STREAM);
         return;
@@ -558,6 +565,8 @@ static void
 stream_body_end(struct h2_stream *st)
 {
     st->req_end = true;
+    if (st->x)
+        h2x_body_end(st);
     if (st->bad || !st->lane)
         return;
     if (st->chunked)
@@ -590,9 +599,14 @@ h2s_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, 
 {
     struct h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
     (void)flags, (void)ud;
-    if (!st || st->bad || !st->lane) {
+    if (!st || st->bad || (!st->lane && !st->x)) {
         if (nghttp2_session_consume(s, id, len) != 0)
             nghttp2_session_consume_connection(s, len);
+        return 0;
+    }
+    if (st->x) {
+        if (h2x_on_data(st, data, len) < 0)
+            exchange_gone(st->x, TERM_CLIENT_ABORT);
         return 0;
     }
     int rc = 0;
