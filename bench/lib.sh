@@ -398,6 +398,7 @@ nginx_conf() {
 start_system() {
     local name=$1 cpus=$2 port=$3 conf=$4 p
     case $name in
+    tether_base) start "$name" "$cpus" "$WORK/$name.log" "${TETHER_BASE:?TETHER_BASE: the binary to compare}" -c "$conf" ;;
     tether*) start "$name" "$cpus" "$WORK/$name.log" "$TETHER" -c "$conf" ;;
     haproxy*) start "$name" "$cpus" "$WORK/$name.log" haproxy -db -f "$conf" ;;
     nginx*) start "$name" "$cpus" "$WORK/$name.log" nginx -e "$(dirname "$conf")/nginx-tmp/error.log" \
