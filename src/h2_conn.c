@@ -51,7 +51,6 @@ h2_free(struct h2_conn *h)
     {
         h2s_free(container_of(pos, struct h2_stream, link));
     }
-    h2_lanes_expire(h, 0, true);
     nghttp2_session_del(h->sess);
     ev_timer_stop(w->loop, &h->tick);
     ev_prepare_stop(w->loop, &h->turn);
@@ -570,7 +569,6 @@ h2_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     bool sending = h->obuf && buf_len(h->obuf) > 0;
     (void)revents;
     h2_enter(h);
-    h2_lanes_expire(h, now, false);
     list_for_each_safe(pos, tmp, &h->streams)
     {
         struct h2_stream *st = container_of(pos, struct h2_stream, link);
@@ -595,7 +593,7 @@ h2_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     /* Idle between requests: one wake-up when the idle timeout is due, not one
      * a second (a new stream brings the 1 s tick back, h2_tick_fast). */
     double next = 1.0;
-    if (h->nstreams == 0 && h->nrequests > 0 && h->nidle == 0 && !h->goaway && !sending &&
+    if (h->nstreams == 0 && h->nrequests > 0 && !h->goaway && !sending &&
         h->lim.idle_secs - (now - h->last_frame) > next)
         next = h->lim.idle_secs - (now - h->last_frame);
     if (next != t->repeat) {

@@ -12,10 +12,6 @@
 
 #include <nghttp2/nghttp2.h>
 
-#define H2_IDLE_LANES 16 /* idle lanes kept per connection (expire after 10 s) */
-#define H2_IDLE_LANE_SECS                                                                          \
-    10.0 /* well under keepalive_timeout: the lane's side never closes first */
-
 struct h2_limits {
     uint32_t max_streams;
     uint32_t max_header_list;
@@ -40,7 +36,7 @@ struct h2_conn {
     struct list link;         /* in the worker's h2 list */
     struct list streams;      /* struct h2_stream */
     struct listen_fds *socks; /* the listen (NULL: h2_adopt_fd) */
-    struct vserver *vs;       /* its server block when adopted (lanes use the current one) */
+    struct vserver *vs;       /* its server block when adopted (streams use the current one) */
     struct h2_limits lim;
     struct sock_addr peer;
     char peer_ip[48];
@@ -63,10 +59,6 @@ struct h2_conn {
     uint32_t ncont;    /* CONTINUATION frames in the current header block */
     uint64_t nrequests;
     struct h2_bucket resets, control;
-    /* lanes whose last exchange ended cleanly, kept for the next streams */
-    struct conn idle[H2_IDLE_LANES];
-    double idle_since[H2_IDLE_LANES];
-    uint32_t nidle;
 };
 
 enum h2_resp_state { H2R_HEAD = 0, H2R_BODY, H2R_DONE };
@@ -87,13 +79,13 @@ struct h2_stream {
     bool too_large; /* header list over the limit: 431 */
     bool bad;       /* refused: RST_STREAM PROTOCOL_ERROR */
     bool has_cl;
-    bool chunked; /* body sent to the lane chunked (no content-length) */
+    bool chunked; /* request body framed as chunks in ib (no content-length) */
     bool req_end; /* END_STREAM received */
     bool is_head; /* HEAD: the response has no body */
     bool ws;      /* extended CONNECT :protocol websocket (RFC 8441) */
     bool tunnel;  /* 101 seen: DATA <-> lane bytes */
     bool shut;    /* half-close the lane once its pending bytes are written */
-    /* the lane: an internal HTTP/1.1 connection into the request path */
+    /* the lane (extended CONNECT only): an internal HTTP/1.1 connection */
     struct conn lc;
     bool lane;
     bool lane_eof;
@@ -108,7 +100,6 @@ struct h2_stream {
     int64_t left;
     struct http1_chunked ck;
     uint32_t dec;   /* chunked: decoded data ends here in rb */
-    bool lane_keep; /* the response did not say Connection: close */
     bool submitted; /* response HEADERS submitted */
     bool deferred;  /* data provider said DEFERRED */
     bool ended;     /* EOF given to nghttp2 */
@@ -153,9 +144,6 @@ int h2s_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *da
                 void *ud);
 int h2s_on_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud);
 void h2s_free(struct h2_stream *st);
-/* Idle lanes: close the one in slot <i>; close those idle too long (all: <all>). */
-void h2_lane_idle_close(struct h2_conn *h, uint32_t i);
-void h2_lanes_expire(struct h2_conn *h, double now, bool all);
 /* A stream that has stalled or is overdue (timeouts): true when overdue. */
 bool h2s_header_overdue(const struct h2_stream *st, double now, double limit);
 bool h2s_send_pending(const struct h2_stream *st);

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* HTTP/2 streams carried over lanes: each request stream is checked (downgrade
- * safety), written as an HTTP/1.1 request into an internal connection of the
- * request path (client_accept_lane), its body streamed under flow control (the
- * response comes back in h2_resp.c). An extended CONNECT (RFC 8441) becomes an
- * Upgrade: websocket request, and after the 101 the stream carries the
- * tunnel's bytes. Lanes that ended cleanly are kept for the next streams. */
+/* HTTP/2 streams: the request header fields are checked as they come
+ * (downgrade safety), and at END_HEADERS an ordinary request becomes an
+ * exchange (h2_downstream.c). An extended CONNECT (RFC 8441) is carried over a
+ * lane instead: written as an HTTP/1.1 Upgrade: websocket request into an
+ * internal connection of the request path (client_accept_lane); after the 101
+ * the stream carries the tunnel's bytes (the response side is h2_resp.c). */
 #include "config.h"
 
 #include "h2_int.h"
@@ -236,74 +236,13 @@ h2s_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, s
     return 0;
 }
 
-/* Closed: lanes */
-
-static void
-idle_lane_cb(struct ev_loop *loop, ev_io *io, int revents)
-{
-    struct h2_conn *h = io->data;
-    (void)loop, (void)revents;
-    /* Bytes or EOF on an idle lane: it is no longer a clean keep-alive. */
-    for (uint32_t i = 0; i < h->nidle; i++)
-        if (&h->idle[i].rio == io) {
-            h2_lane_idle_close(h, i);
-            return;
-        }
-}
-
-void
-h2_lane_idle_close(struct h2_conn *h, uint32_t i)
-{
-    conn_close(h->w->loop, &h->idle[i], false);
-    h->nidle--;
-    if (i != h->nidle) {
-        int fd = h->idle[h->nidle].fd;
-        ev_io_stop(h->w->loop, &h->idle[h->nidle].rio);
-        conn_init(&h->idle[i], fd, idle_lane_cb, idle_lane_cb);
-        h->idle[i].rio.data = h;
-        h->idle_since[i] = h->idle_since[h->nidle];
-        ev_io_start(h->w->loop, &h->idle[i].rio);
-    }
-}
-
-void
-h2_lanes_expire(struct h2_conn *h, double now, bool all)
-{
-    for (uint32_t i = h->nidle; i-- > 0;)
-        if (all || now - h->idle_since[i] > H2_IDLE_LANE_SECS)
-            h2_lane_idle_close(h, i);
-}
-
-/* The exchange on this lane ended cleanly at a message boundary both ways. */
-static bool
-lane_reusable(const struct h2_stream *st)
-{
-    const struct h2_conn *h = st->h;
-    return st->lane && st->lane_keep && st->ended && st->req_end && !st->ws && !st->tunnel &&
-           !st->lane_eof && st->out_len == 0 && (!st->rb || buf_len(st->rb) == 0) &&
-           st->rstate != H2R_HEAD && (st->rbody != HTTP1_BODY_LENGTH || st->left == 0) &&
-           (st->rbody != HTTP1_BODY_CHUNKED || st->ck.done) && st->rbody != HTTP1_BODY_CLOSE &&
-           h->nidle < H2_IDLE_LANES && !h->goaway && !h->dead;
-}
+/* Closed: a lane (WebSocket only) is never reused. */
 
 static void
 lane_release(struct h2_stream *st)
 {
-    struct h2_conn *h = st->h;
-    struct worker *w = h->w;
-    if (!st->lane)
-        return;
-    if (!lane_reusable(st)) {
-        conn_close(w->loop, &st->lc, false);
-        return;
-    }
-    ev_io_stop(w->loop, &st->lc.rio);
-    ev_io_stop(w->loop, &st->lc.wio);
-    struct conn *c = &h->idle[h->nidle];
-    conn_init(c, st->lc.fd, idle_lane_cb, idle_lane_cb);
-    c->rio.data = h;
-    h->idle_since[h->nidle++] = ev_now(w->loop);
-    ev_io_start(w->loop, &c->rio);
+    if (st->lane)
+        conn_close(st->h->w->loop, &st->lc, false);
 }
 
 void
@@ -433,13 +372,13 @@ ws_key(struct worker *w, char out[25])
     out[24] = 0;
 }
 
-/* The HTTP/1.1 request head for the lane. */
+/* The HTTP/1.1 Upgrade request for the lane (extended CONNECT). */
 static int
 build_head(struct h2_stream *st)
 {
     char line[128];
     const char *host = st->authority ? st->authority : st->host;
-    const char *method = st->ws ? "GET" : st->method;
+    const char *method = "GET"; /* extended CONNECT: an Upgrade request */
     if (lane_out(st, method, strlen(method)) < 0 || lane_out(st, " ", 1) < 0 ||
         lane_out(st, st->path, strlen(st->path)) < 0 || lane_out(st, " HTTP/1.1\r\n", 11) < 0)
         return -1;
@@ -452,19 +391,12 @@ build_head(struct h2_stream *st)
         (lane_out(st, "Cookie: ", 8) < 0 || lane_out(st, st->cookie, st->cookie_len) < 0 ||
          lane_out(st, "\r\n", 2) < 0))
         return -1;
-    if (st->ws) {
-        char key[25];
-        ws_key(st->h->w, key);
-        int n =
-            snprintf(line, sizeof(line),
+    char key[25];
+    ws_key(st->h->w, key);
+    int n = snprintf(line, sizeof(line),
                      "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: %s\r\n", key);
-        if (lane_out(st, line, (size_t)n) < 0)
-            return -1;
-    } else if (!st->req_end && !st->has_cl) {
-        st->chunked = true;
-        if (lane_out(st, "Transfer-Encoding: chunked\r\n", 28) < 0)
-            return -1;
-    }
+    if (lane_out(st, line, (size_t)n) < 0)
+        return -1;
     return lane_out(st, "\r\n", 2);
 }
 
@@ -489,19 +421,10 @@ lane_open(struct h2_stream *st)
     int sv[2];
     if (!vs)
         return -1; /* the listen left the configuration */
-    if (h->nidle) {
-        /* An idle lane: its internal client waits for the next request. */
-        struct conn *c = &h->idle[--h->nidle];
-        ev_io_stop(w->loop, &c->rio);
-        conn_init(&st->lc, c->fd, h2s_lane_read_cb, lane_write_cb);
-        c->fd = -1;
-        goto ready;
-    }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         return -1;
     client_accept_lane(w, vs, h->socks, sv[0], &h->peer, h->tls);
     conn_init(&st->lc, sv[1], h2s_lane_read_cb, lane_write_cb);
-ready:
     st->lc.rio.data = st;
     st->lc.wio.data = st;
     st->lane = true;
@@ -556,8 +479,6 @@ stream_start(struct h2_stream *st, bool end_stream)
         return;
     }
     gstat_add(h->w->id, GS_H2_STREAMS, 1);
-    if (end_stream && st->chunked)
-        lane_out(st, "0\r\n\r\n", 5);
     lane_flush(st);
 }
 
@@ -569,10 +490,7 @@ stream_body_end(struct h2_stream *st)
         h2x_body_end(st);
     if (st->bad || !st->lane)
         return;
-    if (st->chunked)
-        lane_out(st, "0\r\n\r\n", 5);
-    if (st->tunnel || st->ws)
-        st->shut = true; /* the client's FIN goes on toward the pod */
+    st->shut = true; /* the client's FIN goes on toward the pod */
     lane_flush(st);
 }
 
@@ -609,16 +527,7 @@ h2s_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, 
             exchange_gone(st->x, TERM_CLIENT_ABORT);
         return 0;
     }
-    int rc = 0;
-    if (st->chunked) {
-        char sz[24];
-        int n = snprintf(sz, sizeof(sz), "%zx\r\n", len);
-        rc = lane_out(st, sz, (size_t)n);
-        rc |= lane_out(st, data, len);
-        rc |= lane_out(st, "\r\n", 2);
-    } else {
-        rc = lane_out(st, data, len);
-    }
+    int rc = lane_out(st, data, len);
     st->unconsumed += len;
     if (rc < 0) {
         stream_refuse(st, NGHTTP2_FLOW_CONTROL_ERROR);
