@@ -111,7 +111,8 @@ head_build(struct h2_stream *st, bool end_stream)
         ib_puts(b, host);
         ib_put(b, "\r\n", 2);
     }
-    ib_put(b, st->hdr, st->hdr_len);
+    if (st->hdr_len)
+        ib_put(b, st->hdr, st->hdr_len);
     if (st->cookie_len) {
         ib_put(b, "Cookie: ", 8);
         ib_put(b, st->cookie, st->cookie_len);
