@@ -194,7 +194,11 @@ h2_enter(struct h2_conn *h)
 static void
 h2_run_turn(struct h2_conn *h)
 {
-    for (int i = 0; i < 4 && !h->dead; i++) {
+    /* Each pass moves bytes (a drained stream buffer lets its exchange write
+     * more): it ends when no stream has anything new to report. A re-armed
+     * prepare watcher would only run after the next poll, so no kick may be
+     * left behind; the bound is a guard, not a limit a client can reach. */
+    for (int i = 0; i < 1024 && !h->dead; i++) {
         if (h->nkick)
             h2x_run_kicks(h);
         if (!h->dead)
