@@ -72,7 +72,9 @@ struct h2_stream {
     uint32_t hdr_len, hdr_cap;
     char *cookie; /* cookie fields joined by "; " (RFC 9113 §8.2.3) */
     uint32_t cookie_len, cookie_cap;
-    char *method, *path, *authority, *host, *protocol;
+    char *method, *path, *authority, *host, *protocol; /* in arena or malloc'd */
+    char arena[192];
+    uint16_t arena_used;
     uint32_t hlist; /* header list size so far (RFC 9113 §6.5.2) */
     double begun;   /* first HEADERS byte */
     bool head_done; /* END_HEADERS of the request seen */

@@ -92,15 +92,29 @@ visible(const char *s)
     return true;
 }
 
+/* A NUL-terminated copy of a pseudo-header or host value: in the stream's
+ * small arena when it fits (no allocation for usual requests), else malloc'd. */
 static char *
-dupn(const uint8_t *v, size_t n)
+st_dup(struct h2_stream *st, const uint8_t *v, size_t n)
 {
-    char *s = malloc(n + 1);
-    if (s) {
-        memcpy(s, v, n);
-        s[n] = 0;
+    char *s;
+    if (n < sizeof(st->arena) - st->arena_used) {
+        s = st->arena + st->arena_used;
+        st->arena_used += (uint16_t)(n + 1);
+    } else if (!(s = malloc(n + 1))) {
+        return NULL;
     }
+    memcpy(s, v, n);
+    s[n] = 0;
     return s;
+}
+
+static void
+st_free_str(struct h2_stream *st, char *s)
+{
+    uintptr_t a = (uintptr_t)st->arena, p = (uintptr_t)s;
+    if (s && (p < a || p >= a + sizeof(st->arena)))
+        free(s);
 }
 
 static void
@@ -165,7 +179,7 @@ on_pseudo(struct h2_stream *st, const uint8_t *n, size_t nl, const uint8_t *v, s
         return -1;
     if (*slot)
         return -1; /* repeated */
-    *slot = dupn(v, vl);
+    *slot = st_dup(st, v, vl);
     return *slot ? 0 : -1;
 }
 
@@ -192,7 +206,7 @@ on_regular(struct h2_stream *st, const uint8_t *n, size_t nl, const uint8_t *v, 
     if (name_is(n, nl, "host")) {
         if (st->host)
             return -1;
-        st->host = dupn(v, vl);
+        st->host = st_dup(st, v, vl);
         return st->host ? 0 : -1;
     }
     if (name_is(n, nl, "content-length"))
@@ -256,11 +270,11 @@ h2s_free(struct h2_stream *st)
     free(st->rh);
     free(st->hdr);
     free(st->cookie);
-    free(st->method);
-    free(st->path);
-    free(st->authority);
-    free(st->host);
-    free(st->protocol);
+    st_free_str(st, st->method);
+    st_free_str(st, st->path);
+    st_free_str(st, st->authority);
+    st_free_str(st, st->host);
+    st_free_str(st, st->protocol);
     free(st->out);
     list_remove(&st->link);
     h->nstreams--;
