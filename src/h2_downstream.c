@@ -99,7 +99,11 @@ head_build(struct h2_stream *st, bool end_stream)
         len += 28;
         st->reserve = window / 2 + CHUNK_LAST;
     }
-    if (!(st->ib = ib_alloc(st, (uint32_t)len + (end_stream ? 0 : window + st->reserve))))
+    /* A body of known length smaller than the window needs no more room. */
+    uint32_t body = end_stream ? 0 : window + st->reserve;
+    if (!end_stream && st->has_cl && st->cl < window)
+        body = (uint32_t)st->cl;
+    if (!(st->ib = ib_alloc(st, (uint32_t)len + body)))
         return -1;
     struct buf *b = st->ib;
     ib_puts(b, st->method);

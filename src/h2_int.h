@@ -81,6 +81,7 @@ struct h2_stream {
     bool too_large; /* header list over the limit: 431 */
     bool bad;       /* refused: RST_STREAM PROTOCOL_ERROR */
     bool has_cl;
+    uint64_t cl;  /* its content-length (UINT64_MAX: not a number) */
     bool chunked; /* request body framed as chunks in ib (no content-length) */
     bool req_end; /* END_STREAM received */
     bool is_head; /* HEAD: the response has no body */

@@ -209,8 +209,15 @@ on_regular(struct h2_stream *st, const uint8_t *n, size_t nl, const uint8_t *v, 
         st->host = st_dup(st, v, vl);
         return st->host ? 0 : -1;
     }
-    if (name_is(n, nl, "content-length"))
+    if (name_is(n, nl, "content-length")) {
+        /* Its value sizes the body buffer (the HTTP/1.1 parser judges it). */
+        uint64_t cl = vl ? 0 : UINT64_MAX;
+        for (size_t i = 0; i < vl && cl != UINT64_MAX; i++)
+            cl = (v[i] >= '0' && v[i] <= '9' && cl < (1ull << 40)) ? cl * 10 + (v[i] - '0')
+                                                                   : UINT64_MAX;
         st->has_cl = true;
+        st->cl = cl;
+    }
     if (grow_append(&st->hdr, &st->hdr_len, &st->hdr_cap, n, nl, max) < 0 ||
         grow_append(&st->hdr, &st->hdr_len, &st->hdr_cap, ": ", 2, max) < 0 ||
         grow_append(&st->hdr, &st->hdr_len, &st->hdr_cap, v, vl, max) < 0 ||
