@@ -277,7 +277,7 @@ tether_conf() {
             i=$((i + 1))
             echo "    server pod$i $a;"
         done
-        echo "    keepalive 64;"
+        echo "    keepalive ${BENCH_POOL:-64};"
         echo "}"
         echo "server {"
         if [ "$tls" = 1 ]; then
@@ -331,7 +331,7 @@ haproxy_cfg() {
         echo "    http-reuse always"
         for a in "$@"; do
             i=$((i + 1))
-            echo "    server pod$i $a pool-max-conn 64 pool-purge-delay 10s"
+            echo "    server pod$i $a pool-max-conn ${BENCH_POOL:-64} pool-purge-delay 10s"
         done
     } >"$f"
 }
@@ -361,7 +361,7 @@ nginx_conf() {
         echo "    map \$http_x_request_id \$rid { default \$http_x_request_id; '' \$request_id; }"
         echo "    upstream pods {"
         for a in "$@"; do echo "        server $a;"; done
-        echo "        keepalive 64;"
+        echo "        keepalive ${BENCH_POOL:-64};"
         echo "        keepalive_requests 1000000;"
         echo "    }"
         echo "    server {"

@@ -23,7 +23,9 @@
 #   with 1 worker on >= 2 CPUs (proxy and pod on CPU 0, the client alone on CPU 1).
 #   -S systems to run (default tether,haproxy,nginx); tether_base is a second tether
 #      binary, TETHER_BASE=/path/to/tether (before/after a change in the same run).
-# Environment: TETHER_BUILDDIR (see bench/lib.sh), TETHER_BASE, BENCH_KEEP=1.
+# Environment: TETHER_BUILDDIR (see bench/lib.sh), TETHER_BASE, BENCH_KEEP=1,
+#   BENCH_POOL=N idle pod connections each system keeps (default 64: tether keepalive,
+#   HAProxy pool-max-conn, nginx keepalive).
 . "$(dirname "$0")/lib.sh"
 
 WORKERS=1 ROUNDS=5 SECS=10 CONNS=50 KEYTYPE=ecdsa TESTS=handshake,resume,https,wss MSG=64
@@ -41,7 +43,7 @@ while [ $# -gt 0 ]; do
     -P) PINSPEC=$2; shift 2 ;;
     -o) OUT_MD=$2; shift 2 ;;
     -j) OUT_JSON=$2; shift 2 ;;
-    -h | --help) sed -n '3,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '3,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see -h)" ;;
     esac
 done
@@ -171,7 +173,8 @@ done
     echo "## TLS: $(date -u +%Y-%m-%dT%H:%MZ), tether $TETHER_REV"
     echo
     echo "workers $WORKERS; certificate $KEYTYPE ($KEYDESC), the same file for all; $CONNS client connections;" \
-        "${SECS}s x $ROUNDS alternating rounds; pinning (system:pod:client) $PINSPEC; $NCPU CPUs." \
+        "${SECS}s x $ROUNDS alternating rounds; pinning (system:pod:client) $PINSPEC; $NCPU CPUs;" \
+        "idle pod connections kept ${BENCH_POOL:-64}." \
         "Negotiated: $(for s in "${SYS[@]}"; do printf '%s %s; ' "$s" "$(grep -o 'proto=[^ ]* cipher=[^ ]* group=[^ ]*' "$WORK/sanity.tls.$s")"; done)"
     echo "Rates: handshake/resume = new TLS connections (one request each) per second; https = requests/s;" \
         "wss = ${MSG}-byte echo round trips per second. CPU µs/op: CPU of the proxy per operation."
