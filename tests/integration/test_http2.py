@@ -871,6 +871,34 @@ def test_request_body_beyond_the_window_waits_for_the_pod():
     h.stop_clean(t)
 
 
+def test_chunked_body_in_many_small_frames_and_trailers():
+    """A body without content-length (sent to the pod chunked) in many small
+    DATA frames, then trailers: every byte reaches the pod once, in order,
+    and the client's window keeps being given back."""
+    (pod,), t = setup()
+    cl = Client(t.port)
+    sid = cl.conn.get_next_available_stream_id()
+    cl.conn.send_headers(sid, [(":method", "POST"), (":path", "/echo"), (":scheme", "http"),
+                               (":authority", "x")])
+    sent = 0
+    for i in range(400):
+        piece = bytes([65 + i % 26]) * (50 + i % 7)
+        while cl.conn.local_flow_control_window(sid) < len(piece):
+            cl.pump(1)
+        cl.conn.send_data(sid, piece)
+        sent += len(piece)
+        if i % 50 == 0:
+            cl.flush()
+    cl.conn.send_headers(sid, [("x-trailer", "1")], end_stream=True)
+    cl.flush()
+    st, hd, body = cl.response(sid)
+    assert st == 200 and json.loads(body)["body_bytes"] == sent, (st, body[:300], sent)
+    cl.close()
+    e = wait_log(t, lambda e: e["path"] == "/echo", "line")[0]
+    assert e["status"] == 200 and e["term"] == "ok" and e["protocol"] == "h2", e
+    h.stop_clean(t)
+
+
 def test_client_reset_mid_body_is_logged_and_pod_connection_not_reused():
     (pod,), t = setup()
     cl = Client(t.port)
