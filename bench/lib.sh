@@ -277,7 +277,7 @@ tether_conf() {
             i=$((i + 1))
             echo "    server pod$i $a;"
         done
-        echo "    keepalive 64;"
+        echo "    keepalive ${BENCH_POOL:-64};"
         echo "}"
         echo "server {"
         if [ "$tls" = 1 ]; then
@@ -331,7 +331,7 @@ haproxy_cfg() {
         echo "    http-reuse always"
         for a in "$@"; do
             i=$((i + 1))
-            echo "    server pod$i $a pool-max-conn 64 pool-purge-delay 10s"
+            echo "    server pod$i $a pool-max-conn ${BENCH_POOL:-64} pool-purge-delay 10s"
         done
     } >"$f"
 }
@@ -361,7 +361,7 @@ nginx_conf() {
         echo "    map \$http_x_request_id \$rid { default \$http_x_request_id; '' \$request_id; }"
         echo "    upstream pods {"
         for a in "$@"; do echo "        server $a;"; done
-        echo "        keepalive 64;"
+        echo "        keepalive ${BENCH_POOL:-64};"
         echo "        keepalive_requests 1000000;"
         echo "    }"
         echo "    server {"
@@ -398,6 +398,7 @@ nginx_conf() {
 start_system() {
     local name=$1 cpus=$2 port=$3 conf=$4 p
     case $name in
+    tether_base) start "$name" "$cpus" "$WORK/$name.log" "${TETHER_BASE:?TETHER_BASE: the binary to compare}" -c "$conf" ;;
     tether*) start "$name" "$cpus" "$WORK/$name.log" "$TETHER" -c "$conf" ;;
     haproxy*) start "$name" "$cpus" "$WORK/$name.log" haproxy -db -f "$conf" ;;
     nginx*) start "$name" "$cpus" "$WORK/$name.log" nginx -e "$(dirname "$conf")/nginx-tmp/error.log" \

@@ -21,7 +21,11 @@
 #   defaults: 1 worker, 5 rounds, 10 s, 50 connections, ECDSA P-256 (tests/tls/gen-certs.sh
 #   server.pem; rsa: its RSA-2048 a.test.pem), all tests, 64-byte messages, pinning 0:0:1
 #   with 1 worker on >= 2 CPUs (proxy and pod on CPU 0, the client alone on CPU 1).
-# Environment: TETHER_BUILDDIR (see bench/lib.sh), BENCH_KEEP=1.
+#   -S systems to run (default tether,haproxy,nginx); tether_base is a second tether
+#      binary, TETHER_BASE=/path/to/tether (before/after a change in the same run).
+# Environment: TETHER_BUILDDIR (see bench/lib.sh), TETHER_BASE, BENCH_KEEP=1,
+#   BENCH_POOL=N idle pod connections each system keeps (default 64: tether keepalive,
+#   HAProxy pool-max-conn, nginx keepalive).
 . "$(dirname "$0")/lib.sh"
 
 WORKERS=1 ROUNDS=5 SECS=10 CONNS=50 KEYTYPE=ecdsa TESTS=handshake,resume,https,wss MSG=64
@@ -39,7 +43,7 @@ while [ $# -gt 0 ]; do
     -P) PINSPEC=$2; shift 2 ;;
     -o) OUT_MD=$2; shift 2 ;;
     -j) OUT_JSON=$2; shift 2 ;;
-    -h | --help) sed -n '3,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '3,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see -h)" ;;
     esac
 done
@@ -85,6 +89,12 @@ for s in "${SYS[@]}"; do
         tether_conf "$WORK/tether.conf" "$P_TETHER" 1 "$CERT" "$KEY" "$POD"
         start_system tether "$CPU_SUT" "$P_TETHER" "$WORK/tether.conf"
         SUTPIDS[$s]=$PID_tether
+        ;;
+    tether_base) # another tether binary (TETHER_BASE), e.g. main before a change: -S tether,tether_base
+        PORT[$s]=$(free_ports 1)
+        tether_conf "$WORK/tether_base.conf" "${PORT[$s]}" 1 "$CERT" "$KEY" "$POD"
+        start_system tether_base "$CPU_SUT" "${PORT[$s]}" "$WORK/tether_base.conf"
+        SUTPIDS[$s]=$PID_tether_base
         ;;
     haproxy)
         PORT[$s]=$P_HAPROXY
@@ -163,7 +173,8 @@ done
     echo "## TLS: $(date -u +%Y-%m-%dT%H:%MZ), tether $TETHER_REV"
     echo
     echo "workers $WORKERS; certificate $KEYTYPE ($KEYDESC), the same file for all; $CONNS client connections;" \
-        "${SECS}s x $ROUNDS alternating rounds; pinning (system:pod:client) $PINSPEC; $NCPU CPUs." \
+        "${SECS}s x $ROUNDS alternating rounds; pinning (system:pod:client) $PINSPEC; $NCPU CPUs;" \
+        "idle pod connections kept ${BENCH_POOL:-64}." \
         "Negotiated: $(for s in "${SYS[@]}"; do printf '%s %s; ' "$s" "$(grep -o 'proto=[^ ]* cipher=[^ ]* group=[^ ]*' "$WORK/sanity.tls.$s")"; done)"
     echo "Rates: handshake/resume = new TLS connections (one request each) per second; https = requests/s;" \
         "wss = ${MSG}-byte echo round trips per second. CPU µs/op: CPU of the proxy per operation."
@@ -176,7 +187,9 @@ done
     echo
     JSONARG=()
     [ -n "$OUT_JSON" ] && JSONARG=(--json "$OUT_JSON")
-    summary --unit "ops/s" --ratio tether:haproxy --ratio tether:nginx "${JSONARG[@]+"${JSONARG[@]}"}"
+    RATIOS=(--ratio tether:haproxy --ratio tether:nginx)
+    [[ ,$SYSTEMS, == *,tether_base,* ]] && RATIOS+=(--ratio tether:tether_base)
+    summary --unit "ops/s" "${RATIOS[@]}" "${JSONARG[@]+"${JSONARG[@]}"}"
 } >"$WORK/report.md"
 cat "$WORK/report.md"
 [ -n "$OUT_MD" ] && cp "$WORK/report.md" "$OUT_MD"

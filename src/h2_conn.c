@@ -25,6 +25,7 @@ static struct log_limit flood_limit;
 static void h2_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void h2_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void h2_tick_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void h2_turn_cb(struct ev_loop *loop, ev_prepare *p, int revents);
 
 bool
 h2_bucket_take(struct h2_bucket *b, double now, uint32_t burst, uint32_t rate)
@@ -50,9 +51,9 @@ h2_free(struct h2_conn *h)
     {
         h2s_free(container_of(pos, struct h2_stream, link));
     }
-    h2_lanes_expire(h, 0, true);
     nghttp2_session_del(h->sess);
     ev_timer_stop(w->loop, &h->tick);
+    ev_prepare_stop(w->loop, &h->turn);
     conn_close(w->loop, &h->c, false);
     buf_put(&w->bufs, h->obuf);
     if (h->limit)
@@ -188,18 +189,66 @@ h2_enter(struct h2_conn *h)
     h->in_io = true;
 }
 
+/* Notify the exchanges (bytes came, room opened), then move every frame
+ * they and the input produced into the socket: one pass per loop turn. */
+static void
+h2_run_turn(struct h2_conn *h)
+{
+    /* Each pass moves bytes (a drained stream buffer lets its exchange write
+     * more): it ends when no stream has anything new to report. A re-armed
+     * prepare watcher would only run after the next poll, so no kick may be
+     * left behind; the bound is a guard, not a limit a client can reach. */
+    for (int i = 0; i < 1024 && !h->dead; i++) {
+        if (h->nkick)
+            h2x_run_kicks(h);
+        if (!h->dead)
+            h2_flush(h); /* still inside: a close there only marks it */
+        if (!h->nkick)
+            break;
+    }
+}
+
+void
+h2_want_turn(struct h2_conn *h)
+{
+    if (!h->freed && !ev_is_active(&h->turn))
+        ev_prepare_start(h->w->loop, &h->turn);
+}
+
 static void
 h2_leave(struct h2_conn *h)
 {
-    if (!h->dead)
-        h2_flush(h); /* still inside: a close there only marks it */
+    if (!h->dead && h->finish)
+        h2_run_turn(h); /* the GOAWAY out before the close (best effort) */
     h->in_io = false;
     if (h->finish)
         h->dead = true;
     if (h->dead && !h->freed) {
         h->freed = true;
         h2_free(h);
+        return;
     }
+    h2_want_turn(h);
+}
+
+static void
+h2_turn_cb(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    struct h2_conn *h = container_of(p, struct h2_conn, turn);
+    (void)revents;
+    ev_prepare_stop(loop, p);
+    h2_enter(h);
+    h2_run_turn(h);
+    h->in_io = false;
+    if (h->finish)
+        h->dead = true;
+    if (h->dead && !h->freed) {
+        h->freed = true;
+        h2_free(h);
+        return;
+    }
+    if (h->nkick)
+        h2_want_turn(h);
 }
 
 void
@@ -326,7 +375,11 @@ static int
 on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
     struct h2_conn *h = ud;
-    (void)s;
+    if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+        struct h2_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+        if (st)
+            h2x_frame_sent(st, f);
+    }
     if (f->hd.type == NGHTTP2_RST_STREAM && !h->dead &&
         !h2_bucket_take(&h->resets, ev_now(h->w->loop), h->lim.max_resets, h->lim.reset_rate))
         h2_terminate(h, NGHTTP2_ENHANCE_YOUR_CALM, "stream errors provoked too fast");
@@ -450,6 +503,7 @@ h2_conn_run(struct h2_conn *h)
     h->c.rio.data = h;
     h->c.wio.data = h;
     ev_init(&h->tick, h2_tick_cb);
+    ev_prepare_init(&h->turn, h2_turn_cb);
     if (h2_session_start(h) < 0) {
         h2_close(h);
         return;
@@ -519,10 +573,10 @@ h2_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     bool sending = h->obuf && buf_len(h->obuf) > 0;
     (void)revents;
     h2_enter(h);
-    h2_lanes_expire(h, now, false);
     list_for_each_safe(pos, tmp, &h->streams)
     {
         struct h2_stream *st = container_of(pos, struct h2_stream, link);
+        h2x_tick(st, now);
         if (h2s_header_overdue(st, now, h->lim.header_secs)) {
             h2_terminate(h, NGHTTP2_NO_ERROR, "request headers too slow");
             break;
@@ -543,7 +597,7 @@ h2_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     /* Idle between requests: one wake-up when the idle timeout is due, not one
      * a second (a new stream brings the 1 s tick back, h2_tick_fast). */
     double next = 1.0;
-    if (h->nstreams == 0 && h->nrequests > 0 && h->nidle == 0 && !h->goaway && !sending &&
+    if (h->nstreams == 0 && h->nrequests > 0 && !h->goaway && !sending &&
         h->lim.idle_secs - (now - h->last_frame) > next)
         next = h->lim.idle_secs - (now - h->last_frame);
     if (next != t->repeat) {

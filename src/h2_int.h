@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Private to h2_conn.c and h2_stream.c: the HTTP/2 connection and stream. */
+/* Private to h2_conn.c, h2_stream.c, h2_downstream.c and h2_resp.c: the
+ * HTTP/2 connection and stream. */
 #ifndef TETHER_H2_INT_H
 #define TETHER_H2_INT_H
 
@@ -10,10 +11,6 @@
 #include <tether/sock.h>
 
 #include <nghttp2/nghttp2.h>
-
-#define H2_IDLE_LANES 16 /* idle lanes kept per connection (expire after 10 s) */
-#define H2_IDLE_LANE_SECS                                                                          \
-    10.0 /* well under keepalive_timeout: the lane's side never closes first */
 
 struct h2_limits {
     uint32_t max_streams;
@@ -39,7 +36,7 @@ struct h2_conn {
     struct list link;         /* in the worker's h2 list */
     struct list streams;      /* struct h2_stream */
     struct listen_fds *socks; /* the listen (NULL: h2_adopt_fd) */
-    struct vserver *vs;       /* its server block when adopted (lanes use the current one) */
+    struct vserver *vs;       /* its server block when adopted (streams use the current one) */
     struct h2_limits lim;
     struct sock_addr peer;
     char peer_ip[48];
@@ -49,7 +46,9 @@ struct h2_conn {
     bool dead;   /* close without sending more */
     bool finish; /* close once what is queued was written (best effort) */
     bool freed;
-    bool in_io; /* inside h2_io: close is deferred to its end */
+    bool in_io;      /* inside h2_io: close is deferred to its end */
+    ev_prepare turn; /* once per loop turn: notify exchanges, then one flush */
+    uint32_t nkick;  /* streams with an exchange to notify (kick_read/kick_write) */
     struct conn_slot *limit;
     struct buf *obuf;     /* frames waiting for the socket */
     const uint8_t *spend; /* rest of the last nghttp2_session_mem_send chunk */
@@ -60,10 +59,6 @@ struct h2_conn {
     uint32_t ncont;    /* CONTINUATION frames in the current header block */
     uint64_t nrequests;
     struct h2_bucket resets, control;
-    /* lanes whose last exchange ended cleanly, kept for the next streams */
-    struct conn idle[H2_IDLE_LANES];
-    double idle_since[H2_IDLE_LANES];
-    uint32_t nidle;
 };
 
 enum h2_resp_state { H2R_HEAD = 0, H2R_BODY, H2R_DONE };
@@ -77,20 +72,23 @@ struct h2_stream {
     uint32_t hdr_len, hdr_cap;
     char *cookie; /* cookie fields joined by "; " (RFC 9113 §8.2.3) */
     uint32_t cookie_len, cookie_cap;
-    char *method, *path, *authority, *host, *protocol;
+    char *method, *path, *authority, *host, *protocol; /* in arena or malloc'd */
+    char arena[192];
+    uint16_t arena_used;
     uint32_t hlist; /* header list size so far (RFC 9113 §6.5.2) */
     double begun;   /* first HEADERS byte */
     bool head_done; /* END_HEADERS of the request seen */
     bool too_large; /* header list over the limit: 431 */
     bool bad;       /* refused: RST_STREAM PROTOCOL_ERROR */
     bool has_cl;
-    bool chunked; /* body sent to the lane chunked (no content-length) */
+    uint64_t cl;  /* its content-length (UINT64_MAX: not a number) */
+    bool chunked; /* request body framed as chunks in ib (no content-length) */
     bool req_end; /* END_STREAM received */
     bool is_head; /* HEAD: the response has no body */
     bool ws;      /* extended CONNECT :protocol websocket (RFC 8441) */
     bool tunnel;  /* 101 seen: DATA <-> lane bytes */
     bool shut;    /* half-close the lane once its pending bytes are written */
-    /* the lane: an internal HTTP/1.1 connection into the request path */
+    /* the lane (extended CONNECT only): an internal HTTP/1.1 connection */
     struct conn lc;
     bool lane;
     bool lane_eof;
@@ -105,10 +103,24 @@ struct h2_stream {
     int64_t left;
     struct http1_chunked ck;
     uint32_t dec;   /* chunked: decoded data ends here in rb */
-    bool lane_keep; /* the response did not say Connection: close */
     bool submitted; /* response HEADERS submitted */
     bool deferred;  /* data provider said DEFERRED */
     bool ended;     /* EOF given to nghttp2 */
+    /* the exchange carrying an ordinary stream (h2_downstream.c) */
+    struct request *x; /* NULL before END_HEADERS and once it ended */
+    struct gen *gen;   /* generation reference held for x */
+    struct buf *ib;    /* request head, then body bytes (ops->input) */
+    struct buf *ob;    /* response body bytes for the data provider */
+    uint32_t fresh;    /* bytes added to ib since the last ops->read */
+    uint32_t reserve;  /* ib bytes kept for chunk framing (no content-length) */
+    double dl;         /* downstream deadline (ds_tmo), 0 none */
+    bool ib_own;       /* ib was malloc'd (larger than a pool buffer) */
+    bool closed;       /* nghttp2 closed the stream: submit nothing more */
+    bool kick_read;    /* body bytes arrived: exchange_readable this turn */
+    bool kick_write;   /* ob drained while the exchange waited: exchange_writable */
+    bool wblocked;     /* ops->write said IO_AGAIN */
+    bool resp_eof;     /* the response ended: END_STREAM once ob is empty */
+    bool rst_after;    /* RST_STREAM NO_ERROR after our END_STREAM (body unread) */
 };
 
 /* h2_conn.c */
@@ -122,6 +134,8 @@ void h2_tick_fast(struct h2_conn *h);
 /* End the connection for abuse: GOAWAY ENHANCE_YOUR_CALM, a counter, a log line. */
 void h2_abuse(struct h2_conn *h, const char *why);
 void h2_progress(struct h2_conn *h);
+/* Frames are waiting or an exchange must be notified: one flush this loop turn. */
+void h2_want_turn(struct h2_conn *h);
 bool h2_bucket_take(struct h2_bucket *b, double now, uint32_t burst, uint32_t rate);
 
 /* h2_stream.c: nghttp2 callbacks for streams and the lanes */
@@ -133,12 +147,28 @@ int h2s_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *da
                 void *ud);
 int h2s_on_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud);
 void h2s_free(struct h2_stream *st);
-/* Idle lanes: close the one in slot <i>; close those idle too long (all: <all>). */
-void h2_lane_idle_close(struct h2_conn *h, uint32_t i);
-void h2_lanes_expire(struct h2_conn *h, double now, bool all);
 /* A stream that has stalled or is overdue (timeouts): true when overdue. */
 bool h2s_header_overdue(const struct h2_stream *st, double now, double limit);
 bool h2s_send_pending(const struct h2_stream *st);
+
+/* The server block streams of <h> go to (follows reloads); NULL when the
+ * listen left the configuration. */
+struct vserver *h2_stream_vserver(struct h2_conn *h);
+/* tether's own short answer without an exchange (431, 501, 503). */
+void h2s_answer(struct h2_stream *st, unsigned status);
+
+/* h2_downstream.c: an ordinary stream is an exchange (downstream.h) */
+void h2x_start(struct h2_stream *st, bool end_stream);
+int h2x_on_data(struct h2_stream *st, const uint8_t *data, size_t len);
+void h2x_body_end(struct h2_stream *st);
+/* Notify the exchanges of the bytes that came and the room that opened. */
+void h2x_run_kicks(struct h2_conn *h);
+/* The stream goes (closed, connection gone): end its exchange with <term>. */
+void h2x_release(struct h2_stream *st, unsigned term);
+/* The stream's downstream deadline passed (h2_conn.c tick). */
+void h2x_tick(struct h2_stream *st, double now);
+/* Our END_STREAM went out (RST_STREAM NO_ERROR if the client still sends). */
+void h2x_frame_sent(struct h2_stream *st, const nghttp2_frame *f);
 
 /* h2_resp.c: the lane's read side (the response) */
 void h2s_lane_read_cb(struct ev_loop *loop, ev_io *io, int revents);

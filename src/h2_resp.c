@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* HTTP/2 responses: the HTTP/1.1 response a lane carries back is parsed, its
+/* HTTP/2 responses over a lane (extended CONNECT only; ordinary streams are
+ * exchanges, h2_downstream.c): the HTTP/1.1 response a lane carries back is parsed, its
  * hop-by-hop fields dropped, and sent as HEADERS; the body (de-chunked in
  * place) goes out as DATA through an nghttp2 data provider, the lane paused
  * while the client's window holds it back. A 101 to an extended CONNECT
@@ -137,7 +138,6 @@ resp_head(struct h2_stream *st)
         http1_head_init(st->rh);
         return 1;
     }
-    st->lane_keep = !(st->rh->flags & HTTP1_F_CONN_CLOSE);
     if (status == 101) {
         st->tunnel = true;
         st->rbody = HTTP1_BODY_CLOSE;

@@ -1,15 +1,16 @@
 /* SPDX-License-Identifier: MIT */
-/* HTTP/2 streams carried over lanes: each request stream is checked (downgrade
- * safety), written as an HTTP/1.1 request into an internal connection of the
- * request path (client_accept_lane), its body streamed under flow control (the
- * response comes back in h2_resp.c). An extended CONNECT (RFC 8441) becomes an
- * Upgrade: websocket request, and after the 101 the stream carries the
- * tunnel's bytes. Lanes that ended cleanly are kept for the next streams. */
+/* HTTP/2 streams: the request header fields are checked as they come
+ * (downgrade safety), and at END_HEADERS an ordinary request becomes an
+ * exchange (h2_downstream.c). An extended CONNECT (RFC 8441) is carried over a
+ * lane instead: written as an HTTP/1.1 Upgrade: websocket request into an
+ * internal connection of the request path (client_accept_lane); after the 101
+ * the stream carries the tunnel's bytes (the response side is h2_resp.c). */
 #include "config.h"
 
 #include "h2_int.h"
 
 #include <tether/client.h>
+#include <tether/exchange.h>
 #include <tether/gen.h>
 #include <tether/stats.h>
 #include <tether/worker.h>
@@ -91,15 +92,29 @@ visible(const char *s)
     return true;
 }
 
+/* A NUL-terminated copy of a pseudo-header or host value: in the stream's
+ * small arena when it fits (no allocation for usual requests), else malloc'd. */
 static char *
-dupn(const uint8_t *v, size_t n)
+st_dup(struct h2_stream *st, const uint8_t *v, size_t n)
 {
-    char *s = malloc(n + 1);
-    if (s) {
-        memcpy(s, v, n);
-        s[n] = 0;
+    char *s;
+    if (n < sizeof(st->arena) - st->arena_used) {
+        s = st->arena + st->arena_used;
+        st->arena_used += (uint16_t)(n + 1);
+    } else if (!(s = malloc(n + 1))) {
+        return NULL;
     }
+    memcpy(s, v, n);
+    s[n] = 0;
     return s;
+}
+
+static void
+st_free_str(struct h2_stream *st, char *s)
+{
+    uintptr_t a = (uintptr_t)st->arena, p = (uintptr_t)s;
+    if (s && (p < a || p >= a + sizeof(st->arena)))
+        free(s);
 }
 
 static void
@@ -110,8 +125,8 @@ stream_refuse(struct h2_stream *st, uint32_t code)
 }
 
 /* tether's own short answer on the stream (431, 501). */
-static void
-stream_answer(struct h2_stream *st, unsigned status)
+void
+h2s_answer(struct h2_stream *st, unsigned status)
 {
     char code[8];
     snprintf(code, sizeof(code), "%03u", status % 1000);
@@ -164,7 +179,7 @@ on_pseudo(struct h2_stream *st, const uint8_t *n, size_t nl, const uint8_t *v, s
         return -1;
     if (*slot)
         return -1; /* repeated */
-    *slot = dupn(v, vl);
+    *slot = st_dup(st, v, vl);
     return *slot ? 0 : -1;
 }
 
@@ -191,11 +206,18 @@ on_regular(struct h2_stream *st, const uint8_t *n, size_t nl, const uint8_t *v, 
     if (name_is(n, nl, "host")) {
         if (st->host)
             return -1;
-        st->host = dupn(v, vl);
+        st->host = st_dup(st, v, vl);
         return st->host ? 0 : -1;
     }
-    if (name_is(n, nl, "content-length"))
+    if (name_is(n, nl, "content-length")) {
+        /* Its value sizes the body buffer (the HTTP/1.1 parser judges it). */
+        uint64_t cl = vl ? 0 : UINT64_MAX;
+        for (size_t i = 0; i < vl && cl != UINT64_MAX; i++)
+            cl = (v[i] >= '0' && v[i] <= '9' && cl < (1ull << 40)) ? cl * 10 + (v[i] - '0')
+                                                                   : UINT64_MAX;
         st->has_cl = true;
+        st->cl = cl;
+    }
     if (grow_append(&st->hdr, &st->hdr_len, &st->hdr_cap, n, nl, max) < 0 ||
         grow_append(&st->hdr, &st->hdr_len, &st->hdr_cap, ": ", 2, max) < 0 ||
         grow_append(&st->hdr, &st->hdr_len, &st->hdr_cap, v, vl, max) < 0 ||
@@ -235,74 +257,13 @@ h2s_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, s
     return 0;
 }
 
-/* Closed: lanes */
-
-static void
-idle_lane_cb(struct ev_loop *loop, ev_io *io, int revents)
-{
-    struct h2_conn *h = io->data;
-    (void)loop, (void)revents;
-    /* Bytes or EOF on an idle lane: it is no longer a clean keep-alive. */
-    for (uint32_t i = 0; i < h->nidle; i++)
-        if (&h->idle[i].rio == io) {
-            h2_lane_idle_close(h, i);
-            return;
-        }
-}
-
-void
-h2_lane_idle_close(struct h2_conn *h, uint32_t i)
-{
-    conn_close(h->w->loop, &h->idle[i], false);
-    h->nidle--;
-    if (i != h->nidle) {
-        int fd = h->idle[h->nidle].fd;
-        ev_io_stop(h->w->loop, &h->idle[h->nidle].rio);
-        conn_init(&h->idle[i], fd, idle_lane_cb, idle_lane_cb);
-        h->idle[i].rio.data = h;
-        h->idle_since[i] = h->idle_since[h->nidle];
-        ev_io_start(h->w->loop, &h->idle[i].rio);
-    }
-}
-
-void
-h2_lanes_expire(struct h2_conn *h, double now, bool all)
-{
-    for (uint32_t i = h->nidle; i-- > 0;)
-        if (all || now - h->idle_since[i] > H2_IDLE_LANE_SECS)
-            h2_lane_idle_close(h, i);
-}
-
-/* The exchange on this lane ended cleanly at a message boundary both ways. */
-static bool
-lane_reusable(const struct h2_stream *st)
-{
-    const struct h2_conn *h = st->h;
-    return st->lane && st->lane_keep && st->ended && st->req_end && !st->ws && !st->tunnel &&
-           !st->lane_eof && st->out_len == 0 && (!st->rb || buf_len(st->rb) == 0) &&
-           st->rstate != H2R_HEAD && (st->rbody != HTTP1_BODY_LENGTH || st->left == 0) &&
-           (st->rbody != HTTP1_BODY_CHUNKED || st->ck.done) && st->rbody != HTTP1_BODY_CLOSE &&
-           h->nidle < H2_IDLE_LANES && !h->goaway && !h->dead;
-}
+/* Closed: a lane (WebSocket only) is never reused. */
 
 static void
 lane_release(struct h2_stream *st)
 {
-    struct h2_conn *h = st->h;
-    struct worker *w = h->w;
-    if (!st->lane)
-        return;
-    if (!lane_reusable(st)) {
-        conn_close(w->loop, &st->lc, false);
-        return;
-    }
-    ev_io_stop(w->loop, &st->lc.rio);
-    ev_io_stop(w->loop, &st->lc.wio);
-    struct conn *c = &h->idle[h->nidle];
-    conn_init(c, st->lc.fd, idle_lane_cb, idle_lane_cb);
-    c->rio.data = h;
-    h->idle_since[h->nidle++] = ev_now(w->loop);
-    ev_io_start(w->loop, &c->rio);
+    if (st->lane)
+        conn_close(st->h->w->loop, &st->lc, false);
 }
 
 void
@@ -310,16 +271,17 @@ h2s_free(struct h2_stream *st)
 {
     struct h2_conn *h = st->h;
     struct worker *w = h->w;
+    h2x_release(st, TERM_CLIENT_ABORT);
     lane_release(st);
     buf_put(&w->bufs, st->rb);
     free(st->rh);
     free(st->hdr);
     free(st->cookie);
-    free(st->method);
-    free(st->path);
-    free(st->authority);
-    free(st->host);
-    free(st->protocol);
+    st_free_str(st, st->method);
+    st_free_str(st, st->path);
+    st_free_str(st, st->authority);
+    st_free_str(st, st->host);
+    st_free_str(st, st->protocol);
     free(st->out);
     list_remove(&st->link);
     h->nstreams--;
@@ -349,7 +311,8 @@ h2s_header_overdue(const struct h2_stream *st, double now, double limit)
 bool
 h2s_send_pending(const struct h2_stream *st)
 {
-    return st->submitted && !st->ended && st->rb && buf_len(st->rb) > 0;
+    return st->submitted && !st->ended &&
+           ((st->rb && buf_len(st->rb) > 0) || (st->ob && buf_len(st->ob) > 0));
 }
 
 /* ---- toward the lane ---- */
@@ -430,13 +393,13 @@ ws_key(struct worker *w, char out[25])
     out[24] = 0;
 }
 
-/* The HTTP/1.1 request head for the lane. */
+/* The HTTP/1.1 Upgrade request for the lane (extended CONNECT). */
 static int
 build_head(struct h2_stream *st)
 {
     char line[128];
     const char *host = st->authority ? st->authority : st->host;
-    const char *method = st->ws ? "GET" : st->method;
+    const char *method = "GET"; /* extended CONNECT: an Upgrade request */
     if (lane_out(st, method, strlen(method)) < 0 || lane_out(st, " ", 1) < 0 ||
         lane_out(st, st->path, strlen(st->path)) < 0 || lane_out(st, " HTTP/1.1\r\n", 11) < 0)
         return -1;
@@ -449,24 +412,17 @@ build_head(struct h2_stream *st)
         (lane_out(st, "Cookie: ", 8) < 0 || lane_out(st, st->cookie, st->cookie_len) < 0 ||
          lane_out(st, "\r\n", 2) < 0))
         return -1;
-    if (st->ws) {
-        char key[25];
-        ws_key(st->h->w, key);
-        int n =
-            snprintf(line, sizeof(line),
+    char key[25];
+    ws_key(st->h->w, key);
+    int n = snprintf(line, sizeof(line),
                      "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: %s\r\n", key);
-        if (lane_out(st, line, (size_t)n) < 0)
-            return -1;
-    } else if (!st->req_end && !st->has_cl) {
-        st->chunked = true;
-        if (lane_out(st, "Transfer-Encoding: chunked\r\n", 28) < 0)
-            return -1;
-    }
+    if (lane_out(st, line, (size_t)n) < 0)
+        return -1;
     return lane_out(st, "\r\n", 2);
 }
 
-static struct vserver *
-lane_vserver(struct h2_conn *h)
+struct vserver *
+h2_stream_vserver(struct h2_conn *h)
 {
     struct gen *g = h->w->gen;
     if (!h->socks)
@@ -482,23 +438,14 @@ lane_open(struct h2_stream *st)
 {
     struct h2_conn *h = st->h;
     struct worker *w = h->w;
-    struct vserver *vs = lane_vserver(h);
+    struct vserver *vs = h2_stream_vserver(h);
     int sv[2];
     if (!vs)
         return -1; /* the listen left the configuration */
-    if (h->nidle) {
-        /* An idle lane: its internal client waits for the next request. */
-        struct conn *c = &h->idle[--h->nidle];
-        ev_io_stop(w->loop, &c->rio);
-        conn_init(&st->lc, c->fd, h2s_lane_read_cb, lane_write_cb);
-        c->fd = -1;
-        goto ready;
-    }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         return -1;
     client_accept_lane(w, vs, h->socks, sv[0], &h->peer, h->tls);
     conn_init(&st->lc, sv[1], h2s_lane_read_cb, lane_write_cb);
-ready:
     st->lc.rio.data = st;
     st->lc.wio.data = st;
     st->lane = true;
@@ -517,7 +464,7 @@ stream_start(struct h2_stream *st, bool end_stream)
     if (st->bad)
         return;
     if (st->too_large) {
-        stream_answer(st, 431);
+        h2s_answer(st, 431);
         return;
     }
     if (!st->method || !visible(st->method) || (st->authority && !visible(st->authority)) ||
@@ -527,11 +474,11 @@ stream_start(struct h2_stream *st, bool end_stream)
     }
     if (strcmp(st->method, "CONNECT") == 0) {
         if (!st->protocol) {
-            stream_answer(st, 501); /* tether is no forward proxy */
+            h2s_answer(st, 501); /* tether is no forward proxy */
             return;
         }
         if (strcmp(st->protocol, "websocket") != 0 || end_stream) {
-            stream_answer(st, 501);
+            h2s_answer(st, 501);
             return;
         }
         st->ws = true;
@@ -544,13 +491,15 @@ stream_start(struct h2_stream *st, bool end_stream)
         return;
     }
     st->is_head = strcmp(st->method, "HEAD") == 0;
+    if (!st->ws) {
+        h2x_start(st, end_stream);
+        return;
+    }
     if (build_head(st) < 0 || lane_open(st) < 0) {
         stream_refuse(st, NGHTTP2_REFUSED_STREAM);
         return;
     }
     gstat_add(h->w->id, GS_H2_STREAMS, 1);
-    if (end_stream && st->chunked)
-        lane_out(st, "0\r\n\r\n", 5);
     lane_flush(st);
 }
 
@@ -558,12 +507,11 @@ static void
 stream_body_end(struct h2_stream *st)
 {
     st->req_end = true;
+    if (st->x)
+        h2x_body_end(st);
     if (st->bad || !st->lane)
         return;
-    if (st->chunked)
-        lane_out(st, "0\r\n\r\n", 5);
-    if (st->tunnel || st->ws)
-        st->shut = true; /* the client's FIN goes on toward the pod */
+    st->shut = true; /* the client's FIN goes on toward the pod */
     lane_flush(st);
 }
 
@@ -590,21 +538,17 @@ h2s_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, 
 {
     struct h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
     (void)flags, (void)ud;
-    if (!st || st->bad || !st->lane) {
+    if (!st || st->bad || (!st->lane && !st->x)) {
         if (nghttp2_session_consume(s, id, len) != 0)
             nghttp2_session_consume_connection(s, len);
         return 0;
     }
-    int rc = 0;
-    if (st->chunked) {
-        char sz[24];
-        int n = snprintf(sz, sizeof(sz), "%zx\r\n", len);
-        rc = lane_out(st, sz, (size_t)n);
-        rc |= lane_out(st, data, len);
-        rc |= lane_out(st, "\r\n", 2);
-    } else {
-        rc = lane_out(st, data, len);
+    if (st->x) {
+        if (h2x_on_data(st, data, len) < 0)
+            exchange_gone(st->x, TERM_CLIENT_ABORT);
+        return 0;
     }
+    int rc = lane_out(st, data, len);
     st->unconsumed += len;
     if (rc < 0) {
         stream_refuse(st, NGHTTP2_FLOW_CONTROL_ERROR);

@@ -111,6 +111,11 @@ upconn_set_state(struct upconn *uc, enum upconn_state to)
  * the pool when its FIN arrived in this very event batch. A request that cannot
  * be retried once sent (not idempotent) pays one MSG_PEEK to find out; the
  * others are retried on another server if the connection turns out dead. */
+/* Idle connections beyond the upstream's keepalive: at most this many times
+ * keepalive, each closed after this long idle. */
+#define UPCONN_OVER_FACTOR 8u
+#define UPCONN_OVER_SECS   0.2
+
 static bool
 upconn_alive(const struct upconn *uc, bool resendable)
 {
@@ -182,10 +187,15 @@ upconn_release(struct upconn *uc, bool reusable)
     uc->owner = NULL;
     if (!reusable || w->draining || (uc->c.flags & (CONN_READ_EOF | CONN_WRITE_SHUT)) ||
         (uc->ibuf && buf_len(uc->ibuf)) || uc->keep_max == 0 ||
-        !(pool = worker_pool(w, uc->rt->slot)) || pool->nidle >= uc->keep_max) {
+        !(pool = worker_pool(w, uc->rt->slot)) ||
+        pool->nidle >= UPCONN_OVER_FACTOR * uc->keep_max) {
         upconn_close(uc, !reusable && uc->state == UC_BUSY);
         return;
     }
+    /* Beyond keepalive: kept UPCONN_OVER_SECS only, for the next requests of
+     * the same burst (many HTTP/2 streams in flight) rather than closed now
+     * and connected again a moment later. */
+    bool over = pool->nidle >= uc->keep_max;
     buf_put(&w->bufs, uc->ibuf);
     uc->ibuf = NULL;
     conn_write_done(w->loop, &uc->c);
@@ -195,7 +205,8 @@ upconn_release(struct upconn *uc, bool reusable)
     uc->idle_since = ev_now(w->loop);
     list_push(&pool->idle, &uc->link);
     pool->nidle++;
-    upconn_deadline(uc, uc->keep_secs);
+    upconn_deadline(uc,
+                    over && uc->keep_secs > UPCONN_OVER_SECS ? UPCONN_OVER_SECS : uc->keep_secs);
 }
 
 ssize_t

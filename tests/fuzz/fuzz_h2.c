@@ -3,10 +3,11 @@
  * client sends after the connection preface (frames, HPACK blocks, DATA), fed
  * through a socket pair into an HTTP/2 connection of a worker-like context
  * (its own event loop, buffer pool and a generation built from a small
- * config). Streams that pass the checks are carried over lanes into the
- * request path, whose pod (127.0.0.1:9) refuses. The loop runs a bounded
- * number of turns; then every connection, lane and tunnel is closed, so each
- * input starts clean. Nothing may crash, leak or hang. */
+ * config). Streams that pass the checks become exchanges of the request path
+ * (an extended CONNECT goes over a lane), whose pod (127.0.0.1:9) refuses.
+ * The loop runs a bounded number of turns; then every connection, lane and
+ * tunnel is closed, so each input starts clean. Nothing may crash, leak or
+ * hang. */
 #include "config.h"
 
 #include <tether/client.h>

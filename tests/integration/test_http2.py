@@ -14,6 +14,7 @@ import ssl
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -114,6 +115,8 @@ class Client:
         self.sock.settimeout(timeout * h.SLOW)
         try:
             data = self.sock.recv(65536)
+        except socket.timeout:
+            return True
         except (ConnectionResetError, BrokenPipeError):
             data = b""
         if not data:
@@ -744,6 +747,219 @@ def ws_parse(data):
         out.append((op, data[off:off + ln]))
         data = data[off + ln:]
     return out, data
+
+
+
+# ---- streams are exchanges: bodies under flow control, resets, retries ----
+
+class RawPod:
+    """A one-connection-at-a-time HTTP/1.1 pod on a raw socket. mode "stall":
+    read the head, then read nothing until release(), then read the
+    content-length body and answer 200 with its size. mode "close": read the
+    head and close without an answer."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(8)
+        self.port = self.ls.getsockname()[1]
+        self.go = threading.Event()
+        self.got = []
+        self.heads = 0
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def release(self):
+        self.go.set()
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            try:
+                self.serve(c)
+            except OSError:
+                pass
+            c.close()
+
+    def serve(self, c):
+        c.settimeout(30 * h.SLOW)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(4096)
+            if not d:
+                return
+            data += d
+        self.heads += 1
+        if self.mode == "close":
+            return
+        head, rest = data.split(b"\r\n\r\n", 1)
+        m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+        want = int(m.group(1)) if m else 0
+        self.go.wait(30 * h.SLOW)
+        n = len(rest)
+        while n < want:
+            d = c.recv(65536)
+            if not d:
+                break
+            n += len(d)
+        self.got.append(n)
+        body = b"%d" % n
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    def close(self):
+        self.ls.close()
+
+
+def test_request_body_beyond_the_window_waits_for_the_pod():
+    """A request body larger than the stream window goes to the pod as the pod
+    takes it: while the pod reads nothing, the client's window stays closed
+    (tether holds no more than a window of it), and once the pod reads, the
+    whole body arrives."""
+    pod = RawPod("stall")
+    t = h.Tether(CONF, servers="server stall 127.0.0.1:%d;" % pod.port, certs=certs(),
+                 tport=h.free_port(), plain=h.free_port(), sport=h.free_port(), extra="")
+    total = 8 << 20
+    cl = Client(t.port)
+    cl.conn.increment_flow_control_window(16 << 20)
+    sid = cl.conn.get_next_available_stream_id()
+    cl.conn.send_headers(sid, [(":method", "POST"), (":path", "/up"), (":scheme", "http"),
+                               (":authority", "x"), ("content-length", str(total))])
+    cl.flush()
+    sent = 0
+    chunk = b"x" * 16384
+
+    def push():
+        nonlocal sent
+        while sent < total:
+            n = min(len(chunk), total - sent, cl.conn.local_flow_control_window(sid),
+                    cl.conn.max_outbound_frame_size)
+            if n <= 0:
+                return
+            cl.conn.send_data(sid, chunk[:n], end_stream=sent + n == total)
+            sent += n
+            cl.flush()
+
+    deadline = time.time() + 2 * h.SLOW
+    while time.time() < deadline:
+        push()
+        cl.pump(0.2) if sent < total else None
+    stalled = sent
+    # What the kernel holds between tether and the stalled pod (tether's send
+    # queue, the pod's receive queue): the rest is in tether, at most about a
+    # stream window (64k) and the framing reserve, never the whole body.
+    out = subprocess.run(["ss", "-tnH", "state", "established", "( sport = :%d or dport = :%d )"
+                          % (pod.port, pod.port)], stdout=subprocess.PIPE).stdout.decode()
+    in_kernel = sum(int(l.split()[0]) + int(l.split()[1]) for l in out.splitlines() if l.strip())
+    assert stalled < total, stalled
+    assert stalled - in_kernel < 160 << 10, (stalled, in_kernel, out)
+    pod.release()
+    while sent < total:
+        push()
+        if sent < total and not cl.pump(5):
+            break
+    st, hd, body = cl.response(sid, timeout=30)
+    assert st == 200 and int(body) == total, (st, body[:100], sent)
+    assert pod.got == [total], pod.got
+    cl.close()
+    e = wait_log(t, lambda e: e["path"] == "/up", "line")[0]
+    assert e["status"] == 200 and e["protocol"] == "h2", e
+    pod.close()
+    h.stop_clean(t)
+
+
+def test_chunked_body_in_many_small_frames_and_trailers():
+    """A body without content-length (sent to the pod chunked) in many small
+    DATA frames, then trailers: every byte reaches the pod once, in order,
+    and the client's window keeps being given back."""
+    (pod,), t = setup()
+    cl = Client(t.port)
+    sid = cl.conn.get_next_available_stream_id()
+    cl.conn.send_headers(sid, [(":method", "POST"), (":path", "/echo"), (":scheme", "http"),
+                               (":authority", "x")])
+    sent = 0
+    for i in range(400):
+        piece = bytes([65 + i % 26]) * (50 + i % 7)
+        while cl.conn.local_flow_control_window(sid) < len(piece):
+            cl.pump(1)
+        cl.conn.send_data(sid, piece)
+        sent += len(piece)
+        if i % 50 == 0:
+            cl.flush()
+    cl.conn.send_headers(sid, [("x-trailer", "1")], end_stream=True)
+    cl.flush()
+    st, hd, body = cl.response(sid)
+    assert st == 200 and json.loads(body)["body_bytes"] == sent, (st, body[:300], sent)
+    cl.close()
+    e = wait_log(t, lambda e: e["path"] == "/echo", "line")[0]
+    assert e["status"] == 200 and e["term"] == "ok" and e["protocol"] == "h2", e
+    h.stop_clean(t)
+
+
+def test_client_reset_mid_body_is_logged_and_pod_connection_not_reused():
+    (pod,), t = setup()
+    cl = Client(t.port)
+    sid = cl.conn.get_next_available_stream_id()
+    cl.conn.send_headers(sid, [(":method", "POST"), (":path", "/echo"), (":scheme", "http"),
+                               (":authority", "x"), ("content-length", "100000")])
+    cl.conn.send_data(sid, b"y" * 16000)
+    cl.conn.send_data(sid, b"y" * 4000)
+    cl.flush()
+    time.sleep(0.3 * h.SLOW)
+    cl.conn.reset_stream(sid, 8)  # CANCEL
+    cl.flush()
+    e = wait_log(t, lambda e: e["path"] == "/echo", "abort line")[0]
+    assert e["term"] == "client_abort" and e["protocol"] == "h2", e
+    # The next requests on the same connection reach the pod as themselves:
+    # the half-sent body's connection was not put back in the pool.
+    for i in range(3):
+        st, hd, body = cl.response(cl.request("/after%d" % i))
+        assert st == 200 and json.loads(body)["path"] == "/after%d" % i, (st, body[:200])
+        st, hd, body = cl.response(cl.request("/echo", method="POST", body=b"z" * 5000))
+        assert st == 200 and json.loads(body)["body_bytes"] == 5000, (st, body[:200])
+    cl.close()
+    h.stop_clean(t)
+
+
+def test_post_retry_semantics_as_http1():
+    """A refused connect is retried for a POST too (nothing reached a pod, the
+    body is replayed whole); a POST the pod received and dropped is not retried
+    (502), an idempotent GET is."""
+    pod = h.Mockpod("pod-a")
+    dead = h.free_port()
+    t = h.Tether(CONF.replace("balance round_robin;", "balance round_robin; retries 2;"),
+                 servers="server dead 127.0.0.1:%d; server %s %s;" % (dead, pod.name, pod.addr),
+                 certs=certs(), tport=h.free_port(), plain=h.free_port(), sport=h.free_port(),
+                 extra="")
+    cl = Client(t.port)
+    for i in range(4):
+        st, hd, body = cl.response(cl.request("/echo", method="POST", body=b"p" * (3000 + i)))
+        assert st == 200 and json.loads(body)["body_bytes"] == 3000 + i, (i, st, body[:200])
+    cl.close()
+    h.stop_clean(t)
+    bad = RawPod("close")
+    pod = h.Mockpod("pod-a")
+    t = h.Tether(CONF.replace("balance round_robin;", "balance round_robin; retries 2;"),
+                 servers="server bad 127.0.0.1:%d; server %s %s;" % (bad.port, pod.name, pod.addr),
+                 certs=certs(), tport=h.free_port(), plain=h.free_port(), sport=h.free_port(),
+                 extra="")
+    cl = Client(t.port)
+    posts = [cl.response(cl.request("/p%d" % i, method="POST", body=b"q" * 100))[0]
+             for i in range(4)]
+    gets = [cl.response(cl.request("/g%d" % i))[0] for i in range(4)]
+    assert 502 in posts and set(posts) <= {200, 502}, posts
+    assert gets == [200] * 4, gets
+    cl.close()
+    h.wait_until(lambda: len([e for e in t.access() if e["path"][:2] in ("/p", "/g")]) == 8,
+                 timeout=5 * h.SLOW, what="8 lines")
+    lines = [e for e in t.access() if e["path"][:2] in ("/p", "/g")]
+    assert all(e["retries"] == 0 for e in lines if e["path"].startswith("/p")), lines
+    assert any(e["retries"] >= 1 for e in lines if e["path"].startswith("/g")), lines
+    bad.close()
+    h.stop_clean(t)
 
 
 def test_websocket_over_http2():
