@@ -111,11 +111,6 @@ upconn_set_state(struct upconn *uc, enum upconn_state to)
  * the pool when its FIN arrived in this very event batch. A request that cannot
  * be retried once sent (not idempotent) pays one MSG_PEEK to find out; the
  * others are retried on another server if the connection turns out dead. */
-/* Idle connections beyond the upstream's keepalive: at most this many times
- * keepalive, each closed after this long idle. */
-#define UPCONN_OVER_FACTOR 8u
-#define UPCONN_OVER_SECS   0.2
-
 static bool
 upconn_alive(const struct upconn *uc, bool resendable)
 {
@@ -167,6 +162,10 @@ upconn_get(struct worker *w, struct server *s, const struct upconn_cbs *cb, void
     uc->owner = owner;
     uc->keep_max = s->up->conf->keepalive;
     uc->keep_secs = (double)s->up->conf->keepalive_timeout_ms / 1000.0;
+    uc->burst_max = s->up->conf->keepalive_burst;
+    uc->burst_secs = (double)s->up->conf->keepalive_burst_timeout_ms / 1000.0;
+    if (uc->burst_secs > uc->keep_secs)
+        uc->burst_secs = uc->keep_secs;
     upconn_set_state(uc, UC_CONNECTING);
     if (s->tls_ctx && tls_connect_attach(&uc->c, s->tls_ctx) < 0) {
         upconn_close(uc, false);
@@ -187,14 +186,13 @@ upconn_release(struct upconn *uc, bool reusable)
     uc->owner = NULL;
     if (!reusable || w->draining || (uc->c.flags & (CONN_READ_EOF | CONN_WRITE_SHUT)) ||
         (uc->ibuf && buf_len(uc->ibuf)) || uc->keep_max == 0 ||
-        !(pool = worker_pool(w, uc->rt->slot)) ||
-        pool->nidle >= UPCONN_OVER_FACTOR * uc->keep_max) {
+        !(pool = worker_pool(w, uc->rt->slot)) || pool->nidle >= uc->keep_max + uc->burst_max) {
         upconn_close(uc, !reusable && uc->state == UC_BUSY);
         return;
     }
-    /* Beyond keepalive: kept UPCONN_OVER_SECS only, for the next requests of
-     * the same burst (many HTTP/2 streams in flight) rather than closed now
-     * and connected again a moment later. */
+    /* Beyond keepalive: kept keepalive_burst_timeout only, for the next
+     * requests of the same burst (many HTTP/2 streams in flight) rather than
+     * closed now and connected again a moment later. */
     bool over = pool->nidle >= uc->keep_max;
     buf_put(&w->bufs, uc->ibuf);
     uc->ibuf = NULL;
@@ -205,8 +203,7 @@ upconn_release(struct upconn *uc, bool reusable)
     uc->idle_since = ev_now(w->loop);
     list_push(&pool->idle, &uc->link);
     pool->nidle++;
-    upconn_deadline(uc,
-                    over && uc->keep_secs > UPCONN_OVER_SECS ? UPCONN_OVER_SECS : uc->keep_secs);
+    upconn_deadline(uc, over ? uc->burst_secs : uc->keep_secs);
 }
 
 ssize_t

@@ -183,6 +183,8 @@ struct conf_upstream {
     char *affinity_cookie; /* the affinity cookie's name here, or NULL: the affinity block's */
     uint32_t keepalive;    /* idle pooled connections per worker */
     uint64_t keepalive_timeout_ms;
+    uint32_t keepalive_burst; /* more idle connections kept briefly after a burst */
+    uint64_t keepalive_burst_timeout_ms;
     uint64_t connect_timeout_ms;
     uint32_t retries;
     uint32_t retry_on; /* enum retry_cond mask */

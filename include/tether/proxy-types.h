@@ -255,7 +255,9 @@ struct upconn {
     uint8_t state;               /* enum upconn_state */
     bool reused;                 /* came from the pool */
     uint32_t keep_max;           /* pool size of its upstream (keepalive) */
+    uint32_t burst_max;          /* idle ones kept briefly beyond it (keepalive_burst) */
     double keep_secs;            /* pool idle timeout */
+    double burst_secs;           /* idle timeout beyond keep_max (keepalive_burst_timeout) */
     ev_tstamp deadline;          /* lazy timer target */
     uint32_t nreq;
     ev_tstamp idle_since;

@@ -212,5 +212,59 @@ def test_access_log_combined_format():
     t.stop()
 
 
+
+
+BURST_CONF = """
+workers 1;
+error_log {dir}/error.log info;
+access_log off;
+upstream voice {
+    server pod-a {a};
+    keepalive 1;
+    keepalive_burst %s;
+    keepalive_burst_timeout %sms;
+}
+server {
+    listen 127.0.0.1:{port};
+    route / { upstream voice; }
+}
+"""
+
+
+def _burst(port, n):
+    """<n> requests in flight at once (each the pod holds 150 ms)."""
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        rs = list(ex.map(lambda i: h.get(port, "/sdp?delay=150&i=%d" % i).status, range(n)))
+    assert rs == [200] * n, rs
+
+
+def test_keepalive_burst_reuses_then_expires():
+    # keepalive 1 with keepalive_burst 8: after a burst of 6 the extra idle pod
+    # connections are kept keepalive_burst_timeout, so a second burst right after
+    # opens none; after the timeout only keepalive's one is left.
+    pod, t = setup(BURST_CONF % (8, int(300 * h.SLOW)))
+    _burst(t.port, 6)
+    first = pod.stats()["connections_accepted"]
+    assert first >= 6, first
+    _burst(t.port, 6)
+    assert pod.stats()["connections_accepted"] == first + 1, (first, pod.stats())  # +1: stats
+    time.sleep(1.0 * h.SLOW)
+    before = pod.stats()["connections_accepted"]
+    _burst(t.port, 6)
+    assert pod.stats()["connections_accepted"] - before >= 5, (before, pod.stats())
+    t.stop()
+
+
+def test_keepalive_burst_off_closes_extra_at_once():
+    pod, t = setup(BURST_CONF % (0, int(300 * h.SLOW)))
+    _burst(t.port, 6)
+    first = pod.stats()["connections_accepted"]
+    _burst(t.port, 6)
+    # only keepalive's one connection was kept: five new ones (and the stats one)
+    assert pod.stats()["connections_accepted"] - first >= 6, (first, pod.stats())
+    t.stop()
+
+
 if __name__ == "__main__":
     h.main(globals())
