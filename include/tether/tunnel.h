@@ -30,6 +30,11 @@ struct tunnel_args {
     uint8_t rid_len;         /* its length */
     const char *ip;          /* client address (access log) */
     uint8_t ip_len;          /* its length */
+    /* Called once when the tunnel has closed and freed itself (its connection
+     * no longer counts): the owner's hook, e.g. the worker resuming accepts
+     * or finishing a drain. Filled by the downstream; may be NULL. */
+    void (*gone)(void *owner);
+    void *owner; /* the first argument of <gone> */
 };
 
 /* Start a tunnel on <w> from <ta>: the sockets and buffers are the tunnel's
