@@ -11,6 +11,7 @@
 #include <tether/log.h>
 #include <tether/session.h>
 #include <tether/session_load.h>
+#include <tether/session_store.h>
 
 #include <pthread.h>
 #include <stdio.h>
@@ -171,7 +172,7 @@ void
 session_load_tick(struct gen *g, uint64_t now_ms)
 {
     static uint64_t last_ms;
-    struct session_table *t = affinity_table();
+    struct session_table *t = session_store_table();
     bool any = false;
 
     for (uint32_t i = 0; g && i < g->nupstreams; i++)

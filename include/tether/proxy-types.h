@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <ev.h>
 
+#include <tether/affinity.h>
 #include <tether/conn.h>
 #include <tether/downstream.h>
 #include <tether/http1.h>
@@ -72,21 +73,8 @@ enum term_reason {
     TERM__COUNT
 };
 
-/* Human name of a termination reason ("server_reset"), of an outcome. */
+/* Human name of a termination reason ("server_reset"). */
 const char *term_name(unsigned term);
-const char *aff_outcome_name(unsigned aff);
-
-/* How the request found its server (access log "affinity"; metrics). */
-enum aff_outcome {
-    AFF_OUT_NONE = 0, /* route without affinity: balancer */
-    AFF_OUT_COOKIE,
-    AFF_OUT_HEADER_LEARNED,
-    AFF_OUT_PATH_LEARNED,
-    AFF_OUT_COOKIE_LEARNED,
-    AFF_OUT_HASH,
-    AFF_OUT_NEW,
-    AFF_OUT_REDISPATCH,
-};
 
 struct client {
     struct conn c;
@@ -202,18 +190,9 @@ struct request {
     uint16_t path_len;
     char req_id[REQUEST_ID_MAX]; /* X-Request-Id (not NUL-terminated) */
     uint8_t req_id_len;
-    char sid[SESSION_ID_MAX + 1]; /* session id from the request (affinity) */
-    uint8_t sid_len;
-    uint8_t sid_src;      /* where sid came from (enum aff_outcome) */
-    uint8_t cookie_state; /* affinity cookie: 0 none, 1 valid, 2 forged, 3 expired */
-    bool aff_pending;     /* waiting for a Redis lookup */
-    bool store_pending;   /* the response waits for a learned session to reach Redis */
-    uint64_t cookie_srv;  /* server id named by a valid affinity cookie */
-    uint64_t cookie_sess; /* session hash carried by that cookie, 0 none */
-    uint32_t cookie_exp;  /* its expiry (seconds since the epoch) */
-    uint64_t learned_srv; /* server id learned for sid, 0 none */
-    uint64_t bhash;       /* balance hash key (balance hash) */
-    bool has_bhash;
+    struct aff_carry ac;        /* what the request carries for affinity (affinity.h) */
+    bool aff_pending;           /* waiting for a session-store lookup (Redis) */
+    bool store_pending;         /* the response waits for a learned session to reach Redis */
     struct redis_waiter rw;     /* Redis operations in flight for this request */
     uint8_t rl_pending;         /* global-zone decisions awaited from Redis */
     bool rl_denied;             /* one of them said no */
