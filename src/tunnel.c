@@ -3,10 +3,14 @@
  * only while a write is pending, idle timeout, half-close, back-pressure. */
 #include "config.h"
 
+#include <tether/buf.h>
 #include <tether/gen.h>
+#include <tether/http_rewrite.h>
+#include <tether/list.h>
 #include <tether/log.h>
 #include <tether/ratelimit.h>
 #include <tether/stats.h>
+#include <tether/term.h>
 #include <tether/tunnel.h>
 #include <tether/upstream.h>
 #include <tether/worker.h>

@@ -10,7 +10,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <tether/proxy-types.h>
+#include <tether/conn.h>
+
+struct buf;
+struct conn_slot;
+struct server_rt;
+struct worker;
 
 /* What a tunnel is made of, filled by the exchange (pod side, ids, timeouts)
  * and by its downstream (client side). tunnel_start() moves the two conns and
