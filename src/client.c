@@ -537,46 +537,16 @@ static bool
 client_reply_write(struct client *cli, const struct request *req, unsigned status,
                    const char *extra)
 {
-    const char *reason = http1_reason(status);
-    char body[96];
-    int blen = snprintf(body, sizeof(body), "%u %s\n", status, reason);
-    bool head_only = req && req->method == HTTP1_M_HEAD;
-
     buf_put(&cli->w->bufs, cli->obuf);
     cli->obuf = buf_get(&cli->w->bufs);
     if (!cli->obuf)
         return false;
     struct buf *o = cli->obuf;
-    int n =
-        snprintf(buf_tail(o), buf_room(o),
-                 "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s"
-                 "%s%.*s%s%s\r\n",
-                 status, reason, blen, cli->close_after ? "Connection: close\r\n" : "",
-                 req && req->req_id_len ? "X-Request-Id: " : "", req ? (int)req->req_id_len : 0,
-                 req ? req->req_id : "", req && req->req_id_len ? "\r\n" : "", extra ? extra : "");
-    if (n < 0 || (uint32_t)n >= buf_room(o))
-        return false;
+    size_t n = http1_reply_write(buf_tail(o), buf_room(o), status, cli->close_after,
+                                 req ? req->req_id : NULL, req ? req->req_id_len : 0, extra,
+                                 req && req->method == HTTP1_M_HEAD);
     o->end += (uint32_t)n;
-    if (!head_only)
-        buf_append(o, body, (uint32_t)blen);
-    return true;
-}
-
-/* The reply ends <req>: account and log it, skip its bytes, free it. */
-static void
-client_reply_end(struct client *cli, struct request *req, unsigned status, unsigned term)
-{
-    req->status = (uint16_t)status;
-    if (!req->term)
-        req->term = (uint8_t)term;
-    req->bytes_out += buf_len(cli->obuf);
-    request_log(req);
-    /* Skip the head and a fully received body: the next request starts
-     * right after. */
-    if (!cli->close_after && cli->ibuf)
-        cli->ibuf->start = req->body_end;
-    exchange_free(req);
-    cli->req = NULL;
+    return n > 0;
 }
 
 /* Send the reply in cli->obuf: done, or wait for the socket. */
@@ -619,8 +589,18 @@ client_reply(struct client *cli, unsigned status, unsigned term, const char *ext
         client_close(cli, TERM_INTERNAL);
         return;
     }
-    if (req)
-        client_reply_end(cli, req, status, term);
+    if (req) { /* the reply ends it: account, log, skip its bytes, free it */
+        req->status = (uint16_t)status;
+        if (!req->term)
+            req->term = (uint8_t)term;
+        req->bytes_out += buf_len(cli->obuf);
+        request_log(req);
+        /* The next request starts right after the head and a fully received body. */
+        if (!cli->close_after && cli->ibuf)
+            cli->ibuf->start = req->body_end;
+        exchange_free(req);
+        cli->req = NULL;
+    }
     client_reply_flush(cli);
 }
 
