@@ -15,6 +15,7 @@
 #include <tether/session.h>
 #include <tether/health_report.h>
 #include <tether/session_load.h>
+#include <tether/session_store.h>
 #include <tether/stats.h>
 #include <tether/worker.h>
 
@@ -362,7 +363,7 @@ cmd_show_info(struct admin_ctx *c, int argc, char **argv)
                  (long long)gstat_sum(GS_REQUESTS));
     admin_printf(o, "upstreams: %u\nservers: %u\n", c->g->nupstreams, nsrv);
     admin_printf(o, "learned_sessions: %zu\n",
-                 affinity_table() ? session_table_count(affinity_table()) : (size_t)0);
+                 session_store_table() ? session_table_count(session_store_table()) : (size_t)0);
     if (c->g->conf->redis.enabled) /* the primary in use, else the one configured */
         admin_printf(o, "redis: %s %s\n",
                      rs.ha.primary[0]                 ? rs.ha.primary
@@ -654,7 +655,7 @@ static int
 cmd_show_sessions(struct admin_ctx *c, int argc, char **argv)
 {
     uint64_t max = SESSIONS_DEFAULT, now = time_mono_ms();
-    struct session_table *t = affinity_table();
+    struct session_table *t = session_store_table();
     if (argc == 1 &&
         (parse_u64(argv[0], strlen(argv[0]), &max) < 0 || max < 1 || max > SESSIONS_MAX))
         return admin_error(c->out, "invalid count \"%s\"; expected 1..%d", argv[0], SESSIONS_MAX);

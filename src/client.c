@@ -530,60 +530,29 @@ client_reply_sent(struct client *cli)
         client_request_done(cli);
 }
 
-void
-client_reply(struct client *cli, unsigned status, unsigned term, const char *extra, bool close)
+/* Write tether's own reply (<status>, <extra> header lines) into a fresh
+ * cli->obuf, for <req> (may be NULL). false when there is no buffer or it does
+ * not fit (the caller closes). */
+static bool
+client_reply_write(struct client *cli, const struct request *req, unsigned status,
+                   const char *extra)
 {
-    struct worker *w = cli->w;
-    struct request *req = cli->req;
-    const char *reason = http1_reason(status);
-    char body[96];
-    int blen = snprintf(body, sizeof(body), "%u %s\n", status, reason);
-    bool head_only = req && req->method == HTTP1_M_HEAD;
-
-    if (req && !close) {
-        /* Keep the connection only when the request was parsed (body_end set)
-         * and its body, if any, is fully here and can be skipped; otherwise its
-         * bytes would be taken for the next request. */
-        if (!req->body_end || !req->req_body_done)
-            close = true;
-    }
-    /* The client asked for the close: bytes after its request are not read. */
-    if (close || cli->close_after || cli->peer_close)
-        cli->close_after = true;
-    buf_put(&w->bufs, cli->obuf);
-    cli->obuf = buf_get(&w->bufs);
-    if (!cli->obuf) {
-        client_close(cli, TERM_INTERNAL);
-        return;
-    }
+    buf_put(&cli->w->bufs, cli->obuf);
+    cli->obuf = buf_get(&cli->w->bufs);
+    if (!cli->obuf)
+        return false;
     struct buf *o = cli->obuf;
-    int n =
-        snprintf(buf_tail(o), buf_room(o),
-                 "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s"
-                 "%s%.*s%s%s\r\n",
-                 status, reason, blen, cli->close_after ? "Connection: close\r\n" : "",
-                 req && req->req_id_len ? "X-Request-Id: " : "", req ? (int)req->req_id_len : 0,
-                 req ? req->req_id : "", req && req->req_id_len ? "\r\n" : "", extra ? extra : "");
-    if (n < 0 || (uint32_t)n >= buf_room(o)) {
-        client_close(cli, TERM_INTERNAL);
-        return;
-    }
+    size_t n = http1_reply_write(buf_tail(o), buf_room(o), status, cli->close_after,
+                                 req ? req->req_id : NULL, req ? req->req_id_len : 0, extra,
+                                 req && req->method == HTTP1_M_HEAD);
     o->end += (uint32_t)n;
-    if (!head_only)
-        buf_append(o, body, (uint32_t)blen);
-    if (req) {
-        req->status = (uint16_t)status;
-        if (!req->term)
-            req->term = (uint8_t)term;
-        req->bytes_out += buf_len(o);
-        request_log(req);
-        /* Skip the head and a fully received body: the next request starts
-         * right after. */
-        if (!cli->close_after && cli->ibuf)
-            cli->ibuf->start = req->body_end;
-        exchange_free(req);
-        cli->req = NULL;
-    }
+    return n > 0;
+}
+
+/* Send the reply in cli->obuf: done, or wait for the socket. */
+static void
+client_reply_flush(struct client *cli)
+{
     /* Only a reply that closes may drop what the client sends meanwhile. */
     client_set_state(cli, cli->close_after ? CS_ERROR_REPLY : CS_REPLY);
     int rc = client_flush_obuf(cli);
@@ -596,9 +565,43 @@ client_reply(struct client *cli, unsigned status, unsigned term, const char *ext
          * the reply is out (back-pressure), the bytes after it are the next
          * requests. (Unless TLS needs a read to go on writing.) */
         if (cli->state == CS_REPLY && !(cli->c.flags & CONN_TLS_WRITE_WANTS_READ))
-            conn_read_pause(w->loop, &cli->c);
+            conn_read_pause(cli->w->loop, &cli->c);
         client_deadline(cli, CT_SEND, 30.0);
     }
+}
+
+/* write -> end the exchange -> flush. */
+void
+client_reply(struct client *cli, unsigned status, unsigned term, const char *extra, bool close)
+{
+    struct request *req = cli->req;
+    if (req && !close) {
+        /* Keep the connection only when the request was parsed (body_end set)
+         * and its body, if any, is fully here and can be skipped; otherwise its
+         * bytes would be taken for the next request. */
+        if (!req->body_end || !req->req_body_done)
+            close = true;
+    }
+    /* The client asked for the close: bytes after its request are not read. */
+    if (close || cli->close_after || cli->peer_close)
+        cli->close_after = true;
+    if (!client_reply_write(cli, req, status, extra)) {
+        client_close(cli, TERM_INTERNAL);
+        return;
+    }
+    if (req) { /* the reply ends it: account, log, skip its bytes, free it */
+        req->status = (uint16_t)status;
+        if (!req->term)
+            req->term = (uint8_t)term;
+        req->bytes_out += buf_len(cli->obuf);
+        request_log(req);
+        /* The next request starts right after the head and a fully received body. */
+        if (!cli->close_after && cli->ibuf)
+            cli->ibuf->start = req->body_end;
+        exchange_free(req);
+        cli->req = NULL;
+    }
+    client_reply_flush(cli);
 }
 
 /* ---- between requests ---- */

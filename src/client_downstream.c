@@ -115,10 +115,20 @@ h1_reset(void *ctx, unsigned term)
     client_close(ctx, term);
 }
 
+/* A tunnel that carried a client connection closed: the worker may resume
+ * accepting or finish draining (the tunnel reports here, not to the worker). */
+static void
+h1_tunnel_gone(void *owner)
+{
+    worker_client_gone(owner);
+}
+
 static bool
 h1_upgrade(void *ctx, struct tunnel_args *ta, uint32_t next)
 {
     struct client *cli = ctx;
+    ta->gone = h1_tunnel_gone;
+    ta->owner = cli->w;
     ta->a = &cli->c;
     ta->a_tls = cli->tls;
     ta->limit = cli->limit;

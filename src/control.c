@@ -15,6 +15,7 @@
 #include <tether/qsbr.h>
 #include <tether/redis.h>
 #include <tether/session_load.h>
+#include <tether/session_store.h>
 #include <tether/stats_http.h>
 #include <tether/upgrade.h>
 #include <tether/worker.h>
@@ -246,8 +247,8 @@ tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
             balance_rebuild(u, now);
     }
     membership_tick(now);
-    if (affinity_table())
-        session_table_expire(affinity_table(), now, 10000);
+    if (session_store_table())
+        session_table_expire(session_store_table(), now, 10000);
     gen_reap();
     qsbr_reclaim();
 }

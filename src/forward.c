@@ -10,6 +10,8 @@
 #include <tether/gen.h>
 #include <tether/worker.h>
 
+#include "request_int.h"
+
 static const struct http1_chunk_limits chunk_limits = {
     .max_line_bytes = 4096,
     .max_trailer_bytes = 16384,
@@ -114,7 +116,7 @@ static void
 learn_data(void *ctx, const char *p, size_t n)
 {
     struct request *req = ctx;
-    if (req->learn && affinity_learn_body(req, p, n))
+    if (req->learn && request_affinity_learn_body(req, p, n))
         req->learn = false;
 }
 

@@ -12,6 +12,7 @@
 #include <tether/log.h>
 #include <tether/membership.h>
 #include <tether/ratelimit.h>
+#include <tether/session_store.h>
 #include <tether/sock.h>
 #include <tether/stats.h>
 #include <tether/tls.h>
@@ -258,6 +259,11 @@ gen_build(struct conf *conf, const struct gen *prev, uint32_t nw, uint64_t id, s
     g->aff = affinity_build(conf, &g->arena, e);
     if (!g->aff)
         goto fail;
+    g->aff->table = session_store_open(conf->affinity.table_size);
+    if (!g->aff->table) {
+        err_set(e, "out of memory for the affinity table");
+        goto fail;
+    }
     g->nzones = conf->nzones;
     g->zones = arena_calloc(&g->arena, conf->nzones ? conf->nzones : 1, sizeof(*g->zones));
     for (uint32_t i = 0; i < conf->nzones; i++) {

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* Text helpers of the HTTP/1 module that are not on the parsing path: cookie
- * values and status reason phrases. Pure. */
+ * values, status reason phrases, tether's own small replies. Pure. */
 #include "config.h"
 
 #include <tether/http1.h>
 
+#include <stdio.h>
 #include <string.h>
 
 static inline bool
@@ -92,4 +93,28 @@ http1_reason(unsigned status)
     if (c < ARRAY_SIZE(reasons) && i < reasons[c].n && reasons[c].text[i])
         return reasons[c].text[i];
     return "Unknown";
+}
+
+size_t
+http1_reply_write(char *out, size_t cap, unsigned status, bool close, const char *req_id,
+                  size_t req_id_len, const char *extra, bool head_only)
+{
+    const char *reason = http1_reason(status);
+    char body[96];
+    int blen = snprintf(body, sizeof(body), "%u %s\n", status, reason);
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s"
+                     "%s%.*s%s%s\r\n",
+                     status, reason, blen, close ? "Connection: close\r\n" : "",
+                     req_id_len ? "X-Request-Id: " : "", (int)req_id_len, req_id_len ? req_id : "",
+                     req_id_len ? "\r\n" : "", extra ? extra : "");
+    if (n < 0 || (size_t)n >= cap)
+        return 0;
+    size_t len = (size_t)n;
+    if (!head_only) {
+        size_t take = MIN((size_t)blen, cap - len);
+        memcpy(out + len, body, take);
+        len += take;
+    }
+    return len;
 }

@@ -10,6 +10,7 @@
 #include <tether/log.h>
 #include <tether/membership.h>
 #include <tether/qsbr.h>
+#include <tether/session_store.h>
 #include <tether/sock.h>
 #include <tether/stats.h>
 #include <tether/tls.h>
@@ -152,7 +153,7 @@ main(int argc, char **argv)
             printf("tether: configuration %s ok\n", conf_path);
         }
         gen_unref(g);
-        affinity_shutdown();
+        session_store_shutdown();
         return 0;
     }
 
@@ -200,7 +201,7 @@ main(int argc, char **argv)
     gen_reap(); /* generations the workers let go since the last tick */
     qsbr_fini();
     membership_fini();
-    affinity_shutdown();
+    session_store_shutdown();
     access_log_close();
     return 0;
 }

@@ -14,6 +14,7 @@
 #include <tether/log.h>
 #include <tether/membership.h>
 #include <tether/session.h>
+#include <tether/session_store.h>
 #include <tether/strmap.h>
 
 #include <stdio.h>
@@ -566,7 +567,7 @@ membership_refused(void)
 uint64_t *
 membership_pinned(const struct members *m)
 {
-    struct session_table *t = affinity_table();
+    struct session_table *t = session_store_table();
     uint64_t *by_id = calloc(m->nservers + 1, sizeof(uint64_t));
     uint64_t *out = calloc(m->nservers + 1, sizeof(uint64_t));
     if (!by_id || !out) {

@@ -94,7 +94,7 @@ static void
 redis_session_cb(void *owner, const char *val, size_t n)
 {
     struct request *req = owner;
-    affinity_session_answer(req, val, n);
+    request_affinity_answer(req, val, n);
     request_resume(req);
 }
 
@@ -175,9 +175,9 @@ exchange_free(struct request *req)
     req->uhead = req->chead = NULL;
     free(req->learn_buf);
     req->learn_buf = NULL;
-    affinity_placement_settle(req);
-    affinity_request_done(req);
-    affinity_set_server(req, NULL);
+    request_affinity_settle(req);
+    request_affinity_done(req);
+    request_set_server(req, NULL);
     req->next_free = w->free_requests;
     w->free_requests = req;
 }
@@ -445,7 +445,7 @@ start_body(struct request *req, struct buf *ib, uint32_t head_len)
     return true;
 }
 
-/* Go on now, or hold for global zones, Redis (<aff> AFF_WAIT) or pacing. */
+/* Go on now, or hold for global zones, Redis (<aff> REQ_AFF_WAIT) or pacing. */
 static void
 start_go(struct request *req, int aff)
 {
@@ -453,13 +453,13 @@ start_go(struct request *req, int aff)
     if (req->rl_pending) {
         /* Global zones answer through request_zone_answer(). */
         request_set_state(req, RS_HOLD);
-        if (aff == AFF_WAIT) {
+        if (aff == REQ_AFF_WAIT) {
             ev_timer_set(&req->hold, (double)req->gen->conf->redis.timeout_ms / 1000.0, 0);
             ev_timer_start(w->loop, &req->hold);
         }
         return;
     }
-    if (aff == AFF_WAIT) {
+    if (aff == REQ_AFF_WAIT) {
         /* Wait for Redis at most its timeout (then the hold timer goes on). */
         request_set_state(req, RS_HOLD);
         double wait = (double)req->gen->conf->redis.timeout_ms / 1000.0;
@@ -487,7 +487,7 @@ exchange_start(struct request *req, uint32_t head_len)
         return;
     if (req->route->nzones && !request_rate_limit(req, base))
         return;
-    int aff = affinity_prepare(req, base, worker_now_ms(req->w));
+    int aff = request_affinity_prepare(req, base, worker_now_ms(req->w));
     if (aff < 0) {
         ds_reply(&req->ds, 400, TERM_BAD_REQUEST, NULL, true);
         return;
@@ -503,9 +503,9 @@ hold_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct request *req = container_of(t, struct request, hold);
     (void)revents;
-    if (affinity_pending(req)) {
+    if (req->aff_pending) {
         /* No request waits longer than the Redis timeout: go on without it. */
-        affinity_request_done(req);
+        request_affinity_done(req);
         gstat_add(req->w->id, GS_REDIS_TIMEOUTS, 1);
     }
     if (req->hold_until > ev_now(loop) + 0.0005) {
@@ -522,7 +522,7 @@ request_resume(struct request *req)
 {
     struct ev_loop *loop = req->w->loop;
     uint64_t now_ms = worker_now_ms(req->w);
-    if (affinity_pending(req) || req->rl_pending)
+    if (req->aff_pending || req->rl_pending)
         return; /* the Redis answer or the hold timer resumes it */
     if (req->rl_denied) {
         request_rate_limited(req, req->rl_deny_zone, &req->rl_deny);
@@ -536,7 +536,7 @@ request_resume(struct request *req)
         return; /* still pacing */
     }
     ev_timer_stop(loop, &req->hold);
-    if (!req->srv && affinity_pick(req, now_ms) != AFF_PICKED) {
+    if (!req->srv && !request_affinity_pick(req, now_ms)) {
         if (req->shed) {
             request_shed(req);
             return;

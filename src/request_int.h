@@ -57,6 +57,37 @@ void request_shed(struct request *req);
 /* request_response.c */
 void request_on_response(struct request *req);
 
+/* request_affinity.c: the affinity step (affinity.h decides, the session
+ * store remembers, this applies). */
+enum { REQ_AFF_GO = 0, REQ_AFF_WAIT };
+/* Read what affinity needs from the head at <base> (balance hash key, cookie,
+ * session id) before the head is consumed, and look the session up in the
+ * store: REQ_AFF_WAIT while Redis is asked (request_affinity_answer, or the
+ * hold timer, ends the wait), else REQ_AFF_GO. */
+int request_affinity_prepare(struct request *req, const char *base, uint64_t now_ms);
+/* The store's Redis lookup answered <v> (<n> bytes), NULL on a miss or timeout. */
+void request_affinity_answer(struct request *req, const char *v, size_t n);
+/* Choose req->srv (and the outcome, the cookie, placements, pins); false when
+ * no server is usable (req->shed: because none has room for a new session). */
+bool request_affinity_pick(struct request *req, uint64_t now_ms);
+/* The server a retry should try next, or NULL. */
+struct server *request_affinity_repick(struct request *req, uint64_t now_ms);
+/* The exchange moves to <next> (retry or redispatch): re-pin, re-place, hold it. */
+void request_affinity_move(struct request *req, struct server *next);
+/* The server the exchange goes to: holds a reference on <s> (NULL drops it), so
+ * a membership change cannot free it under the exchange. */
+void request_set_server(struct request *req, struct server *s);
+/* A placed new session is settled (its response head arrived, or the exchange
+ * is being freed): counted and published to the other replicas. Once. */
+void request_affinity_settle(struct request *req);
+/* The exchange is being freed or gives up waiting: cancel its Redis waits. */
+void request_affinity_done(struct request *req);
+/* The response head is parsed (<buf> holds it): learn a session id from a
+ * header or Set-Cookie (when the route learns), or arm JSON body learning. */
+void request_affinity_response(struct request *req, const char *buf);
+/* JSON learning: feed the first body bytes; true when done. */
+bool request_affinity_learn_body(struct request *req, const char *p, size_t n);
+
 /* request_retry.c */
 void request_fail(struct request *req, unsigned term, unsigned status);
 bool request_retry(struct request *req, unsigned term, int err);

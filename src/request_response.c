@@ -96,9 +96,9 @@ response_head_out(struct request *req, const char *base, bool interim)
     char cookie[320];
     size_t clen = 0;
     if (!interim && req->set_cookie && req->srv)
-        clen =
-            affinity_cookie_header(req->gen->aff, req->srv, affinity_session_key(req), req->cli_tls,
-                                   (uint32_t)(time_wall_ms() / 1000), cookie, sizeof(cookie));
+        clen = affinity_cookie_header(req->gen->aff, req->srv, affinity_session_key(&req->ac),
+                                      req->cli_tls, (uint32_t)(time_wall_ms() / 1000), cookie,
+                                      sizeof(cookie));
     struct rewrite_resp rw = {
         .buf = base,
         .h = &req->h,
@@ -230,7 +230,7 @@ resp_start(struct request *req, const char *base, int n, unsigned st)
     struct upconn *up = req->up;
     struct buf *b = up->ibuf;
     resp_framing(req, st);
-    affinity_on_response(req, base);
+    request_affinity_response(req, base);
     if (response_head_out(req, base, false) < 0) {
         resp_bad(req);
         return;

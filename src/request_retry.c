@@ -90,7 +90,7 @@ retry_next(struct request *req)
         gstat_add(req->w->id, GS_RETRY_BUDGET_EXHAUSTED, 1);
         return NULL;
     }
-    return affinity_repick(req, now_ms);
+    return request_affinity_repick(req, now_ms);
 }
 
 static void
@@ -107,8 +107,7 @@ retry_start(struct request *req, struct server *next, uint32_t cond)
         req->counted_active = false;
     }
     req->retries++;
-    affinity_redispatch(req, next);
-    affinity_set_server(req, next);
+    request_affinity_move(req, next);
     request_connect(req);
 }
 

@@ -11,6 +11,7 @@
 #include <tether/log.h>
 #include <tether/session.h>
 #include <tether/session_load.h>
+#include <tether/session_store.h>
 
 #include <pthread.h>
 #include <stdio.h>
@@ -167,20 +168,10 @@ hash_load_sum(struct upstream *u, uint64_t now_ms)
     atomic_store(&u->hash_load_total, (uint32_t)(total > UINT32_MAX ? UINT32_MAX : total));
 }
 
-void
-session_load_tick(struct gen *g, uint64_t now_ms)
+/* Upstreams that no longer read reports (reload) forget the last ones. */
+static void
+reports_forget(struct gen *g)
 {
-    static uint64_t last_ms;
-    struct session_table *t = affinity_table();
-    bool any = false;
-
-    for (uint32_t i = 0; g && i < g->nupstreams; i++)
-        if (g->upstreams[i].conf->hash_balance_pct)
-            hash_load_sum(&g->upstreams[i], now_ms);
-    if (!g || now_ms < last_ms + OWN_COUNT_MS)
-        return;
-    last_ms = now_ms;
-    /* Upstreams that no longer read reports (reload) forget the last ones. */
     for (uint32_t i = 0; i < g->nupstreams; i++) {
         struct upstream *u = &g->upstreams[i];
         if (u->conf->health.enabled && u->conf->health.report)
@@ -197,12 +188,13 @@ session_load_tick(struct gen *g, uint64_t now_ms)
             atomic_store(&u->plan_dirty, 1);
         }
     }
-    if (!t)
-        return;
-    for (uint32_t i = 0; i < g->nupstreams && !any; i++)
-        any = needs_own_count(&g->upstreams[i]);
-    if (!any)
-        return;
+}
+
+/* Count the live sessions of table <t> per server of the upstreams that
+ * need it, and publish them with the base they were counted against. */
+static void
+own_count_run(struct gen *g, struct session_table *t, uint64_t now_ms)
+{
     struct own_count oc = {g, NULL, server_rt_slots()};
     if (!(oc.by_slot = calloc(oc.nslots ? oc.nslots : 1, sizeof(*oc.by_slot))))
         return;
@@ -231,6 +223,28 @@ session_load_tick(struct gen *g, uint64_t now_ms)
         }
     }
     free(oc.by_slot);
+}
+
+void
+session_load_tick(struct gen *g, uint64_t now_ms)
+{
+    static uint64_t last_ms;
+    struct session_table *t = session_store_table();
+    bool any = false;
+
+    for (uint32_t i = 0; g && i < g->nupstreams; i++)
+        if (g->upstreams[i].conf->hash_balance_pct)
+            hash_load_sum(&g->upstreams[i], now_ms);
+    if (!g || now_ms < last_ms + OWN_COUNT_MS)
+        return;
+    last_ms = now_ms;
+    reports_forget(g);
+    if (!t)
+        return;
+    for (uint32_t i = 0; i < g->nupstreams && !any; i++)
+        any = needs_own_count(&g->upstreams[i]);
+    if (any)
+        own_count_run(g, t, now_ms);
 }
 
 /* ---- shed and spill counters ----

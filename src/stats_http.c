@@ -11,6 +11,7 @@
 #include <tether/log.h>
 #include <tether/session.h>
 #include <tether/session_load.h>
+#include <tether/session_store.h>
 #include <tether/sock.h>
 #include <tether/stats_http.h>
 #include <tether/upstream.h>
@@ -268,9 +269,9 @@ snap_take(struct snap *s)
     route_stats_each(snap_route_cb, s);
     rl_zone_each(snap_zone_cb, s);
     redis_stats_get(&s->redis);
-    if (affinity_table()) {
-        s->sessions = session_table_count(affinity_table());
-        s->session_evictions = session_table_evictions(affinity_table());
+    if (session_store_table()) {
+        s->sessions = session_table_count(session_store_table());
+        s->session_evictions = session_table_evictions(session_store_table());
     }
     if (s->failed) {
         snap_release(s);

@@ -3,10 +3,14 @@
  * only while a write is pending, idle timeout, half-close, back-pressure. */
 #include "config.h"
 
+#include <tether/buf.h>
 #include <tether/gen.h>
+#include <tether/http_rewrite.h>
+#include <tether/list.h>
 #include <tether/log.h>
 #include <tether/ratelimit.h>
 #include <tether/stats.h>
+#include <tether/term.h>
 #include <tether/tunnel.h>
 #include <tether/upstream.h>
 #include <tether/worker.h>
@@ -49,11 +53,13 @@ struct tunnel {
     double idle_secs;  /* the route's websocket_timeout */
     double fin_secs;   /* its websocket_fin_timeout: the idle limit once half-closed */
     struct worker *w;
-    struct server_rt *rt;    /* counters and the tunnels gauge (reference held) */
-    struct conn_slot *limit; /* limit_conn slot of the client */
-    struct list link;        /* in worker.tunnels */
-    uint64_t bytes_ab;       /* client to pod */
-    uint64_t bytes_ba;       /* pod to client */
+    struct server_rt *rt;      /* counters and the tunnels gauge (reference held) */
+    struct conn_slot *limit;   /* limit_conn slot of the client */
+    struct list link;          /* in worker.tunnels */
+    void (*gone)(void *owner); /* told when the tunnel is closed (tunnel_args) */
+    void *owner;               /* its argument */
+    uint64_t bytes_ab;         /* client to pod */
+    uint64_t bytes_ba;         /* pod to client */
     ev_tstamp started;
     uint8_t flags; /* enum tun_flag */
     uint8_t rid_len, ip_len;
@@ -112,8 +118,11 @@ tunnel_close(struct tunnel *t, unsigned term)
     atomic_fetch_sub(&conns_open, 1);
     list_remove(&t->link);
     w->ntunnels--;
+    void (*gone)(void *) = t->gone;
+    void *owner = t->owner;
     free(t);
-    worker_client_gone(w);
+    if (gone)
+        gone(owner);
 }
 
 void
@@ -410,6 +419,8 @@ tunnel_start(struct worker *w, struct tunnel_args *ta)
     CTR_ADD(t->rt->t[w->id].tunnels, 1);
     t->idle_secs = ta->idle_secs;
     t->fin_secs = ta->fin_secs;
+    t->gone = ta->gone;
+    t->owner = ta->owner;
     t->started = ev_now(w->loop);
     t->rid_len = (uint8_t)copy_bounded(t->rid, sizeof(t->rid), ta->rid, ta->rid_len);
     t->ip_len = (uint8_t)copy_bounded(t->ip, sizeof(t->ip), ta->ip, ta->ip_len);

@@ -7,6 +7,7 @@
 #include <tether/gen.h>
 #include <tether/log.h>
 #include <tether/session.h>
+#include <tether/session_store.h>
 #include <tether/upgrade.h>
 
 #include <errno.h>
@@ -176,7 +177,7 @@ send_all(struct out *o, const struct gen *g, int admin_fd, int stats_fd)
         }
     }
     /* Learned sessions (expiry on the monotonic clock, which both share). */
-    struct session_table *t = affinity_table();
+    struct session_table *t = session_store_table();
     if (t) {
         size_t max = session_table_count(t) + 1024, n;
         struct session_entry *es = malloc(max * sizeof(*es));

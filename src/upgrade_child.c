@@ -7,6 +7,7 @@
 #include <tether/conf.h>
 #include <tether/log.h>
 #include <tether/session.h>
+#include <tether/session_store.h>
 #include <tether/sock.h>
 #include <tether/upgrade.h>
 #include <tether/upstream.h>
@@ -223,7 +224,7 @@ apply_line(char *l, struct session_table *t, uint64_t now)
 size_t
 upgrade_child_apply(void)
 {
-    struct session_table *t = affinity_table();
+    struct session_table *t = session_store_table();
     uint64_t now = time_mono_ms();
     size_t nsess = 0;
     char *save = NULL;

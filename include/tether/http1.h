@@ -169,6 +169,14 @@ bool http1_cookie_get(const char *value, size_t value_len, const char *name, siz
 /* Status reason text for a code ("Bad Request"), "Unknown" if none. */
 const char *http1_reason(unsigned status);
 
+/* tether's own small reply: "HTTP/1.1 <status> <reason>", a text/plain body
+ * "<status> <reason>\n" (its bytes left out when <head_only>: HEAD),
+ * "Connection: close" when <close>, X-Request-Id when <req_id_len>, then
+ * <extra> header lines (each ending in CRLF; may be NULL). Written into <out>
+ * (<cap> bytes); returns the length, 0 when the head does not fit. */
+size_t http1_reply_write(char *out, size_t cap, unsigned status, bool close, const char *req_id,
+                         size_t req_id_len, const char *extra, bool head_only);
+
 /* Canonical name of a method enum ("GET"), NULL for HTTP1_M_OTHER. */
 const char *http1_method_name(unsigned method);
 

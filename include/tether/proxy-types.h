@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <ev.h>
 
+#include <tether/affinity.h>
 #include <tether/conn.h>
 #include <tether/downstream.h>
 #include <tether/http1.h>
@@ -25,6 +26,8 @@
 #include <tether/redis.h>
 #include <tether/session.h>
 #include <tether/sock.h>
+#include <tether/term.h>
+#include <tether/upstream_conn.h>
 
 struct worker;
 struct gen;
@@ -47,45 +50,6 @@ enum client_state {
     CS_REPLY,         /* sending tether's own reply on a connection that stays
                        * open: not reading (what comes next is the next request) */
     CS_CLOSED,
-};
-
-/* Why an exchange ended (access log "term"; HAProxy's termination state). */
-enum term_reason {
-    TERM_OK = 0,
-    TERM_CLIENT_ABORT,    /* client closed or reset before the end */
-    TERM_CLIENT_TIMEOUT,  /* client too slow (header, body, idle) */
-    TERM_BAD_REQUEST,     /* malformed request: 400/431/501/505 */
-    TERM_TOO_LARGE,       /* 413 */
-    TERM_NO_ROUTE,        /* 404 */
-    TERM_RATE_LIMITED,    /* 429/503 by a zone */
-    TERM_CONN_LIMITED,    /* limit_conn */
-    TERM_NO_SERVER,       /* no usable server: 503 */
-    TERM_SERVER_REFUSED,  /* connect refused/failed: 502 */
-    TERM_CONNECT_TIMEOUT, /* 504 while connecting */
-    TERM_SERVER_RESET,    /* server closed/reset before or during the response */
-    TERM_SERVER_TIMEOUT,  /* response timeout: 504 */
-    TERM_BAD_RESPONSE,    /* unparsable response: 502 */
-    TERM_SHUTDOWN,        /* tether stopping */
-    TERM_INTERNAL,        /* out of memory or similar */
-    TERM_TUNNEL_CLOSED,   /* a tunnel ended normally */
-    TERM_TUNNEL_TIMEOUT,  /* a tunnel idled out */
-    TERM__COUNT
-};
-
-/* Human name of a termination reason ("server_reset"), of an outcome. */
-const char *term_name(unsigned term);
-const char *aff_outcome_name(unsigned aff);
-
-/* How the request found its server (access log "affinity"; metrics). */
-enum aff_outcome {
-    AFF_OUT_NONE = 0, /* route without affinity: balancer */
-    AFF_OUT_COOKIE,
-    AFF_OUT_HEADER_LEARNED,
-    AFF_OUT_PATH_LEARNED,
-    AFF_OUT_COOKIE_LEARNED,
-    AFF_OUT_HASH,
-    AFF_OUT_NEW,
-    AFF_OUT_REDISPATCH,
 };
 
 struct client {
@@ -202,18 +166,9 @@ struct request {
     uint16_t path_len;
     char req_id[REQUEST_ID_MAX]; /* X-Request-Id (not NUL-terminated) */
     uint8_t req_id_len;
-    char sid[SESSION_ID_MAX + 1]; /* session id from the request (affinity) */
-    uint8_t sid_len;
-    uint8_t sid_src;      /* where sid came from (enum aff_outcome) */
-    uint8_t cookie_state; /* affinity cookie: 0 none, 1 valid, 2 forged, 3 expired */
-    bool aff_pending;     /* waiting for a Redis lookup */
-    bool store_pending;   /* the response waits for a learned session to reach Redis */
-    uint64_t cookie_srv;  /* server id named by a valid affinity cookie */
-    uint64_t cookie_sess; /* session hash carried by that cookie, 0 none */
-    uint32_t cookie_exp;  /* its expiry (seconds since the epoch) */
-    uint64_t learned_srv; /* server id learned for sid, 0 none */
-    uint64_t bhash;       /* balance hash key (balance hash) */
-    bool has_bhash;
+    struct aff_carry ac;        /* what the request carries for affinity (affinity.h) */
+    bool aff_pending;           /* waiting for a session-store lookup (Redis) */
+    bool store_pending;         /* the response waits for a learned session to reach Redis */
     struct redis_waiter rw;     /* Redis operations in flight for this request */
     uint8_t rl_pending;         /* global-zone decisions awaited from Redis */
     bool rl_denied;             /* one of them said no */
@@ -223,45 +178,6 @@ struct request {
     uint32_t learn_len;
     struct http1_head h; /* request head, then response heads */
     struct request *next_free;
-};
-
-/* How an upstream connection reports to its owner (the exchange): every call
- * gets the <owner> pointer given to upconn_get(). */
-struct upconn_cbs {
-    void (*connected)(void *owner);                      /* ready to send (pooled or new) */
-    void (*failed)(void *owner, unsigned term, int err); /* connect or TLS failed */
-    void (*readable)(void *owner);                       /* response bytes may be read */
-    void (*writable)(void *owner);                       /* request bytes may be written */
-    void (*timeout)(void *owner);                        /* its deadline passed */
-};
-
-enum upconn_state {
-    UC_CONNECTING = 0,
-    UC_TLS,  /* TLS handshake to the pod */
-    UC_BUSY, /* attached to a request */
-    UC_IDLE, /* in the keep-alive pool */
-};
-
-struct upconn {
-    struct conn c;
-    ev_timer tmo; /* connect / response / pool idle */
-    struct worker *w;
-    struct server_rt *rt;        /* reference held */
-    uint32_t addr_version;       /* rt->addr_version when connected */
-    const struct upconn_cbs *cb; /* the owner's callbacks, while attached */
-    void *owner;                 /* their first argument (the exchange), NULL in the pool */
-    struct buf *ibuf;            /* response bytes */
-    struct list link;            /* in the pool's idle list */
-    uint8_t state;               /* enum upconn_state */
-    bool reused;                 /* came from the pool */
-    uint32_t keep_max;           /* pool size of its upstream (keepalive) */
-    uint32_t burst_max;          /* idle ones kept briefly beyond it (keepalive_burst) */
-    double keep_secs;            /* pool idle timeout */
-    double burst_secs;           /* idle timeout beyond keep_max (keepalive_burst_timeout) */
-    ev_tstamp deadline;          /* lazy timer target */
-    uint32_t nreq;
-    ev_tstamp idle_since;
-    struct upconn *next_free;
 };
 
 #endif

@@ -10,7 +10,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <tether/proxy-types.h>
+#include <tether/conn.h>
+
+struct buf;
+struct conn_slot;
+struct server_rt;
+struct worker;
 
 /* What a tunnel is made of, filled by the exchange (pod side, ids, timeouts)
  * and by its downstream (client side). tunnel_start() moves the two conns and
@@ -30,6 +35,11 @@ struct tunnel_args {
     uint8_t rid_len;         /* its length */
     const char *ip;          /* client address (access log) */
     uint8_t ip_len;          /* its length */
+    /* Called once when the tunnel has closed and freed itself (its connection
+     * no longer counts): the owner's hook, e.g. the worker resuming accepts
+     * or finishing a drain. Filled by the downstream; may be NULL. */
+    void (*gone)(void *owner);
+    void *owner; /* the first argument of <gone> */
 };
 
 /* Start a tunnel on <w> from <ta>: the sockets and buffers are the tunnel's

@@ -6,8 +6,58 @@
 #define TETHER_UPSTREAM_CONN_H
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <ev.h>
 
-#include <tether/proxy-types.h>
+#include <tether/conn.h>
+#include <tether/list.h>
+#include <tether/sock.h>
+#include <tether/term.h>
+
+struct buf;
+struct server;
+struct server_rt;
+struct worker;
+
+/* How an upstream connection reports to its owner (the exchange): every call
+ * gets the <owner> pointer given to upconn_get(). */
+struct upconn_cbs {
+    void (*connected)(void *owner);                      /* ready to send (pooled or new) */
+    void (*failed)(void *owner, unsigned term, int err); /* connect or TLS failed */
+    void (*readable)(void *owner);                       /* response bytes may be read */
+    void (*writable)(void *owner);                       /* request bytes may be written */
+    void (*timeout)(void *owner);                        /* its deadline passed */
+};
+
+enum upconn_state {
+    UC_CONNECTING = 0,
+    UC_TLS,  /* TLS handshake to the pod */
+    UC_BUSY, /* attached to a request */
+    UC_IDLE, /* in the keep-alive pool */
+};
+
+struct upconn {
+    struct conn c;
+    ev_timer tmo; /* connect / response / pool idle */
+    struct worker *w;
+    struct server_rt *rt;        /* reference held */
+    uint32_t addr_version;       /* rt->addr_version when connected */
+    const struct upconn_cbs *cb; /* the owner's callbacks, while attached */
+    void *owner;                 /* their first argument (the exchange), NULL in the pool */
+    struct buf *ibuf;            /* response bytes */
+    struct list link;            /* in the pool's idle list */
+    uint8_t state;               /* enum upconn_state */
+    bool reused;                 /* came from the pool */
+    uint32_t keep_max;           /* pool size of its upstream (keepalive) */
+    uint32_t burst_max;          /* idle ones kept briefly beyond it (keepalive_burst) */
+    double keep_secs;            /* pool idle timeout */
+    double burst_secs;           /* idle timeout beyond keep_max (keepalive_burst_timeout) */
+    ev_tstamp deadline;          /* lazy timer target */
+    uint32_t nreq;
+    ev_tstamp idle_since;
+    struct upconn *next_free;
+};
 
 /* The one place a connection to a pod reaches the network: open a nonblocking
  * socket to <a> with the connect started (-1 with errno on failure). It is

@@ -1089,6 +1089,24 @@ test_chunked_splits(void)
     CHECK_UINT_EQ(bad, 0);
 }
 
+/* tether's own replies (client_reply): head, request id, extra lines, body
+ * (not for HEAD), and 0 when the head does not fit. */
+static void
+test_reply_write(void)
+{
+    char out[512];
+    size_t n =
+        http1_reply_write(out, sizeof(out), 429, true, "abc", 3, "Retry-After: 1\r\n", false);
+    CHECK_MEM_EQ(out, n,
+                 "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n"
+                 "Content-Length: 22\r\nConnection: close\r\nX-Request-Id: abc\r\n"
+                 "Retry-After: 1\r\n\r\n429 Too Many Requests\n");
+    n = http1_reply_write(out, sizeof(out), 404, false, NULL, 0, NULL, true);
+    CHECK_MEM_EQ(
+        out, n, "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\n");
+    CHECK_UINT_EQ(http1_reply_write(out, 40, 404, false, NULL, 0, NULL, false), 0);
+}
+
 int
 main(void)
 {
@@ -1119,5 +1137,6 @@ main(void)
     RUN(test_chunked_sizes_and_exts);
     RUN(test_chunked_limits);
     RUN(test_chunked_splits);
+    RUN(test_reply_write);
     return unit_summary();
 }
