@@ -488,10 +488,6 @@ exchange_start(struct request *req, uint32_t head_len)
     if (req->route->nzones && !request_rate_limit(req, base))
         return;
     int aff = request_affinity_prepare(req, base, worker_now_ms(req->w));
-    if (aff < 0) {
-        ds_reply(&req->ds, 400, TERM_BAD_REQUEST, NULL, true);
-        return;
-    }
     if (!start_head(req, base) || !start_body(req, ib, head_len))
         return;
     start_go(req, aff);
