@@ -1257,7 +1257,9 @@ def test_websocket_over_http2_big_messages_slow_reader():
         cl.flush()
     assert sent < len(data), "never held back (%d bytes sent)" % sent
     grown = tw.rss_kib(t.pid) - before
-    assert grown < 4096, "tether RSS grew by %d KiB with %d KiB sent" % (grown, sent >> 10)
+    # (AddressSanitizer's quarantine keeps freed buffers: no figure there.)
+    assert grown < 4096 or tw.asan_build(), "tether RSS grew by %d KiB with %d KiB sent" % (
+        grown, sent >> 10)
     got = bytearray()
     seen = 0
     deadline = time.time() + 120 * h.SLOW
