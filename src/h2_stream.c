@@ -13,12 +13,9 @@
 #include <tether/stats.h>
 #include <tether/worker.h>
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 /* ---- small helpers ---- */
 
