@@ -1198,6 +1198,26 @@ def test_websocket_over_http2_pod_eof_ends_stream():
     h.stop_clean(t)
 
 
+def test_websocket_over_http2_half_closed_fin_timeout():
+    """After the pod's EOF the client's side is held only websocket_fin_timeout
+    (400 ms on /fin/), not the hour of websocket_timeout."""
+    (pod,), t = setup(extra=WS_ROUTES)
+    cl = Client(t.port)
+    sid = ws_open_h2(cl, "/fin/ws")
+    ws_echo_h2(cl, sid, b"hello")
+    cl.conn.send_data(sid, ws_frame(b"\x03\xe8bye", 8))
+    cl.flush()
+    assert cl.until(lambda: stream_event(cl, sid, h2.events.StreamEnded), timeout=5)
+    t0 = time.time()
+    assert cl.until(lambda: stream_event(cl, sid, h2.events.StreamReset), timeout=5)
+    assert time.time() - t0 < 2.0 * h.SLOW
+    h.wait_until(lambda: tunnel_ends(t), timeout=5 * h.SLOW, what="tunnel_end")
+    assert tunnel_ends(t)[0]["term"] == "tunnel_timeout", tunnel_ends(t)
+    assert metric(t, "tether_tunnels_active") == 0
+    cl.close()
+    h.stop_clean(t)
+
+
 def test_websocket_over_http2_client_reset_closes_pod_side():
     (pod,), t = setup()
     cl = Client(t.port)
