@@ -214,7 +214,6 @@ client_accept(struct worker *w, struct wlisten *wl, int fd, const struct sock_ad
     cli->tls = cl->tls;
     cli->proxy_protocol = cl->proxy_protocol;
     cli->h2c = cl->h2c;
-    cli->proto = 1;
     list_append(&w->clients, &cli->link);
     w->nclients++;
     gstat_add(w->id, GS_CONN_ACCEPTED, 1);
@@ -239,33 +238,6 @@ client_accept(struct worker *w, struct wlisten *wl, int fd, const struct sock_ad
     conn_read_start(w->loop, &cli->c);
     /* TCP_DEFER_ACCEPT: the first bytes are usually here already. */
     client_read_cb(w->loop, &cli->c.rio, EV_READ);
-}
-
-void
-client_accept_lane(struct worker *w, struct vserver *vs, struct listen_fds *socks, int fd,
-                   const struct sock_addr *peer, bool tls)
-{
-    struct client *cli = client_alloc(w);
-    if (!cli) {
-        close(fd);
-        return;
-    }
-    conn_init(&cli->c, fd, client_read_cb, client_write_cb);
-    ev_init(&cli->tmo, client_tmo_cb);
-    client_take_gen(cli, w->gen);
-    cli->vs = vs;
-    cli->socks = socks;
-    cli->tcp_peer = *peer;
-    cli->peer = *peer;
-    cli->peer_ip_len = (uint8_t)sock_addr_ip(peer, cli->peer_ip, sizeof(cli->peer_ip));
-    cli->tls = tls;
-    cli->proto = 2;
-    list_append(&w->clients, &cli->link);
-    w->nclients++;
-    gstat_add(w->id, GS_CONN_ACTIVE, 1); /* client_close subtracts one */
-    client_set_state(cli, CS_IDLE);
-    client_deadline(cli, CT_HEADER, ms_to_s(cli->vs->conf->client_header_timeout_ms));
-    conn_read_start(w->loop, &cli->c);
 }
 
 /* ---- PROXY header and TLS handshake ---- */
@@ -643,12 +615,6 @@ client_request_done(struct client *cli)
 void
 client_drain(struct client *cli)
 {
-    if (cli->proto == 2) {
-        /* A lane: its HTTP/2 connection sent GOAWAY and ends it when its
-         * streams are done; a stream's request may still be in the socket. */
-        cli->close_after = true;
-        return;
-    }
     if (cli->state == CS_IDLE || cli->state == CS_HANDSHAKE || cli->state == CS_PROXY_HDR ||
         (cli->state == CS_HEAD && (!cli->ibuf || buf_len(cli->ibuf) == 0)))
         client_close(cli, TERM_SHUTDOWN);

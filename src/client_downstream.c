@@ -146,8 +146,6 @@ h1_release(void *ctx)
     struct client *cli = ctx;
     /* The limit_conn slot and the connection count went to the tunnel. */
     cli->limit = NULL;
-    if (!cli->counted)
-        atomic_fetch_add(&conns_open, 1); /* an HTTP/2 lane: the tunnel counts from now */
     cli->counted = false;
     gstat_add(cli->w->id, GS_CONN_ACTIVE, 1); /* client_close subtracts one */
     cli->req = NULL;
@@ -184,7 +182,7 @@ client_exchange_new(struct client *cli)
         .ip = cli->peer_ip,
         .ip_len = cli->peer_ip_len,
         .tls = cli->tls,
-        .proto = cli->proto,
+        .proto = 1,
     };
     return exchange_new(cli->w, &ds, &o);
 }

@@ -32,7 +32,7 @@ client_limit_conn(struct client *cli)
     struct conn_zone *z = cli->vs->conn_zone;
     char key[RL_KEY_MAX];
     size_t klen;
-    if (!z || cli->limit || cli->proto == 2 || limit_needs_request(cli))
+    if (!z || cli->limit || limit_needs_request(cli))
         return true;
     struct rl_keyctx ctx = {.remote_ip = cli->peer_ip, .remote_ip_len = cli->peer_ip_len};
     klen = rl_key_build(conn_zone_key(z), &ctx, key, sizeof(key));
@@ -48,7 +48,7 @@ client_limit_conn_request(struct client *cli, const char *rip, size_t rip_len, c
 {
     struct conn_zone *z = cli->vs->conn_zone;
     char key[RL_KEY_MAX];
-    if (!z || cli->limit || cli->proto == 2 || !limit_needs_request(cli))
+    if (!z || cli->limit || !limit_needs_request(cli))
         return true;
     struct rl_keyctx ctx = {.remote_ip = rip,
                             .remote_ip_len = rip_len,

@@ -418,7 +418,8 @@ h2_init_once(void)
     h2_callbacks = cb;
     if (nghttp2_option_new(&h2_options) != 0)
         return;
-    /* The window opens as the lane takes the bytes (bounded buffering). */
+    /* The window opens as the exchange or the tunnel takes the bytes
+     * (bounded buffering). */
     nghttp2_option_set_no_auto_window_update(h2_options, 1);
     nghttp2_option_set_no_closed_streams(h2_options, 1);
     nghttp2_option_set_max_outbound_ack(h2_options, 100);

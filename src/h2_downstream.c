@@ -16,6 +16,7 @@
 #include <tether/exchange.h>
 #include <tether/gen.h>
 #include <tether/stats.h>
+#include <tether/tunnel.h>
 #include <tether/worker.h>
 
 #include <stdio.h>
@@ -81,6 +82,53 @@ ib_puts(struct buf *b, const char *s)
     ib_put(b, s, strlen(s));
 }
 
+/* A random Sec-WebSocket-Key for the pod (the client's HTTP/2 request has none). */
+static void
+ws_key(struct worker *w, char out[25])
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    uint8_t raw[18];
+    for (int i = 0; i < 18; i++) {
+        w->rng ^= w->rng << 13;
+        w->rng ^= w->rng >> 7;
+        w->rng ^= w->rng << 17;
+        raw[i] = (uint8_t)(w->rng >> 24);
+    }
+    for (int i = 0; i < 6; i++) {
+        uint32_t v = (uint32_t)raw[3 * i] << 16 | (uint32_t)raw[3 * i + 1] << 8 | raw[3 * i + 2];
+        out[4 * i] = b64[(v >> 18) & 63];
+        out[4 * i + 1] = b64[(v >> 12) & 63];
+        out[4 * i + 2] = b64[(v >> 6) & 63];
+        out[4 * i + 3] = b64[v & 63];
+    }
+    out[22] = out[23] = '='; /* 16 bytes encode to 22 characters and "==" */
+    out[24] = 0;
+}
+
+/* true when the client sent sec-websocket-version (names are lowercase). */
+static bool
+has_ws_version(const struct h2_stream *st)
+{
+    static const char n[] = "sec-websocket-version:";
+    for (uint32_t i = 0; i + sizeof(n) - 1 <= st->hdr_len; i++)
+        if ((i == 0 || st->hdr[i - 1] == '\n') && memcmp(st->hdr + i, n, sizeof(n) - 1) == 0)
+            return true;
+    return false;
+}
+
+/* Extended CONNECT (RFC 8441): the HTTP/1.1 Upgrade request lines. */
+static void
+ws_lines(struct h2_stream *st, struct buf *b)
+{
+    char key[25];
+    ws_key(st->h->w, key);
+    ib_puts(b, "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: ");
+    ib_puts(b, key);
+    ib_put(b, "\r\n", 2);
+    if (!has_ws_version(st))
+        ib_puts(b, "Sec-WebSocket-Version: 13\r\n");
+}
+
 /* The request as HTTP/1.1 head bytes: request line, Host from :authority (or
  * host), the regular fields, the cookie fields joined, Transfer-Encoding:
  * chunked for a body without content-length. Room for the body follows. */
@@ -88,13 +136,16 @@ static int
 head_build(struct h2_stream *st, bool end_stream)
 {
     const char *host = st->authority ? st->authority : st->host;
+    const char *method = st->ws ? "GET" : st->method; /* extended CONNECT: an Upgrade */
     uint32_t window = st->h->lim.stream_window;
-    size_t len = strlen(st->method) + strlen(st->path) + 13 + st->hdr_len + 2;
+    size_t len = strlen(method) + strlen(st->path) + 13 + st->hdr_len + 2;
     if (host)
         len += strlen(host) + 8;
     if (st->cookie_len)
         len += st->cookie_len + 10;
-    st->chunked = !end_stream && !st->has_cl;
+    st->chunked = !end_stream && !st->has_cl && !st->ws;
+    if (st->ws)
+        len += 128; /* ws_lines; early DATA fits in the body room */
     if (st->chunked) {
         len += 28;
         st->reserve = window / 2 + CHUNK_LAST;
@@ -106,7 +157,7 @@ head_build(struct h2_stream *st, bool end_stream)
     if (!(st->ib = ib_alloc(st, (uint32_t)len + body)))
         return -1;
     struct buf *b = st->ib;
-    ib_puts(b, st->method);
+    ib_puts(b, method);
     ib_put(b, " ", 1);
     ib_puts(b, st->path);
     ib_put(b, " HTTP/1.1\r\n", 11);
@@ -124,6 +175,8 @@ head_build(struct h2_stream *st, bool end_stream)
     }
     if (st->chunked)
         ib_put(b, "Transfer-Encoding: chunked\r\n", 28);
+    if (st->ws)
+        ws_lines(st, b);
     ib_put(b, "\r\n", 2);
     return 0;
 }
@@ -449,7 +502,7 @@ exchange_over(struct h2_stream *st)
     st->x = NULL;
     st->dl = 0;
     stream_drop_gen(st);
-    if (!st->req_end)
+    if (!st->req_end && !st->ws)
         st->rst_after = true; /* the body is not read any more */
     if (!st->closed && st->unconsumed) {
         nghttp2_session_consume(st->h->sess, st->id, st->unconsumed);
@@ -657,17 +710,63 @@ h2x_admit(void *ctx, const char *rip, size_t rip_len, const char *base, const st
     return true; /* limit_conn counts the HTTP/2 connection, not its streams */
 }
 
+/* The pod's 101 (rewritten as for a client, in <a_head>) becomes a 200 for
+ * the extended CONNECT: its fields but the hop-by-hop ones and
+ * sec-websocket-accept. Returns the count, 0 when it does not parse. */
+static size_t
+upgrade_nv(struct h2_stream *st, struct buf *a_head, nghttp2_nv *nv)
+{
+    static _Thread_local struct http1_head rh;
+    uint32_t len = a_head ? buf_len(a_head) : 0;
+    struct http1_limits lim = {.max_head_bytes = len, .max_fields = HTTP1_MAX_FIELDS};
+    http1_head_init(&rh);
+    if (!len || http1_parse_response(&rh, buf_head(a_head), len, &lim) <= 0)
+        return 0;
+    nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE};
+    size_t n = head_nv(&rh, buf_head(a_head), st->h->w->scratch, nv, 1), k = 1;
+    for (size_t i = 1; i < n; i++)
+        if (!(nv[i].namelen == 20 && memcmp(nv[i].name, "sec-websocket-accept", 20) == 0))
+            nv[k++] = nv[i];
+    return k;
+}
+
+/* A 101 to an extended CONNECT: the stream answers 200 and carries the tunnel
+ * itself (h2_tunnel.c); the exchange starts no socket tunnel (ta->carried). */
 static bool
 h2x_upgrade(void *ctx, struct tunnel_args *ta, uint32_t next)
 {
-    (void)ctx, (void)ta, (void)next;
-    return false; /* extended CONNECT goes over a lane (h2_stream.c) */
+    static _Thread_local nghttp2_nv nv[HTTP1_MAX_FIELDS + 1];
+    struct h2_stream *st = ctx;
+    struct buf *ib = st->ib;
+    if (!st->ws || st->closed || st->submitted)
+        return false;
+    size_t nn = upgrade_nv(st, ta->a_head, nv);
+    const char *early = ib && ib->end > next ? ib->data + next : NULL;
+    size_t early_len = early ? ib->end - next : 0;
+    ta->a_tls = st->h->tls;
+    if (!nn || h2t_open(st, ta, nv, nn, early, early_len) < 0)
+        return false;
+    buf_put(&st->h->w->bufs, ta->a_head); /* the 101 head went out as HEADERS */
+    ta->a_head = NULL;
+    ta->carried = true;
+    return true;
 }
 
+/* After upgrade(): the exchange was logged and freed, the stream goes on as
+ * the tunnel without a generation. */
 static void
 h2x_release_op(void *ctx)
 {
-    (void)ctx; /* never: upgrade() refuses */
+    struct h2_stream *st = ctx;
+    st->x = NULL;
+    st->dl = 0;
+    stream_drop_gen(st);
+    if (st->ib_own)
+        free(st->ib);
+    else
+        buf_put(&st->h->w->bufs, st->ib);
+    st->ib = NULL;
+    st->fresh = 0;
 }
 
 static const struct downstream_ops h2x_ops = {

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Private to h2_conn.c, h2_stream.c, h2_downstream.c and h2_resp.c: the
+/* Private to h2_conn.c, h2_stream.c, h2_downstream.c and h2_tunnel.c: the
  * HTTP/2 connection and stream. */
 #ifndef TETHER_H2_INT_H
 #define TETHER_H2_INT_H
@@ -61,8 +61,6 @@ struct h2_conn {
     struct h2_bucket resets, control;
 };
 
-enum h2_resp_state { H2R_HEAD = 0, H2R_BODY, H2R_DONE };
-
 struct h2_stream {
     struct h2_conn *h;
     struct list link;
@@ -81,31 +79,19 @@ struct h2_stream {
     bool too_large; /* header list over the limit: 431 */
     bool bad;       /* refused: RST_STREAM PROTOCOL_ERROR */
     bool has_cl;
-    uint64_t cl;  /* its content-length (UINT64_MAX: not a number) */
-    bool chunked; /* request body framed as chunks in ib (no content-length) */
-    bool req_end; /* END_STREAM received */
-    bool is_head; /* HEAD: the response has no body */
-    bool ws;      /* extended CONNECT :protocol websocket (RFC 8441) */
-    bool tunnel;  /* 101 seen: DATA <-> lane bytes */
-    bool shut;    /* half-close the lane once its pending bytes are written */
-    /* the lane (extended CONNECT only): an internal HTTP/1.1 connection */
-    struct conn lc;
-    bool lane;
-    bool lane_eof;
-    char *out; /* bytes for the lane not yet written */
-    size_t out_len, out_cap;
-    size_t unconsumed; /* DATA bytes received and not yet given back as window */
-    /* the response, read from the lane */
-    struct buf *rb;
-    struct http1_head *rh;
-    uint8_t rstate; /* enum h2_resp_state */
-    uint8_t rbody;  /* enum http1_body */
-    int64_t left;
-    struct http1_chunked ck;
-    uint32_t dec;   /* chunked: decoded data ends here in rb */
-    bool submitted; /* response HEADERS submitted */
-    bool deferred;  /* data provider said DEFERRED */
-    bool ended;     /* EOF given to nghttp2 */
+    uint64_t cl;           /* its content-length (UINT64_MAX: not a number) */
+    bool chunked;          /* request body framed as chunks in ib (no content-length) */
+    bool req_end;          /* END_STREAM received */
+    bool is_head;          /* HEAD: the response has no body */
+    bool ws;               /* extended CONNECT :protocol websocket (RFC 8441) */
+    struct h2_tunnel *tun; /* after the pod's 101: the stream is a tunnel (h2_tunnel.c) */
+    size_t unconsumed;     /* DATA bytes received and not yet given back as window */
+    /* the response */
+    uint8_t rbody;           /* enum http1_body */
+    struct http1_chunked ck; /* de-chunking the response body */
+    bool submitted;          /* response HEADERS submitted */
+    bool deferred;           /* data provider said DEFERRED */
+    bool ended;              /* EOF given to nghttp2 */
     /* the exchange carrying an ordinary stream (h2_downstream.c) */
     struct request *x; /* NULL before END_HEADERS and once it ended */
     struct gen *gen;   /* generation reference held for x */
@@ -170,7 +156,18 @@ void h2x_tick(struct h2_stream *st, double now);
 /* Our END_STREAM went out (RST_STREAM NO_ERROR if the client still sends). */
 void h2x_frame_sent(struct h2_stream *st, const nghttp2_frame *f);
 
-/* h2_resp.c: the lane's read side (the response) */
-void h2s_lane_read_cb(struct ev_loop *loop, ev_io *io, int revents);
+/* h2_tunnel.c: a WebSocket stream after the pod's 101 (RFC 8441) */
+struct tunnel_args;
+/* Submit the 200 <nv> and become a tunnel: the pod socket and its first bytes
+ * are taken from <ta>, <early> (DATA that came before) goes to the pod first.
+ * 0, or -1 (nothing taken). */
+int h2t_open(struct h2_stream *st, struct tunnel_args *ta, const nghttp2_nv *nv, size_t nn,
+             const char *early, size_t early_len);
+void h2t_on_data(struct h2_stream *st, const uint8_t *data, size_t len);
+/* END_STREAM from the client: FIN to the pod once its bytes are written. */
+void h2t_body_end(struct h2_stream *st);
+bool h2t_send_pending(const struct h2_stream *st);
+/* The stream goes: close the pod socket, log and uncount the tunnel. */
+void h2t_free(struct h2_stream *st);
 
 #endif

@@ -1,28 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /* HTTP/2 streams: the request header fields are checked as they come
  * (downgrade safety), and at END_HEADERS an ordinary request becomes an
- * exchange (h2_downstream.c). An extended CONNECT (RFC 8441) is carried over a
- * lane instead: written as an HTTP/1.1 Upgrade: websocket request into an
- * internal connection of the request path (client_accept_lane); after the 101
- * the stream carries the tunnel's bytes (the response side is h2_resp.c). */
+ * exchange (h2_downstream.c), an extended CONNECT (RFC 8441) too: it becomes
+ * an HTTP/1.1 Upgrade: websocket request, and after the pod's 101 the stream
+ * is the tunnel (h2_tunnel.c). */
 #include "config.h"
 
 #include "h2_int.h"
 
-#include <tether/client.h>
 #include <tether/exchange.h>
 #include <tether/gen.h>
 #include <tether/stats.h>
 #include <tether/worker.h>
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-static void lane_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 
 /* ---- small helpers ---- */
 
@@ -149,7 +142,6 @@ h2s_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
     st->h = h;
     st->id = f->hd.stream_id;
     st->begun = ev_now(h->w->loop);
-    st->lc.fd = -1;
     list_append(&h->streams, &st->link);
     h->nstreams++;
     h2_tick_fast(h);
@@ -257,24 +249,12 @@ h2s_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, s
     return 0;
 }
 
-/* Closed: a lane (WebSocket only) is never reused. */
-
-static void
-lane_release(struct h2_stream *st)
-{
-    if (st->lane)
-        conn_close(st->h->w->loop, &st->lc, false);
-}
-
 void
 h2s_free(struct h2_stream *st)
 {
     struct h2_conn *h = st->h;
-    struct worker *w = h->w;
+    h2t_free(st);
     h2x_release(st, TERM_CLIENT_ABORT);
-    lane_release(st);
-    buf_put(&w->bufs, st->rb);
-    free(st->rh);
     free(st->hdr);
     free(st->cookie);
     st_free_str(st, st->method);
@@ -282,7 +262,6 @@ h2s_free(struct h2_stream *st)
     st_free_str(st, st->authority);
     st_free_str(st, st->host);
     st_free_str(st, st->protocol);
-    free(st->out);
     list_remove(&st->link);
     h->nstreams--;
     free(st);
@@ -311,114 +290,7 @@ h2s_header_overdue(const struct h2_stream *st, double now, double limit)
 bool
 h2s_send_pending(const struct h2_stream *st)
 {
-    return st->submitted && !st->ended &&
-           ((st->rb && buf_len(st->rb) > 0) || (st->ob && buf_len(st->ob) > 0));
-}
-
-/* ---- toward the lane ---- */
-
-static int
-lane_out(struct h2_stream *st, const void *p, size_t n)
-{
-    uint32_t len = (uint32_t)st->out_len, cap = (uint32_t)st->out_cap;
-    size_t max = (size_t)st->h->lim.stream_window + st->h->lim.max_header_list + 1024;
-    int rc = grow_append(&st->out, &len, &cap, p, n, max);
-    st->out_len = len;
-    st->out_cap = cap;
-    return rc;
-}
-
-/* Write pending bytes to the lane; the window reopens once they are all in. */
-static void
-lane_flush(struct h2_stream *st)
-{
-    struct h2_conn *h = st->h;
-    size_t off = 0;
-    if (!st->lane)
-        return;
-    while (off < st->out_len) {
-        ssize_t r = send(st->lc.fd, st->out + off, st->out_len - off, MSG_NOSIGNAL);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            break;
-        if (r <= 0) {
-            /* The request path closed its side: the exchange ended there. */
-            st->out_len = 0;
-            nghttp2_submit_rst_stream(h->sess, NGHTTP2_FLAG_NONE, st->id,
-                                      st->ended ? NGHTTP2_NO_ERROR : NGHTTP2_INTERNAL_ERROR);
-            return;
-        }
-        off += (size_t)r;
-    }
-    if (off) {
-        memmove(st->out, st->out + off, st->out_len - off);
-        st->out_len -= off;
-    }
-    if (st->out_len) {
-        conn_write_want(h->w->loop, &st->lc);
-        return;
-    }
-    conn_write_done(h->w->loop, &st->lc);
-    if (st->shut) {
-        st->shut = false;
-        shutdown(st->lc.fd, SHUT_WR);
-    }
-    if (st->unconsumed) {
-        nghttp2_session_consume(h->sess, st->id, st->unconsumed);
-        st->unconsumed = 0;
-    }
-}
-
-/* A random Sec-WebSocket-Key for the pod (the client's HTTP/2 request has none). */
-static void
-ws_key(struct worker *w, char out[25])
-{
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    uint8_t raw[18];
-    for (int i = 0; i < 18; i++) {
-        w->rng ^= w->rng << 13;
-        w->rng ^= w->rng >> 7;
-        w->rng ^= w->rng << 17;
-        raw[i] = (uint8_t)(w->rng >> 24);
-    }
-    for (int i = 0; i < 6; i++) {
-        uint32_t v = (uint32_t)raw[3 * i] << 16 | (uint32_t)raw[3 * i + 1] << 8 | raw[3 * i + 2];
-        out[4 * i] = b64[(v >> 18) & 63];
-        out[4 * i + 1] = b64[(v >> 12) & 63];
-        out[4 * i + 2] = b64[(v >> 6) & 63];
-        out[4 * i + 3] = b64[v & 63];
-    }
-    out[22] = out[23] = '='; /* 16 bytes encode to 22 characters and "==" */
-    out[24] = 0;
-}
-
-/* The HTTP/1.1 Upgrade request for the lane (extended CONNECT). */
-static int
-build_head(struct h2_stream *st)
-{
-    char line[128];
-    const char *host = st->authority ? st->authority : st->host;
-    const char *method = "GET"; /* extended CONNECT: an Upgrade request */
-    if (lane_out(st, method, strlen(method)) < 0 || lane_out(st, " ", 1) < 0 ||
-        lane_out(st, st->path, strlen(st->path)) < 0 || lane_out(st, " HTTP/1.1\r\n", 11) < 0)
-        return -1;
-    if (host && (lane_out(st, "Host: ", 6) < 0 || lane_out(st, host, strlen(host)) < 0 ||
-                 lane_out(st, "\r\n", 2) < 0))
-        return -1;
-    if (st->hdr_len && lane_out(st, st->hdr, st->hdr_len) < 0)
-        return -1;
-    if (st->cookie_len &&
-        (lane_out(st, "Cookie: ", 8) < 0 || lane_out(st, st->cookie, st->cookie_len) < 0 ||
-         lane_out(st, "\r\n", 2) < 0))
-        return -1;
-    char key[25];
-    ws_key(st->h->w, key);
-    int n = snprintf(line, sizeof(line),
-                     "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: %s\r\n", key);
-    if (lane_out(st, line, (size_t)n) < 0)
-        return -1;
-    return lane_out(st, "\r\n", 2);
+    return st->submitted && !st->ended && ((st->ob && buf_len(st->ob) > 0) || h2t_send_pending(st));
 }
 
 struct vserver *
@@ -431,26 +303,6 @@ h2_stream_vserver(struct h2_conn *h)
         if (g->listens[i].socks == h->socks)
             return g->listens[i].vs;
     return NULL;
-}
-
-static int
-lane_open(struct h2_stream *st)
-{
-    struct h2_conn *h = st->h;
-    struct worker *w = h->w;
-    struct vserver *vs = h2_stream_vserver(h);
-    int sv[2];
-    if (!vs)
-        return -1; /* the listen left the configuration */
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
-        return -1;
-    client_accept_lane(w, vs, h->socks, sv[0], &h->peer, h->tls);
-    conn_init(&st->lc, sv[1], h2s_lane_read_cb, lane_write_cb);
-    st->lc.rio.data = st;
-    st->lc.wio.data = st;
-    st->lane = true;
-    conn_read_start(w->loop, &st->lc);
-    return 0;
 }
 
 /* END_HEADERS of a request: check it, then carry it into the request path. */
@@ -491,16 +343,7 @@ stream_start(struct h2_stream *st, bool end_stream)
         return;
     }
     st->is_head = strcmp(st->method, "HEAD") == 0;
-    if (!st->ws) {
-        h2x_start(st, end_stream);
-        return;
-    }
-    if (build_head(st) < 0 || lane_open(st) < 0) {
-        stream_refuse(st, NGHTTP2_REFUSED_STREAM);
-        return;
-    }
-    gstat_add(h->w->id, GS_H2_STREAMS, 1);
-    lane_flush(st);
+    h2x_start(st, end_stream);
 }
 
 static void
@@ -509,10 +352,8 @@ stream_body_end(struct h2_stream *st)
     st->req_end = true;
     if (st->x)
         h2x_body_end(st);
-    if (st->bad || !st->lane)
-        return;
-    st->shut = true; /* the client's FIN goes on toward the pod */
-    lane_flush(st);
+    else if (st->tun)
+        h2t_body_end(st); /* the client's FIN goes on toward the pod */
 }
 
 int
@@ -538,33 +379,16 @@ h2s_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, 
 {
     struct h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
     (void)flags, (void)ud;
-    if (!st || st->bad || (!st->lane && !st->x)) {
+    if (st && st->tun) {
+        h2t_on_data(st, data, len);
+        return 0;
+    }
+    if (!st || st->bad || !st->x) {
         if (nghttp2_session_consume(s, id, len) != 0)
             nghttp2_session_consume_connection(s, len);
         return 0;
     }
-    if (st->x) {
-        if (h2x_on_data(st, data, len) < 0)
-            exchange_gone(st->x, TERM_CLIENT_ABORT);
-        return 0;
-    }
-    int rc = lane_out(st, data, len);
-    st->unconsumed += len;
-    if (rc < 0) {
-        stream_refuse(st, NGHTTP2_FLOW_CONTROL_ERROR);
-        return 0;
-    }
-    lane_flush(st);
+    if (h2x_on_data(st, data, len) < 0)
+        exchange_gone(st->x, TERM_CLIENT_ABORT);
     return 0;
-}
-
-static void
-lane_write_cb(struct ev_loop *loop, ev_io *io, int revents)
-{
-    struct h2_stream *st = io->data;
-    struct h2_conn *h = st->h;
-    (void)loop, (void)revents;
-    h2_event_enter(h);
-    lane_flush(st);
-    h2_event_leave(h);
 }

@@ -140,7 +140,8 @@ request_upgrade(struct request *req)
         .ip = req->rip,
         .ip_len = req->rip_len,
     };
-    if (!req->ds.ops->upgrade(req->ds.ctx, &ta, req->body_end) || tunnel_start(w, &ta) < 0) {
+    if (!req->ds.ops->upgrade(req->ds.ctx, &ta, req->body_end) ||
+        (!ta.carried && tunnel_start(w, &ta) < 0)) {
         buf_put(&w->bufs, ta.a_in);
         exchange_gone(req, TERM_INTERNAL);
         return;

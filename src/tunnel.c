@@ -34,7 +34,6 @@ enum tun_flag {
     TUN_B_EOF = 1u << 1,  /* pod sent FIN */
     TUN_A_SHUT = 1u << 2, /* FIN sent to the client */
     TUN_B_SHUT = 1u << 3, /* FIN sent to the pod */
-    TUN_TLS = 1u << 4,    /* the client side is TLS (access log) */
 };
 
 /* One side of the tunnel and the bytes waiting to be written to it. */
@@ -53,18 +52,12 @@ struct tunnel {
     double idle_secs;  /* the route's websocket_timeout */
     double fin_secs;   /* its websocket_fin_timeout: the idle limit once half-closed */
     struct worker *w;
-    struct server_rt *rt;      /* counters and the tunnels gauge (reference held) */
     struct conn_slot *limit;   /* limit_conn slot of the client */
     struct list link;          /* in worker.tunnels */
+    struct tunnel_acct acct;   /* counters, bytes and ids (tunnel_account_open) */
     void (*gone)(void *owner); /* told when the tunnel is closed (tunnel_args) */
     void *owner;               /* its argument */
-    uint64_t bytes_ab;         /* client to pod */
-    uint64_t bytes_ba;         /* pod to client */
-    ev_tstamp started;
-    uint8_t flags; /* enum tun_flag */
-    uint8_t rid_len, ip_len;
-    char rid[REQUEST_ID_MAX]; /* request id of the upgrade (access log) */
-    char ip[48];              /* client address (access log) */
+    uint8_t flags;             /* enum tun_flag */
 };
 
 static void tun_read_cb(struct ev_loop *loop, ev_io *io, int revents);
@@ -72,9 +65,8 @@ static void tun_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void tun_idle_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
 static void
-tunnel_log(struct tunnel *t, unsigned term, ev_tstamp now)
+tunnel_log(struct worker *w, const struct tunnel_acct *t, unsigned term, ev_tstamp now)
 {
-    struct worker *w = t->w;
     char ts[32];
     char *line = access_buf_reserve(&w->alog, 600);
     if (!line)
@@ -91,9 +83,35 @@ tunnel_log(struct tunnel *t, unsigned term, ev_tstamp now)
                      "\"term\":\"%s\",\"tls\":%s}\n",
                      ts, t->ip_len, t->ip, ulen, key, srv, (unsigned long long)t->bytes_ab,
                      (unsigned long long)t->bytes_ba, (now - t->started) * 1e3, t->rid_len, t->rid,
-                     term_name(term), (t->flags & TUN_TLS) ? "true" : "false");
+                     term_name(term), t->tls ? "true" : "false");
     if (n > 0 && n < 600)
         access_buf_commit(&w->alog, (size_t)n);
+}
+
+void
+tunnel_account_open(struct worker *w, struct tunnel_acct *a, const struct tunnel_args *ta)
+{
+    a->rt = ta->rt;
+    server_rt_ref(a->rt);
+    atomic_fetch_add(&a->rt->tunnels, 1);
+    CTR_ADD(a->rt->t[w->id].tunnels, 1);
+    a->started = ev_now(w->loop);
+    a->rid_len = (uint8_t)copy_bounded(a->rid, sizeof(a->rid), ta->rid, ta->rid_len);
+    a->ip_len = (uint8_t)copy_bounded(a->ip, sizeof(a->ip), ta->ip, ta->ip_len);
+    a->tls = ta->a_tls;
+    gstat_add(w->id, GS_TUNNELS_ACTIVE, 1);
+    gstat_add(w->id, GS_TUNNELS_TOTAL, 1);
+}
+
+void
+tunnel_account_close(struct worker *w, struct tunnel_acct *a, unsigned term)
+{
+    if (atomic_load_explicit(&access_log_fd, memory_order_relaxed) >= 0)
+        tunnel_log(w, a, term, ev_now(w->loop));
+    atomic_fetch_sub(&a->rt->tunnels, 1);
+    server_rt_unref(a->rt);
+    a->rt = NULL;
+    gstat_add(w->id, GS_TUNNELS_ACTIVE, -1);
 }
 
 static void
@@ -107,13 +125,9 @@ tunnel_close(struct tunnel *t, unsigned term)
     buf_put(&w->bufs, t->a.more);
     buf_put(&w->bufs, t->b.pending);
     buf_put(&w->bufs, t->b.more);
-    if (atomic_load_explicit(&access_log_fd, memory_order_relaxed) >= 0)
-        tunnel_log(t, term, ev_now(w->loop));
-    atomic_fetch_sub(&t->rt->tunnels, 1);
-    server_rt_unref(t->rt);
+    tunnel_account_close(w, &t->acct, term);
     if (t->limit)
         conn_slot_release(t->limit);
-    gstat_add(w->id, GS_TUNNELS_ACTIVE, -1);
     gstat_add(w->id, GS_CONN_ACTIVE, -1);
     atomic_fetch_sub(&conns_open, 1);
     list_remove(&t->link);
@@ -257,9 +271,9 @@ tun_pump(struct tunnel *t, struct pipe_end *from)
     }
     b->end += (uint32_t)r;
     if (from == &t->a)
-        t->bytes_ab += (uint64_t)r;
+        t->acct.bytes_ab += (uint64_t)r;
     else
-        t->bytes_ba += (uint64_t)r;
+        t->acct.bytes_ba += (uint64_t)r;
     t->last = ev_now(w->loop);
     to->pending = b;
     int rc = tun_flush(t, to);
@@ -413,19 +427,11 @@ tunnel_start(struct worker *w, struct tunnel_args *ta)
     if (!t)
         return -1;
     t->w = w;
-    t->rt = ta->rt;
-    server_rt_ref(t->rt);
-    atomic_fetch_add(&t->rt->tunnels, 1);
-    CTR_ADD(t->rt->t[w->id].tunnels, 1);
+    tunnel_account_open(w, &t->acct, ta);
     t->idle_secs = ta->idle_secs;
     t->fin_secs = ta->fin_secs;
     t->gone = ta->gone;
     t->owner = ta->owner;
-    t->started = ev_now(w->loop);
-    t->rid_len = (uint8_t)copy_bounded(t->rid, sizeof(t->rid), ta->rid, ta->rid_len);
-    t->ip_len = (uint8_t)copy_bounded(t->ip, sizeof(t->ip), ta->ip, ta->ip_len);
-    if (ta->a_tls)
-        t->flags |= TUN_TLS;
     if (adopt(t, &t->a, ta->a, w->loop))
         t->flags |= TUN_A_EOF;
     if (adopt(t, &t->b, ta->b, w->loop))
@@ -436,10 +442,10 @@ tunnel_start(struct worker *w, struct tunnel_args *ta)
      * taken over, not copied: the head and the pod's bytes may each fill one. */
     queue_buf(w, &t->a, ta->a_head);
     if (ta->b_in)
-        t->bytes_ba = buf_len(ta->b_in);
+        t->acct.bytes_ba = buf_len(ta->b_in);
     queue_buf(w, &t->a, ta->b_in);
     if (ta->a_in) {
-        t->bytes_ab = buf_len(ta->a_in);
+        t->acct.bytes_ab = buf_len(ta->a_in);
         queue_buf(w, &t->b, ta->a_in);
     }
     ta->a_head = ta->b_in = ta->a_in = NULL;
@@ -447,8 +453,6 @@ tunnel_start(struct worker *w, struct tunnel_args *ta)
     /* The client's limit_conn slot and connection count are the tunnel's now. */
     t->limit = ta->limit;
     ta->limit = NULL;
-    gstat_add(w->id, GS_TUNNELS_ACTIVE, 1);
-    gstat_add(w->id, GS_TUNNELS_TOTAL, 1);
 
     list_append(&w->tunnels, &t->link);
     w->ntunnels++;

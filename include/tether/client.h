@@ -28,13 +28,6 @@ void client_accept(struct worker *w, struct wlisten *wl, int fd, const struct so
  * connection's downstream operations), or NULL when out of memory. */
 struct request *client_exchange_new(struct client *cli);
 
-/* An internal connection carrying HTTP/2 streams as HTTP/1.1 requests (h2.h):
- * <fd> is one end of a socket pair; the request path sees <peer> as the client
- * and <tls> as the listen's transport. Not counted as a client connection nor
- * against limit_conn (the HTTP/2 connection is). */
-void client_accept_lane(struct worker *w, struct vserver *vs, struct listen_fds *socks, int fd,
-                        const struct sock_addr *peer, bool tls);
-
 /* Close now (counts, logs when a request was in progress, frees). */
 void client_close(struct client *cli, unsigned term);
 

@@ -102,12 +102,14 @@ struct downstream_ops {
      * flag, input bytes after offset <next>, limit_conn slot) so the exchange
      * can start a tunnel, and give them up. false: cannot (the exchange fails
      * with TERM_INTERNAL). HTTP/2 streams answer 200 to an extended CONNECT
-     * and carry the tunnel in DATA frames instead. */
+     * and carry the tunnel in DATA frames instead: they take the pod side
+     * (ta->b, ta->b_in, ta->a_head) and set ta->carried (no tunnel_start). */
     bool (*upgrade)(void *ctx, struct tunnel_args *ta, uint32_t next);
 
     /* After upgrade() and a started tunnel (the exchange was logged and freed
      * just before): the carrier object goes away, its socket, limit_conn slot
-     * and connection count live on in the tunnel. */
+     * and connection count live on in the tunnel (HTTP/1); the stream drops
+     * what it held for the exchange and goes on as the tunnel (HTTP/2). */
     void (*release)(void *ctx);
 };
 

@@ -38,7 +38,7 @@ struct exchange_origin {
     const char *ip;               /* the same as text */
     uint8_t ip_len;               /* its length */
     bool tls;                     /* the client connection is TLS */
-    uint8_t proto;                /* 1 HTTP/1.1, 2 HTTP/2 (a stream, or a lane carrying one) */
+    uint8_t proto;                /* 1 HTTP/1.1, 2 HTTP/2 (a stream) */
 };
 
 /* A new exchange on worker <w> carried by <ds>, in state RS_HEAD, its head

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* HTTP/2 from clients (nghttp2): a connection whose TLS ALPN chose "h2", or
  * any connection on an "h2c" listen, is handed over here. One nghttp2 server
- * session per connection; each stream is carried to the HTTP/1.1 request path
- * (routing, limits, affinity, retries, logs, tunnels) over an internal lane
- * (see doc/internals/http2.md), and its response comes back as HEADERS/DATA.
+ * session per connection; each stream is an exchange of the request path
+ * (routing, limits, affinity, retries, logs), an extended CONNECT a WebSocket
+ * tunnel carried by its stream (see doc/internals/http2.md); responses go
+ * back as HEADERS/DATA.
  * Limits and flood guards come from the server block's http2_* directives. */
 #ifndef TETHER_H2_H
 #define TETHER_H2_H

@@ -64,7 +64,6 @@ struct client {
     bool peer_close;     /* the client asked for the close (sends no more) */
     bool counted;        /* counted in conns_open */
     bool h2c;            /* cleartext HTTP/2 listen: hand over to h2 at once */
-    uint8_t proto;       /* 2: a lane carrying one HTTP/2 stream (h2.h), else 1 */
     struct worker *w;
     struct gen *gen;           /* generation in use (worker-local reference) */
     struct vserver *vs;        /* server block (in gen) */

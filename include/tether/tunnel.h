@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include <tether/conn.h>
+#include <tether/http_rewrite.h>
 
 struct buf;
 struct conn_slot;
@@ -39,8 +40,32 @@ struct tunnel_args {
      * no longer counts): the owner's hook, e.g. the worker resuming accepts
      * or finishing a drain. Filled by the downstream; may be NULL. */
     void (*gone)(void *owner);
-    void *owner; /* the first argument of <gone> */
+    void *owner;  /* the first argument of <gone> */
+    bool carried; /* set by the downstream's upgrade(): it carries the tunnel
+                   * itself (an HTTP/2 stream, h2_tunnel.c), no tunnel_start */
 };
+
+/* What every tunnel (two sockets here, an HTTP/2 stream and a pod socket in
+ * h2_tunnel.c) is accounted by: the server's tunnels gauge and counter (a
+ * reference on its runtime counters is held), tether_tunnels_active/_total,
+ * and the "tunnel_end" access log line. */
+struct tunnel_acct {
+    struct server_rt *rt;     /* the pod's runtime counters (reference held) */
+    uint64_t bytes_ab;        /* client to pod */
+    uint64_t bytes_ba;        /* pod to client */
+    double started;           /* ev_now() at the start */
+    bool tls;                 /* the client side is TLS (access log) */
+    uint8_t rid_len, ip_len;  /* lengths of <rid> and <ip> */
+    char rid[REQUEST_ID_MAX]; /* request id of the upgrade (access log) */
+    char ip[48];              /* client address (access log) */
+};
+
+/* Count a tunnel open on <w> from <ta> (rt, ids, tls flag): fills <a>. */
+void tunnel_account_open(struct worker *w, struct tunnel_acct *a, const struct tunnel_args *ta);
+
+/* The tunnel accounted in <a> ended with <term>: log it, uncount it, drop the
+ * reference. */
+void tunnel_account_close(struct worker *w, struct tunnel_acct *a, unsigned term);
 
 /* Start a tunnel on <w> from <ta>: the sockets and buffers are the tunnel's
  * now. It counts one active connection (as the client did) and a tunnel.

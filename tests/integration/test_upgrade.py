@@ -273,6 +273,52 @@ def test_upgrade_keeps_50_tunnels_and_traffic():
     assert not h.SANITIZER.search(err), err[-3000:]
 
 
+def test_upgrade_keeps_an_http2_websocket():
+    """A WebSocket over HTTP/2 (the stream carries the tunnel) stays with the
+    old process across an upgrade: it keeps echoing there (GOAWAY tells the
+    client to open new streams elsewhere), and the old process exits once it
+    ends. Raw frames: python3-h2 stops at a GOAWAY."""
+    import test_http2 as th
+    h2port = h.free_port()
+    pods, t = setup(1, CONF.replace("listen 127.0.0.1:{port};", "listen 127.0.0.1:{port};\n"
+                                    "    listen 127.0.0.1:%d h2c;" % h2port))
+    old = t.pid
+    copy_dir = h.tempfile.mkdtemp(prefix="tether-bin-")
+    copy = os.path.join(copy_dir, "tether")
+    shutil.copy2(h.TETHER, copy)
+    s = th.raw_client(h2port)
+    th.send_headers(s, 1, [(":method", "CONNECT"), (":protocol", "websocket"),
+                           (":scheme", "http"), (":path", "/ws"), (":authority", "x"),
+                           ("sec-websocket-version", "13")], end_stream=False)
+
+    def echo(msg):
+        d = th.DataFrame(1)
+        d.data = th.ws_frame(msg, 1)
+        s.sendall(d.serialize())
+        fr = th.read_frames(s, timeout=5.0, until=lambda fr: any(
+            f[0] == 0 and f[2] == 1 and msg in f[3] for f in fr))
+        return any(f[0] == 0 and f[2] == 1 and msg in f[3] for f in fr)
+
+    assert echo(b"before upgrade")
+    new = None
+    try:
+        rc, out = ctl(t, "upgrade", copy)
+        assert rc == 0 and "upgraded: new process" in out, out
+        new = serving_pid(t)
+        assert new != old
+        assert t.alive() and echo(b"after upgrade")
+        assert owner_pid(s) == old
+        s.close()
+        h.wait_until(lambda: not t.alive(), timeout=30, what="old process to exit")
+        assert t.p.returncode == 0
+    finally:
+        if new:
+            stop_pid(new)
+        t.stop()
+    err = t.stderr()
+    assert not h.SANITIZER.search(err), err[-3000:]
+
+
 def test_failed_upgrade_keeps_the_old_process_serving():
     pods, t = setup(1)
     # A configuration the new process refuses.
