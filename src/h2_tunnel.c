@@ -12,6 +12,7 @@
 #include "h2_int.h"
 
 #include <tether/stats.h>
+#include <tether/term.h>
 #include <tether/tunnel.h>
 #include <tether/worker.h>
 
