@@ -357,8 +357,10 @@ on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
     (void)s;
     if (h->dead)
         return 0;
-    if (is_control(f) &&
-        !h2_bucket_take(&h->control, now, h->lim.max_control, h->lim.control_rate)) {
+    if (f->hd.type == NGHTTP2_WINDOW_UPDATE && h->wu_credit > 0) {
+        h->wu_credit--; /* acknowledges DATA tether sent: not a control frame */
+    } else if (is_control(f) &&
+               !h2_bucket_take(&h->control, now, h->lim.max_control, h->lim.control_rate)) {
         h2_terminate(h, NGHTTP2_ENHANCE_YOUR_CALM, "control frame flood");
         return 0;
     }
@@ -375,6 +377,8 @@ static int
 on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
     struct h2_conn *h = ud;
+    if (f->hd.type == NGHTTP2_DATA && f->hd.length > 0 && h->wu_credit < H2_WU_CREDIT_MAX)
+        h->wu_credit += 2;
     if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
         struct h2_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
         if (st)

@@ -59,7 +59,15 @@ struct h2_conn {
     uint32_t ncont;    /* CONTINUATION frames in the current header block */
     uint64_t nrequests;
     struct h2_bucket resets, control;
+    /* WINDOW_UPDATEs a client may send without drawing on <control>: two per
+     * DATA frame tether sent (one for the stream, one for the connection),
+     * at most H2_WU_CREDIT_MAX banked. A client reading a fast download
+     * acknowledges every frame; one that sends updates with nothing to
+     * acknowledge is a flood. */
+    uint32_t wu_credit;
 };
+
+#define H2_WU_CREDIT_MAX 1024u
 
 struct h2_stream {
     struct h2_conn *h;

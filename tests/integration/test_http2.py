@@ -676,6 +676,42 @@ def test_floods_end_the_connection():
     h.stop_clean(t)
 
 
+def test_fast_download_acknowledging_every_frame_is_not_a_flood():
+    """A client that sends WINDOW_UPDATE for every DATA frame (stream and
+    connection) while it reads a fast download is not a control-frame flood:
+    the updates tether's own DATA earns do not draw on the control bucket.
+    A flood of updates with nothing to acknowledge still ends the connection
+    (test_floods_end_the_connection)."""
+    (pod,), t = setup(extra=FLOOD_CONF)
+    size = 24 << 20
+    cl = Client(t.port)
+    sid = cl.request("/dl?bytes=%d" % size)
+    got, ended, term = 0, False, None
+    deadline = time.time() + 60 * h.SLOW
+    while not ended and time.time() < deadline:
+        if not cl.pump(5):
+            break
+        for e in cl.events:
+            if isinstance(e, h2.events.DataReceived) and e.stream_id == sid:
+                got += len(e.data)
+                if e.flow_controlled_length:
+                    cl.conn.increment_flow_control_window(e.flow_controlled_length)
+                    try:  # the stream may have ended within the same read
+                        cl.conn.increment_flow_control_window(e.flow_controlled_length, sid)
+                    except h2.exceptions.StreamClosedError:
+                        pass
+            elif isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset)):
+                ended = True
+            elif isinstance(e, h2.events.ConnectionTerminated):
+                term = e
+        cl.events = []
+        cl.flush()
+    assert term is None and not cl.closed, (got, term)
+    assert ended and got == size, (ended, got)
+    cl.close()
+    h.stop_clean(t)
+
+
 def test_client_that_never_reads_is_ended():
     """Zero window: the client opens no window for the response; after
     http2_send_timeout (1 s here) the connection is ended."""
