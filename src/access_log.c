@@ -98,7 +98,7 @@ request_log(struct request *req)
     size_t rl = json_escape(rid, sizeof(rid), req->req_id, req->req_id_len);
     double connect_ms = req->t_connected > 0 ? (req->t_connected - req->t_connect) * 1e3 : -1;
     double upstream_ms = req->t_resp > 0 ? (req->t_resp - req->t_start) * 1e3 : -1;
-    const char *method = http1_method_name(req->method);
+    const char *method = http_method_name(req->method);
     const char *ron = retried_on_name(req->retried_on);
     int n;
     if (req->gen->conf->access_format == ACCESS_COMBINED) {

@@ -449,8 +449,8 @@ client_parse_head(struct client *cli)
     /* A client that asked to close (Connection: close, HTTP/1.0 without
      * keep-alive) sends nothing after this request. */
     if (req->h.version_minor == 0
-            ? !(req->h.flags & HTTP1_F_CONN_KEEPALIVE) || (req->h.flags & HTTP1_F_CONN_CLOSE)
-            : (req->h.flags & HTTP1_F_CONN_CLOSE))
+            ? !(req->h.flags & HTTP_F_CONN_KEEPALIVE) || (req->h.flags & HTTP_F_CONN_CLOSE)
+            : (req->h.flags & HTTP_F_CONN_CLOSE))
         cli->peer_close = true;
     exchange_start(req, (uint32_t)n);
 }
@@ -516,7 +516,7 @@ client_reply_write(struct client *cli, const struct request *req, unsigned statu
     struct buf *o = cli->obuf;
     size_t n = http1_reply_write(buf_tail(o), buf_room(o), status, cli->close_after,
                                  req ? req->req_id : NULL, req ? req->req_id_len : 0, extra,
-                                 req && req->method == HTTP1_M_HEAD);
+                                 req && req->method == HTTP_M_HEAD);
     o->end += (uint32_t)n;
     return n > 0;
 }

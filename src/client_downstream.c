@@ -86,7 +86,7 @@ h1_deadline(void *ctx, unsigned kind, double secs)
 }
 
 static bool
-h1_admit(void *ctx, const char *rip, size_t rip_len, const char *base, const struct http1_head *h,
+h1_admit(void *ctx, const char *rip, size_t rip_len, const char *base, const struct http_head *h,
          const char *route)
 {
     return client_limit_conn_request(ctx, rip, rip_len, base, h, route);

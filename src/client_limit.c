@@ -44,7 +44,7 @@ client_limit_conn(struct client *cli)
 
 bool
 client_limit_conn_request(struct client *cli, const char *rip, size_t rip_len, const char *base,
-                          const struct http1_head *h, const char *route)
+                          const struct http_head *h, const char *route)
 {
     struct conn_zone *z = cli->vs->conn_zone;
     char key[RL_KEY_MAX];

@@ -225,7 +225,7 @@ h2x_start(struct h2_stream *st, bool end_stream)
     const struct conf_vserver *cv = vs->conf;
     struct http1_limits lim = {.max_head_bytes = (uint32_t)cv->max_head_bytes,
                                .max_fields = (uint16_t)cv->max_headers};
-    struct http1_head *hd = exchange_head(st->x);
+    struct http_head *hd = exchange_head(st->x);
     int n = http1_parse_request(hd, buf_head(st->ib), buf_len(st->ib), &lim);
     if (n <= 0) {
         gstat_add(h->w->id, GS_BAD_REQUESTS, 1);
@@ -379,11 +379,11 @@ data_resume(struct h2_stream *st)
 /* The field list of a parsed HTTP/1 head: hop-by-hop fields dropped, names
  * lowercased into <lower> (room for every name). Returns the count. */
 static size_t
-head_nv(const struct http1_head *rh, const char *base, char *lower, nghttp2_nv *nv, size_t n)
+head_nv(const struct http_head *rh, const char *base, char *lower, nghttp2_nv *nv, size_t n)
 {
     size_t used = 0;
     for (uint16_t i = 0; i < rh->nfields; i++) {
-        const struct http1_field *fl = &rh->fields[i];
+        const struct http_field *fl = &rh->fields[i];
         const char *name = base + fl->name_off;
         if (hop_by_hop(name, fl->name_len))
             continue;
@@ -404,11 +404,11 @@ head_nv(const struct http1_head *rh, const char *base, char *lower, nghttp2_nv *
 static int
 resp_head(struct h2_stream *st, const char *p, size_t len)
 {
-    static _Thread_local struct http1_head rh;
-    static _Thread_local nghttp2_nv nv[HTTP1_MAX_FIELDS + 1];
-    struct http1_limits lim = {.max_head_bytes = (uint32_t)len, .max_fields = HTTP1_MAX_FIELDS};
+    static _Thread_local struct http_head rh;
+    static _Thread_local nghttp2_nv nv[HTTP_MAX_FIELDS + 1];
+    struct http1_limits lim = {.max_head_bytes = (uint32_t)len, .max_fields = HTTP_MAX_FIELDS};
     char code[8];
-    http1_head_init(&rh);
+    http_head_init(&rh);
     int n = http1_parse_response(&rh, p, len, &lim);
     if (n <= 0 || rh.status == 101)
         return -1;
@@ -420,7 +420,7 @@ resp_head(struct h2_stream *st, const char *p, size_t len)
                        0
                    ? n
                    : -1;
-    st->rbody = (uint8_t)http1_response_body(&rh, st->is_head ? HTTP1_M_HEAD : HTTP1_M_GET);
+    st->rbody = (uint8_t)http1_response_body(&rh, st->is_head ? HTTP_M_HEAD : HTTP_M_GET);
     if (st->rbody == HTTP1_BODY_CHUNKED)
         http1_chunked_init(&st->ck);
     bool body =
@@ -519,7 +519,7 @@ reply_submit(struct h2_stream *st, unsigned status, const char *rid, size_t rid_
     nghttp2_nv nv[16];
     char code[8], clen[16], body[96], lower[256];
     size_t n = 0, used = 0;
-    int blen = snprintf(body, sizeof(body), "%u %s\n", status, http1_reason(status));
+    int blen = snprintf(body, sizeof(body), "%u %s\n", status, http_reason(status));
     snprintf(code, sizeof(code), "%03u", status % 1000);
     snprintf(clen, sizeof(clen), "%d", blen);
 #define NV(a, al, b, bl) (nghttp2_nv){(uint8_t *)(a), (uint8_t *)(b), al, bl, NGHTTP2_NV_FLAG_NONE}
@@ -564,13 +564,13 @@ h2x_reply(void *ctx, unsigned status, unsigned term, const char *extra, bool clo
     struct request *x = st->x;
     char rid[REQUEST_ID_MAX];
     size_t rid_len = x->req_id_len;
-    bool head_only = x->method == HTTP1_M_HEAD;
+    bool head_only = x->method == HTTP_M_HEAD;
     (void)close; /* the stream ends with the reply; the connection stays */
     memcpy(rid, x->req_id, rid_len);
     x->status = (uint16_t)status;
     if (!x->term)
         x->term = (uint8_t)term;
-    x->bytes_out += (uint64_t)snprintf(NULL, 0, "%u %s\n", status, http1_reason(status));
+    x->bytes_out += (uint64_t)snprintf(NULL, 0, "%u %s\n", status, http_reason(status));
     request_log(x);
     exchange_free(x);
     exchange_over(st);
@@ -703,7 +703,7 @@ h2x_deadline(void *ctx, unsigned kind, double secs)
 }
 
 static bool
-h2x_admit(void *ctx, const char *rip, size_t rip_len, const char *base, const struct http1_head *h,
+h2x_admit(void *ctx, const char *rip, size_t rip_len, const char *base, const struct http_head *h,
           const char *route)
 {
     (void)ctx, (void)rip, (void)rip_len, (void)base, (void)h, (void)route;
@@ -716,10 +716,10 @@ h2x_admit(void *ctx, const char *rip, size_t rip_len, const char *base, const st
 static size_t
 upgrade_nv(struct h2_stream *st, struct buf *a_head, nghttp2_nv *nv)
 {
-    static _Thread_local struct http1_head rh;
+    static _Thread_local struct http_head rh;
     uint32_t len = a_head ? buf_len(a_head) : 0;
-    struct http1_limits lim = {.max_head_bytes = len, .max_fields = HTTP1_MAX_FIELDS};
-    http1_head_init(&rh);
+    struct http1_limits lim = {.max_head_bytes = len, .max_fields = HTTP_MAX_FIELDS};
+    http_head_init(&rh);
     if (!len || http1_parse_response(&rh, buf_head(a_head), len, &lim) <= 0)
         return 0;
     nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE};
@@ -735,7 +735,7 @@ upgrade_nv(struct h2_stream *st, struct buf *a_head, nghttp2_nv *nv)
 static bool
 h2x_upgrade(void *ctx, struct tunnel_args *ta, uint32_t next)
 {
-    static _Thread_local nghttp2_nv nv[HTTP1_MAX_FIELDS + 1];
+    static _Thread_local nghttp2_nv nv[HTTP_MAX_FIELDS + 1];
     struct h2_stream *st = ctx;
     struct buf *ib = st->ib;
     if (!st->ws || st->closed || st->submitted)

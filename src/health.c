@@ -98,7 +98,7 @@ static uint64_t replan_last_ms;    /* end of the last health-driven rebuild */
 static uint64_t replan_cost_ms;    /* how long it took */
 static bool replan_inited;
 static bool stopped;              /* health_stop ran: shutting down, no checks any more */
-static struct http1_head hc_head; /* parse scratch, control thread only */
+static struct http_head hc_head;  /* parse scratch, control thread only */
 static char hc_body[HC_BODY_MAX]; /* decoded chunked body */
 static size_t hc_body_len;
 
@@ -318,7 +318,7 @@ static bool
 response_judge(struct hc_target *t, bool eof)
 {
     struct http1_limits lim = {.max_head_bytes = HC_HEAD_MAX, .max_fields = 64};
-    http1_head_init(&hc_head);
+    http_head_init(&hc_head);
     int n = http1_parse_response(&hc_head, t->buf, t->len, &lim);
     if (n == HTTP1_NEED_MORE && !eof)
         return false;
@@ -331,13 +331,13 @@ response_judge(struct hc_target *t, bool eof)
         check_done(t, HC_BAD, status, 0, false);
         return true;
     }
-    bool ka = hc_head.version_minor == 1 ? !(hc_head.flags & HTTP1_F_CONN_CLOSE)
-                                         : (hc_head.flags & HTTP1_F_CONN_KEEPALIVE) != 0;
+    bool ka = hc_head.version_minor == 1 ? !(hc_head.flags & HTTP_F_CONN_CLOSE)
+                                         : (hc_head.flags & HTTP_F_CONN_KEEPALIVE) != 0;
     const char *body = t->buf + n;
     size_t blen = t->len - (size_t)n, use = blen;
     bool complete = false, full = t->len >= HC_BUF_SIZE, reusable = false;
 
-    switch (http1_response_body(&hc_head, HTTP1_M_GET)) {
+    switch (http1_response_body(&hc_head, HTTP_M_GET)) {
     case HTTP1_BODY_NONE:
         complete = true;
         use = 0;

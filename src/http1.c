@@ -40,31 +40,31 @@ load64(const unsigned char *p)
 
 /* Known names by length (at most three share one), lower case; id 0 ends a row. */
 static const struct {
-    uint8_t id;       /* enum http1_hdr */
+    uint8_t id;       /* enum http_hdr */
     const char *name; /* compared case-insensitively */
 } hdr_by_len[21][3] = {
-    [2] = {{HTTP1_H_TE, "te"}},
-    [4] = {{HTTP1_H_HOST, "host"}},
-    [6] = {{HTTP1_H_COOKIE, "cookie"}, {HTTP1_H_EXPECT, "expect"}},
-    [7] = {{HTTP1_H_TRAILER, "trailer"}, {HTTP1_H_UPGRADE, "upgrade"}},
-    [9] = {{HTTP1_H_FORWARDED, "forwarded"}},
-    [10] = {{HTTP1_H_CONNECTION, "connection"},
-            {HTTP1_H_KEEP_ALIVE, "keep-alive"},
-            {HTTP1_H_SET_COOKIE, "set-cookie"}},
-    [12] = {{HTTP1_H_X_REQUEST_ID, "x-request-id"}},
-    [14] = {{HTTP1_H_CONTENT_LENGTH, "content-length"}},
-    [15] = {{HTTP1_H_X_FORWARDED_FOR, "x-forwarded-for"}},
-    [16] = {{HTTP1_H_PROXY_CONNECTION, "proxy-connection"},
-            {HTTP1_H_X_FORWARDED_HOST, "x-forwarded-host"}},
-    [17] = {{HTTP1_H_TRANSFER_ENCODING, "transfer-encoding"},
-            {HTTP1_H_X_FORWARDED_PROTO, "x-forwarded-proto"},
-            {HTTP1_H_SEC_WEBSOCKET_KEY, "sec-websocket-key"}},
-    [18] = {{HTTP1_H_PROXY_AUTHENTICATE, "proxy-authenticate"}},
-    [19] = {{HTTP1_H_PROXY_AUTHORIZATION, "proxy-authorization"}},
-    [20] = {{HTTP1_H_SEC_WEBSOCKET_ACCEPT, "sec-websocket-accept"}},
+    [2] = {{HTTP_H_TE, "te"}},
+    [4] = {{HTTP_H_HOST, "host"}},
+    [6] = {{HTTP_H_COOKIE, "cookie"}, {HTTP_H_EXPECT, "expect"}},
+    [7] = {{HTTP_H_TRAILER, "trailer"}, {HTTP_H_UPGRADE, "upgrade"}},
+    [9] = {{HTTP_H_FORWARDED, "forwarded"}},
+    [10] = {{HTTP_H_CONNECTION, "connection"},
+            {HTTP_H_KEEP_ALIVE, "keep-alive"},
+            {HTTP_H_SET_COOKIE, "set-cookie"}},
+    [12] = {{HTTP_H_X_REQUEST_ID, "x-request-id"}},
+    [14] = {{HTTP_H_CONTENT_LENGTH, "content-length"}},
+    [15] = {{HTTP_H_X_FORWARDED_FOR, "x-forwarded-for"}},
+    [16] = {{HTTP_H_PROXY_CONNECTION, "proxy-connection"},
+            {HTTP_H_X_FORWARDED_HOST, "x-forwarded-host"}},
+    [17] = {{HTTP_H_TRANSFER_ENCODING, "transfer-encoding"},
+            {HTTP_H_X_FORWARDED_PROTO, "x-forwarded-proto"},
+            {HTTP_H_SEC_WEBSOCKET_KEY, "sec-websocket-key"}},
+    [18] = {{HTTP_H_PROXY_AUTHENTICATE, "proxy-authenticate"}},
+    [19] = {{HTTP_H_PROXY_AUTHORIZATION, "proxy-authorization"}},
+    [20] = {{HTTP_H_SEC_WEBSOCKET_ACCEPT, "sec-websocket-accept"}},
 };
 
-/* enum http1_hdr of the token <p>[0..n), HTTP1_H_OTHER if not a known name.
+/* enum http_hdr of the token <p>[0..n), HTTP_H_OTHER if not a known name.
  * Compares eight bytes at a time with the 0x20 bit forced: exact for a token,
  * since no tchar differs from a letter, digit or '-' by that bit alone. */
 static unsigned
@@ -72,7 +72,7 @@ hdr_id(const unsigned char *p, size_t n)
 {
     const uint64_t lower = UINT64_C(0x2020202020202020);
     if (n >= ARRAY_SIZE(hdr_by_len))
-        return HTTP1_H_OTHER;
+        return HTTP_H_OTHER;
     for (unsigned k = 0; k < 3 && hdr_by_len[n][k].id; k++) {
         const unsigned char *name = (const unsigned char *)hdr_by_len[n][k].name;
         size_t i = 0;
@@ -84,14 +84,14 @@ hdr_id(const unsigned char *p, size_t n)
         if (i == n)
             return hdr_by_len[n][k].id;
     }
-    return HTTP1_H_OTHER;
+    return HTTP_H_OTHER;
 }
 
-/* Methods by enum http1_method, and their lengths. */
+/* Methods by enum http_method, and their lengths. */
 static const char *const method_names[] = {
-    [HTTP1_M_GET] = "GET",     [HTTP1_M_HEAD] = "HEAD",       [HTTP1_M_POST] = "POST",
-    [HTTP1_M_PUT] = "PUT",     [HTTP1_M_DELETE] = "DELETE",   [HTTP1_M_OPTIONS] = "OPTIONS",
-    [HTTP1_M_PATCH] = "PATCH", [HTTP1_M_CONNECT] = "CONNECT", [HTTP1_M_TRACE] = "TRACE",
+    [HTTP_M_GET] = "GET",     [HTTP_M_HEAD] = "HEAD",       [HTTP_M_POST] = "POST",
+    [HTTP_M_PUT] = "PUT",     [HTTP_M_DELETE] = "DELETE",   [HTTP_M_OPTIONS] = "OPTIONS",
+    [HTTP_M_PATCH] = "PATCH", [HTTP_M_CONNECT] = "CONNECT", [HTTP_M_TRACE] = "TRACE",
 };
 static const uint8_t method_lens[] = {0, 3, 4, 4, 3, 6, 7, 5, 7, 5};
 
@@ -99,10 +99,10 @@ static const uint8_t method_lens[] = {0, 3, 4, 4, 3, 6, 7, 5, 7, 5};
 static unsigned
 method_id(const char *p, size_t n)
 {
-    for (unsigned m = HTTP1_M_GET; m < ARRAY_SIZE(method_names); m++)
+    for (unsigned m = HTTP_M_GET; m < ARRAY_SIZE(method_names); m++)
         if (method_lens[m] == n && memcmp(p, method_names[m], n) == 0)
             return m;
-    return HTTP1_M_OTHER;
+    return HTTP_M_OTHER;
 }
 
 /* ---- line scanning ---- */
@@ -222,11 +222,11 @@ host_valid(const unsigned char *s, size_t n, bool need_port)
 /* Walk a comma list in [v, ve): calls <fn> on each non-empty trimmed element.
  * Empty elements are skipped (RFC 9110 5.6.1) unless <strict>, then they fail.
  * Returns 0, or the first negative value <fn> returns. */
-typedef int (*list_fn)(struct http1_head *h, const unsigned char *s, uint32_t p, uint32_t n,
+typedef int (*list_fn)(struct http_head *h, const unsigned char *s, uint32_t p, uint32_t n,
                        unsigned *acc);
 
 static int
-walk_list(struct http1_head *h, const unsigned char *s, uint32_t v, uint32_t ve, bool strict,
+walk_list(struct http_head *h, const unsigned char *s, uint32_t v, uint32_t ve, bool strict,
           list_fn fn, unsigned *acc)
 {
     uint32_t p = v;
@@ -265,7 +265,7 @@ is_token(const unsigned char *s, uint32_t p, uint32_t n)
 
 /* Content-Length element: 1*DIGIT; a list is accepted when all values agree. */
 static int
-cl_elem(struct http1_head *h, const unsigned char *s, uint32_t p, uint32_t n, unsigned *acc)
+cl_elem(struct http_head *h, const unsigned char *s, uint32_t p, uint32_t n, unsigned *acc)
 {
     uint64_t x = 0;
     (void)acc;
@@ -277,17 +277,17 @@ cl_elem(struct http1_head *h, const unsigned char *s, uint32_t p, uint32_t n, un
         }
         x = x * 10 + d;
     }
-    if (h->flags & HTTP1_F_HAS_CL && (uint64_t)h->content_length != x) {
+    if (h->flags & HTTP_F_HAS_CL && (uint64_t)h->content_length != x) {
         h->err_off = p;
         return HTTP1_ERR_BAD;
     }
     h->content_length = (int64_t)x;
-    h->flags |= HTTP1_F_HAS_CL;
+    h->flags |= HTTP_F_HAS_CL;
     return 0;
 }
 
 static int
-conn_elem(struct http1_head *h, const unsigned char *s, uint32_t p, uint32_t n, unsigned *acc)
+conn_elem(struct http_head *h, const unsigned char *s, uint32_t p, uint32_t n, unsigned *acc)
 {
     (void)acc;
     const char *c = (const char *)s + p;
@@ -296,24 +296,24 @@ conn_elem(struct http1_head *h, const unsigned char *s, uint32_t p, uint32_t n, 
         return HTTP1_ERR_BAD;
     }
     if (slice_ieq(c, n, "close"))
-        h->flags |= HTTP1_F_CONN_CLOSE;
+        h->flags |= HTTP_F_CONN_CLOSE;
     else if (slice_ieq(c, n, "keep-alive"))
-        h->flags |= HTTP1_F_CONN_KEEPALIVE;
+        h->flags |= HTTP_F_CONN_KEEPALIVE;
     else if (slice_ieq(c, n, "upgrade"))
-        h->flags |= HTTP1_F_CONN_UPGRADE;
+        h->flags |= HTTP_F_CONN_UPGRADE;
     else
-        h->flags |= HTTP1_F_CONN_OTHER;
+        h->flags |= HTTP_F_CONN_OTHER;
     return 0;
 }
 
 /* Upgrade: protocol-name [ "/" protocol-version ]; only websocket matters. */
 static int
-upgrade_elem(struct http1_head *h, const unsigned char *s, uint32_t p, uint32_t n, unsigned *acc)
+upgrade_elem(struct http_head *h, const unsigned char *s, uint32_t p, uint32_t n, unsigned *acc)
 {
     (void)acc;
     const char *c = (const char *)s + p;
     if (n >= 9 && mem_ieq(c, "websocket", 9) && (n == 9 || c[9] == '/'))
-        h->flags |= HTTP1_F_UPGRADE_WS;
+        h->flags |= HTTP_F_UPGRADE_WS;
     return 0;
 }
 
@@ -324,7 +324,7 @@ upgrade_elem(struct http1_head *h, const unsigned char *s, uint32_t p, uint32_t 
 #define TE_OTHER        0x4u /* a coding other than chunked was seen */
 
 static int
-te_elem(struct http1_head *h, const unsigned char *s, uint32_t p, uint32_t n, unsigned *acc)
+te_elem(struct http_head *h, const unsigned char *s, uint32_t p, uint32_t n, unsigned *acc)
 {
     if (!is_token(s, p, n)) {
         h->err_off = p;
@@ -344,40 +344,40 @@ te_elem(struct http1_head *h, const unsigned char *s, uint32_t p, uint32_t n, un
 
 /* Act on a known field. <f> is the field just filled, <idx> its index. */
 static int
-field_semantics(struct http1_head *h, const unsigned char *s, const struct http1_field *f,
+field_semantics(struct http_head *h, const unsigned char *s, const struct http_field *f,
                 unsigned idx)
 {
     uint32_t v = f->value_off, ve = f->value_off + f->value_len;
     switch (f->id) {
-    case HTTP1_H_CONTENT_LENGTH:
+    case HTTP_H_CONTENT_LENGTH:
         h->cl_count++;
         return walk_list(h, s, v, ve, true, cl_elem, NULL);
-    case HTTP1_H_TRANSFER_ENCODING:
+    case HTTP_H_TRANSFER_ENCODING:
         /* the codings are judged once the head is complete (finish_te) */
         h->te_count++;
         return 0;
-    case HTTP1_H_CONNECTION:
+    case HTTP_H_CONNECTION:
         return walk_list(h, s, v, ve, false, conn_elem, NULL);
-    case HTTP1_H_UPGRADE:
+    case HTTP_H_UPGRADE:
         return walk_list(h, s, v, ve, false, upgrade_elem, NULL);
     }
     if (h->is_response)
         return 0;
     switch (f->id) {
-    case HTTP1_H_HOST:
+    case HTTP_H_HOST:
         if (++h->host_count > 1 || !host_valid(s + v, f->value_len, false)) {
             h->err_off = v;
             return HTTP1_ERR_BAD;
         }
         h->host_idx = (int16_t)idx;
         break;
-    case HTTP1_H_EXPECT:
+    case HTTP_H_EXPECT:
         if (h->version_minor == 0) /* to be ignored in HTTP/1.0 (RFC 9110 10.1.1) */
             break;
         if (slice_ieq((const char *)s + v, f->value_len, "100-continue"))
-            h->flags |= HTTP1_F_EXPECT_CONTINUE;
+            h->flags |= HTTP_F_EXPECT_CONTINUE;
         else
-            h->flags |= HTTP1_F_EXPECT_OTHER;
+            h->flags |= HTTP_F_EXPECT_OTHER;
         break;
     }
     return 0;
@@ -385,7 +385,7 @@ field_semantics(struct http1_head *h, const unsigned char *s, const struct http1
 
 /* Parse the field line [pos, eol) (bytes already known to be C_LINE). */
 static int
-parse_field(struct http1_head *h, const unsigned char *s, uint32_t pos, uint32_t eol,
+parse_field(struct http_head *h, const unsigned char *s, uint32_t pos, uint32_t eol,
             unsigned max_fields)
 {
     uint32_t p = pos;
@@ -409,13 +409,13 @@ parse_field(struct http1_head *h, const unsigned char *s, uint32_t pos, uint32_t
         h->err_off = pos;
         return HTTP1_ERR_TOO_MANY;
     }
-    struct http1_field *f = &h->fields[h->nfields];
+    struct http_field *f = &h->fields[h->nfields];
     f->name_off = pos;
     f->name_len = (uint16_t)(p - pos);
     f->id = (uint16_t)hdr_id(s + pos, p - pos);
     f->value_off = v;
     f->value_len = ve - v;
-    if (f->id != HTTP1_H_OTHER) {
+    if (f->id != HTTP_H_OTHER) {
         int rc = field_semantics(h, s, f, h->nfields);
         if (rc < 0)
             return rc;
@@ -429,7 +429,7 @@ parse_field(struct http1_head *h, const unsigned char *s, uint32_t pos, uint32_t
 /* "HTTP/1.1" or "HTTP/1.0" at <p>: sets version_minor. Another HTTP/d.d is
  * VERSION, anything else BAD. */
 static int
-parse_version(struct http1_head *h, const unsigned char *p)
+parse_version(struct http_head *h, const unsigned char *p)
 {
     if (memcmp(p, "HTTP/1.", 7) == 0 && (p[7] == '1' || p[7] == '0')) {
         h->version_minor = (uint8_t)(p[7] - '0');
@@ -443,19 +443,19 @@ parse_version(struct http1_head *h, const unsigned char *p)
 
 /* Classify the request target (origin, absolute, asterisk or authority form). */
 static int
-parse_target(struct http1_head *h, const unsigned char *s)
+parse_target(struct http_head *h, const unsigned char *s)
 {
     uint32_t t = h->target_off, n = h->target_len, a, e;
     h->path_off = t;
     h->path_len = n;
-    if (h->method == HTTP1_M_CONNECT) { /* authority-form only, with a port */
+    if (h->method == HTTP_M_CONNECT) { /* authority-form only, with a port */
         h->path_len = 0;
         return host_valid(s + t, n, true) ? 0 : HTTP1_ERR_BAD;
     }
     if (s[t] == '/')
         return 0;
     if (s[t] == '*') /* asterisk-form, for OPTIONS only */
-        return n == 1 && h->method == HTTP1_M_OPTIONS ? 0 : HTTP1_ERR_BAD;
+        return n == 1 && h->method == HTTP_M_OPTIONS ? 0 : HTTP1_ERR_BAD;
     if (n >= 7 && mem_ieq((const char *)s + t, "http://", 7))
         a = 7;
     else if (n >= 8 && mem_ieq((const char *)s + t, "https://", 8))
@@ -466,7 +466,7 @@ parse_target(struct http1_head *h, const unsigned char *s)
         ;
     if (!host_valid(s + t + a, e - a, false))
         return HTTP1_ERR_BAD;
-    h->flags |= HTTP1_F_ABSOLUTE_FORM;
+    h->flags |= HTTP_F_ABSOLUTE_FORM;
     h->authority_off = t + a;
     h->authority_len = e - a;
     /* may be empty (the caller sends "/") or start with '?' (the caller adds "/") */
@@ -477,7 +477,7 @@ parse_target(struct http1_head *h, const unsigned char *s)
 
 /* method SP request-target SP HTTP-version, in [pos, eol). */
 static int
-parse_request_line(struct http1_head *h, const unsigned char *s, uint32_t pos, uint32_t eol)
+parse_request_line(struct http_head *h, const unsigned char *s, uint32_t pos, uint32_t eol)
 {
     uint32_t p = pos;
     int rc;
@@ -523,7 +523,7 @@ bad:
 
 /* HTTP-version SP 3DIGIT [ SP reason ], in [pos, eol). */
 static int
-parse_status_line(struct http1_head *h, const unsigned char *s, uint32_t pos, uint32_t eol)
+parse_status_line(struct http_head *h, const unsigned char *s, uint32_t pos, uint32_t eol)
 {
     uint32_t n = eol - pos;
     int rc;
@@ -555,7 +555,7 @@ parse_status_line(struct http1_head *h, const unsigned char *s, uint32_t pos, ui
 /* Transfer-Encoding verdict, common to requests and responses: the codings of
  * all TE fields form one list, in order. */
 static int
-finish_te(struct http1_head *h, const unsigned char *s, uint32_t at)
+finish_te(struct http_head *h, const unsigned char *s, uint32_t at)
 {
     unsigned acc = 0;
     if (h->version_minor == 0 || h->cl_count) {
@@ -564,8 +564,8 @@ finish_te(struct http1_head *h, const unsigned char *s, uint32_t at)
         return HTTP1_ERR_BAD;
     }
     for (unsigned i = 0; i < h->nfields; i++) {
-        const struct http1_field *f = &h->fields[i];
-        if (f->id != HTTP1_H_TRANSFER_ENCODING)
+        const struct http_field *f = &h->fields[i];
+        if (f->id != HTTP_H_TRANSFER_ENCODING)
             continue;
         /* strict: an empty value or element is an error */
         int rc = walk_list(h, s, f->value_off, f->value_off + f->value_len, true, te_elem, &acc);
@@ -577,13 +577,13 @@ finish_te(struct http1_head *h, const unsigned char *s, uint32_t at)
         return HTTP1_ERR_NOT_IMPL;
     }
     /* responses: chunked last frames the body; otherwise it runs to the close */
-    h->flags |= acc & TE_LAST_CHUNKED ? HTTP1_F_CHUNKED : HTTP1_F_TE_OTHER;
+    h->flags |= acc & TE_LAST_CHUNKED ? HTTP_F_CHUNKED : HTTP_F_TE_OTHER;
     return 0;
 }
 
 /* Checks that need the whole head. <at> is the offset of the final CRLF. */
 static int
-finish_head(struct http1_head *h, const unsigned char *s, uint32_t at)
+finish_head(struct http_head *h, const unsigned char *s, uint32_t at)
 {
     if (h->is_response)
         return h->te_count ? finish_te(h, s, at) : 0;
@@ -596,8 +596,8 @@ finish_head(struct http1_head *h, const unsigned char *s, uint32_t at)
         if (rc < 0)
             return rc;
     }
-    if (h->flags & HTTP1_F_ABSOLUTE_FORM && h->host_idx >= 0) {
-        const struct http1_field *f = &h->fields[h->host_idx];
+    if (h->flags & HTTP_F_ABSOLUTE_FORM && h->host_idx >= 0) {
+        const struct http_field *f = &h->fields[h->host_idx];
         if (f->value_len != h->authority_len ||
             !mem_ieq((const char *)s + f->value_off, (const char *)s + h->authority_off,
                      f->value_len)) {
@@ -611,24 +611,24 @@ finish_head(struct http1_head *h, const unsigned char *s, uint32_t at)
 /* ---- driver ---- */
 
 void
-http1_head_init(struct http1_head *h)
+http_head_init(struct http_head *h)
 {
     /* fields[] is written before it is read: leave its 4 KiB alone */
-    memset(h, 0, offsetof(struct http1_head, fields));
+    memset(h, 0, offsetof(struct http_head, fields));
     h->content_length = -1;
     h->host_idx = -1;
 }
 
 /* Parse complete lines from h->scanned on; see http1_parse_request(). */
 static int
-parse_head(struct http1_head *h, const char *buf, size_t len, const struct http1_limits *lim)
+parse_head(struct http_head *h, const char *buf, size_t len, const struct http1_limits *lim)
 {
     const unsigned char *s = (const unsigned char *)buf;
     uint32_t max = lim && lim->max_head_bytes ? lim->max_head_bytes : HEAD_DEFAULT_MAX;
     max = max > INT32_MAX ? INT32_MAX : max; /* the length is returned as an int */
-    unsigned max_fields = lim && lim->max_fields ? lim->max_fields : HTTP1_MAX_FIELDS;
-    if (max_fields > HTTP1_MAX_FIELDS)
-        max_fields = HTTP1_MAX_FIELDS;
+    unsigned max_fields = lim && lim->max_fields ? lim->max_fields : HTTP_MAX_FIELDS;
+    if (max_fields > HTTP_MAX_FIELDS)
+        max_fields = HTTP_MAX_FIELDS;
     if (h->head_len)
         return (int)h->head_len;
     /* Never look past the limit: a head that does not end within it is too large. */
@@ -682,7 +682,7 @@ parse_head(struct http1_head *h, const char *buf, size_t len, const struct http1
  * hello, WebSocket frames) gets 400 at once instead of waiting for a line end
  * or the header timeout. */
 static bool
-partial_method_bad(struct http1_head *h, const char *buf, size_t len)
+partial_method_bad(struct http_head *h, const char *buf, size_t len)
 {
     const unsigned char *s = (const unsigned char *)buf;
     size_t p = h->scanned;
@@ -700,7 +700,7 @@ partial_method_bad(struct http1_head *h, const char *buf, size_t len)
 }
 
 int
-http1_parse_request(struct http1_head *h, const char *buf, size_t len,
+http1_parse_request(struct http_head *h, const char *buf, size_t len,
                     const struct http1_limits *lim)
 {
     h->is_response = 0;
@@ -712,7 +712,7 @@ http1_parse_request(struct http1_head *h, const char *buf, size_t len,
 }
 
 int
-http1_parse_response(struct http1_head *h, const char *buf, size_t len,
+http1_parse_response(struct http_head *h, const char *buf, size_t len,
                      const struct http1_limits *lim)
 {
     h->is_response = 1;
@@ -722,17 +722,17 @@ http1_parse_response(struct http1_head *h, const char *buf, size_t len,
 /* ---- after the parse ---- */
 
 int
-http1_find(const struct http1_head *h, const char *buf, const char *name, size_t name_len)
+http_head_find(const struct http_head *h, const char *buf, const char *name, size_t name_len)
 {
-    unsigned id = name_len ? hdr_id((const unsigned char *)name, name_len) : HTTP1_H_OTHER;
-    if (id != HTTP1_H_OTHER && !is_token((const unsigned char *)name, 0, (uint32_t)name_len))
-        id = HTTP1_H_OTHER; /* hdr_id is exact for tokens only */
+    unsigned id = name_len ? hdr_id((const unsigned char *)name, name_len) : HTTP_H_OTHER;
+    if (id != HTTP_H_OTHER && !is_token((const unsigned char *)name, 0, (uint32_t)name_len))
+        id = HTTP_H_OTHER; /* hdr_id is exact for tokens only */
     for (unsigned i = 0; i < h->nfields; i++) {
-        const struct http1_field *f = &h->fields[i];
-        if (id != HTTP1_H_OTHER) {
+        const struct http_field *f = &h->fields[i];
+        if (id != HTTP_H_OTHER) {
             if (f->id == id) /* known names: compare the ids parsed once */
                 return (int)i;
-        } else if (f->name_len == name_len && f->id == HTTP1_H_OTHER &&
+        } else if (f->name_len == name_len && f->id == HTTP_H_OTHER &&
                    mem_ieq(buf + f->name_off, name, name_len)) {
             return (int)i;
         }
@@ -741,7 +741,7 @@ http1_find(const struct http1_head *h, const char *buf, const char *name, size_t
 }
 
 const char *
-http1_method_name(unsigned method)
+http_method_name(unsigned method)
 {
     return method < ARRAY_SIZE(method_names) ? method_names[method] : NULL;
 }

@@ -17,29 +17,29 @@
 /* ---- body kinds ---- */
 
 enum http1_body
-http1_request_body(const struct http1_head *req)
+http1_request_body(const struct http_head *req)
 {
-    if (req->flags & HTTP1_F_CHUNKED)
+    if (req->flags & HTTP_F_CHUNKED)
         return HTTP1_BODY_CHUNKED;
-    if (req->flags & HTTP1_F_HAS_CL && req->content_length > 0)
+    if (req->flags & HTTP_F_HAS_CL && req->content_length > 0)
         return HTTP1_BODY_LENGTH;
     return HTTP1_BODY_NONE;
 }
 
 enum http1_body
-http1_response_body(const struct http1_head *resp, unsigned req_method)
+http1_response_body(const struct http_head *resp, unsigned req_method)
 {
     unsigned st = resp->status;
     /* RFC 9112 6.3, in order */
-    if (req_method == HTTP1_M_HEAD || st < 200 || st == 204 || st == 304)
+    if (req_method == HTTP_M_HEAD || st < 200 || st == 204 || st == 304)
         return HTTP1_BODY_NONE;
-    if (req_method == HTTP1_M_CONNECT && st < 300)
+    if (req_method == HTTP_M_CONNECT && st < 300)
         return HTTP1_BODY_NONE; /* a tunnel follows, not a body */
-    if (resp->flags & HTTP1_F_CHUNKED)
+    if (resp->flags & HTTP_F_CHUNKED)
         return HTTP1_BODY_CHUNKED;
-    if (resp->flags & HTTP1_F_TE_OTHER)
+    if (resp->flags & HTTP_F_TE_OTHER)
         return HTTP1_BODY_CLOSE;
-    if (resp->flags & HTTP1_F_HAS_CL)
+    if (resp->flags & HTTP_F_HAS_CL)
         return resp->content_length > 0 ? HTTP1_BODY_LENGTH : HTTP1_BODY_NONE;
     return HTTP1_BODY_CLOSE;
 }

@@ -15,21 +15,21 @@ is_ows(unsigned char c)
 }
 
 bool
-http1_request_cookie(const struct http1_head *h, const char *base, const char *name,
-                     size_t name_len, struct slice *val)
+http_head_cookie(const struct http_head *h, const char *base, const char *name, size_t name_len,
+                 struct slice *val)
 {
     for (unsigned i = 0; i < h->nfields; i++) {
-        const struct http1_field *f = &h->fields[i];
-        if (f->id == HTTP1_H_COOKIE &&
-            http1_cookie_get(base + f->value_off, f->value_len, name, name_len, val))
+        const struct http_field *f = &h->fields[i];
+        if (f->id == HTTP_H_COOKIE &&
+            http_cookie_get(base + f->value_off, f->value_len, name, name_len, val))
             return true;
     }
     return false;
 }
 
 bool
-http1_cookie_get(const char *value, size_t value_len, const char *name, size_t name_len,
-                 struct slice *val)
+http_cookie_get(const char *value, size_t value_len, const char *name, size_t name_len,
+                struct slice *val)
 {
     const char *p = value, *end = value + value_len;
     while (name_len && p < end) {
@@ -87,7 +87,7 @@ static const struct {
 };
 
 const char *
-http1_reason(unsigned status)
+http_reason(unsigned status)
 {
     unsigned c = status / 100, i = status % 100;
     if (c < ARRAY_SIZE(reasons) && i < reasons[c].n && reasons[c].text[i])
@@ -99,7 +99,7 @@ size_t
 http1_reply_write(char *out, size_t cap, unsigned status, bool close, const char *req_id,
                   size_t req_id_len, const char *extra, bool head_only)
 {
-    const char *reason = http1_reason(status);
+    const char *reason = http_reason(status);
     char body[96];
     int blen = snprintf(body, sizeof(body), "%u %s\n", status, reason);
     int n = snprintf(out, cap,

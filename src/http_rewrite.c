@@ -32,7 +32,7 @@ put(struct out *o, const char *s, size_t n)
 #define PUT_LIT(o, lit) put((o), (lit), sizeof(lit) - 1)
 
 static inline void
-put_field(struct out *o, const char *buf, const struct http1_field *f)
+put_field(struct out *o, const char *buf, const struct http_field *f)
 {
     /* Re-emit in canonical "Name: value" form (normalises whitespace). */
     put(o, buf + f->name_off, f->name_len);
@@ -43,12 +43,12 @@ put_field(struct out *o, const char *buf, const struct http1_field *f)
 
 /* Does the Connection header list <name> (case-insensitive)? */
 static bool
-connection_lists(const char *buf, const struct http1_head *h, const char *name, size_t nlen)
+connection_lists(const char *buf, const struct http_head *h, const char *name, size_t nlen)
 {
     for (unsigned i = 0; i < h->nfields; i++) {
-        const struct http1_field *f = &h->fields[i];
+        const struct http_field *f = &h->fields[i];
         const char *v = buf + f->value_off, *end = v + f->value_len;
-        if (f->id != HTTP1_H_CONNECTION)
+        if (f->id != HTTP_H_CONNECTION)
             continue;
         while (v < end) {
             while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
@@ -67,13 +67,13 @@ static bool
 hop_by_hop(unsigned id)
 {
     switch (id) {
-    case HTTP1_H_CONNECTION:
-    case HTTP1_H_KEEP_ALIVE:
-    case HTTP1_H_PROXY_CONNECTION:
-    case HTTP1_H_TE:
-    case HTTP1_H_UPGRADE:
-    case HTTP1_H_PROXY_AUTHORIZATION:
-    case HTTP1_H_PROXY_AUTHENTICATE:
+    case HTTP_H_CONNECTION:
+    case HTTP_H_KEEP_ALIVE:
+    case HTTP_H_PROXY_CONNECTION:
+    case HTTP_H_TE:
+    case HTTP_H_UPGRADE:
+    case HTTP_H_PROXY_AUTHORIZATION:
+    case HTTP_H_PROXY_AUTHENTICATE:
         return true;
     default:
         return false;
@@ -130,10 +130,10 @@ request_id_valid(const char *p, size_t n)
 int
 rewrite_request_head(char *outp, size_t cap, const struct rewrite_req *a)
 {
-    const struct http1_head *h = a->h;
+    const struct http_head *h = a->h;
     const char *buf = a->buf;
     struct out o = {outp, 0, cap, false};
-    const struct http1_field *xff = NULL;
+    const struct http_field *xff = NULL;
     bool cl_done = false;
 
     put(&o, buf + h->start_off, h->method_len);
@@ -145,33 +145,33 @@ rewrite_request_head(char *outp, size_t cap, const struct rewrite_req *a)
     PUT_LIT(&o, " HTTP/1.1\r\n");
 
     for (unsigned i = 0; i < h->nfields; i++) {
-        const struct http1_field *f = &h->fields[i];
+        const struct http_field *f = &h->fields[i];
         switch (f->id) {
-        case HTTP1_H_X_FORWARDED_FOR:
+        case HTTP_H_X_FORWARDED_FOR:
             /* Several XFF fields are joined into one, in order. */
             if (!xff)
                 xff = f;
             continue;
-        case HTTP1_H_X_FORWARDED_PROTO:
-        case HTTP1_H_X_FORWARDED_HOST:
-        case HTTP1_H_X_REQUEST_ID:
+        case HTTP_H_X_FORWARDED_PROTO:
+        case HTTP_H_X_FORWARDED_HOST:
+        case HTTP_H_X_REQUEST_ID:
             continue; /* replaced below */
-        case HTTP1_H_CONTENT_LENGTH:
+        case HTTP_H_CONTENT_LENGTH:
             /* Identical duplicates were accepted by the parser: send one. */
             if (cl_done)
                 continue;
             cl_done = true;
             put_field(&o, buf, f);
             continue;
-        case HTTP1_H_COOKIE:
+        case HTTP_H_COOKIE:
             if (a->strip_cookie)
                 put_cookie_without(&o, buf + f->value_off, f->value_len, a->strip_cookie,
                                    a->strip_cookie_len);
             else
                 put_field(&o, buf, f);
             continue;
-        case HTTP1_H_OTHER:
-            if ((h->flags & HTTP1_F_CONN_OTHER) &&
+        case HTTP_H_OTHER:
+            if ((h->flags & HTTP_F_CONN_OTHER) &&
                 connection_lists(buf, h, buf + f->name_off, f->name_len))
                 continue;
             put_field(&o, buf, f);
@@ -193,8 +193,8 @@ rewrite_request_head(char *outp, size_t cap, const struct rewrite_req *a)
     PUT_LIT(&o, "X-Forwarded-For: ");
     if (xff) {
         for (unsigned i = (unsigned)(xff - h->fields); i < h->nfields; i++) {
-            const struct http1_field *f = &h->fields[i];
-            if (f->id != HTTP1_H_X_FORWARDED_FOR || f->value_len == 0)
+            const struct http_field *f = &h->fields[i];
+            if (f->id != HTTP_H_X_FORWARDED_FOR || f->value_len == 0)
                 continue;
             put(&o, buf + f->value_off, f->value_len);
             PUT_LIT(&o, ", ");
@@ -206,7 +206,7 @@ rewrite_request_head(char *outp, size_t cap, const struct rewrite_req *a)
     else
         PUT_LIT(&o, "\r\nX-Forwarded-Proto: http\r\n");
     if (h->host_idx >= 0) {
-        const struct http1_field *f = &h->fields[h->host_idx];
+        const struct http_field *f = &h->fields[h->host_idx];
         PUT_LIT(&o, "X-Forwarded-Host: ");
         put(&o, buf + f->value_off, f->value_len);
         PUT_LIT(&o, "\r\n");
@@ -220,7 +220,7 @@ rewrite_request_head(char *outp, size_t cap, const struct rewrite_req *a)
 int
 rewrite_response_head(char *outp, size_t cap, const struct rewrite_resp *a)
 {
-    const struct http1_head *h = a->h;
+    const struct http_head *h = a->h;
     const char *buf = a->buf;
     struct out o = {outp, 0, cap, false};
     bool have_req_id = false;
@@ -232,20 +232,20 @@ rewrite_response_head(char *outp, size_t cap, const struct rewrite_resp *a)
     if (h->reason_len)
         put(&o, buf + h->reason_off, h->reason_len);
     else {
-        const char *r = http1_reason(h->status);
+        const char *r = http_reason(h->status);
         put(&o, r, strlen(r));
     }
     PUT_LIT(&o, "\r\n");
     for (unsigned i = 0; i < h->nfields; i++) {
-        const struct http1_field *f = &h->fields[i];
-        if (f->id == HTTP1_H_X_REQUEST_ID)
+        const struct http_field *f = &h->fields[i];
+        if (f->id == HTTP_H_X_REQUEST_ID)
             have_req_id = true;
-        if (f->id == HTTP1_H_OTHER && (h->flags & HTTP1_F_CONN_OTHER) &&
+        if (f->id == HTTP_H_OTHER && (h->flags & HTTP_F_CONN_OTHER) &&
             connection_lists(buf, h, buf + f->name_off, f->name_len))
             continue;
-        if (hop_by_hop(f->id) && !(a->upgrade && f->id == HTTP1_H_UPGRADE))
+        if (hop_by_hop(f->id) && !(a->upgrade && f->id == HTTP_H_UPGRADE))
             continue;
-        if (a->drop_te && f->id == HTTP1_H_TRANSFER_ENCODING)
+        if (a->drop_te && f->id == HTTP_H_TRANSFER_ENCODING)
             continue;
         put_field(&o, buf, f);
     }

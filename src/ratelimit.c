@@ -138,14 +138,14 @@ part_value(const struct key_part *kp, const struct rl_keyctx *ctx, struct slice 
     case KEY_HTTP_HEADER:
         if (!ctx->h || !ctx->buf)
             return false;
-        i = http1_find(ctx->h, ctx->buf, kp->name, kp->len);
+        i = http_head_find(ctx->h, ctx->buf, kp->name, kp->len);
         if (i < 0)
             return false;
         v->p = ctx->buf + ctx->h->fields[i].value_off;
         v->len = ctx->h->fields[i].value_len;
         break;
     case KEY_COOKIE:
-        if (!ctx->h || !ctx->buf || !http1_request_cookie(ctx->h, ctx->buf, kp->name, kp->len, v))
+        if (!ctx->h || !ctx->buf || !http_head_cookie(ctx->h, ctx->buf, kp->name, kp->len, v))
             return false;
         break;
     default:

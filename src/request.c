@@ -154,7 +154,7 @@ exchange_new(struct worker *w, const struct downstream *ds, const struct exchang
     req->rw.cb = &request_redis_cbs;
     req->rw.owner = req;
     ev_init(&req->hold, hold_cb);
-    http1_head_init(&req->h);
+    http_head_init(&req->h);
     return req;
 }
 
@@ -229,12 +229,12 @@ static void
 request_real_ip(struct request *req, const char *base)
 {
     const struct conf_vserver *cv = req->vs->conf;
-    const struct http1_head *h = &req->h;
+    const struct http_head *h = &req->h;
     if (!cv->nreal_ip_from || !trusted_proxy(cv, req->peer))
         return;
     size_t nlen = strlen(cv->real_ip_header);
     for (int i = (int)h->nfields - 1; i >= 0; i--) {
-        const struct http1_field *f = &h->fields[i];
+        const struct http_field *f = &h->fields[i];
         if (f->name_len != nlen || !mem_ieq(base + f->name_off, cv->real_ip_header, nlen))
             continue;
         const char *v = base + f->value_off;
@@ -283,14 +283,14 @@ request_gen_id(struct request *req)
 static void
 start_note(struct request *req, const char *base, uint32_t head_len, const struct buf *ib)
 {
-    const struct http1_head *h = &req->h;
+    const struct http_head *h = &req->h;
     req->method = h->method;
     req->version_minor = h->version_minor;
     req->bytes_in = head_len;
     if (h->version_minor == 0)
-        req->keepalive = (h->flags & HTTP1_F_CONN_KEEPALIVE) && !(h->flags & HTTP1_F_CONN_CLOSE);
+        req->keepalive = (h->flags & HTTP_F_CONN_KEEPALIVE) && !(h->flags & HTTP_F_CONN_CLOSE);
     else
-        req->keepalive = !(h->flags & HTTP1_F_CONN_CLOSE);
+        req->keepalive = !(h->flags & HTTP_F_CONN_CLOSE);
 
     request_real_ip(req, base);
     if (atomic_load_explicit(&access_log_fd, memory_order_relaxed) >= 0) {
@@ -298,7 +298,7 @@ start_note(struct request *req, const char *base, uint32_t head_len, const struc
         memcpy(req->path, base + h->path_off, n);
         req->path_len = (uint16_t)n;
     }
-    int idx = http1_find(h, base, "X-Request-Id", 12);
+    int idx = http_head_find(h, base, "X-Request-Id", 12);
     if (idx >= 0 && request_id_valid(base + h->fields[idx].value_off, h->fields[idx].value_len)) {
         req->req_id_len =
             (uint8_t)copy_bounded(req->req_id, sizeof(req->req_id), base + h->fields[idx].value_off,
@@ -325,13 +325,13 @@ start_note(struct request *req, const char *base, uint32_t head_len, const struc
 static bool
 start_path(struct request *req, const char *base, const char **path, size_t *route_len)
 {
-    const struct http1_head *h = &req->h;
+    const struct http_head *h = &req->h;
     const char *p = base + h->path_off;
     size_t plen = h->path_len;
     const char *q = memchr(p, '?', plen);
     size_t rlen = q ? (size_t)(q - p) : plen;
 
-    if (req->method == HTTP1_M_CONNECT) {
+    if (req->method == HTTP_M_CONNECT) {
         ds_reply(&req->ds, 405, TERM_BAD_REQUEST, NULL, true);
         return false;
     }
@@ -340,7 +340,7 @@ start_path(struct request *req, const char *base, const char **path, size_t *rou
         ds_reply(&req->ds, 503, TERM_INTERNAL, NULL, true);
         return false;
     }
-    if (h->flags & HTTP1_F_ABSOLUTE_FORM && (plen == 0 || p[0] == '?')) {
+    if (h->flags & HTTP_F_ABSOLUTE_FORM && (plen == 0 || p[0] == '?')) {
         /* http://host or http://host?q: the path is "/" */
         *path = "/";
         *route_len = 1;
@@ -365,7 +365,7 @@ start_path(struct request *req, const char *base, const char **path, size_t *rou
 static bool
 start_route(struct request *req, const char *base, const char *path, size_t route_len)
 {
-    const struct http1_head *h = &req->h;
+    const struct http_head *h = &req->h;
     req->route = router_match(req->vs, path, route_len);
     if (!req->route) {
         ds_reply(&req->ds, 404, TERM_NO_ROUTE, NULL, false);
@@ -377,7 +377,7 @@ start_route(struct request *req, const char *base, const char *path, size_t rout
         ds_reply(&req->ds, 429, TERM_CONN_LIMITED, "Retry-After: 1\r\n", true);
         return false;
     }
-    if (h->flags & HTTP1_F_EXPECT_OTHER) {
+    if (h->flags & HTTP_F_EXPECT_OTHER) {
         ds_reply(&req->ds, 417, TERM_BAD_REQUEST, NULL, true);
         return false;
     }
@@ -386,9 +386,9 @@ start_route(struct request *req, const char *base, const char *path, size_t rout
         ds_reply(&req->ds, 413, TERM_TOO_LARGE, NULL, true);
         return false;
     }
-    req->ws_upgrade = (h->flags & HTTP1_F_UPGRADE_WS) && (h->flags & HTTP1_F_CONN_UPGRADE) &&
-                      req->method == HTTP1_M_GET && h->version_minor == 1;
-    req->expect_continue = (h->flags & HTTP1_F_EXPECT_CONTINUE) != 0;
+    req->ws_upgrade = (h->flags & HTTP_F_UPGRADE_WS) && (h->flags & HTTP_F_CONN_UPGRADE) &&
+                      req->method == HTTP_M_GET && h->version_minor == 1;
+    req->expect_continue = (h->flags & HTTP_F_EXPECT_CONTINUE) != 0;
     return true;
 }
 
@@ -565,7 +565,7 @@ request_connect(struct request *req)
     request_set_state(req, RS_CONNECT);
     /* The request head was consumed by exchange_start(): the struct now parses
      * this attempt's response. */
-    http1_head_init(&req->h);
+    http_head_init(&req->h);
     req->uhead_off = 0;
     req->body_off = req->body_start;
     req->sent_any = false;
@@ -696,7 +696,7 @@ request_complete(struct request *req)
     ds.ops->done(ds.ctx, next, close);
 }
 
-struct http1_head *
+struct http_head *
 exchange_head(struct request *x)
 {
     return &x->h;

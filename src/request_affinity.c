@@ -53,7 +53,7 @@ request_set_server(struct request *req, struct server *s)
 static void
 balance_key(struct request *req, const char *base)
 {
-    const struct http1_head *h = &req->h;
+    const struct http_head *h = &req->h;
     const struct key_spec *ks = &req->ups->conf->hash_key;
     char key[256];
     size_t klen = 0;
@@ -66,12 +66,12 @@ balance_key(struct request *req, const char *base)
             v = req->rip;
             vl = req->rip_len;
         } else if (kp->kind == KEY_HTTP_HEADER &&
-                   (idx = http1_find(h, base, kp->name, kp->len)) >= 0) {
+                   (idx = http_head_find(h, base, kp->name, kp->len)) >= 0) {
             v = base + h->fields[idx].value_off;
             vl = h->fields[idx].value_len;
         } else if (kp->kind == KEY_COOKIE) {
             struct slice cv;
-            if (http1_request_cookie(h, base, kp->name, kp->len, &cv)) {
+            if (http_head_cookie(h, base, kp->name, kp->len, &cv)) {
                 v = cv.p;
                 vl = cv.len;
             }
@@ -92,14 +92,14 @@ balance_key(struct request *req, const char *base)
 static void
 find_sid(struct request *req, const struct affinity *af, const char *base, unsigned mode)
 {
-    const struct http1_head *h = &req->h;
-    int idx = http1_find(h, base, af->header, af->header_len);
+    const struct http_head *h = &req->h;
+    int idx = http_head_find(h, base, af->header, af->header_len);
     if (idx >= 0)
         affinity_carry_sid(&req->ac, base + h->fields[idx].value_off, h->fields[idx].value_len,
                            AFF_OUT_HEADER_LEARNED);
     struct slice sc;
     if (!req->ac.sid_len && af->session_cookie &&
-        http1_request_cookie(h, base, af->session_cookie, af->session_cookie_len, &sc))
+        http_head_cookie(h, base, af->session_cookie, af->session_cookie_len, &sc))
         affinity_carry_sid(&req->ac, sc.p, sc.len, AFF_OUT_COOKIE_LEARNED);
     if (!req->ac.sid_len && mode == AFFINITY_SESSION) {
         for (uint32_t i = 0; i < af->npaths; i++) {
@@ -124,7 +124,7 @@ request_affinity_prepare(struct request *req, const char *base, uint64_t now_ms)
     if (mode == AFFINITY_NONE)
         return REQ_AFF_GO;
     if ((mode == AFFINITY_COOKIE || mode == AFFINITY_SESSION) &&
-        http1_request_cookie(&req->h, base, req->ups->cookie_name, req->ups->cookie_name_len, &v))
+        http_head_cookie(&req->h, base, req->ups->cookie_name, req->ups->cookie_name_len, &v))
         affinity_carry_cookie(af, &req->ac, v.p, v.len, (uint32_t)(time_wall_ms() / 1000));
     find_sid(req, af, base, mode);
     if (!req->ac.sid_len)
@@ -309,16 +309,16 @@ learn_id(struct request *req, const char *p, size_t n)
 static bool
 learn_set_cookie(struct request *req, const char *buf, const struct affinity *af)
 {
-    const struct http1_head *h = &req->h;
+    const struct http_head *h = &req->h;
     for (unsigned i = 0; i < h->nfields; i++) {
-        const struct http1_field *f = &h->fields[i];
+        const struct http_field *f = &h->fields[i];
         struct slice v;
-        if (f->id != HTTP1_H_SET_COOKIE)
+        if (f->id != HTTP_H_SET_COOKIE)
             continue;
         /* Only the first pair is the cookie; the rest are its attributes. */
         const char *sv = buf + f->value_off, *semi = memchr(sv, ';', f->value_len);
         size_t first = semi ? (size_t)(semi - sv) : f->value_len;
-        if (http1_cookie_get(sv, first, af->learn_cookie, af->learn_cookie_len, &v)) {
+        if (http_cookie_get(sv, first, af->learn_cookie, af->learn_cookie_len, &v)) {
             learn_id(req, v.p, v.len);
             return true;
         }
@@ -330,11 +330,11 @@ static void
 on_response_learn(struct request *req, const char *buf)
 {
     const struct affinity *af = req->gen->aff;
-    const struct http1_head *h = &req->h;
+    const struct http_head *h = &req->h;
     if (!req->route->conf->learn || h->status < 200 || h->status >= 300)
         return;
     if (af->learn_header) {
-        int idx = http1_find(h, buf, af->learn_header, af->learn_header_len);
+        int idx = http_head_find(h, buf, af->learn_header, af->learn_header_len);
         if (idx >= 0) {
             learn_id(req, buf + h->fields[idx].value_off, h->fields[idx].value_len);
             return;

@@ -17,8 +17,8 @@ struct upstream;
 static inline bool
 method_idempotent(unsigned m)
 {
-    return m == HTTP1_M_GET || m == HTTP1_M_HEAD || m == HTTP1_M_OPTIONS || m == HTTP1_M_PUT ||
-           m == HTTP1_M_DELETE || m == HTTP1_M_TRACE;
+    return m == HTTP_M_GET || m == HTTP_M_HEAD || m == HTTP_M_OPTIONS || m == HTTP_M_PUT ||
+           m == HTTP_M_DELETE || m == HTTP_M_TRACE;
 }
 
 static inline double

@@ -170,7 +170,7 @@ resp_framing(struct request *req, unsigned st)
     req->resp_body = (uint8_t)http1_response_body(&req->h, req->method);
     if (st == 101)
         req->resp_body = HTTP1_BODY_NONE;
-    if (req->h.flags & HTTP1_F_CONN_CLOSE)
+    if (req->h.flags & HTTP_F_CONN_CLOSE)
         req->server_close = true;
     if (req->resp_body == HTTP1_BODY_CLOSE) {
         req->server_close = true;
@@ -261,7 +261,7 @@ void
 request_on_response(struct request *req)
 {
     struct buf *b = req->up->ibuf;
-    struct http1_limits lim = {.max_head_bytes = b->size, .max_fields = HTTP1_MAX_FIELDS};
+    struct http1_limits lim = {.max_head_bytes = b->size, .max_fields = HTTP_MAX_FIELDS};
 
     for (;;) {
         if (buf_len(b) == 0)
@@ -285,7 +285,7 @@ request_on_response(struct request *req)
                 return;
             }
             b->start += (uint32_t)n;
-            http1_head_init(&req->h);
+            http_head_init(&req->h);
             if (fwd_resp_send(req) == FWD_ERROR) {
                 exchange_gone(req, TERM_CLIENT_ABORT);
                 return;

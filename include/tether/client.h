@@ -57,7 +57,7 @@ bool client_limit_conn(struct client *cli);
  * address behind trusted proxies): count the connection at its first request.
  * false when the key is at its limit (the caller answers 429 and closes). */
 bool client_limit_conn_request(struct client *cli, const char *rip, size_t rip_len,
-                               const char *base, const struct http1_head *h, const char *route);
+                               const char *base, const struct http_head *h, const char *route);
 
 /* Graceful shutdown: close if idle, otherwise close after the current reply. */
 void client_drain(struct client *cli);

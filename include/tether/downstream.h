@@ -24,7 +24,7 @@
 #include <sys/uio.h>
 
 struct buf;
-struct http1_head;
+struct http_head;
 struct tunnel_args;
 
 /* Which deadline the downstream should run while the exchange is in a phase
@@ -77,7 +77,7 @@ struct downstream_ops {
      * headers over <base>, the route label, the address <rip>). false when a
      * key is at its limit (the exchange answers 429 and closes). */
     bool (*admit)(void *ctx, const char *rip, size_t rip_len, const char *base,
-                  const struct http1_head *h, const char *route);
+                  const struct http_head *h, const char *route);
 
     /* Answer with tether's own small reply <status> (text body, X-Request-Id,
      * <extra> header lines each ending CRLF, or NULL) accounted with <term>.

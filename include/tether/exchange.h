@@ -55,7 +55,7 @@ void exchange_free(struct request *x);
 /* The head to fill before exchange_start(): HTTP/1 parses into it over its
  * input buffer; HTTP/2 fills the same field table over the stream's buffer of
  * decoded header bytes (Host from :authority, the target from :path). */
-struct http1_head *exchange_head(struct request *x);
+struct http_head *exchange_head(struct request *x);
 
 /* The head is complete (<head_len> bytes of ops->input() for HTTP/1; 0 when
  * the head is not in the input buffer): check, route, limit, pick a server,

@@ -17,9 +17,9 @@
 #define REQUEST_ID_MAX 64
 
 struct rewrite_req {
-    const char *buf;            /* bytes the head's offsets refer to */
-    const struct http1_head *h; /* parsed request head */
-    const char *client_ip;      /* appended to X-Forwarded-For */
+    const char *buf;           /* bytes the head's offsets refer to */
+    const struct http_head *h; /* parsed request head */
+    const char *client_ip;     /* appended to X-Forwarded-For */
     size_t client_ip_len;
     bool tls;           /* X-Forwarded-Proto: https */
     const char *req_id; /* X-Request-Id value to send */
@@ -38,11 +38,11 @@ struct rewrite_req {
 int rewrite_request_head(char *out, size_t cap, const struct rewrite_req *a);
 
 struct rewrite_resp {
-    const char *buf;            /* bytes the head's offsets refer to */
-    const struct http1_head *h; /* parsed response head */
-    bool keepalive;             /* the client connection stays open */
-    bool client_http10;         /* client spoke HTTP/1.0 */
-    const char *set_cookie;     /* a Set-Cookie value to add, or NULL */
+    const char *buf;           /* bytes the head's offsets refer to */
+    const struct http_head *h; /* parsed response head */
+    bool keepalive;            /* the client connection stays open */
+    bool client_http10;        /* client spoke HTTP/1.0 */
+    const char *set_cookie;    /* a Set-Cookie value to add, or NULL */
     size_t set_cookie_len;
     const char *req_id; /* X-Request-Id to add when the pod sent none */
     size_t req_id_len;

@@ -103,7 +103,7 @@ struct request {
     uint8_t proto;                /* the client's protocol: 1 HTTP/1.1, 2 HTTP/2 */
     struct upconn *up;            /* server connection, while attached */
     uint8_t state;                /* enum request_state */
-    uint8_t method;               /* enum http1_method */
+    uint8_t method;               /* enum http_method */
     uint8_t version_minor;
     uint8_t req_body;  /* enum http1_body */
     uint8_t resp_body; /* enum http1_body */
@@ -175,7 +175,7 @@ struct request {
     struct rl_zone *rl_deny_zone;
     char *learn_buf; /* JSON learning: first body bytes */
     uint32_t learn_len;
-    struct http1_head h; /* request head, then response heads */
+    struct http_head h; /* request head, then response heads */
     struct request *next_free;
 };
 

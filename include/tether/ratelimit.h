@@ -14,7 +14,7 @@
 
 #include <tether/conf.h>
 #include <tether/gcra.h>
-#include <tether/http1.h>
+#include <tether/http_head.h>
 
 /* Longest key kept (longer keys are hashed down to this). */
 #define RL_KEY_MAX 256
@@ -29,8 +29,8 @@ struct rl_keyctx {
     size_t remote_ip_len;
     const char *route; /* route label */
     size_t route_len;
-    const char *buf;            /* request head bytes */
-    const struct http1_head *h; /* parsed request head */
+    const char *buf;           /* request head bytes */
+    const struct http_head *h; /* parsed request head */
 };
 
 /* Build the key of <k> for a request into <out> (cap >= RL_KEY_MAX); returns

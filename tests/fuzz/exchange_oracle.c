@@ -51,14 +51,14 @@ ex_bytes_free(struct ex_bytes *b)
 
 /* One message as the oracle sees it. */
 struct msg {
-    uint8_t method;  /* requests: enum http1_method */
+    uint8_t method;  /* requests: enum http_method */
     uint16_t status; /* responses */
     uint8_t id_len;  /* 0: no id (requests: none tether would keep) */
     char id[EX_ID_MAX];
 };
 
 /* The head parser keeps 256 fields inline: one, reused (single thread). */
-static struct http1_head hd;
+static struct http_head hd;
 
 static const struct http1_chunk_limits chunk_lim = {
     .max_line_bytes = 4096, .max_trailer_bytes = 16384, .max_chunk_size = 0};
@@ -78,11 +78,11 @@ fail(const char *what, const struct ex_view *v, size_t nreq, size_t nresp)
 static void
 take_id(struct msg *m, const char *base, bool valid_only)
 {
-    int i = http1_find(&hd, base, "X-Request-Id", 12);
+    int i = http_head_find(&hd, base, "X-Request-Id", 12);
     m->id_len = 0;
     if (i < 0)
         return;
-    const struct http1_field *f = &hd.fields[i];
+    const struct http_field *f = &hd.fields[i];
     if (valid_only && !request_id_valid(base + f->value_off, f->value_len))
         return;
     size_t n = f->value_len < EX_ID_MAX ? f->value_len : EX_ID_MAX - 1;
@@ -134,7 +134,7 @@ client_requests(const struct ex_view *v, struct msg *out, size_t max, bool *tail
         off = (size_t)h;
     }
     while (off < n && k < max) {
-        http1_head_init(&hd);
+        http_head_init(&hd);
         int rc = http1_parse_request(&hd, p + off, n - off, &lim);
         if (rc <= 0) {
             *tail = true;
@@ -152,10 +152,10 @@ client_requests(const struct ex_view *v, struct msg *out, size_t max, bool *tail
         take_id(m, base, true);
         off += (size_t)rc + (size_t)bl;
         bool keep = hd.version_minor == 1
-                        ? !(hd.flags & HTTP1_F_CONN_CLOSE)
-                        : (hd.flags & HTTP1_F_CONN_KEEPALIVE) && !(hd.flags & HTTP1_F_CONN_CLOSE);
+                        ? !(hd.flags & HTTP_F_CONN_CLOSE)
+                        : (hd.flags & HTTP_F_CONN_KEEPALIVE) && !(hd.flags & HTTP_F_CONN_CLOSE);
         /* An upgrade answered 101 ends the HTTP part; the responses show that. */
-        if (!keep || hd.method == HTTP1_M_CONNECT)
+        if (!keep || hd.method == HTTP_M_CONNECT)
             break;
     }
     return k;
@@ -169,10 +169,10 @@ client_responses(const struct ex_view *v, const struct msg *req, size_t nreq, st
 {
     const char *p = v->client_got->p;
     size_t n = v->client_got->len, off = 0, k = 0;
-    struct http1_limits lim = {1u << 24, HTTP1_MAX_FIELDS};
+    struct http1_limits lim = {1u << 24, HTTP_MAX_FIELDS};
     *upgraded = false;
     while (off < n && k < max) {
-        http1_head_init(&hd);
+        http_head_init(&hd);
         int rc = http1_parse_response(&hd, p + off, n - off, &lim);
         if (rc == HTTP1_ERR_BAD || rc == HTTP1_ERR_VERSION)
             fail("tether sent the client a response head that does not parse", v, nreq, k);
@@ -187,7 +187,7 @@ client_responses(const struct ex_view *v, const struct msg *req, size_t nreq, st
             off += (size_t)rc;
             continue;
         }
-        unsigned method = k < nreq ? req[k].method : HTTP1_M_GET;
+        unsigned method = k < nreq ? req[k].method : HTTP_M_GET;
         unsigned kind = http1_response_body(&hd, method);
         long long bl;
         if (kind == HTTP1_BODY_CLOSE) {
@@ -215,8 +215,8 @@ client_responses(const struct ex_view *v, const struct msg *req, size_t nreq, st
 static int
 pod_parse(const char *p, size_t n)
 {
-    struct http1_limits lim = {1u << 24, HTTP1_MAX_FIELDS};
-    http1_head_init(&hd);
+    struct http1_limits lim = {1u << 24, HTTP_MAX_FIELDS};
+    http_head_init(&hd);
     return http1_parse_request(&hd, p, n, &lim);
 }
 
@@ -246,7 +246,7 @@ pod_requests(const struct ex_view *v, struct msg *out, size_t max, size_t nreq, 
                 fail("tether sent a pod a chunked body whose framing is broken", v, nreq, nresp);
             if (bl < 0)
                 break;
-            if ((hd.flags & HTTP1_F_UPGRADE_WS) && (hd.flags & HTTP1_F_CONN_UPGRADE))
+            if ((hd.flags & HTTP_F_UPGRADE_WS) && (hd.flags & HTTP_F_CONN_UPGRADE))
                 maybe_tunnel = true; /* after a 101 the bytes are the client's own */
             off += (size_t)rc + (size_t)bl;
         }

@@ -38,7 +38,7 @@ check_cookies(const char *v, size_t n)
             s++;
         for (e = s; e < n && v[e] != ';' && v[e] != '=' && v[e] != ' ' && v[e] != '\t'; e++)
             ;
-        if (e > s && http1_cookie_get(v, n, v + s, e - s, &val)) {
+        if (e > s && http_cookie_get(v, n, v + s, e - s, &val)) {
             if (val.p < v || val.p + val.len > v + n || memchr(val.p, ';', val.len))
                 abort();
         }
@@ -46,13 +46,13 @@ check_cookies(const char *v, size_t n)
             e++;
         i = e + 1;
     }
-    if (http1_cookie_get(v, n, "sid", 3, &val) && (val.p < v || val.p + val.len > v + n))
+    if (http_cookie_get(v, n, "sid", 3, &val) && (val.p < v || val.p + val.len > v + n))
         abort();
 }
 
 /* Everything a successful parse claims must hold in the bytes. */
 static void
-check_success(const struct http1_head *h, const char *b, int rc, const struct http1_limits *lim)
+check_success(const struct http_head *h, const char *b, int rc, const struct http1_limits *lim)
 {
     uint32_t n = (uint32_t)rc;
     int has_cl = 0, has_te = 0;
@@ -68,23 +68,23 @@ check_success(const struct http1_head *h, const char *b, int rc, const struct ht
         abort();
     if (h->version_minor > 1 || b[t + tl + 8] != '0' + h->version_minor)
         abort();
-    const char *mname = http1_method_name(h->method);
+    const char *mname = http_method_name(h->method);
     if (mname && (strlen(mname) != h->method_len || memcmp(b + h->start_off, mname, h->method_len)))
         abort();
-    if (!mname && h->method != HTTP1_M_OTHER)
+    if (!mname && h->method != HTTP_M_OTHER)
         abort();
     if (!in(h->path_off, h->path_len, t, t + tl) ||
         (h->authority_len && !in(h->authority_off, h->authority_len, t, t + tl)))
         abort();
-    if (!!(h->flags & HTTP1_F_ABSOLUTE_FORM) != (h->authority_len > 0))
+    if (!!(h->flags & HTTP_F_ABSOLUTE_FORM) != (h->authority_len > 0))
         abort();
-    if (h->nfields > lim->max_fields || h->nfields > HTTP1_MAX_FIELDS)
+    if (h->nfields > lim->max_fields || h->nfields > HTTP_MAX_FIELDS)
         abort();
     for (unsigned i = 0; i < h->nfields; i++) {
-        const struct http1_field *f = &h->fields[i];
+        const struct http_field *f = &h->fields[i];
         if (!in(f->name_off, f->name_len, 0, n) || !in(f->value_off, f->value_len, 0, n))
             abort();
-        if (f->name_len == 0 || b[f->name_off + f->name_len] != ':' || f->id >= HTTP1_H__COUNT)
+        if (f->name_len == 0 || b[f->name_off + f->name_len] != ':' || f->id >= HTTP_H__COUNT)
             abort();
         for (unsigned j = 0; j < f->name_len; j++)
             if (!is_tchar((unsigned char)b[f->name_off + j]))
@@ -100,37 +100,37 @@ check_success(const struct http1_head *h, const char *b, int rc, const struct ht
             abort();
         int cl = ieq(b + f->name_off, f->name_len, "content-length");
         int te = ieq(b + f->name_off, f->name_len, "transfer-encoding");
-        if ((cl != (f->id == HTTP1_H_CONTENT_LENGTH)) ||
-            (te != (f->id == HTTP1_H_TRANSFER_ENCODING)) ||
-            (ieq(b + f->name_off, f->name_len, "host") != (f->id == HTTP1_H_HOST)))
+        if ((cl != (f->id == HTTP_H_CONTENT_LENGTH)) ||
+            (te != (f->id == HTTP_H_TRANSFER_ENCODING)) ||
+            (ieq(b + f->name_off, f->name_len, "host") != (f->id == HTTP_H_HOST)))
             abort();
         has_cl |= cl;
         has_te |= te;
-        if (f->id == HTTP1_H_COOKIE)
+        if (f->id == HTTP_H_COOKIE)
             check_cookies(b + f->value_off, f->value_len);
-        int k = http1_find(h, b, b + f->name_off, f->name_len);
+        int k = http_head_find(h, b, b + f->name_off, f->name_len);
         if (k < 0 || (unsigned)k > i || h->fields[k].name_len != f->name_len)
             abort();
     }
     /* the smuggling rules, checked on the raw fields */
     if (has_cl && has_te)
         abort();
-    if (has_te && (h->version_minor == 0 || h->flags != (h->flags | HTTP1_F_CHUNKED)))
+    if (has_te && (h->version_minor == 0 || h->flags != (h->flags | HTTP_F_CHUNKED)))
         abort();
-    if (!!(h->flags & HTTP1_F_HAS_CL) != has_cl || (h->content_length >= 0) != has_cl)
+    if (!!(h->flags & HTTP_F_HAS_CL) != has_cl || (h->content_length >= 0) != has_cl)
         abort();
     if (h->version_minor == 1 && (h->host_idx < 0 || h->host_count != 1))
         abort();
-    if (h->host_idx >= 0 && h->fields[h->host_idx].id != HTTP1_H_HOST)
+    if (h->host_idx >= 0 && h->fields[h->host_idx].id != HTTP_H_HOST)
         abort();
     enum http1_body kind = http1_request_body(h);
-    if (kind == HTTP1_BODY_CLOSE || (kind == HTTP1_BODY_CHUNKED) != !!(h->flags & HTTP1_F_CHUNKED))
+    if (kind == HTTP1_BODY_CLOSE || (kind == HTTP1_BODY_CHUNKED) != !!(h->flags & HTTP_F_CHUNKED))
         abort();
 }
 
 /* Same outcome: result, error position, and every result field. */
 static int
-same(int ra, const struct http1_head *a, int rb, const struct http1_head *b)
+same(int ra, const struct http_head *a, int rb, const struct http_head *b)
 {
     if (ra != rb)
         return 0;
@@ -159,7 +159,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const struct head_fuzz hf = {http1_parse_request, check_success, same};
-    static struct http1_head one;
+    static struct http_head one;
     const char *buf = (const char *)data;
     int rc = head_fuzz_run(&hf, &one, buf, size);
 

@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Everything a successful parse claims must hold in the bytes. */
 static void
-check_success(const struct http1_head *h, const char *b, int rc, const struct http1_limits *lim)
+check_success(const struct http_head *h, const char *b, int rc, const struct http1_limits *lim)
 {
     uint32_t n = (uint32_t)rc;
     int has_cl = 0, has_te = 0;
@@ -35,7 +35,7 @@ check_success(const struct http1_head *h, const char *b, int rc, const struct ht
     if (h->nfields > lim->max_fields)
         abort();
     for (unsigned i = 0; i < h->nfields; i++) {
-        const struct http1_field *f = &h->fields[i];
+        const struct http_field *f = &h->fields[i];
         if ((uint64_t)f->name_off + f->name_len > n || (uint64_t)f->value_off + f->value_len > n)
             abort();
         if (f->name_len == 0 || b[f->name_off + f->name_len] != ':')
@@ -47,42 +47,42 @@ check_success(const struct http1_head *h, const char *b, int rc, const struct ht
         }
         int cl = ieq(b + f->name_off, f->name_len, "content-length");
         int te = ieq(b + f->name_off, f->name_len, "transfer-encoding");
-        if (cl != (f->id == HTTP1_H_CONTENT_LENGTH) || te != (f->id == HTTP1_H_TRANSFER_ENCODING))
+        if (cl != (f->id == HTTP_H_CONTENT_LENGTH) || te != (f->id == HTTP_H_TRANSFER_ENCODING))
             abort();
         has_cl |= cl;
         has_te |= te;
-        int k = http1_find(h, b, b + f->name_off, f->name_len);
+        int k = http_head_find(h, b, b + f->name_off, f->name_len);
         if (k < 0 || (unsigned)k > i)
             abort();
     }
     if (has_cl && has_te)
         abort();
-    if (has_te && (h->version_minor == 0 || !(h->flags & (HTTP1_F_CHUNKED | HTTP1_F_TE_OTHER))))
+    if (has_te && (h->version_minor == 0 || !(h->flags & (HTTP_F_CHUNKED | HTTP_F_TE_OTHER))))
         abort();
-    if ((h->flags & HTTP1_F_CHUNKED) && (h->flags & HTTP1_F_TE_OTHER))
+    if ((h->flags & HTTP_F_CHUNKED) && (h->flags & HTTP_F_TE_OTHER))
         abort();
-    if (!!(h->flags & HTTP1_F_HAS_CL) != has_cl || (h->content_length >= 0) != has_cl)
+    if (!!(h->flags & HTTP_F_HAS_CL) != has_cl || (h->content_length >= 0) != has_cl)
         abort();
     /* body kinds, for every method */
-    for (unsigned m = HTTP1_M_OTHER; m <= HTTP1_M_TRACE; m++) {
+    for (unsigned m = HTTP_M_OTHER; m <= HTTP_M_TRACE; m++) {
         enum http1_body k = http1_response_body(h, m);
-        int none = m == HTTP1_M_HEAD || h->status < 200 || h->status == 204 || h->status == 304 ||
-                   (m == HTTP1_M_CONNECT && h->status < 300);
+        int none = m == HTTP_M_HEAD || h->status < 200 || h->status == 204 || h->status == 304 ||
+                   (m == HTTP_M_CONNECT && h->status < 300);
         if (none && k != HTTP1_BODY_NONE)
             abort();
         if (!none && has_te &&
-            k != ((h->flags & HTTP1_F_CHUNKED) ? HTTP1_BODY_CHUNKED : HTTP1_BODY_CLOSE))
+            k != ((h->flags & HTTP_F_CHUNKED) ? HTTP1_BODY_CHUNKED : HTTP1_BODY_CLOSE))
             abort();
         if (!none && !has_te && !has_cl && k != HTTP1_BODY_CLOSE)
             abort();
         if (!none && has_cl && k != (h->content_length ? HTTP1_BODY_LENGTH : HTTP1_BODY_NONE))
             abort();
     }
-    (void)http1_reason(h->status);
+    (void)http_reason(h->status);
 }
 
 static int
-same(int ra, const struct http1_head *a, int rb, const struct http1_head *b)
+same(int ra, const struct http_head *a, int rb, const struct http_head *b)
 {
     if (ra != rb)
         return 0;
@@ -101,7 +101,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const struct head_fuzz hf = {http1_parse_response, check_success, same};
-    static struct http1_head one;
+    static struct http_head one;
     if (head_fuzz_run(&hf, &one, (const char *)data, size) == HTTP1_ERR_NOT_IMPL)
         abort();
     return 0;

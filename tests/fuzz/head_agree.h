@@ -12,12 +12,12 @@
 #include <string.h>
 
 struct head_fuzz {
-    int (*parse)(struct http1_head *h, const char *buf, size_t len, const struct http1_limits *lim);
+    int (*parse)(struct http_head *h, const char *buf, size_t len, const struct http1_limits *lim);
     /* aborts unless a successful parse (rc bytes of head) matches the bytes */
-    void (*check_success)(const struct http1_head *h, const char *b, int rc,
+    void (*check_success)(const struct http_head *h, const char *b, int rc,
                           const struct http1_limits *lim);
     /* whether two results (return codes and heads) are the same */
-    int (*same)(int ra, const struct http1_head *a, int rb, const struct http1_head *b);
+    int (*same)(int ra, const struct http_head *a, int rb, const struct http_head *b);
 };
 
 /* Case-insensitive compare of a field name with a lower-case literal, written
@@ -42,12 +42,12 @@ static const struct http1_limits head_fuzz_lim_big = {8192, 100};
 /* Parses buf into *one with roomy limits, runs every check (aborting on a
  * disagreement) and returns the parser's result. */
 static int
-head_fuzz_run(const struct head_fuzz *hf, struct http1_head *one, const char *buf, size_t size)
+head_fuzz_run(const struct head_fuzz *hf, struct http_head *one, const char *buf, size_t size)
 {
-    static struct http1_head tr, small;
+    static struct http_head tr, small;
     int rc, rt = 0, rs;
 
-    http1_head_init(one);
+    http_head_init(one);
     rc = hf->parse(one, buf, size, &head_fuzz_lim_big);
     if (rc < HTTP1_ERR_VERSION || (rc > 0 && (size_t)rc > size))
         abort();
@@ -58,7 +58,7 @@ head_fuzz_run(const struct head_fuzz *hf, struct http1_head *one, const char *bu
 
     /* trickled: each prefix in a buffer of its exact size, so overreads show */
     size_t step = 1 + size / 256;
-    http1_head_init(&tr);
+    http_head_init(&tr);
     for (size_t k = 1; k <= size + step - 1; k += step) {
         size_t m = k < size ? k : size;
         char *copy = malloc(m);
@@ -73,14 +73,14 @@ head_fuzz_run(const struct head_fuzz *hf, struct http1_head *one, const char *bu
 
     /* the head alone parses the same: no byte after it was looked at */
     if (rc > 0) {
-        http1_head_init(&tr);
+        http_head_init(&tr);
         if (!hf->same(rc, one, hf->parse(&tr, buf, (size_t)rc, &head_fuzz_lim_big), &tr))
             abort();
     }
 
     /* tighter limits: success only when the roomy parse agrees */
     struct http1_limits lim_small = {(uint32_t)(24 + size % 97), (uint16_t)(1 + size % 5)};
-    http1_head_init(&small);
+    http_head_init(&small);
     rs = hf->parse(&small, buf, size, &lim_small);
     if (rs > 0) {
         hf->check_success(&small, buf, rs, &lim_small);

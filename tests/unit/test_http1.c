@@ -18,7 +18,7 @@ static const struct http1_limits lim_default = {8192, 100};
 /* Parse <n> bytes of <s> from a heap copy of exactly <n> bytes, so that ASan
  * catches any read past the end. */
 static int
-parse_copy(struct http1_head *h, const char *s, size_t n, const struct http1_limits *lim, bool resp)
+parse_copy(struct http_head *h, const char *s, size_t n, const struct http1_limits *lim, bool resp)
 {
     char *b = malloc(n ? n : 1);
     memcpy(b, s, n);
@@ -28,22 +28,22 @@ parse_copy(struct http1_head *h, const char *s, size_t n, const struct http1_lim
 }
 
 static int
-req(struct http1_head *h, const char *s, size_t n)
+req(struct http_head *h, const char *s, size_t n)
 {
-    http1_head_init(h);
+    http_head_init(h);
     return parse_copy(h, s, n, &lim_default, false);
 }
 
 static int
-resp(struct http1_head *h, const char *s, size_t n)
+resp(struct http_head *h, const char *s, size_t n)
 {
-    http1_head_init(h);
+    http_head_init(h);
     return parse_copy(h, s, n, &lim_default, true);
 }
 
 /* Same outcome: result, error position, and every result field on success. */
 static bool
-head_same(int ra, const struct http1_head *a, int rb, const struct http1_head *b)
+head_same(int ra, const struct http_head *a, int rb, const struct http_head *b)
 {
     if (ra != rb)
         return false;
@@ -70,11 +70,11 @@ head_same(int ra, const struct http1_head *a, int rb, const struct http1_head *b
 static int
 trickle_check(const char *s, size_t n, const struct http1_limits *lim, bool is_resp)
 {
-    static struct http1_head one, tr;
+    static struct http_head one, tr;
     int r1, rt = 0;
-    http1_head_init(&one);
+    http_head_init(&one);
     r1 = parse_copy(&one, s, n, lim, is_resp);
-    http1_head_init(&tr);
+    http_head_init(&tr);
     uint32_t last_scanned = 0;
     for (size_t k = 1; k <= n; k++) {
         rt = parse_copy(&tr, s, k, lim, is_resp);
@@ -95,13 +95,13 @@ trickle_check(const char *s, size_t n, const struct http1_limits *lim, bool is_r
 static void
 test_request_simple(void)
 {
-    static struct http1_head h;
+    static struct http_head h;
     const char r[] = "GET /index.html?q=1 HTTP/1.1\r\nHost: example.com\r\n"
                      "User-Agent: t/1\r\nAccept: */*\r\n\r\nNEXT";
     int rc = req(&h, LIT(r));
     CHECK_INT_EQ(rc, sizeof(r) - 1 - 4);
     CHECK_UINT_EQ(h.head_len, rc);
-    CHECK_UINT_EQ(h.method, HTTP1_M_GET);
+    CHECK_UINT_EQ(h.method, HTTP_M_GET);
     CHECK_UINT_EQ(h.method_len, 3);
     CHECK_UINT_EQ(h.start_off, 0);
     CHECK_MEM_EQ(r + h.target_off, h.target_len, "/index.html?q=1");
@@ -110,10 +110,10 @@ test_request_simple(void)
     CHECK_UINT_EQ(h.version_minor, 1);
     CHECK_UINT_EQ(h.nfields, 3);
     CHECK_INT_EQ(h.host_idx, 0);
-    CHECK_UINT_EQ(h.fields[0].id, HTTP1_H_HOST);
+    CHECK_UINT_EQ(h.fields[0].id, HTTP_H_HOST);
     CHECK_MEM_EQ(r + h.fields[0].name_off, h.fields[0].name_len, "Host");
     CHECK_MEM_EQ(r + h.fields[0].value_off, h.fields[0].value_len, "example.com");
-    CHECK_UINT_EQ(h.fields[1].id, HTTP1_H_OTHER);
+    CHECK_UINT_EQ(h.fields[1].id, HTTP_H_OTHER);
     CHECK_MEM_EQ(r + h.fields[2].value_off, h.fields[2].value_len, "*/*");
     CHECK_INT_EQ(h.content_length, -1);
     CHECK_UINT_EQ(h.flags, 0);
@@ -126,40 +126,40 @@ test_request_simple(void)
 static void
 test_request_methods(void)
 {
-    static struct http1_head h;
+    static struct http_head h;
     static const struct {
         const char *m;
         unsigned id;
-    } ms[] = {{"GET", HTTP1_M_GET},
-              {"HEAD", HTTP1_M_HEAD},
-              {"POST", HTTP1_M_POST},
-              {"PUT", HTTP1_M_PUT},
-              {"DELETE", HTTP1_M_DELETE},
-              {"PATCH", HTTP1_M_PATCH},
-              {"TRACE", HTTP1_M_TRACE},
-              {"OPTIONS", HTTP1_M_OPTIONS},
-              {"get", HTTP1_M_OTHER},
-              {"PROPFIND", HTTP1_M_OTHER},
-              {"M-SEARCH", HTTP1_M_OTHER},
-              {"GETS", HTTP1_M_OTHER},
-              {"!#$%&'*+-.^_`|~", HTTP1_M_OTHER}};
+    } ms[] = {{"GET", HTTP_M_GET},
+              {"HEAD", HTTP_M_HEAD},
+              {"POST", HTTP_M_POST},
+              {"PUT", HTTP_M_PUT},
+              {"DELETE", HTTP_M_DELETE},
+              {"PATCH", HTTP_M_PATCH},
+              {"TRACE", HTTP_M_TRACE},
+              {"OPTIONS", HTTP_M_OPTIONS},
+              {"get", HTTP_M_OTHER},
+              {"PROPFIND", HTTP_M_OTHER},
+              {"M-SEARCH", HTTP_M_OTHER},
+              {"GETS", HTTP_M_OTHER},
+              {"!#$%&'*+-.^_`|~", HTTP_M_OTHER}};
     char buf[128];
     for (size_t i = 0; i < ARRAY_SIZE(ms); i++) {
         int n = snprintf(buf, sizeof(buf), "%s / HTTP/1.1\r\nHost: a\r\n\r\n", ms[i].m);
         CHECK_INT_EQ(req(&h, buf, (size_t)n), n);
         CHECK_UINT_EQ(h.method, ms[i].id);
         CHECK_UINT_EQ(h.method_len, strlen(ms[i].m));
-        if (ms[i].id != HTTP1_M_OTHER)
-            CHECK_STR_EQ(http1_method_name(ms[i].id), ms[i].m);
+        if (ms[i].id != HTTP_M_OTHER)
+            CHECK_STR_EQ(http_method_name(ms[i].id), ms[i].m);
     }
-    CHECK(http1_method_name(HTTP1_M_OTHER) == NULL);
-    CHECK(http1_method_name(99) == NULL);
+    CHECK(http_method_name(HTTP_M_OTHER) == NULL);
+    CHECK(http_method_name(99) == NULL);
 }
 
 static void
 test_request_leading_crlf(void)
 {
-    static struct http1_head h;
+    static struct http_head h;
     const char r[] = "\r\n\r\nGET / HTTP/1.0\r\n\r\n";
     CHECK_INT_EQ(req(&h, LIT(r)), sizeof(r) - 1);
     CHECK_UINT_EQ(h.start_off, 4);
@@ -172,7 +172,7 @@ test_request_leading_crlf(void)
     CHECK_INT_EQ(req(&h, LIT("\r\n\rX")), HTTP1_ERR_BAD);
     /* leading lines count toward the limit */
     struct http1_limits lim = {20, 10};
-    http1_head_init(&h);
+    http_head_init(&h);
     CHECK_INT_EQ(http1_parse_request(&h, LIT("\r\n\r\nGET / HTTP/1.0\r\n\r\n"), &lim),
                  HTTP1_ERR_TOO_LARGE);
 }
@@ -180,7 +180,7 @@ test_request_leading_crlf(void)
 static void
 test_request_fields(void)
 {
-    static struct http1_head h;
+    static struct http_head h;
     const char r[] = "POST /u HTTP/1.1\r\nhOsT:a.b\r\nX-Empty:\r\nX-Ws: \t  v a l \t \r\n"
                      "X-Obs: caf\xc3\xa9\x80\xff\r\nContent-Length: 12\r\n\r\n";
     CHECK_INT_EQ(req(&h, LIT(r)), sizeof(r) - 1);
@@ -189,7 +189,7 @@ test_request_fields(void)
     CHECK_UINT_EQ(h.fields[1].value_len, 0);
     CHECK_MEM_EQ(r + h.fields[2].value_off, h.fields[2].value_len, "v a l");
     CHECK_MEM_EQ(r + h.fields[3].value_off, h.fields[3].value_len, "caf\xc3\xa9\x80\xff");
-    CHECK(h.flags & HTTP1_F_HAS_CL);
+    CHECK(h.flags & HTTP_F_HAS_CL);
     CHECK_INT_EQ(h.content_length, 12);
     CHECK_UINT_EQ(http1_request_body(&h), HTTP1_BODY_LENGTH);
     CHECK_INT_EQ(req(&h, LIT("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")), 47);
@@ -199,76 +199,76 @@ test_request_fields(void)
 static void
 test_field_ids(void)
 {
-    static struct http1_head h;
+    static struct http_head h;
     static const struct {
         const char *name;
         unsigned id;
-    } ids[] = {{"content-length", HTTP1_H_CONTENT_LENGTH},
-               {"TRANSFER-ENCODING", HTTP1_H_TRANSFER_ENCODING},
-               {"Connection", HTTP1_H_CONNECTION},
-               {"Keep-Alive", HTTP1_H_KEEP_ALIVE},
-               {"Proxy-Connection", HTTP1_H_PROXY_CONNECTION},
-               {"te", HTTP1_H_TE},
-               {"Trailer", HTTP1_H_TRAILER},
-               {"upgrade", HTTP1_H_UPGRADE},
-               {"Expect", HTTP1_H_EXPECT},
-               {"Cookie", HTTP1_H_COOKIE},
-               {"Set-Cookie", HTTP1_H_SET_COOKIE},
-               {"x-forwarded-for", HTTP1_H_X_FORWARDED_FOR},
-               {"X-Forwarded-Proto", HTTP1_H_X_FORWARDED_PROTO},
-               {"X-Forwarded-Host", HTTP1_H_X_FORWARDED_HOST},
-               {"X-Request-ID", HTTP1_H_X_REQUEST_ID},
-               {"Forwarded", HTTP1_H_FORWARDED},
-               {"Proxy-Authorization", HTTP1_H_PROXY_AUTHORIZATION},
-               {"Proxy-Authenticate", HTTP1_H_PROXY_AUTHENTICATE},
-               {"Sec-WebSocket-Key", HTTP1_H_SEC_WEBSOCKET_KEY},
-               {"sec-websocket-accept", HTTP1_H_SEC_WEBSOCKET_ACCEPT},
-               {"Hosts", HTTP1_H_OTHER},
-               {"Cookie2", HTTP1_H_OTHER},
-               {"X-Forwarded-Fo", HTTP1_H_OTHER},
-               {"Content_Length", HTTP1_H_OTHER},
-               {"Tf", HTTP1_H_OTHER}};
+    } ids[] = {{"content-length", HTTP_H_CONTENT_LENGTH},
+               {"TRANSFER-ENCODING", HTTP_H_TRANSFER_ENCODING},
+               {"Connection", HTTP_H_CONNECTION},
+               {"Keep-Alive", HTTP_H_KEEP_ALIVE},
+               {"Proxy-Connection", HTTP_H_PROXY_CONNECTION},
+               {"te", HTTP_H_TE},
+               {"Trailer", HTTP_H_TRAILER},
+               {"upgrade", HTTP_H_UPGRADE},
+               {"Expect", HTTP_H_EXPECT},
+               {"Cookie", HTTP_H_COOKIE},
+               {"Set-Cookie", HTTP_H_SET_COOKIE},
+               {"x-forwarded-for", HTTP_H_X_FORWARDED_FOR},
+               {"X-Forwarded-Proto", HTTP_H_X_FORWARDED_PROTO},
+               {"X-Forwarded-Host", HTTP_H_X_FORWARDED_HOST},
+               {"X-Request-ID", HTTP_H_X_REQUEST_ID},
+               {"Forwarded", HTTP_H_FORWARDED},
+               {"Proxy-Authorization", HTTP_H_PROXY_AUTHORIZATION},
+               {"Proxy-Authenticate", HTTP_H_PROXY_AUTHENTICATE},
+               {"Sec-WebSocket-Key", HTTP_H_SEC_WEBSOCKET_KEY},
+               {"sec-websocket-accept", HTTP_H_SEC_WEBSOCKET_ACCEPT},
+               {"Hosts", HTTP_H_OTHER},
+               {"Cookie2", HTTP_H_OTHER},
+               {"X-Forwarded-Fo", HTTP_H_OTHER},
+               {"Content_Length", HTTP_H_OTHER},
+               {"Tf", HTTP_H_OTHER}};
     char buf[256];
     for (size_t i = 0; i < ARRAY_SIZE(ids); i++) {
         /* values chosen to be valid for every known name */
-        const char *v = ids[i].id == HTTP1_H_CONTENT_LENGTH      ? "0"
-                        : ids[i].id == HTTP1_H_TRANSFER_ENCODING ? "chunked"
-                                                                 : "x";
+        const char *v = ids[i].id == HTTP_H_CONTENT_LENGTH      ? "0"
+                        : ids[i].id == HTTP_H_TRANSFER_ENCODING ? "chunked"
+                                                                : "x";
         int n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: h\r\n%s: %s\r\n\r\n",
                          ids[i].name, v);
         CHECK_INT_EQ(req(&h, buf, (size_t)n), n);
         CHECK_UINT_EQ(h.fields[1].id, ids[i].id);
-        CHECK_INT_EQ(http1_find(&h, buf, ids[i].name, strlen(ids[i].name)), 1);
+        CHECK_INT_EQ(http_head_find(&h, buf, ids[i].name, strlen(ids[i].name)), 1);
     }
 }
 
 static void
 test_find(void)
 {
-    static struct http1_head h;
+    static struct http_head h;
     const char r[] = "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nx-a: 2\r\nCookie: c=1\r\n\r\n";
     CHECK_INT_EQ(req(&h, LIT(r)), sizeof(r) - 1);
-    CHECK_INT_EQ(http1_find(&h, r, LIT("x-A")), 1);
-    CHECK_INT_EQ(http1_find(&h, r, LIT("HOST")), 0);
-    CHECK_INT_EQ(http1_find(&h, r, LIT("cookie")), 3);
-    CHECK_INT_EQ(http1_find(&h, r, LIT("X-B")), -1);
-    CHECK_INT_EQ(http1_find(&h, r, LIT("X-")), -1);
-    CHECK_INT_EQ(http1_find(&h, r, LIT("Content-Length")), -1);
-    CHECK_INT_EQ(http1_find(&h, r, "", 0), -1);
+    CHECK_INT_EQ(http_head_find(&h, r, LIT("x-A")), 1);
+    CHECK_INT_EQ(http_head_find(&h, r, LIT("HOST")), 0);
+    CHECK_INT_EQ(http_head_find(&h, r, LIT("cookie")), 3);
+    CHECK_INT_EQ(http_head_find(&h, r, LIT("X-B")), -1);
+    CHECK_INT_EQ(http_head_find(&h, r, LIT("X-")), -1);
+    CHECK_INT_EQ(http_head_find(&h, r, LIT("Content-Length")), -1);
+    CHECK_INT_EQ(http_head_find(&h, r, "", 0), -1);
     const char r2[] = "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n";
     CHECK_INT_EQ(req(&h, LIT(r2)), sizeof(r2) - 1);
-    CHECK_INT_EQ(http1_find(&h, r2, LIT("content-length")), 1);
-    CHECK_INT_EQ(http1_find(&h, r2, LIT("content\rlength")), -1); /* '\r' | 0x20 == '-' */
+    CHECK_INT_EQ(http_head_find(&h, r2, LIT("content-length")), 1);
+    CHECK_INT_EQ(http_head_find(&h, r2, LIT("content\rlength")), -1); /* '\r' | 0x20 == '-' */
 }
 
 static void
 test_absolute_form(void)
 {
-    static struct http1_head h;
+    static struct http_head h;
     const char r1[] =
         "GET http://Example.com:8080/p/a?x=1 HTTP/1.1\r\nHost: example.COM:8080\r\n\r\n";
     CHECK_INT_EQ(req(&h, LIT(r1)), sizeof(r1) - 1);
-    CHECK(h.flags & HTTP1_F_ABSOLUTE_FORM);
+    CHECK(h.flags & HTTP_F_ABSOLUTE_FORM);
     CHECK_MEM_EQ(r1 + h.authority_off, h.authority_len, "Example.com:8080");
     CHECK_MEM_EQ(r1 + h.path_off, h.path_len, "/p/a?x=1");
     const char r2[] = "GET HTTPS://a.b HTTP/1.1\r\nHost: a.b\r\n\r\n";
@@ -292,7 +292,7 @@ test_absolute_form(void)
 static void
 test_asterisk_connect(void)
 {
-    static struct http1_head h;
+    static struct http_head h;
     const char r1[] = "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n";
     CHECK_INT_EQ(req(&h, LIT(r1)), sizeof(r1) - 1);
     CHECK_MEM_EQ(r1 + h.path_off, h.path_len, "*");
@@ -300,7 +300,7 @@ test_asterisk_connect(void)
     CHECK_INT_EQ(req(&h, LIT("OPTIONS *x HTTP/1.1\r\nHost: a\r\n\r\n")), HTTP1_ERR_BAD);
     const char r2[] = "CONNECT db.local:5432 HTTP/1.1\r\nHost: db.local:5432\r\n\r\n";
     CHECK_INT_EQ(req(&h, LIT(r2)), sizeof(r2) - 1);
-    CHECK_UINT_EQ(h.method, HTTP1_M_CONNECT);
+    CHECK_UINT_EQ(h.method, HTTP_M_CONNECT);
     CHECK_MEM_EQ(r2 + h.target_off, h.target_len, "db.local:5432");
     CHECK_UINT_EQ(h.path_len, 0);
     CHECK_INT_EQ(req(&h, LIT("CONNECT [::1]:443 HTTP/1.1\r\nHost: x\r\n\r\n")), 39);
@@ -312,22 +312,22 @@ test_asterisk_connect(void)
 static void
 test_connection_flags(void)
 {
-    static struct http1_head h;
+    static struct http_head h;
     static const struct {
         const char *hdrs;
         uint32_t flags;
     } cs[] = {
-        {"Connection: close", HTTP1_F_CONN_CLOSE},
-        {"Connection: Keep-Alive", HTTP1_F_CONN_KEEPALIVE},
-        {"Connection: UPGRADE\r\nUpgrade: WebSocket", HTTP1_F_CONN_UPGRADE | HTTP1_F_UPGRADE_WS},
-        {"Connection: x-foo,  close ,,", HTTP1_F_CONN_OTHER | HTTP1_F_CONN_CLOSE},
-        {"Connection: te\r\nConnection: keep-alive", HTTP1_F_CONN_OTHER | HTTP1_F_CONN_KEEPALIVE},
-        {"Upgrade: h2c, websocket/13", HTTP1_F_UPGRADE_WS},
+        {"Connection: close", HTTP_F_CONN_CLOSE},
+        {"Connection: Keep-Alive", HTTP_F_CONN_KEEPALIVE},
+        {"Connection: UPGRADE\r\nUpgrade: WebSocket", HTTP_F_CONN_UPGRADE | HTTP_F_UPGRADE_WS},
+        {"Connection: x-foo,  close ,,", HTTP_F_CONN_OTHER | HTTP_F_CONN_CLOSE},
+        {"Connection: te\r\nConnection: keep-alive", HTTP_F_CONN_OTHER | HTTP_F_CONN_KEEPALIVE},
+        {"Upgrade: h2c, websocket/13", HTTP_F_UPGRADE_WS},
         {"Upgrade: websockets", 0},
         {"Upgrade: h2c", 0},
-        {"Expect: 100-Continue", HTTP1_F_EXPECT_CONTINUE},
-        {"Expect: 100-continue-x", HTTP1_F_EXPECT_OTHER},
-        {"Expect:", HTTP1_F_EXPECT_OTHER},
+        {"Expect: 100-Continue", HTTP_F_EXPECT_CONTINUE},
+        {"Expect: 100-continue-x", HTTP_F_EXPECT_OTHER},
+        {"Expect:", HTTP_F_EXPECT_OTHER},
         {"Keep-Alive: timeout=5", 0},
     };
     char buf[256];
@@ -348,7 +348,7 @@ test_connection_flags(void)
 static void
 test_content_length(void)
 {
-    static struct http1_head h;
+    static struct http_head h;
     static const struct {
         const char *v;
         int64_t cl; /* -2: rejected */
@@ -395,7 +395,7 @@ test_content_length(void)
 static void
 test_transfer_encoding(void)
 {
-    static struct http1_head h;
+    static struct http_head h;
     static const struct {
         const char *hdrs;
         int rc; /* 1: accepted as chunked */
@@ -435,7 +435,7 @@ test_transfer_encoding(void)
         int rc = req(&h, buf, (size_t)n);
         if (cs[i].rc == 1) {
             CHECK_INT_EQ(rc, n);
-            CHECK_UINT_EQ(h.flags, HTTP1_F_CHUNKED);
+            CHECK_UINT_EQ(h.flags, HTTP_F_CHUNKED);
             CHECK_UINT_EQ(http1_request_body(&h), HTTP1_BODY_CHUNKED);
         } else if (cs[i].rc == 0) {
             CHECK_INT_EQ(rc, n);
@@ -454,7 +454,7 @@ test_transfer_encoding(void)
 static void
 test_host(void)
 {
-    static struct http1_head h;
+    static struct http_head h;
     static const struct {
         const char *v;
         bool ok;
@@ -564,7 +564,7 @@ static const struct {
 static void
 test_request_rejections(void)
 {
-    static struct http1_head h;
+    static struct http_head h;
     for (size_t i = 0; i < ARRAY_SIZE(bad_requests); i++) {
         int rc = req(&h, bad_requests[i].s, bad_requests[i].len);
         if (rc != bad_requests[i].rc)
@@ -576,7 +576,7 @@ test_request_rejections(void)
 static void
 test_early_detection(void)
 {
-    static struct http1_head h;
+    static struct http_head h;
     /* a lone CR or a bare LF fails at once, without waiting for the line end */
     CHECK_INT_EQ(req(&h, LIT("GET / HTTP/1.1\r\nHost: a\rX")), HTTP1_ERR_BAD);
     CHECK_UINT_EQ(h.err_off, 23);
@@ -589,17 +589,17 @@ test_early_detection(void)
 static void
 test_limits(void)
 {
-    static struct http1_head h;
+    static struct http_head h;
     const char r[] = "GET / HTTP/1.1\r\nHost: a\r\nX-Long: 0123456789\r\n\r\n";
     size_t n = sizeof(r) - 1;
     struct http1_limits lim = {(uint32_t)n, 10};
-    CHECK_INT_EQ(parse_copy((http1_head_init(&h), &h), r, n, &lim, false), (int)n);
+    CHECK_INT_EQ(parse_copy((http_head_init(&h), &h), r, n, &lim, false), (int)n);
     lim.max_head_bytes = (uint32_t)n - 1;
-    CHECK_INT_EQ(parse_copy((http1_head_init(&h), &h), r, n, &lim, false), HTTP1_ERR_TOO_LARGE);
+    CHECK_INT_EQ(parse_copy((http_head_init(&h), &h), r, n, &lim, false), HTTP1_ERR_TOO_LARGE);
     trickle_check(r, n, &lim, false);
     /* no end yet but already as long as the limit: no point waiting */
-    CHECK_INT_EQ(parse_copy((http1_head_init(&h), &h), r, n - 1, &lim, false), HTTP1_ERR_TOO_LARGE);
-    CHECK_INT_EQ(parse_copy((http1_head_init(&h), &h), r, n - 2, &lim, false), HTTP1_NEED_MORE);
+    CHECK_INT_EQ(parse_copy((http_head_init(&h), &h), r, n - 1, &lim, false), HTTP1_ERR_TOO_LARGE);
+    CHECK_INT_EQ(parse_copy((http_head_init(&h), &h), r, n - 2, &lim, false), HTTP1_NEED_MORE);
     /* a huge line with no CRLF */
     char big[9000];
     memset(big, 'a', sizeof(big));
@@ -610,19 +610,19 @@ test_limits(void)
     lim.max_fields = 3;
     const char f3[] = "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n";
     const char f4[] = "GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
-    CHECK_INT_EQ(parse_copy((http1_head_init(&h), &h), LIT(f3), &lim, false), sizeof(f3) - 1);
-    CHECK_INT_EQ(parse_copy((http1_head_init(&h), &h), LIT(f4), &lim, false), HTTP1_ERR_TOO_MANY);
+    CHECK_INT_EQ(parse_copy((http_head_init(&h), &h), LIT(f3), &lim, false), sizeof(f3) - 1);
+    CHECK_INT_EQ(parse_copy((http_head_init(&h), &h), LIT(f4), &lim, false), HTTP1_ERR_TOO_MANY);
     trickle_check(LIT(f4), &lim, false);
     /* the hard cap applies when the limit asks for more */
     lim.max_fields = 1000;
     char many[8192];
     size_t m = (size_t)snprintf(many, sizeof(many), "GET / HTTP/1.1\r\nHost: a\r\n");
-    for (int i = 0; i < HTTP1_MAX_FIELDS; i++)
+    for (int i = 0; i < HTTP_MAX_FIELDS; i++)
         m += (size_t)snprintf(many + m, sizeof(many) - m, "X%d: v\r\n", i);
     m += (size_t)snprintf(many + m, sizeof(many) - m, "\r\n");
-    CHECK_INT_EQ(parse_copy((http1_head_init(&h), &h), many, m, &lim, false), HTTP1_ERR_TOO_MANY);
+    CHECK_INT_EQ(parse_copy((http_head_init(&h), &h), many, m, &lim, false), HTTP1_ERR_TOO_MANY);
     /* NULL limits: defaults */
-    http1_head_init(&h);
+    http_head_init(&h);
     CHECK_INT_EQ(http1_parse_request(&h, LIT(f4), NULL), sizeof(f4) - 1);
 }
 
@@ -630,10 +630,10 @@ test_limits(void)
 static void
 test_resume(void)
 {
-    static struct http1_head h;
+    static struct http_head h;
     char b[] = "GET /a HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-B: 2\r\n\r\n";
     size_t n = sizeof(b) - 1;
-    http1_head_init(&h);
+    http_head_init(&h);
     CHECK_INT_EQ(http1_parse_request(&h, b, 30, &lim_default), 0);
     CHECK_UINT_EQ(h.scanned, 26); /* start of "X-A: 1" */
     CHECK_UINT_EQ(h.nfields, 1);
@@ -666,20 +666,20 @@ test_trickle_valid(void)
 static void
 test_response_valid(void)
 {
-    static struct http1_head h;
+    static struct http_head h;
     const char r1[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nSet-Cookie: a=b\r\n\r\nhello";
     CHECK_INT_EQ(resp(&h, LIT(r1)), sizeof(r1) - 1 - 5);
     CHECK_UINT_EQ(h.status, 200);
     CHECK_UINT_EQ(h.version_minor, 1);
     CHECK_MEM_EQ(r1 + h.reason_off, h.reason_len, "OK");
     CHECK_INT_EQ(h.content_length, 5);
-    CHECK_UINT_EQ(h.fields[1].id, HTTP1_H_SET_COOKIE);
-    CHECK_UINT_EQ(http1_response_body(&h, HTTP1_M_GET), HTTP1_BODY_LENGTH);
+    CHECK_UINT_EQ(h.fields[1].id, HTTP_H_SET_COOKIE);
+    CHECK_UINT_EQ(http1_response_body(&h, HTTP_M_GET), HTTP1_BODY_LENGTH);
     const char r2[] = "HTTP/1.0 404 Not \t Found \xe9\r\n\r\n";
     CHECK_INT_EQ(resp(&h, LIT(r2)), sizeof(r2) - 1);
     CHECK_UINT_EQ(h.version_minor, 0);
     CHECK_MEM_EQ(r2 + h.reason_off, h.reason_len, "Not \t Found \xe9");
-    CHECK_UINT_EQ(http1_response_body(&h, HTTP1_M_GET), HTTP1_BODY_CLOSE);
+    CHECK_UINT_EQ(http1_response_body(&h, HTTP_M_GET), HTTP1_BODY_CLOSE);
     CHECK_INT_EQ(resp(&h, LIT("HTTP/1.1 204 \r\n\r\n")), 17);
     CHECK_UINT_EQ(h.reason_len, 0);
     CHECK_INT_EQ(resp(&h, LIT("HTTP/1.1 304\r\n\r\n")), 16);
@@ -691,8 +691,8 @@ test_response_valid(void)
     const char r3[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                       "Connection: Upgrade\r\nSec-WebSocket-Accept: x=\r\n\r\n";
     CHECK_INT_EQ(resp(&h, LIT(r3)), sizeof(r3) - 1);
-    CHECK_UINT_EQ(h.flags, HTTP1_F_UPGRADE_WS | HTTP1_F_CONN_UPGRADE);
-    CHECK_UINT_EQ(http1_response_body(&h, HTTP1_M_GET), HTTP1_BODY_NONE);
+    CHECK_UINT_EQ(h.flags, HTTP_F_UPGRADE_WS | HTTP_F_CONN_UPGRADE);
+    CHECK_UINT_EQ(http1_response_body(&h, HTTP_M_GET), HTTP1_BODY_NONE);
     trickle_check(LIT(r1), &lim_default, true);
     trickle_check(LIT(r3), &lim_default, true);
 }
@@ -700,23 +700,23 @@ test_response_valid(void)
 static void
 test_response_te(void)
 {
-    static struct http1_head h;
+    static struct http_head h;
     static const struct {
         const char *hdrs;
         int rc;         /* 0: accepted */
         uint32_t flags; /* when accepted */
     } cs[] = {
-        {"Transfer-Encoding: chunked", 0, HTTP1_F_CHUNKED},
-        {"Transfer-Encoding: gzip, chunked", 0, HTTP1_F_CHUNKED},
-        {"Transfer-Encoding: gzip\r\nTransfer-Encoding: Chunked", 0, HTTP1_F_CHUNKED},
-        {"Transfer-Encoding: gzip", 0, HTTP1_F_TE_OTHER},
-        {"Transfer-Encoding: chunked, gzip", 0, HTTP1_F_TE_OTHER},
+        {"Transfer-Encoding: chunked", 0, HTTP_F_CHUNKED},
+        {"Transfer-Encoding: gzip, chunked", 0, HTTP_F_CHUNKED},
+        {"Transfer-Encoding: gzip\r\nTransfer-Encoding: Chunked", 0, HTTP_F_CHUNKED},
+        {"Transfer-Encoding: gzip", 0, HTTP_F_TE_OTHER},
+        {"Transfer-Encoding: chunked, gzip", 0, HTTP_F_TE_OTHER},
         {"Transfer-Encoding: chunked, chunked", HTTP1_ERR_BAD, 0},
         {"Transfer-Encoding: chunked;q=1", HTTP1_ERR_BAD, 0},
         {"Transfer-Encoding: chunked\r\nContent-Length: 3", HTTP1_ERR_BAD, 0},
         {"Content-Length: 3\r\nContent-Length: 4", HTTP1_ERR_BAD, 0},
         {"Content-Length: 3, 4", HTTP1_ERR_BAD, 0},
-        {"Content-Length: 3, 3", 0, HTTP1_F_HAS_CL},
+        {"Content-Length: 3, 3", 0, HTTP_F_HAS_CL},
     };
     char buf[256];
     for (size_t i = 0; i < ARRAY_SIZE(cs); i++) {
@@ -764,7 +764,7 @@ test_response_rejections(void)
         {LIT("HTTP/2.0 200 OK\rX"), HTTP1_ERR_BAD},
         {LIT("HTTP/1.1 200 OK\r\n"), HTTP1_NEED_MORE},
     };
-    static struct http1_head h;
+    static struct http_head h;
     for (size_t i = 0; i < ARRAY_SIZE(cs); i++) {
         int rc = resp(&h, cs[i].s, cs[i].len);
         if (rc != cs[i].rc)
@@ -776,27 +776,27 @@ test_response_rejections(void)
 static void
 test_response_body_kinds(void)
 {
-    static struct http1_head h;
+    static struct http_head h;
     CHECK_INT_EQ(resp(&h, LIT("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")), 39);
-    CHECK_UINT_EQ(http1_response_body(&h, HTTP1_M_GET), HTTP1_BODY_LENGTH);
-    CHECK_UINT_EQ(http1_response_body(&h, HTTP1_M_HEAD), HTTP1_BODY_NONE);
-    CHECK_UINT_EQ(http1_response_body(&h, HTTP1_M_CONNECT), HTTP1_BODY_NONE);
+    CHECK_UINT_EQ(http1_response_body(&h, HTTP_M_GET), HTTP1_BODY_LENGTH);
+    CHECK_UINT_EQ(http1_response_body(&h, HTTP_M_HEAD), HTTP1_BODY_NONE);
+    CHECK_UINT_EQ(http1_response_body(&h, HTTP_M_CONNECT), HTTP1_BODY_NONE);
     h.status = 304;
-    CHECK_UINT_EQ(http1_response_body(&h, HTTP1_M_GET), HTTP1_BODY_NONE);
+    CHECK_UINT_EQ(http1_response_body(&h, HTTP_M_GET), HTTP1_BODY_NONE);
     h.status = 204;
-    CHECK_UINT_EQ(http1_response_body(&h, HTTP1_M_GET), HTTP1_BODY_NONE);
+    CHECK_UINT_EQ(http1_response_body(&h, HTTP_M_GET), HTTP1_BODY_NONE);
     h.status = 100;
-    CHECK_UINT_EQ(http1_response_body(&h, HTTP1_M_GET), HTTP1_BODY_NONE);
+    CHECK_UINT_EQ(http1_response_body(&h, HTTP_M_GET), HTTP1_BODY_NONE);
     h.status = 404;
-    CHECK_UINT_EQ(http1_response_body(&h, HTTP1_M_CONNECT), HTTP1_BODY_LENGTH);
+    CHECK_UINT_EQ(http1_response_body(&h, HTTP_M_CONNECT), HTTP1_BODY_LENGTH);
     CHECK_INT_EQ(resp(&h, LIT("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")), 38);
-    CHECK_UINT_EQ(http1_response_body(&h, HTTP1_M_GET), HTTP1_BODY_NONE);
+    CHECK_UINT_EQ(http1_response_body(&h, HTTP_M_GET), HTTP1_BODY_NONE);
     CHECK_INT_EQ(resp(&h, LIT("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")), 47);
-    CHECK_UINT_EQ(http1_response_body(&h, HTTP1_M_POST), HTTP1_BODY_CHUNKED);
+    CHECK_UINT_EQ(http1_response_body(&h, HTTP_M_POST), HTTP1_BODY_CHUNKED);
     CHECK_INT_EQ(resp(&h, LIT("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n")), 44);
-    CHECK_UINT_EQ(http1_response_body(&h, HTTP1_M_GET), HTTP1_BODY_CLOSE);
+    CHECK_UINT_EQ(http1_response_body(&h, HTTP_M_GET), HTTP1_BODY_CLOSE);
     CHECK_INT_EQ(resp(&h, LIT("HTTP/1.1 200 OK\r\n\r\n")), 19);
-    CHECK_UINT_EQ(http1_response_body(&h, HTTP1_M_GET), HTTP1_BODY_CLOSE);
+    CHECK_UINT_EQ(http1_response_body(&h, HTTP_M_GET), HTTP1_BODY_CLOSE);
 }
 
 /* ---- lookups ---- */
@@ -806,43 +806,43 @@ test_cookie_get(void)
 {
     struct slice v;
     const char c[] = "a=1; sid=\"q v\";b=2;  c = 3 ;empty=; noeq; SID=upper; x=\"";
-    CHECK(http1_cookie_get(LIT(c), LIT("a"), &v));
+    CHECK(http_cookie_get(LIT(c), LIT("a"), &v));
     CHECK_MEM_EQ(v.p, v.len, "1");
-    CHECK(http1_cookie_get(LIT(c), LIT("sid"), &v));
+    CHECK(http_cookie_get(LIT(c), LIT("sid"), &v));
     CHECK_MEM_EQ(v.p, v.len, "q v");
-    CHECK(http1_cookie_get(LIT(c), LIT("b"), &v));
+    CHECK(http_cookie_get(LIT(c), LIT("b"), &v));
     CHECK_MEM_EQ(v.p, v.len, "2");
-    CHECK(http1_cookie_get(LIT(c), LIT("c"), &v));
+    CHECK(http_cookie_get(LIT(c), LIT("c"), &v));
     CHECK_MEM_EQ(v.p, v.len, "3");
-    CHECK(http1_cookie_get(LIT(c), LIT("empty"), &v));
+    CHECK(http_cookie_get(LIT(c), LIT("empty"), &v));
     CHECK_UINT_EQ(v.len, 0);
-    CHECK(http1_cookie_get(LIT(c), LIT("SID"), &v));
+    CHECK(http_cookie_get(LIT(c), LIT("SID"), &v));
     CHECK_MEM_EQ(v.p, v.len, "upper");
-    CHECK(http1_cookie_get(LIT(c), LIT("x"), &v));
+    CHECK(http_cookie_get(LIT(c), LIT("x"), &v));
     CHECK_MEM_EQ(v.p, v.len, "\"");
-    CHECK(!http1_cookie_get(LIT(c), LIT("noeq"), &v));
-    CHECK(!http1_cookie_get(LIT(c), LIT("si"), &v));
-    CHECK(!http1_cookie_get(LIT(c), LIT("1"), &v));
-    CHECK(!http1_cookie_get(LIT(c), "", 0, &v));
-    CHECK(!http1_cookie_get("", 0, LIT("a"), &v));
-    CHECK(http1_cookie_get(LIT("k=v=w"), LIT("k"), &v));
+    CHECK(!http_cookie_get(LIT(c), LIT("noeq"), &v));
+    CHECK(!http_cookie_get(LIT(c), LIT("si"), &v));
+    CHECK(!http_cookie_get(LIT(c), LIT("1"), &v));
+    CHECK(!http_cookie_get(LIT(c), "", 0, &v));
+    CHECK(!http_cookie_get("", 0, LIT("a"), &v));
+    CHECK(http_cookie_get(LIT("k=v=w"), LIT("k"), &v));
     CHECK_MEM_EQ(v.p, v.len, "v=w");
 }
 
 static void
 test_reason(void)
 {
-    CHECK_STR_EQ(http1_reason(200), "OK");
-    CHECK_STR_EQ(http1_reason(400), "Bad Request");
-    CHECK_STR_EQ(http1_reason(431), "Request Header Fields Too Large");
-    CHECK_STR_EQ(http1_reason(502), "Bad Gateway");
-    CHECK_STR_EQ(http1_reason(505), "HTTP Version Not Supported");
-    CHECK_STR_EQ(http1_reason(101), "Switching Protocols");
-    CHECK_STR_EQ(http1_reason(308), "Permanent Redirect");
-    CHECK_STR_EQ(http1_reason(402), "Unknown");
-    CHECK_STR_EQ(http1_reason(599), "Unknown");
-    CHECK_STR_EQ(http1_reason(0), "Unknown");
-    CHECK_STR_EQ(http1_reason(1000), "Unknown");
+    CHECK_STR_EQ(http_reason(200), "OK");
+    CHECK_STR_EQ(http_reason(400), "Bad Request");
+    CHECK_STR_EQ(http_reason(431), "Request Header Fields Too Large");
+    CHECK_STR_EQ(http_reason(502), "Bad Gateway");
+    CHECK_STR_EQ(http_reason(505), "HTTP Version Not Supported");
+    CHECK_STR_EQ(http_reason(101), "Switching Protocols");
+    CHECK_STR_EQ(http_reason(308), "Permanent Redirect");
+    CHECK_STR_EQ(http_reason(402), "Unknown");
+    CHECK_STR_EQ(http_reason(599), "Unknown");
+    CHECK_STR_EQ(http_reason(0), "Unknown");
+    CHECK_STR_EQ(http_reason(1000), "Unknown");
 }
 
 /* ---- chunked ---- */

@@ -4,6 +4,7 @@
  * fields, limit_conn; plus a micro-benchmark of rl_check (printed, not checked). */
 #include "config.h"
 
+#include <tether/http1.h>
 #include <tether/ratelimit.h>
 
 #include <pthread.h>
@@ -270,7 +271,7 @@ test_reload(void)
 
 /* ---- (5) keys ---- */
 
-static struct http1_head head;
+static struct http_head head;
 
 static const char req[] = "GET /x HTTP/1.1\r\n"
                           "Host: a\r\n"
@@ -296,7 +297,7 @@ test_key_build(void)
     longv[300] = '\0';
     int blen = snprintf(buf, sizeof(buf), req, longv);
     struct http1_limits lim = {65536, 64};
-    http1_head_init(&head);
+    http_head_init(&head);
     CHECK(http1_parse_request(&head, buf, (size_t)blen, &lim) == blen);
     struct rl_keyctx ctx = {"10.0.0.1", 8, "/x", 2, buf, &head};
 
