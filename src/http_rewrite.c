@@ -127,22 +127,16 @@ request_id_valid(const char *p, size_t n)
     return true;
 }
 
-int
-rewrite_request_head(char *outp, size_t cap, const struct rewrite_req *a)
+/* The client's fields the pod gets (hop-by-hop and tether's own removed, one
+ * Content-Length, tether's cookie stripped); returns the first
+ * X-Forwarded-For field, or NULL. */
+static const struct http_field *
+put_request_fields(struct out *o, const struct rewrite_req *a)
 {
     const struct http_head *h = a->h;
     const char *buf = a->buf;
-    struct out o = {outp, 0, cap, false};
     const struct http_field *xff = NULL;
     bool cl_done = false;
-
-    put(&o, buf + h->start_off, h->method_len);
-    PUT_LIT(&o, " ");
-    /* An absolute-form target may have an empty path or start with '?'. */
-    if (h->path_len == 0 || buf[h->path_off] != '/')
-        PUT_LIT(&o, "/");
-    put(&o, buf + h->path_off, h->path_len);
-    PUT_LIT(&o, " HTTP/1.1\r\n");
 
     for (unsigned i = 0; i < h->nfields; i++) {
         const struct http_field *f = &h->fields[i];
@@ -161,27 +155,79 @@ rewrite_request_head(char *outp, size_t cap, const struct rewrite_req *a)
             if (cl_done)
                 continue;
             cl_done = true;
-            put_field(&o, buf, f);
+            put_field(o, buf, f);
             continue;
         case HTTP_H_COOKIE:
             if (a->strip_cookie)
-                put_cookie_without(&o, buf + f->value_off, f->value_len, a->strip_cookie,
+                put_cookie_without(o, buf + f->value_off, f->value_len, a->strip_cookie,
                                    a->strip_cookie_len);
             else
-                put_field(&o, buf, f);
+                put_field(o, buf, f);
             continue;
         case HTTP_H_OTHER:
             if ((h->flags & HTTP_F_CONN_OTHER) &&
                 connection_lists(buf, h, buf + f->name_off, f->name_len))
                 continue;
-            put_field(&o, buf, f);
+            put_field(o, buf, f);
             continue;
         default:
             if (hop_by_hop(f->id))
                 continue;
-            put_field(&o, buf, f);
+            put_field(o, buf, f);
         }
     }
+    return xff;
+}
+
+/* X-Forwarded-For (the client's, joined, then the client address),
+ * X-Forwarded-Proto, X-Forwarded-Host and X-Request-Id. */
+static void
+put_forwarded(struct out *o, const struct rewrite_req *a, const struct http_field *xff)
+{
+    const struct http_head *h = a->h;
+    const char *buf = a->buf;
+
+    PUT_LIT(o, "X-Forwarded-For: ");
+    if (xff) {
+        for (unsigned i = (unsigned)(xff - h->fields); i < h->nfields; i++) {
+            const struct http_field *f = &h->fields[i];
+            if (f->id != HTTP_H_X_FORWARDED_FOR || f->value_len == 0)
+                continue;
+            put(o, buf + f->value_off, f->value_len);
+            PUT_LIT(o, ", ");
+        }
+    }
+    put(o, a->client_ip, a->client_ip_len);
+    if (a->tls)
+        PUT_LIT(o, "\r\nX-Forwarded-Proto: https\r\n");
+    else
+        PUT_LIT(o, "\r\nX-Forwarded-Proto: http\r\n");
+    if (h->host_idx >= 0) {
+        const struct http_field *f = &h->fields[h->host_idx];
+        PUT_LIT(o, "X-Forwarded-Host: ");
+        put(o, buf + f->value_off, f->value_len);
+        PUT_LIT(o, "\r\n");
+    }
+    PUT_LIT(o, "X-Request-Id: ");
+    put(o, a->req_id, a->req_id_len);
+    PUT_LIT(o, "\r\n");
+}
+
+int
+rewrite_request_head(char *outp, size_t cap, const struct rewrite_req *a)
+{
+    const struct http_head *h = a->h;
+    const char *buf = a->buf;
+    struct out o = {outp, 0, cap, false};
+
+    put(&o, buf + h->start_off, h->method_len);
+    PUT_LIT(&o, " ");
+    /* An absolute-form target may have an empty path or start with '?'. */
+    if (h->path_len == 0 || buf[h->path_off] != '/')
+        PUT_LIT(&o, "/");
+    put(&o, buf + h->path_off, h->path_len);
+    PUT_LIT(&o, " HTTP/1.1\r\n");
+    const struct http_field *xff = put_request_fields(&o, a);
     if (a->websocket)
         PUT_LIT(&o, "Connection: upgrade\r\nUpgrade: websocket\r\n");
     if (h->host_idx < 0 && a->default_host_len) {
@@ -189,31 +235,8 @@ rewrite_request_head(char *outp, size_t cap, const struct rewrite_req *a)
         put(&o, a->default_host, a->default_host_len);
         PUT_LIT(&o, "\r\n");
     }
-
-    PUT_LIT(&o, "X-Forwarded-For: ");
-    if (xff) {
-        for (unsigned i = (unsigned)(xff - h->fields); i < h->nfields; i++) {
-            const struct http_field *f = &h->fields[i];
-            if (f->id != HTTP_H_X_FORWARDED_FOR || f->value_len == 0)
-                continue;
-            put(&o, buf + f->value_off, f->value_len);
-            PUT_LIT(&o, ", ");
-        }
-    }
-    put(&o, a->client_ip, a->client_ip_len);
-    if (a->tls)
-        PUT_LIT(&o, "\r\nX-Forwarded-Proto: https\r\n");
-    else
-        PUT_LIT(&o, "\r\nX-Forwarded-Proto: http\r\n");
-    if (h->host_idx >= 0) {
-        const struct http_field *f = &h->fields[h->host_idx];
-        PUT_LIT(&o, "X-Forwarded-Host: ");
-        put(&o, buf + f->value_off, f->value_len);
-        PUT_LIT(&o, "\r\n");
-    }
-    PUT_LIT(&o, "X-Request-Id: ");
-    put(&o, a->req_id, a->req_id_len);
-    PUT_LIT(&o, "\r\n\r\n");
+    put_forwarded(&o, a, xff);
+    PUT_LIT(&o, "\r\n");
     return o.full ? -1 : (int)o.len;
 }
 
