@@ -173,6 +173,72 @@ http1_chunked_in_data(const struct http1_chunked *c)
     return c->state == CS_DATA || c->state == CS_DATA_CR || c->state == CS_DATA_LF;
 }
 
+/* Next state after the CRLF that ends a chunk's data or a size line, on
+ * byte <ch> in state <st> (CS_DATA_CR, CS_DATA_LF, CS_SIZE_LF). */
+static unsigned
+crlf_step(struct http1_chunked *c, unsigned st, unsigned char ch)
+{
+    switch (st) {
+    case CS_DATA_CR:
+        return ch == '\r' ? CS_DATA_LF : CS_ERROR;
+    case CS_DATA_LF:
+        if (ch != '\n')
+            return CS_ERROR;
+        c->digits = 0;
+        c->line_bytes = 0;
+        c->chunk_left = 0;
+        return CS_SIZE0;
+    default: /* CS_SIZE_LF */
+        if (ch != '\n')
+            return CS_ERROR;
+        c->line_bytes = 0;
+        return c->chunk_left ? CS_DATA : CS_TRL_START;
+    }
+}
+
+/* Next state in the trailer section (CS_TRL_*) from s[*ip] on; advances *ip
+ * past the bytes taken (a field value and its CR in one step). */
+static unsigned
+trailer_step(struct http1_chunked *c, unsigned st, const unsigned char *s, size_t n, size_t *ip,
+             uint32_t max_trl)
+{
+    size_t i = *ip;
+    unsigned char ch = s[i];
+    *ip = i + 1;
+    switch (st) {
+    case CS_TRL_START:
+        /* a field line (a leading SP/HTAB would be obs-fold) or the final CRLF */
+        if (ch == '\r')
+            return CS_END_LF;
+        return http1_cls[ch] & C_TCHAR && ++c->trailer_bytes <= max_trl ? CS_TRL_NAME : CS_ERROR;
+    case CS_TRL_NAME:
+        if (++c->trailer_bytes > max_trl)
+            return CS_ERROR;
+        if (ch == ':')
+            return CS_TRL_VALUE;
+        /* not a tchar: includes whitespace before the colon */
+        return http1_cls[ch] & C_TCHAR ? st : CS_ERROR;
+    case CS_TRL_VALUE: {
+        size_t j = i;
+        unsigned next = st;
+        while (j < n && (http1_cls[s[j]] & C_LINE))
+            j++;
+        if (j < n)
+            next = s[j] == '\r' ? CS_TRL_LF : CS_ERROR;
+        j += j < n;
+        if (j - i > max_trl - c->trailer_bytes)
+            return CS_ERROR;
+        c->trailer_bytes += (uint32_t)(j - i);
+        *ip = j;
+        return next;
+    }
+    default: /* CS_TRL_LF */
+        if (++c->trailer_bytes > max_trl)
+            return CS_ERROR;
+        return ch == '\n' ? CS_TRL_START : CS_ERROR;
+    }
+}
+
 int64_t
 http1_chunked_scan(struct http1_chunked *c, const char *p, size_t n,
                    const struct http1_chunk_limits *lim, http1_data_fn on_data, void *ctx)
@@ -205,64 +271,16 @@ http1_chunked_scan(struct http1_chunked *c, const char *p, size_t n,
             continue;
         }
         case CS_DATA_CR:
-            st = ch == '\r' ? CS_DATA_LF : CS_ERROR;
-            break;
         case CS_DATA_LF:
-            if (ch != '\n') {
-                st = CS_ERROR;
-                break;
-            }
-            c->digits = 0;
-            c->line_bytes = 0;
-            c->chunk_left = 0;
-            st = CS_SIZE0;
-            break;
         case CS_SIZE_LF:
-            if (ch != '\n') {
-                st = CS_ERROR;
-                break;
-            }
-            c->line_bytes = 0;
-            st = c->chunk_left ? CS_DATA : CS_TRL_START;
+            st = crlf_step(c, st, ch);
             break;
         case CS_TRL_START:
-            /* a field line (a leading SP/HTAB would be obs-fold) or the final CRLF */
-            if (ch == '\r')
-                st = CS_END_LF;
-            else if (http1_cls[ch] & C_TCHAR && ++c->trailer_bytes <= max_trl)
-                st = CS_TRL_NAME;
-            else
-                st = CS_ERROR;
-            break;
         case CS_TRL_NAME:
-            if (ch == ':')
-                st = CS_TRL_VALUE;
-            else if (!(http1_cls[ch] & C_TCHAR)) /* includes whitespace before the colon */
-                st = CS_ERROR;
-            if (++c->trailer_bytes > max_trl)
-                st = CS_ERROR;
-            break;
-        case CS_TRL_VALUE: {
-            /* the value and its CR in one step */
-            size_t j = i;
-            while (j < n && (http1_cls[s[j]] & C_LINE))
-                j++;
-            if (j < n)
-                st = s[j] == '\r' ? CS_TRL_LF : CS_ERROR;
-            j += j < n;
-            if (j - i > max_trl - c->trailer_bytes) {
-                st = CS_ERROR;
-                break;
-            }
-            c->trailer_bytes += (uint32_t)(j - i);
-            i = j;
-            continue;
-        }
+        case CS_TRL_VALUE:
         case CS_TRL_LF:
-            st = ch == '\n' ? CS_TRL_START : CS_ERROR;
-            if (++c->trailer_bytes > max_trl)
-                st = CS_ERROR;
-            break;
+            st = trailer_step(c, st, s, n, &i, max_trl);
+            continue;
         case CS_END_LF:
             if (ch != '\n') {
                 st = CS_ERROR;
