@@ -230,9 +230,9 @@ rewrite_request_head(char *outp, size_t cap, const struct rewrite_req *a)
     const struct http_field *xff = put_request_fields(&o, a);
     if (a->websocket)
         PUT_LIT(&o, "Connection: upgrade\r\nUpgrade: websocket\r\n");
-    if (h->host_idx < 0 && a->default_host_len) {
+    if (h->host_idx < 0 && a->default_host) {
         PUT_LIT(&o, "Host: ");
-        put(&o, a->default_host, a->default_host_len);
+        put(&o, a->default_host, strlen(a->default_host));
         PUT_LIT(&o, "\r\n");
     }
     put_forwarded(&o, a, xff);

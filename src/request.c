@@ -409,7 +409,6 @@ start_head(struct request *req, const char *base)
         .strip_cookie_len = req->ups->cookie_name_len,
         .websocket = req->ws_upgrade,
         .default_host = req->ups->conf->name,
-        .default_host_len = strlen(req->ups->conf->name),
     };
     int n = rewrite_request_head(buf_tail(req->uhead), buf_room(req->uhead), &rw);
     if (n < 0) {

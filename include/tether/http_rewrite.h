@@ -29,8 +29,7 @@ struct rewrite_req {
     bool websocket; /* keep Connection: upgrade + Upgrade */
     /* Host sent when the request has none (an HTTP/1.0 client): every
      * HTTP/1.1 request must carry one. The upstream's name, as nginx does. */
-    const char *default_host;
-    size_t default_host_len;
+    const char *default_host; /* NUL-terminated */
 };
 
 /* Write the head for the pod into <out>; returns its length, or -1 when it does

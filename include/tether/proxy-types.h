@@ -153,18 +153,13 @@ struct request {
     ev_tstamp t_start;       /* head's first byte */
     ev_tstamp t_connect;     /* connect started */
     ev_tstamp t_connected;
-    ev_tstamp t_resp;     /* response head received */
-    ev_tstamp hold_until; /* rate-limit delay end */
-    ev_timer hold;        /* rate-limit delay / Redis wait */
-    uint32_t retries;     /* attempts after the first */
-    char rip[48];         /* the client's address for limits, logs, hashing:
-                           * the connection peer, or from real_ip_header
-                           * when the peer is a trusted proxy */
-    uint8_t rip_len;
-    char path[256]; /* method and path kept for the access log */
-    uint16_t path_len;
-    char req_id[REQUEST_ID_MAX]; /* X-Request-Id (not NUL-terminated) */
-    uint8_t req_id_len;
+    ev_tstamp t_resp;           /* response head received */
+    ev_tstamp hold_until;       /* rate-limit delay end */
+    ev_timer hold;              /* rate-limit delay / Redis wait */
+    uint32_t retries;           /* attempts after the first */
+    uint8_t rip_len;            /* bytes of rip[] in use */
+    uint16_t path_len;          /* bytes of path[] in use */
+    uint8_t req_id_len;         /* bytes of req_id[] in use */
     struct aff_carry ac;        /* what the request carries for affinity (affinity.h) */
     bool aff_pending;           /* waiting for a session-store lookup (Redis) */
     bool store_pending;         /* the response waits for a learned session to reach Redis */
@@ -177,6 +172,13 @@ struct request {
     uint32_t learn_len;
     struct http_head h; /* request head, then response heads */
     struct request *next_free;
+    /* Not zeroed by exchange_new (only their lengths above are): always
+     * written before they are read, and read by length only. */
+    char rip[48];                /* the client's address for limits, logs, hashing: the
+                                  * connection peer, or from real_ip_header when the peer
+                                  * is a trusted proxy */
+    char path[256];              /* method and path kept for the access log */
+    char req_id[REQUEST_ID_MAX]; /* X-Request-Id (not NUL-terminated) */
 };
 
 #endif
