@@ -118,7 +118,7 @@ struct h2_stream {
 };
 
 /* h2_conn.c */
-/* Bracket every event handler that touches a connection (lane events): the
+/* Bracket every event handler that touches a connection (stream events): the
  * leave flushes frames and closes the connection when it is done. */
 void h2_event_enter(struct h2_conn *h);
 void h2_event_leave(struct h2_conn *h);
@@ -132,7 +132,7 @@ void h2_progress(struct h2_conn *h);
 void h2_want_turn(struct h2_conn *h);
 bool h2_bucket_take(struct h2_bucket *b, double now, uint32_t burst, uint32_t rate);
 
-/* h2_stream.c: nghttp2 callbacks for streams and the lanes */
+/* h2_stream.c: nghttp2 callbacks for streams */
 int h2s_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud);
 int h2s_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t namelen,
                   const uint8_t *value, size_t valuelen, uint8_t flags, void *ud);

@@ -1389,8 +1389,8 @@ def test_shutdown_sends_goaway_and_finishes_streams():
 
 
 
-def test_shutdown_with_idle_connection_and_lanes():
-    """An open HTTP/2 connection with idle lanes does not hold a graceful stop."""
+def test_shutdown_with_idle_connection():
+    """An open, idle HTTP/2 connection (its streams done) does not hold a graceful stop."""
     (pod,), t = setup()
     cl = Client(t.port)
     for i in range(3):
