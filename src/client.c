@@ -390,22 +390,6 @@ client_read_head(struct client *cli)
     client_parse_head(cli);
 }
 
-static unsigned
-parse_error_status(int rc)
-{
-    switch (rc) {
-    case HTTP1_ERR_TOO_LARGE:
-    case HTTP1_ERR_TOO_MANY:
-        return 431;
-    case HTTP1_ERR_NOT_IMPL:
-        return 501;
-    case HTTP1_ERR_VERSION:
-        return 505;
-    default:
-        return 400;
-    }
-}
-
 static void
 client_parse_head(struct client *cli)
 {
@@ -438,7 +422,7 @@ client_parse_head(struct client *cli)
     if (n < 0) {
         gstat_add(w->id, GS_BAD_REQUESTS, 1);
         req->method = req->h.method;
-        client_reply(cli, parse_error_status(n), TERM_BAD_REQUEST, NULL, true);
+        client_reply(cli, http1_error_status(n), TERM_BAD_REQUEST, NULL, true);
         return;
     }
     client_set_state(cli, CS_BUSY);

@@ -181,20 +181,6 @@ head_build(struct h2_stream *st, bool end_stream)
     return 0;
 }
 
-static unsigned
-parse_error_status(int rc)
-{
-    switch (rc) {
-    case HTTP1_ERR_TOO_LARGE:
-    case HTTP1_ERR_TOO_MANY:
-        return 431;
-    case HTTP1_ERR_NOT_IMPL:
-        return 501;
-    default:
-        return 400;
-    }
-}
-
 /* END_HEADERS of an ordinary request that passed the checks: it becomes an
  * exchange. */
 void
@@ -230,7 +216,7 @@ h2x_start(struct h2_stream *st, bool end_stream)
     if (n <= 0) {
         gstat_add(h->w->id, GS_BAD_REQUESTS, 1);
         st->x->method = hd->method;
-        h2x_ops.reply(st, parse_error_status(n ? n : HTTP1_ERR_TOO_LARGE), TERM_BAD_REQUEST, NULL,
+        h2x_ops.reply(st, http1_error_status(n ? n : HTTP1_ERR_TOO_LARGE), TERM_BAD_REQUEST, NULL,
                       true);
         return;
     }

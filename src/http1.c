@@ -721,6 +721,22 @@ http1_parse_response(struct http_head *h, const char *buf, size_t len,
 
 /* ---- after the parse ---- */
 
+unsigned
+http1_error_status(int rc)
+{
+    switch (rc) {
+    case HTTP1_ERR_TOO_LARGE:
+    case HTTP1_ERR_TOO_MANY:
+        return 431;
+    case HTTP1_ERR_NOT_IMPL:
+        return 501;
+    case HTTP1_ERR_VERSION:
+        return 505;
+    default:
+        return 400;
+    }
+}
+
 int
 http_head_find(const struct http_head *h, const char *buf, const char *name, size_t name_len)
 {

@@ -44,6 +44,11 @@ enum http1_body {
 int http1_parse_request(struct http_head *h, const char *buf, size_t len,
                         const struct http1_limits *lim);
 
+/* The status tether answers a request head that failed to parse with <rc>:
+ * 431 too large or too many fields, 501 an unknown transfer-coding, 505 an
+ * unsupported version, else 400. */
+unsigned http1_error_status(int rc);
+
 /* Parse a response head; same contract. CL+TE together or differing CL is an error. */
 int http1_parse_response(struct http_head *h, const char *buf, size_t len,
                          const struct http1_limits *lim);

@@ -1107,6 +1107,16 @@ test_reply_write(void)
     CHECK_UINT_EQ(http1_reply_write(out, 40, 404, false, NULL, 0, NULL, false), 0);
 }
 
+static void
+test_error_status(void)
+{
+    CHECK_UINT_EQ(http1_error_status(HTTP1_ERR_TOO_LARGE), 431);
+    CHECK_UINT_EQ(http1_error_status(HTTP1_ERR_TOO_MANY), 431);
+    CHECK_UINT_EQ(http1_error_status(HTTP1_ERR_NOT_IMPL), 501);
+    CHECK_UINT_EQ(http1_error_status(HTTP1_ERR_VERSION), 505);
+    CHECK_UINT_EQ(http1_error_status(HTTP1_ERR_BAD), 400);
+}
+
 int
 main(void)
 {
@@ -1138,5 +1148,6 @@ main(void)
     RUN(test_chunked_limits);
     RUN(test_chunked_splits);
     RUN(test_reply_write);
+    RUN(test_error_status);
     return unit_summary();
 }
