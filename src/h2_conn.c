@@ -215,20 +215,29 @@ h2_want_turn(struct h2_conn *h)
         ev_prepare_start(h->w->loop, &h->turn);
 }
 
-static void
-h2_leave(struct h2_conn *h)
+/* The end of an event: a finished connection is dead, a dead one is freed.
+ * false when <h> was freed. */
+static bool
+h2_settle(struct h2_conn *h)
 {
-    if (!h->dead && h->finish)
-        h2_run_turn(h); /* the GOAWAY out before the close (best effort) */
     h->in_io = false;
     if (h->finish)
         h->dead = true;
     if (h->dead && !h->freed) {
         h->freed = true;
         h2_free(h);
-        return;
+        return false;
     }
-    h2_want_turn(h);
+    return true;
+}
+
+static void
+h2_leave(struct h2_conn *h)
+{
+    if (!h->dead && h->finish)
+        h2_run_turn(h); /* the GOAWAY out before the close (best effort) */
+    if (h2_settle(h))
+        h2_want_turn(h);
 }
 
 static void
@@ -239,14 +248,8 @@ h2_turn_cb(struct ev_loop *loop, ev_prepare *p, int revents)
     ev_prepare_stop(loop, p);
     h2_enter(h);
     h2_run_turn(h);
-    h->in_io = false;
-    if (h->finish)
-        h->dead = true;
-    if (h->dead && !h->freed) {
-        h->freed = true;
-        h2_free(h);
+    if (!h2_settle(h))
         return;
-    }
     if (h->nkick)
         h2_want_turn(h);
 }
