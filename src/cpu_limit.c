@@ -148,44 +148,40 @@ path_up(char *p)
     return true;
 }
 
-/* The smallest v2 limit from <dir><rel> up to <dir>: 1 with *cpus, 0 none. */
+/* The CPU limit a cgroup directory <dir><r> sets: 1 with *n, 0 none. */
+typedef int (*level_limit_fn)(const char *dir, const char *r, uint32_t *n);
+
 static int
-limit_v2(const char *dir, char *rel, uint32_t *cpus)
+level_v2(const char *dir, const char *r, uint32_t *n)
 {
-    int found = 0;
-    for (;;) {
-        char path[8448], text[128];
-        uint32_t n;
-        snprintf(path, sizeof(path), "%s%s/cpu.max", dir, strcmp(rel, "/") ? rel : "");
-        if (read_small(path, text, sizeof(text)) == 0 && cpu_limit_parse_v2(text, &n) == 1 &&
-            (!found || n < *cpus)) {
-            *cpus = n;
-            found = 1;
-        }
-        if (strcmp(rel, "/") == 0 || !path_up(rel))
-            break;
-        if (rel[0] == '\0')
-            snprintf(rel, 2, "/");
-    }
-    return found;
+    char path[8448], text[128];
+    snprintf(path, sizeof(path), "%s%s/cpu.max", dir, r);
+    return read_small(path, text, sizeof(text)) == 0 && cpu_limit_parse_v2(text, n) == 1;
 }
 
 static int
-limit_v1(const char *dir, char *rel, uint32_t *cpus)
+level_v1(const char *dir, const char *r, uint32_t *n)
+{
+    char path[8448], quota[64], period[64];
+    snprintf(path, sizeof(path), "%s%s/cpu.cfs_quota_us", dir, r);
+    if (read_small(path, quota, sizeof(quota)) != 0)
+        return 0;
+    snprintf(path, sizeof(path), "%s%s/cpu.cfs_period_us", dir, r);
+    return read_small(path, period, sizeof(period)) == 0 &&
+           cpu_limit_parse_v1(quota, period, n) == 1;
+}
+
+/* The smallest limit <level> finds from <dir><rel> up to <dir>: 1 with
+ * *cpus, 0 none. */
+static int
+limit_walk(const char *dir, char *rel, level_limit_fn level, uint32_t *cpus)
 {
     int found = 0;
     for (;;) {
-        char path[8448], quota[64], period[64];
         uint32_t n;
-        const char *r = strcmp(rel, "/") ? rel : "";
-        snprintf(path, sizeof(path), "%s%s/cpu.cfs_quota_us", dir, r);
-        if (read_small(path, quota, sizeof(quota)) == 0) {
-            snprintf(path, sizeof(path), "%s%s/cpu.cfs_period_us", dir, r);
-            if (read_small(path, period, sizeof(period)) == 0 &&
-                cpu_limit_parse_v1(quota, period, &n) == 1 && (!found || n < *cpus)) {
-                *cpus = n;
-                found = 1;
-            }
+        if (level(dir, strcmp(rel, "/") ? rel : "", &n) && (!found || n < *cpus)) {
+            *cpus = n;
+            found = 1;
         }
         if (strcmp(rel, "/") == 0 || !path_up(rel))
             break;
@@ -228,7 +224,7 @@ cpu_limit_workers(uint32_t configured)
             snprintf(rel, sizeof(rel), "/");
         else
             own_cgroup(NULL, rel, sizeof(rel));
-        if (limit_v2(root, rel, &lim) && lim < cpus) {
+        if (limit_walk(root, rel, level_v2, &lim) && lim < cpus) {
             cpu_limit_source = "cgroup v2";
             return lim;
         }
@@ -242,7 +238,7 @@ cpu_limit_workers(uint32_t configured)
             snprintf(rel, sizeof(rel), "/");
         else
             own_cgroup("cpu", rel, sizeof(rel));
-        if (limit_v1(path, rel, &lim) && lim < cpus) {
+        if (limit_walk(path, rel, level_v1, &lim) && lim < cpus) {
             cpu_limit_source = "cgroup v1";
             return lim;
         }
