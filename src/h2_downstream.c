@@ -325,15 +325,10 @@ data_cb(nghttp2_session *s, int32_t id, uint8_t *out, size_t length, uint32_t *f
         nghttp2_data_source *src, void *ud)
 {
     struct h2_stream *st = src->ptr;
-    struct buf *b = st->ob;
-    size_t avail = b ? buf_len(b) : 0;
-    size_t n = avail < length ? avail : length;
+    size_t avail = st->ob ? buf_len(st->ob) : 0;
+    size_t n = buf_take(st->ob, out, length);
     (void)s, (void)id, (void)ud;
     if (n) {
-        memcpy(out, buf_head(b), n);
-        b->start += (uint32_t)n;
-        if (buf_len(b) == 0)
-            b->start = b->end = 0;
         h2_progress(st->h);
         if (st->wblocked) {
             st->wblocked = false;

@@ -94,11 +94,9 @@ down_cb(nghttp2_session *s, int32_t id, uint8_t *out, size_t length, uint32_t *f
     struct h2_tunnel *t = src->ptr;
     struct buf *b = t->down;
     size_t avail = b ? buf_len(b) : 0;
-    size_t n = avail < length ? avail : length;
+    size_t n = buf_take(b, out, length);
     (void)s, (void)id, (void)ud;
     if (n) {
-        memcpy(out, buf_head(b), n);
-        b->start += (uint32_t)n;
         h2_progress(t->st->h);
         if (buf_len(b) == 0) {
             buf_put(&t->st->h->w->bufs, b); /* no buffer while idle */

@@ -78,6 +78,23 @@ buf_compact(struct buf *b)
     b->start = 0;
 }
 
+/* Copy up to <max> pending bytes of <b> (NULL: none) to <out> and consume
+ * them; an emptied buffer starts over at 0. Returns the bytes copied. */
+static inline size_t
+buf_take(struct buf *b, void *out, size_t max)
+{
+    size_t n = b ? buf_len(b) : 0;
+    if (n > max)
+        n = max;
+    if (n) {
+        memcpy(out, buf_head(b), n);
+        b->start += (uint32_t)n;
+        if (b->start == b->end)
+            b->start = b->end = 0;
+    }
+    return n;
+}
+
 /* Append <n> bytes; returns the number appended (less when full). */
 static inline uint32_t
 buf_append(struct buf *b, const void *p, uint32_t n)
