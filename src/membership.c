@@ -138,9 +138,10 @@ server_new(struct upstream *u, const struct conf_server *cs, const struct dyn *d
 {
     const struct conf_upstream *cu = u->conf;
     char key[512];
-    struct server *s = calloc(1, sizeof(*s));
+    struct server *s = aligned_alloc(CACHELINE, sizeof(*s));
     if (!s)
         return NULL;
+    memset(s, 0, sizeof(*s));
     atomic_init(&s->refs, 1);
     s->up = u;
     s->index = index;
@@ -162,6 +163,7 @@ server_new(struct upstream *u, const struct conf_server *cs, const struct dyn *d
             goto fail;
     }
     s->leaving = d && d->leaving;
+    s->max_conns = s->conf->max_conns;
     int n = snprintf(key, sizeof(key), "%s/%s", cu->name, s->conf->name);
     bool fresh = server_rt_find(key) == NULL;
     s->rt = server_rt_join(key, &cu->health, cs && at_start);

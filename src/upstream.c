@@ -81,8 +81,9 @@ rt_get(const char *key, bool initial_up, bool unchecked)
         goto out;
     }
     uint32_t slot = free_slot();
-    if (slot == UINT32_MAX || !(rt = calloc(1, sizeof(*rt))))
+    if (slot == UINT32_MAX || !(rt = aligned_alloc(CACHELINE, sizeof(*rt))))
         goto out;
+    memset(rt, 0, sizeof(*rt));
     rt->key = strdup(key);
     rt->t = traffic_counters_new();
     if (!rt->key || !rt->t || !strmap_put(&by_key, rt->key, rt)) {

@@ -33,21 +33,24 @@ enum srv_health {
  * generation that has the server. Fields are atomics written by the control
  * thread (admin, health) or by workers (ejection, active counts). */
 struct server_rt {
-    char *key;                         /* "upstream/server" */
-    _Atomic uint32_t refs;             /* generations and tunnels holding it */
-    uint32_t slot;                     /* dense id for per-worker tables (keep-alive pools) */
-    _Atomic int32_t weight_admin;      /* admin override, -1 none */
-    _Atomic int32_t weight_conf;       /* weight in the newest generation */
+    /* What a pick and a request read or write, in the first cache line (the
+     * struct is line-aligned): with a thousand servers each is cold. */
     _Atomic uint8_t admin;             /* enum srv_admin */
     _Atomic uint8_t health;            /* enum srv_health (active checks) */
-    _Atomic uint64_t ejected_until_ms; /* passive ejection end (monotonic), 0 none */
-    _Atomic uint32_t ejections;        /* consecutive ejections (back-off growth) */
-    _Atomic uint32_t consec_errors;    /* consecutive failures seen by workers */
-    _Atomic uint64_t usable_since_ms;  /* when it last became usable (slow start) */
+    uint32_t slot;                     /* dense id for per-worker tables (keep-alive pools) */
     _Atomic int32_t active;            /* requests in flight (least_conn) */
     _Atomic int32_t tunnels;           /* WebSocket tunnels open */
-    _Atomic uint64_t gen_id;           /* newest generation that has it */
+    _Atomic uint32_t consec_errors;    /* consecutive failures seen by workers */
+    _Atomic uint32_t ejections;        /* consecutive ejections (back-off growth) */
+    _Atomic uint64_t ejected_until_ms; /* passive ejection end (monotonic), 0 none */
+    struct traffic_counters *t;        /* per-slot counters */
     _Atomic uint32_t addr_version;     /* bumped when its address changes on reload */
+    _Atomic uint32_t refs;             /* generations and tunnels holding it */
+    char *key;                         /* "upstream/server" */
+    _Atomic int32_t weight_admin;      /* admin override, -1 none */
+    _Atomic int32_t weight_conf;       /* weight in the newest generation */
+    _Atomic uint64_t usable_since_ms;  /* when it last became usable (slow start) */
+    _Atomic uint64_t gen_id;           /* newest generation that has it */
     /* Health-check bookkeeping, control thread only. */
     uint32_t hc_rise;                  /* consecutive successes while down */
     uint32_t hc_fall;                  /* consecutive failures while up */
@@ -57,7 +60,6 @@ struct server_rt {
     _Atomic uint64_t transitions;      /* up/down changes */
     _Atomic uint64_t last_change_ms;   /* wall clock of the last up/down change */
     _Atomic bool hc_unchecked;         /* new, down until its first passing check */
-    struct traffic_counters *t;        /* per-slot counters */
     /* Session load and capacity (session_load.c; include/tether/session_load.h). */
     _Atomic int32_t rep_active;      /* active sessions the pod last reported, -1 none */
     _Atomic int32_t rep_max;         /* max_sessions it last reported, -1 none */
@@ -75,7 +77,7 @@ struct server_rt {
     _Atomic uint32_t others;         /* sessions other replicas placed on it (Redis, wraps) */
     _Atomic uint32_t others_base;    /* <others> when the figure's check was sent */
     _Atomic uint32_t others_at_send; /* control thread: <others> when the running check was sent */
-};
+} __attribute__((aligned(CACHELINE)));
 
 /* Runtime state of one region ("upstream/region"). */
 struct region_rt {
@@ -97,19 +99,21 @@ enum srv_source {
  * keeps it across loop iterations holds a reference (server_hold), so a
  * membership swap never frees a server a request still uses. */
 struct server {
-    _Atomic uint32_t refs;          /* its membership + requests using it */
-    const struct conf_server *conf; /* the configuration's, or <own> */
-    struct upstream *up;
-    uint32_t index;  /* in its membership's servers */
-    uint32_t region; /* index in up->regions */
+    /* A pick reads the first cache line only (the struct is line-aligned). */
+    _Atomic uint32_t refs; /* its membership + requests using it */
+    uint32_t index;        /* in its membership's servers */
+    uint32_t region;       /* index in up->regions */
+    uint32_t max_conns;    /* conf->max_conns, here for the pick */
+    uint8_t source;        /* enum srv_source */
+    bool leaving;          /* dropped from DNS or deleted: pinned sessions only */
     struct server_rt *rt;
+    struct upstream *up;
+    const struct conf_server *conf; /* the configuration's, or <own> */
+    void *tls_ctx;          /* SSL_CTX for TLS to the pod (owned by the generation), or NULL */
     uint64_t cookie_id;     /* keyed stable identity (cookies, Redis) */
     uint64_t hash_key;      /* stable key for the consistent hash */
-    void *tls_ctx;          /* SSL_CTX for TLS to the pod (owned by the generation), or NULL */
-    uint8_t source;         /* enum srv_source */
-    bool leaving;           /* dropped from DNS or deleted: pinned sessions only */
     struct conf_server own; /* settings of a discovered or admin-added server */
-};
+} __attribute__((aligned(CACHELINE)));
 
 /* A server list of one region inside a membership. */
 struct region_members {

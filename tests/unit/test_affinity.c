@@ -71,10 +71,12 @@ setup(void)
     }
     uint32_t order[8];
     for (uint32_t i = 0; i < cu->nservers; i++) {
-        struct server *s = calloc(1, sizeof(*s));
+        struct server *s = aligned_alloc(CACHELINE, sizeof(*s));
+        memset(s, 0, sizeof(*s));
         int n = snprintf(key, sizeof(key), "voice/%s", cu->servers[i].name);
         atomic_init(&s->refs, 1);
         s->conf = &cu->servers[i];
+        s->max_conns = s->conf->max_conns;
         s->up = &up;
         s->index = i;
         s->region = (uint32_t)cu->servers[i].region;
