@@ -18,10 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #define TTL_FLOOR_MS   1000u /* a TTL of 0 does not spin */
 #define RETRY_MAX_MS   2000u /* a failed lookup is tried again this soon at most */
 #define ADDRS_MAX      4096u /* addresses gathered per name and round */
+#define SEEN_SLOTS     8192u /* open-addressing set over them (2 x ADDRS_MAX, a power of 2) */
 #define SRV_WEIGHT_DIV 64u   /* SRV weight 0..65535 -> server weight 1..1000 */
 
 struct dchan;
@@ -56,6 +58,7 @@ struct dname {
     uint32_t min_ttl_s;
     struct disc_addr *acc;
     uint32_t nacc;
+    uint32_t *seen; /* [SEEN_SLOTS]: acc index + 1 by address hash, 0 free */
     char err[96];
 };
 
@@ -314,6 +317,19 @@ query_done(struct dname *d)
         finish(d);
 }
 
+/* Is <addr> (at acc[nacc]) new in this round? Records it if so. A set, not a
+ * scan of the addresses so far: an answer of 1,000 was 500,000 comparisons. */
+static bool
+first_sight(struct dname *d, const struct sock_addr *addr)
+{
+    uint32_t i = (uint32_t)XXH3_64bits(&addr->u, addr->len) & (SEEN_SLOTS - 1);
+    for (; d->seen[i]; i = (i + 1) & (SEEN_SLOTS - 1))
+        if (sock_addr_equal(&d->acc[d->seen[i] - 1].addr, addr))
+            return false;
+    d->seen[i] = d->nacc + 1;
+    return true;
+}
+
 static void
 addrinfo_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
 {
@@ -336,10 +352,7 @@ addrinfo_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
         memcpy(&a->addr.u, n->ai_addr, n->ai_addrlen);
         a->addr.len = n->ai_addrlen;
         a->weight = q->weight;
-        bool dup = false;
-        for (uint32_t k = 0; k < d->nacc && !dup; k++)
-            dup = sock_addr_equal(&d->acc[k].addr, &a->addr);
-        if (dup)
+        if (!first_sight(d, &a->addr))
             continue;
         d->nacc++;
         uint32_t ttl = n->ai_ttl > 0 ? (uint32_t)n->ai_ttl : 0;
@@ -369,7 +382,10 @@ resolve_host(struct dname *d, const char *host, uint32_t port, uint32_t weight)
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC; /* A and AAAA */
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = ARES_AI_NUMERICSERV;
+    /* A membership is a set: no RFC 6724 sort, which connects a UDP socket to
+     * every address of every answer to learn its source address (with 1,000
+     * pods re-resolved each second, most of the control thread's time). */
+    hints.ai_flags = ARES_AI_NUMERICSERV | ARES_AI_NOSORT;
     snprintf(service, sizeof(service), "%u", port);
     d->pending++;
     ares_getaddrinfo(d->c->ch, host, service, &hints, addrinfo_cb, q);
@@ -413,6 +429,7 @@ lookup_start(struct dname *d)
     d->pending = 1; /* held until every query of the round is sent */
     d->failed = false;
     d->nacc = 0;
+    memset(d->seen, 0, SEEN_SLOTS * sizeof(*d->seen));
     d->min_ttl_s = UINT32_MAX;
     d->err[0] = '\0';
     if (d->srv) {
@@ -461,6 +478,7 @@ names_free(void)
         free(d->name);
         free(d->region);
         free(d->acc);
+        free(d->seen);
         free(d);
     }
     free(names);
@@ -482,7 +500,8 @@ name_new(struct dchan *c, const struct conf_upstream *cu, const struct conf_disc
     d->name = strdup(dv->name);
     d->region = strdup(cu->regions[dv->region].name);
     d->acc = calloc(ADDRS_MAX, sizeof(*d->acc));
-    if (!d->up || !d->name || !d->region || !d->acc)
+    d->seen = calloc(SEEN_SLOTS, sizeof(*d->seen));
+    if (!d->up || !d->name || !d->region || !d->acc || !d->seen)
         goto fail;
     d->port = dv->port;
     d->weight = dv->weight;
@@ -498,6 +517,7 @@ fail:
         free(d->name);
         free(d->region);
         free(d->acc);
+        free(d->seen);
         free(d);
     }
     return NULL;

@@ -419,6 +419,24 @@ def test_srv_records_give_ports_and_weights():
     dns.stop()
 
 
+def test_an_address_named_twice_is_one_server():
+    a = h.Mockpod("pod-a", host="127.0.0.2")
+    b = h.Mockpod("pod-b", host="127.0.0.3")
+    # Two SRV targets with the same address and port, and a third name for the other pod.
+    srv = ["_voice._tcp.voice.test,x.voice.test,%d,0,64" % a.port,
+           "_voice._tcp.voice.test,y.voice.test,%d,0,64" % a.port,
+           "_voice._tcp.voice.test,z.voice.test,%d,0,64" % b.port]
+    dns = Dnsmasq([("127.0.0.2", "x.voice.test"), ("127.0.0.2", "y.voice.test"),
+                   ("127.0.0.3", "z.voice.test")], srv=srv)
+    t = tether(dns, 0, discover="discover _voice._tcp.voice.test srv;")
+    wait_usable(t, [a, b])
+    assert sorted(servers(t)) == sorted([ident(a), ident(b)]), servers(t)
+    got = count(t.port, 40)
+    assert got == {"pod-a": 20, "pod-b": 20}, got
+    h.stop_clean(t)
+    dns.stop()
+
+
 def test_a_and_aaaa_records():
     port = h.free_port()
     v4 = h.Mockpod("pod-v4", port=port, host="127.0.0.2")
