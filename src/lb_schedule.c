@@ -5,6 +5,7 @@
 
 #include <tether/lb.h>
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +69,16 @@ scale_down(uint64_t *w, size_t n, uint64_t sum, uint64_t max_len)
     return reduce_gcd(w, n);
 }
 
+/* Are the non-zero weights all 1 (equal weights, reduced by their gcd)? */
+static bool
+all_ones(const uint64_t *w, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (w[i] > 1)
+            return false;
+    return true;
+}
+
 struct wrr_schedule *
 wrr_build(const uint32_t *weights, size_t n, uint32_t max_len)
 {
@@ -108,7 +119,15 @@ wrr_build(const uint32_t *weights, size_t n, uint32_t max_len)
     /* nginx's smooth WRR: every step each member gains its weight, the largest
      * current value wins (first index on ties) and pays back the total. After
      * <sum> steps every current value is back to 0, so this is the full period.
-     * O(sum * n), done once per build. */
+     * O(sum * n), done once per build; with equal weights (every discovered A
+     * record) it is each member once, in index order: O(n). */
+    if (all_ones(w, n)) {
+        uint32_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (w[i])
+                s->seq[k++] = (uint32_t)i;
+        goto done;
+    }
     for (uint32_t k = 0; k < s->len; k++) {
         size_t best = SIZE_MAX;
         for (size_t i = 0; i < n; i++) {
@@ -121,6 +140,7 @@ wrr_build(const uint32_t *weights, size_t n, uint32_t max_len)
         cur[best] -= (int64_t)sum;
         s->seq[k] = (uint32_t)best;
     }
+done:
     free(w);
     free(cur);
     return s;

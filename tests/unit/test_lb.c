@@ -289,6 +289,20 @@ test_wrr_nginx_sequence(void)
     CHECK(wrr_build((uint32_t[]){0, 0}, 2, 0) == NULL);
 }
 
+/* Equal weights take a shortcut (each member once, in order): the same
+ * sequence as the step-by-step algorithm, zero weights skipped. */
+static void
+test_wrr_equal_weights(void)
+{
+    uint32_t w[12] = {6, 6, 0, 6, 6, 6, 0, 0, 6, 6, 6, 6}, ref[18];
+    nginx_wrr(w, 12, 18, ref);
+    struct wrr_schedule *s = wrr_build(w, 12, 0);
+    CHECK_UINT_EQ(s->len, 9);
+    for (uint32_t i = 0; i < 18; i++)
+        CHECK_UINT_EQ(s->seq[i % s->len], ref[i]);
+    wrr_free(s);
+}
+
 static void
 test_wrr_gcd(void)
 {
@@ -359,6 +373,7 @@ main(void)
     RUN(test_chash_weighted_shares);
     RUN(test_chash_weight_change_local);
     RUN(test_wrr_nginx_sequence);
+    RUN(test_wrr_equal_weights);
     RUN(test_wrr_gcd);
     RUN(test_wrr_scale_down);
     RUN(test_alias_distribution);
