@@ -3,25 +3,32 @@
 # What a large discovered membership costs tether (issue 14, item 9):
 #  1. pick cost: keep-alive req/s through an upstream of 1,000 servers found with
 #     `discover` against the same through 2 discovered servers (two tether processes,
-#     alternating wrk rounds, ratio many/two; the goal is >= 0.95);
+#     alternating wrk rounds, ratio many/two; the goal is >= 0.95). With HAProxy
+#     installed, HAProxy with the same two server lists (static `server` lines: it is
+#     the reference for what spreading requests over 1,000 upstream connections costs
+#     any proxy, in the kernel most of all) runs in the same alternation (-x: not);
 #  2. swap cost: p99 of the 1,000-server tether while its membership changes every
 #     second (one address leaves and comes back through DNS) against the same tether
 #     steady (alternating rounds; the goal is a p99 ratio <= 1.5).
-# The servers are addresses 127.0.1.1 ... on one port, served by two mock pod processes
-# (half each; the 2-server variant uses one address of each), named in a local
-# dnsmasq's hosts file (TTL 1 s, resolver valid=1s).
+# The servers are addresses 127.0.1.1 ... on one port, all served by one mock pod
+# process (the 2-server variant uses the first two addresses), named in a local
+# dnsmasq's hosts file (TTL 1 s, resolver valid=1s). One pod process, so that both
+# variants wake the same process in the same pattern and only the proxy's side differs
+# (pods split over processes made the ratio swing from 0.47 to 1.33 with the split).
 #
 # usage: bench/discovery_cost.sh [-r ROUNDS] [-d SECS] [-c CONNS] [-t WRK_THREADS]
-#                                [-w WORKERS] [-n SERVERS] [-o OUT.md] [-j OUT.json]
+#                                [-w WORKERS] [-n SERVERS] [-x] [-o OUT.md] [-j OUT.json]
 #   defaults: 5 rounds x 10 s, 50 connections, 1 worker, 1000 servers
 # Environment: TETHER_BUILDDIR (see bench/lib.sh), BENCH_KEEP=1.
-HELP_LINES=3,17
+HELP_LINES=3,22
 . "$(dirname "$0")/lib.sh"
 NSERVERS=1000
+WITH_HAPROXY=1
 args=()
 while [ $# -gt 0 ]; do
     case $1 in
     -n) NSERVERS=$2; shift 2 ;;
+    -x) WITH_HAPROXY=0; shift ;;
     *) args+=("$1"); shift ;;
     esac
 done
@@ -35,32 +42,24 @@ NOFILE=$(raise_nofile)
 PINSPEC=none CPU_SUT= CPU_POD= CPU_LOAD=
 declare -gA PORT SUTPIDS
 
-# the pods: NSERVERS loopback addresses served by two mockpod processes (half each), so
-# both variants wake the same two pod processes: only tether's side differs
-read -r PP PDNS P_TWO P_MANY <<<"$(free_ports 4)"
+# the pods: NSERVERS loopback addresses, all served by one mock pod process
+read -r PP PDNS P_TWO P_MANY P_HTWO P_HMANY <<<"$(free_ports 6)"
 ADDRS=()
 for i in $(seq 0 $((NSERVERS - 1))); do ADDRS+=("127.0.$((1 + i / 250)).$((1 + i % 250))"); done
-half=$(((NSERVERS + 1) / 2))
-POD_PIDS=
-for k in 0 1; do
-    listen=()
-    for a in "${ADDRS[@]:k*half:half}"; do listen+=(--listen "$a:$PP"); done
-    start "pod$k" "" "$WORK/pod$k.log" "$MOCKPOD" "${listen[@]}" --name "pod$k" --threads 1 --quiet
-    p=PID_pod$k
-    POD_PIDS="$POD_PIDS ${!p}"
-done
-PID_pod=$PID_pod0
-for a in "${ADDRS[0]}" "${ADDRS[half]}"; do
+listen=()
+for a in "${ADDRS[@]}"; do listen+=(--listen "$a:$PP"); done
+start pod "" "$WORK/pod.log" "$MOCKPOD" "${listen[@]}" --name pod --threads 1 --quiet
+for a in "${ADDRS[0]}" "${ADDRS[NSERVERS - 1]}"; do
     for i in $(seq 100); do (exec 3<>"/dev/tcp/$a/$PP") 2>/dev/null && break; sleep 0.05; done
 done
 
-# DNS: "many.bench" answers every address, "two.bench" one address of each pod
+# DNS: "many.bench" answers every address, "two.bench" the first two
 hosts() { # hosts SKIP: the hosts file, without address number SKIP (-1: none)
     local i
     {
         for i in "${!ADDRS[@]}"; do [ "$i" = "$1" ] || echo "${ADDRS[$i]} many.bench"; done
         echo "${ADDRS[0]} two.bench"
-        echo "${ADDRS[half]} two.bench"
+        echo "${ADDRS[1]} two.bench"
     } >"$WORK/hosts.new"
     mv "$WORK/hosts.new" "$WORK/hosts"
 }
@@ -104,9 +103,29 @@ done
 log "tether_many found $n of $NSERVERS servers; tether_two $(grep -c 'joins' "$WORK/tether_two.log" || true)"
 [ "$n" -ge "$NSERVERS" ] || die "tether_many did not find its servers: $(tail -5 "$WORK/tether_many.log")"
 
-# 1. pick cost
 AB_SYSTEMS=(tether_two tether_many)
+if [ "$WITH_HAPROXY" = 1 ] && command -v haproxy >/dev/null; then
+    servers=()
+    for a in "${ADDRS[@]}"; do servers+=("$a:$PP"); done
+    haproxy_cfg "$WORK/haproxy_two.cfg" "$P_HTWO" 0 "" 4000 "${servers[@]:0:2}"
+    haproxy_cfg "$WORK/haproxy_many.cfg" "$P_HMANY" 0 "" 4000 "${servers[@]}"
+    ab_start haproxy_two "$WORK/haproxy_two.cfg" "$P_HTWO"
+    ab_start haproxy_many "$WORK/haproxy_many.cfg" "$P_HMANY"
+    AB_SYSTEMS+=(haproxy_two haproxy_many)
+fi
+
+# 1. pick cost
 ab_run "Discovered membership: 1 of $NSERVERS servers vs 1 of 2 (keep-alive)" tether_many tether_two
+if [ -n "${SUTPIDS[haproxy_many]:-}" ]; then
+    {
+        echo "## The same spread through HAProxy (static server lines): $(date -u +%Y-%m-%dT%H:%MZ)"
+        echo
+        summary --ratio "tether_many:tether_two" --ratio "haproxy_many:haproxy_two" \
+            --ratio "tether_two:haproxy_two" --ratio "tether_many:haproxy_many"
+    } >"$WORK/report-haproxy.md"
+    cat "$WORK/report-haproxy.md"
+    cat "$WORK/report-haproxy.md" >>"$WORK/report.md"
+fi
 cp "$WORK/report.md" "$WORK/report-pick.md"
 
 # 2. membership swapped every second: the same tether, steady vs swapping
