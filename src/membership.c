@@ -281,9 +281,10 @@ oom:
     return NULL;
 }
 
-/* Publish a new membership of <u> with its plan; health checks follow. */
+/* Publish a new membership of <u> with its plan; health checks follow
+ * (<checks>: once the control loop runs). */
 static int
-membership_publish(struct upstream *u, struct err *e)
+membership_publish(struct upstream *u, bool checks, struct err *e)
 {
     struct members *m = membership_build(u, false, e);
     if (!m)
@@ -296,7 +297,8 @@ membership_publish(struct upstream *u, struct err *e)
         return err_set(e, "out of memory building the balancer plan of \"%s\"", u->conf->name);
     }
     members_unref(old); /* the retired plan still holds it */
-    health_sync(u->gen);
+    if (checks)
+        health_sync(u->gen);
     return 0;
 }
 
@@ -305,7 +307,7 @@ republish(const char *up)
 {
     struct upstream *u = current_upstream(up);
     struct err e;
-    if (u && membership_publish(u, &e) < 0)
+    if (u && membership_publish(u, true, &e) < 0)
         log_error("membership: %s", e.msg);
 }
 
@@ -585,6 +587,89 @@ membership_pinned(const struct members *m)
         out[i] += (uint64_t)atomic_load(&m->servers[i]->rt->tunnels);
     free(by_id);
     return out;
+}
+
+/* ---- binary upgrade ---- */
+
+/* A field of a state line: no white space, or "-" for none. */
+static bool
+field_ok(const char *f)
+{
+    return f && *f && strlen(f) < 180 && strcspn(f, " \t\r\n") == strlen(f) && strcmp(f, "-") != 0;
+}
+
+void
+membership_state_out(void (*emit)(void *ctx, const char *line), void *ctx)
+{
+    char line[1200], addr[SOCK_ADDR_STRLEN];
+    for (uint32_t i = 0; i < nroster; i++) {
+        const struct dyn *d = roster[i];
+        if (!field_ok(d->up) || !field_ok(d->name) || (d->tag && !field_ok(d->tag)) ||
+            (d->region && !field_ok(d->region))) {
+            log_warn("membership: server %s/%s is not handed over (a space in its names)", d->up,
+                     d->name);
+            continue;
+        }
+        if (d->source == SRV_SRC_CONFIG)
+            snprintf(addr, sizeof(addr), "-");
+        else
+            sock_addr_format(&d->addr, addr, sizeof(addr));
+        unsigned flags = (d->leaving ? 1u : 0) | (d->held ? 2u : 0) | (d->removed ? 4u : 0);
+        int n = snprintf(line, sizeof(line), "dyn %u %u %llu %u %s %s %s %s %s", d->source, flags,
+                         (unsigned long long)d->leave_at_ms, d->weight, d->up, d->name, addr,
+                         d->tag ? d->tag : "-", d->region ? d->region : "-");
+        if (n > 0 && (size_t)n < sizeof(line))
+            emit(ctx, line);
+    }
+}
+
+int
+membership_state_in(const char *line)
+{
+    unsigned source, flags, weight;
+    unsigned long long leave_at;
+    char up[256], name[256], addr[256], tag[256], region[256];
+    struct sock_addr a = {0};
+    struct err e;
+    if (sscanf(line, "dyn %u %u %llu %u %255s %255s %255s %255s %255s", &source, &flags, &leave_at,
+               &weight, up, name, addr, tag, region) != 9 ||
+        source > SRV_SRC_ADMIN || flags > 7)
+        return -1;
+    if (source != SRV_SRC_CONFIG && sock_addr_parse(&a, addr, 0, &e) < 0)
+        return -1;
+    struct dyn *d = dyn_find(up, name);
+    if (!d && !(d = dyn_new(up, name, source)))
+        return -1;
+    d->source = (uint8_t)source;
+    d->addr = a;
+    d->weight = weight ? weight : 1;
+    d->leaving = flags & 1u;
+    d->held = flags & 2u;
+    d->removed = flags & 4u;
+    d->leave_at_ms = leave_at;
+    free(d->tag);
+    d->tag = strcmp(tag, "-") != 0 ? strdup(tag) : NULL;
+    if (set_region_name(d, strcmp(region, "-") != 0 ? region : NULL) < 0)
+        return -1;
+    /* As on a reload: a discover line the configuration no longer has lets
+     * its servers leave. */
+    struct upstream *u = current_upstream(up);
+    bool listed = false;
+    for (uint32_t k = 0; u && d->tag && k < u->conf->ndiscovers; k++)
+        listed |= strcmp(u->conf->discovers[k].name, d->tag) == 0;
+    if (u && d->source == SRV_SRC_DNS && !listed)
+        leave(d, u, time_mono_ms());
+    return 0;
+}
+
+void
+membership_state_done(void)
+{
+    struct gen *g = atomic_load(&gen_current);
+    struct err e;
+    for (uint32_t i = 0; g && i < g->nupstreams; i++)
+        if (membership_publish(&g->upstreams[i], false, &e) < 0)
+            log_error("membership: %s", e.msg);
 }
 
 void

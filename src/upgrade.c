@@ -6,6 +6,7 @@
 #include <tether/affinity.h>
 #include <tether/gen.h>
 #include <tether/log.h>
+#include <tether/membership.h>
 #include <tether/session.h>
 #include <tether/session_store.h>
 #include <tether/upgrade.h>
@@ -138,6 +139,12 @@ key_ok(const char *k)
     return strchr(k, '\n') == NULL && strlen(k) < 900;
 }
 
+static void
+emit_line(void *o, const char *line)
+{
+    out_line(o, "%s", line);
+}
+
 /* Everything the new process takes over, in order: sockets, then state. */
 static void
 send_all(struct out *o, const struct gen *g, int admin_fd, int stats_fd)
@@ -156,19 +163,25 @@ send_all(struct out *o, const struct gen *g, int admin_fd, int stats_fd)
         out_fd(o, "stats", stats_fd);
     if (upgrade_lock_fd >= 0)
         out_fd(o, "lock", upgrade_lock_fd);
-    /* Admin overrides, health and ejections, by "upstream/server" key, of the
-     * configured servers (discovered and admin-added ones come back through
-     * DNS and Redis in the new process, as new servers). */
+    /* The roster first: discovered and admin-added servers are in the new
+     * process's membership, with their leaving state, before it serves (a
+     * call pinned to a discovered pod must not wait for DNS and a first
+     * health check there). */
+    membership_state_out(emit_line, o);
+    /* Then admin overrides, health, ejections and slow start, by
+     * "upstream/server" key, of every server. */
     for (uint32_t i = 0; g && i < g->nupstreams; i++) {
         const struct upstream *u = &g->upstreams[i];
         const struct members *m = u->members;
         for (uint32_t s = 0; s < m->nservers; s++) {
             const struct server_rt *rt = m->servers[s]->rt;
-            if (m->servers[s]->source != SRV_SRC_CONFIG || !key_ok(rt->key))
+            if (!key_ok(rt->key))
                 continue;
             out_line(o, "srv %d %u %u %llu %s", (int)atomic_load(&rt->weight_admin),
                      (unsigned)atomic_load(&rt->admin), (unsigned)atomic_load(&rt->health),
                      (unsigned long long)atomic_load(&rt->ejected_until_ms), rt->key);
+            out_line(o, "since %llu %s", (unsigned long long)atomic_load(&rt->usable_since_ms),
+                     rt->key);
         }
         for (uint32_t r = 0; r < u->nregions; r++) {
             const struct region_rt *rt = u->regions[r].rt;

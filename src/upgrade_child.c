@@ -6,6 +6,7 @@
 #include <tether/affinity.h>
 #include <tether/conf.h>
 #include <tether/log.h>
+#include <tether/membership.h>
 #include <tether/session.h>
 #include <tether/session_store.h>
 #include <tether/sock.h>
@@ -205,6 +206,12 @@ apply_line(char *l, struct session_table *t, uint64_t now)
         atomic_store(&rt->ejected_until_ms, (uint64_t)ej);
         return 0;
     }
+    if (sscanf(l, "since %llu %n", &ej, &n) == 1 && n > 0) {
+        struct server_rt *rt = server_rt_find(l + n);
+        if (rt)
+            atomic_store(&rt->usable_since_ms, (uint64_t)ej);
+        return 0;
+    }
     if (sscanf(l, "reg %d %n", &w, &n) == 1 && n > 0) {
         struct region_rt *rt = region_rt_get(l + n);
         if (rt) {
@@ -230,6 +237,28 @@ upgrade_child_apply(void)
     char *save = NULL;
     if (!child.state)
         return 0;
+    /* The roster first, published once, so the other lines find every
+     * server's runtime state. */
+    uint32_t ndyn = 0, bad = 0;
+    for (char *l = child.state, *end; l && *l; l = end ? end + 1 : NULL) {
+        end = strchr(l, '\n');
+        if (strncmp(l, "dyn ", 4) != 0)
+            continue;
+        if (end)
+            *end = '\0';
+        if (membership_state_in(l) < 0)
+            bad++;
+        else
+            ndyn++;
+        if (end)
+            *end = '\n';
+    }
+    if (bad)
+        log_warn("upgrade: %u malformed roster line(s) skipped", bad);
+    if (ndyn) {
+        membership_state_done();
+        log_notice("upgrade: %u discovered, added or deleted server(s) taken over", ndyn);
+    }
     for (char *l = strtok_r(child.state, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
         nsess += apply_line(l, t, now);
     free(child.state);

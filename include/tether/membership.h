@@ -61,6 +61,19 @@ uint64_t membership_refused(void);
  * array for the caller to free, or NULL when out of memory. */
 uint64_t *membership_pinned(const struct members *m);
 
+/* Binary upgrade: the roster (discovered and admin-added servers, deleted
+ * configured ones, with their leaving state) as lines "dyn ..." for the new
+ * process, each passed to <emit>. */
+void membership_state_out(void (*emit)(void *ctx, const char *line), void *ctx);
+
+/* The new process: one "dyn" line of the old one into the roster (no publish
+ * yet). 0, or -1 for a malformed line or out of memory. */
+int membership_state_in(const char *line);
+
+/* After the last membership_state_in(): every upstream's membership is built
+ * again, before the control loop runs (its health checks start with it). */
+void membership_state_done(void);
+
 /* Free the roster (shutdown). */
 void membership_fini(void);
 

@@ -309,6 +309,39 @@ def test_dns_server_stopped_changes_nothing():
     dns.stop()
 
 
+def test_binary_upgrade_keeps_discovered_servers_while_dns_is_down():
+    pods = pods_on(3)
+    dns = Dnsmasq(hosts_of(pods))
+    t = tether(dns, pods[0].port)
+    wait_usable(t, pods)
+    cookie, sid = pinned(t, "pod-4")
+    dns.set_hosts(hosts_of(pods[:2]))
+    gone = ident(pods[2])
+    h.wait_until(lambda: servers(t)[gone]["state"] == "leaving", timeout=10, what="leaving")
+    # DNS is down when the new process starts: it has the servers only from
+    # the old one, and it serves them at once (checked already, still leaving).
+    dns.stop()
+    ctl(t, "upgrade")
+    new = int(ctl(t, "show", "info").split("\npid: ")[1].split("\n")[0])
+    try:
+        assert new != t.pid
+        s = servers(t)
+        assert set(s) == {ident(p) for p in pods}, s
+        assert s[gone]["state"] == "leaving" and s[gone]["source"] == "dns", s[gone]
+        assert usable(t) == {ident(p) for p in pods[:2]}, s
+        assert count(t.port, 20) == {"pod-2": 10, "pod-3": 10}
+        assert count(t.port, 10, "/sdp", headers={"Cookie": cookie}) == {"pod-4": 10}
+        r = h.request(t.port, "POST", "/webhook/%s/event" % sid)
+        assert r.status == 200 and r.header("X-Pod") == "pod-4", r.header("X-Pod")
+        assert "3 discovered, added or deleted server(s) taken over" in t.stderr(), t.stderr()
+    finally:
+        os.kill(new, signal.SIGTERM)
+        h.wait_until(lambda: not os.path.exists("/proc/%d" % new) or
+                     open("/proc/%d/stat" % new).read().rsplit(")", 1)[1].split()[0] == "Z",
+                     timeout=20, what="new process to exit")
+        t.stop()
+
+
 def test_two_replicas_pin_a_session_to_the_same_pod():
     pods = pods_on(4)
     dns = Dnsmasq(hosts_of(pods))

@@ -494,6 +494,57 @@ def test_health_state_passes_to_the_new_process():
         t.stop()
 
 
+def test_added_and_leaving_servers_pass_to_the_new_process():
+    # No Redis: only the handover can bring an admin-added server to the new
+    # process (and it must come up there, not wait unchecked), and only the
+    # handover can keep a deleted configured server leaving.
+    conf = CONF.replace("balance round_robin;", "balance round_robin;\n    health_check { "
+                        "path /health; interval 1s; rise 1; fall 1; }")
+    pods, t = setup(2, conf=conf)
+    x = h.Mockpod("pod-x")
+
+    def servers():
+        rc, out = ctl(t, "show servers json")
+        assert rc == 0, out
+        return {s["server"]: s for s in h.json.loads(out)["servers"]}
+    rc, out = ctl(t, "add server voice/pod-x %s" % x.addr)
+    assert rc == 0, out
+    h.wait_until(lambda: servers()["pod-x"]["health"] == "up", what="pod-x checked up")
+    sessions = {}
+    for _ in range(60):
+        r = h.request(t.port, "POST", "/session")
+        assert r.status == 200
+        sessions.setdefault(r.header("X-Pod"), r.json()["session_id"])
+        r.conn.close()
+        if len(sessions) == 3:
+            break
+    assert set(sessions) == {"pod-0", "pod-1", "pod-x"}, sessions
+    rc, out = ctl(t, "del server voice/pod-1")
+    assert rc == 0 and "leaving" in out, out
+    rc, out = ctl(t, "upgrade")
+    assert rc == 0, out
+    new = serving_pid(t)
+    try:
+        assert new != t.pid
+        s = servers()
+        assert s["pod-x"]["source"] == "admin" and s["pod-x"]["health"] == "up", s["pod-x"]
+        assert s["pod-1"]["state"] == "leaving", s["pod-1"]
+        for pod, sid in sessions.items():
+            r = h.request(t.port, "POST", "/webhook/%s/event" % sid)
+            assert r.status == 200 and r.header("X-Pod") == pod, (sid, pod, r.header("X-Pod"))
+            r.conn.close()
+        placed = set()
+        for _ in range(12):
+            r = h.request(t.port, "POST", "/session")
+            placed.add(r.header("X-Pod"))
+            r.conn.close()
+        assert placed == {"pod-0", "pod-x"}, placed
+        h.wait_until(lambda: not t.alive(), timeout=20, what="old process to exit")
+    finally:
+        stop_pid(new)
+        t.stop()
+
+
 def test_upgrade_to_fewer_workers_keeps_every_socket():
     # workers 3 -> 1: the new process inherits three SO_REUSEPORT sockets per
     # address and its one worker watches them all (a socket left unwatched
