@@ -124,12 +124,6 @@ session_store_learn(const struct session_store *st, struct redis_waiter *wt, uin
 }
 
 void
-session_store_forget(const struct session_store *st, uint64_t key)
-{
-    session_table_remove(st->table, key);
-}
-
-void
 session_store_cancel(struct redis_waiter *wt)
 {
     redis_waiter_cancel(wt);

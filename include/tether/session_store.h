@@ -67,9 +67,6 @@ bool session_store_learn(const struct session_store *st, struct redis_waiter *wt
                          const char *label, size_t label_len, const struct server *s,
                          uint64_t now_ms);
 
-/* Forget session <key> locally (Redis's copy expires by its TTL). */
-void session_store_forget(const struct session_store *st, uint64_t key);
-
 /* Forget every Redis operation in flight for <wt> (a lookup, a store, and
  * whatever else its owner started there): their answers are dropped. */
 void session_store_cancel(struct redis_waiter *wt);
