@@ -34,7 +34,8 @@ enum srv_health {
  * thread (admin, health) or by workers (ejection, active counts). */
 struct server_rt {
     /* What a pick and a request read or write, in the first cache line (the
-     * struct is line-aligned): with a thousand servers each is cold. */
+     * struct is line-aligned): with a thousand servers each is cold. Workers
+     * write <active> (and, rarely, the ejection fields) here. */
     _Atomic uint8_t admin;             /* enum srv_admin */
     _Atomic uint8_t health;            /* enum srv_health (active checks) */
     uint32_t slot;                     /* dense id for per-worker tables (keep-alive pools) */
@@ -45,12 +46,14 @@ struct server_rt {
     _Atomic uint64_t ejected_until_ms; /* passive ejection end (monotonic), 0 none */
     struct traffic_counters *t;        /* per-slot counters */
     _Atomic uint32_t addr_version;     /* bumped when its address changes on reload */
-    _Atomic uint32_t refs;             /* generations and tunnels holding it */
-    char *key;                         /* "upstream/server" */
-    _Atomic int32_t weight_admin;      /* admin override, -1 none */
-    _Atomic int32_t weight_conf;       /* weight in the newest generation */
-    _Atomic uint64_t usable_since_ms;  /* when it last became usable (slow start) */
-    _Atomic uint64_t gen_id;           /* newest generation that has it */
+    /* From here on: what the control thread writes when it publishes a
+     * membership (every server's, each time), off the workers' line. */
+    _Alignas(CACHELINE) char *key;    /* "upstream/server" */
+    _Atomic uint32_t refs;            /* generations and tunnels holding it */
+    _Atomic int32_t weight_admin;     /* admin override, -1 none */
+    _Atomic int32_t weight_conf;      /* weight in the newest generation */
+    _Atomic uint64_t usable_since_ms; /* when it last became usable (slow start) */
+    _Atomic uint64_t gen_id;          /* newest generation that has it */
     /* Health-check bookkeeping, control thread only. */
     uint32_t hc_rise;                  /* consecutive successes while down */
     uint32_t hc_fall;                  /* consecutive failures while up */
