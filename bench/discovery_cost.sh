@@ -140,9 +140,9 @@ SUTPIDS[tether_steady]=${SUTPIDS[tether_many]}
 # 1,000 names is no small part of a 2-CPU machine: with the steady rounds
 # quiet instead, that alone made their p99 ratio 1.3 to 2 with no membership
 # change at all); only tether's side differs.
-swapper() { # swapper CHANGE(0|1)
+swapper() { # swapper CHANGE(0|1); stops when $WORK/swap.stop exists
     local k=0
-    while :; do
+    while [ ! -e "$WORK/swap.stop" ]; do
         if [ "$1" = 1 ]; then hosts $((k % 2 ? -1 : NSERVERS - 1)); else hosts -1; fi
         kill -HUP "$PID_dns"
         k=$((k + 1))
@@ -153,11 +153,12 @@ swap_round() {
     local s=$1 r=$2 sp change=0
     WRK=(wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$P_MANY/")
     [ "$s" = tether_swapping ] && change=1
+    rm -f "$WORK/swap.stop"
     swapper "$change" &
     sp=$!
     PIDS+=("$sp")
     measure swap "$r" "$s" wrk "$SECS" -- "${WRK[@]}"
-    kill "$sp" 2>/dev/null || true
+    : >"$WORK/swap.stop" # (a kill could leave its mv running, racing ours)
     wait "$sp" 2>/dev/null || true
     hosts -1
     kill -HUP "$PID_dns"
