@@ -107,6 +107,17 @@ def tether(dns, pport, discover=None, valid="1s", max_servers=256, secret=None, 
     return t
 
 
+def discovered(npods, nknown=None):
+    """<npods> pods, the first <nknown> (all) of them in a dnsmasq, and a tether
+    that found and checked them: (pods, dns, tether)."""
+    pods = pods_on(npods)
+    known = pods[:nknown or npods]
+    dns = Dnsmasq(hosts_of(known))
+    t = tether(dns, pods[0].port)
+    wait_usable(t, known)
+    return pods, dns, t
+
+
 def ctl(t, *args):
     p = subprocess.run([h.TETHERCTL, "-s", t.admin_sock] + list(args), capture_output=True,
                        text=True, timeout=30 * h.SLOW)
@@ -146,10 +157,7 @@ def wait_usable(t, pods, timeout=15):
 
 
 def test_pods_found_and_a_pod_added_gets_new_sessions():
-    pods = pods_on(3)
-    dns = Dnsmasq(hosts_of(pods[:2]))
-    t = tether(dns, pods[0].port)
-    wait_usable(t, pods[:2])
+    pods, dns, t = discovered(3, 2)
     s = servers(t)[ident(pods[0])]
     assert s["source"] == "dns" and s["address"] == ident(pods[0]), s
     # (the balancer plan follows the first passing checks within ~100 ms)
@@ -222,10 +230,7 @@ def pinned(t, pod):
 
 
 def test_pod_dropped_from_dns_leaves_and_keeps_its_sessions():
-    pods = pods_on(2)
-    dns = Dnsmasq(hosts_of(pods))
-    t = tether(dns, pods[0].port)
-    wait_usable(t, pods)
+    pods, dns, t = discovered(2)
     cookie, sid = pinned(t, "pod-3")
     ws = ws_open(t.port, cookie)
     assert ws_echo(ws, b"hello") == b"hello"
@@ -254,10 +259,7 @@ def test_pod_dropped_from_dns_leaves_and_keeps_its_sessions():
 
 
 def test_operator_delete_of_a_discovered_pod_holds_against_dns():
-    pods = pods_on(2)
-    dns = Dnsmasq(hosts_of(pods))
-    t = tether(dns, pods[0].port)
-    wait_usable(t, pods)
+    pods, dns, t = discovered(2)
     ctl(t, "del", "server", "voice/" + ident(pods[1]))
     assert servers(t)[ident(pods[1])]["state"] == "leaving"
     # Later answers still list it: it stays leaving (and gets no new session).
@@ -276,10 +278,7 @@ def test_operator_delete_of_a_discovered_pod_holds_against_dns():
 
 
 def test_dns_server_stopped_changes_nothing():
-    pods = pods_on(2)
-    dns = Dnsmasq(hosts_of(pods))
-    t = tether(dns, pods[0].port)
-    wait_usable(t, pods)
+    pods, dns, t = discovered(2)
     port = dns.port
     dns.stop()
     # Several valid= periods without DNS: no client error, both pods serve.
@@ -310,10 +309,7 @@ def test_dns_server_stopped_changes_nothing():
 
 
 def test_binary_upgrade_keeps_discovered_servers_while_dns_is_down():
-    pods = pods_on(3)
-    dns = Dnsmasq(hosts_of(pods))
-    t = tether(dns, pods[0].port)
-    wait_usable(t, pods)
+    pods, dns, t = discovered(3)
     cookie, sid = pinned(t, "pod-4")
     dns.set_hosts(hosts_of(pods[:2]))
     gone = ident(pods[2])
@@ -377,10 +373,7 @@ def test_two_replicas_pin_a_session_to_the_same_pod():
 
 
 def test_scale_3_to_10_to_3_under_load_costs_no_error():
-    pods = pods_on(10)
-    dns = Dnsmasq(hosts_of(pods[:3]))
-    t = tether(dns, pods[0].port)
-    wait_usable(t, pods[:3])
+    pods, dns, t = discovered(10, 3)
     errors, seen, stop = [], collections.Counter(), threading.Event()
     started = []  # (start time, pod) of every request
 
