@@ -168,8 +168,9 @@ send_all(struct out *o, const struct gen *g, int admin_fd, int stats_fd)
      * call pinned to a discovered pod must not wait for DNS and a first
      * health check there). */
     membership_state_out(emit_line, o);
-    /* Then admin overrides, health, ejections and slow start, by
-     * "upstream/server" key, of every server. */
+    /* Then admin overrides, health, ejections, slow start and whether it
+     * still waits for its first check, by "upstream/server" key, of every
+     * server. */
     for (uint32_t i = 0; g && i < g->nupstreams; i++) {
         const struct upstream *u = &g->upstreams[i];
         const struct members *m = u->members;
@@ -180,8 +181,8 @@ send_all(struct out *o, const struct gen *g, int admin_fd, int stats_fd)
             out_line(o, "srv %d %u %u %llu %s", (int)atomic_load(&rt->weight_admin),
                      (unsigned)atomic_load(&rt->admin), (unsigned)atomic_load(&rt->health),
                      (unsigned long long)atomic_load(&rt->ejected_until_ms), rt->key);
-            out_line(o, "since %llu %s", (unsigned long long)atomic_load(&rt->usable_since_ms),
-                     rt->key);
+            out_line(o, "since %llu %u %s", (unsigned long long)atomic_load(&rt->usable_since_ms),
+                     (unsigned)atomic_load(&rt->hc_unchecked), rt->key);
         }
         for (uint32_t r = 0; r < u->nregions; r++) {
             const struct region_rt *rt = u->regions[r].rt;

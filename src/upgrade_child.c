@@ -190,7 +190,7 @@ static size_t
 apply_line(char *l, struct session_table *t, uint64_t now)
 {
     int w, n = 0;
-    unsigned adminst, health;
+    unsigned adminst, health, unchecked;
     unsigned long long ej, key, sid, exp;
     if (sscanf(l, "srv %d %u %u %llu %n", &w, &adminst, &health, &ej, &n) == 4 && n > 0) {
         struct server_rt *rt = server_rt_find(l + n);
@@ -206,10 +206,12 @@ apply_line(char *l, struct session_table *t, uint64_t now)
         atomic_store(&rt->ejected_until_ms, (uint64_t)ej);
         return 0;
     }
-    if (sscanf(l, "since %llu %n", &ej, &n) == 1 && n > 0) {
+    if (sscanf(l, "since %llu %u %n", &ej, &unchecked, &n) == 2 && n > 0) {
         struct server_rt *rt = server_rt_find(l + n);
-        if (rt)
+        if (rt) {
             atomic_store(&rt->usable_since_ms, (uint64_t)ej);
+            atomic_store(&rt->hc_unchecked, unchecked == 1); /* after its "srv" line */
+        }
         return 0;
     }
     if (sscanf(l, "reg %d %n", &w, &n) == 1 && n > 0) {

@@ -545,6 +545,32 @@ def test_added_and_leaving_servers_pass_to_the_new_process():
         t.stop()
 
 
+def test_a_server_waiting_for_its_first_check_still_waits_after_an_upgrade():
+    # rise 100: a server the new process took for merely down would need 100
+    # passing checks (20 s); one still waiting for its first check needs one.
+    conf = CONF.replace("balance round_robin;", "balance round_robin;\n    health_check { "
+                        "path /health; interval 200ms; rise 100; fall 1; }")
+    pods, t = setup(1, conf=conf)
+    x = h.Mockpod("pod-x")
+    x.control("/control/health/fail")
+    rc, out = ctl(t, "add server voice/pod-x %s" % x.addr)
+    assert rc == 0, out
+    rc, out = ctl(t, "upgrade")
+    assert rc == 0, out
+    new = serving_pid(t)
+    try:
+        rc, out = ctl(t, "show servers json")
+        s = {s["server"]: s for s in h.json.loads(out)["servers"]}["pod-x"]
+        assert s["health"] == "down", s
+        x.control("/control/health/ok")
+        h.wait_until(lambda: set(h.count_pods(t.port, 10)) == {"pod-0", "pod-x"}, timeout=10,
+                     what="pod-x up after one passing check")
+        h.wait_until(lambda: not t.alive(), timeout=20, what="old process to exit")
+    finally:
+        stop_pid(new)
+        t.stop()
+
+
 def test_upgrade_to_fewer_workers_keeps_every_socket():
     # workers 3 -> 1: the new process inherits three SO_REUSEPORT sockets per
     # address and its one worker watches them all (a socket left unwatched
