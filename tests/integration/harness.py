@@ -446,12 +446,14 @@ def parse_responses(data):
 def main(namespace, tmp_prefix=None):
     """Run every test_* function of the calling module, in order of definition;
     print "ok NAME" / "FAIL NAME" and the closing "N passed, N failed" line.
-    A test name (or several) on the command line runs only those. With
-    tmp_prefix, every temporary file of the run (tether and pod dirs,
-    certificates) goes under one directory, removed when all passed and kept
-    for a failure."""
-    if tmp_prefix:
-        tempfile.tempdir = tempfile.mkdtemp(prefix=tmp_prefix)
+    A test name (or several) on the command line runs only those. Every
+    temporary file of the run (tether and pod dirs, certificates) goes under
+    one directory (named by <tmp_prefix>, else by the test file), removed when
+    all passed and kept for a failure."""
+    if not tmp_prefix:
+        name = os.path.basename(sys.argv[0])
+        tmp_prefix = "tether-%s-" % (name[:-3] if name.endswith(".py") else name)
+    tempfile.tempdir = tempfile.mkdtemp(prefix=tmp_prefix)
     names = [n for n in namespace if n.startswith("test_") and callable(namespace[n])]
     only = sys.argv[1:]
     if only:
@@ -471,9 +473,8 @@ def main(namespace, tmp_prefix=None):
             _cleanup()
     print("%d passed, %d failed" % (passed, failed), flush=True)
     ok = passed and not failed
-    if tmp_prefix:
-        if ok:
-            shutil.rmtree(tempfile.tempdir, ignore_errors=True)
-        else:
-            print("temporary files kept in " + tempfile.tempdir)
+    if ok:
+        shutil.rmtree(tempfile.tempdir, ignore_errors=True)
+    else:
+        print("temporary files kept in " + tempfile.tempdir)
     sys.exit(0 if ok else 1)
