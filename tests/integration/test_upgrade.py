@@ -5,6 +5,7 @@ drains; 50 WebSocket tunnels and steady HTTP traffic survive it; a failing new
 binary leaves the old one serving; a second upgrade during a drain is refused;
 and one instance per pid file / admin socket."""
 import base64
+import contextlib
 import os
 import shutil
 import signal
@@ -66,6 +67,34 @@ def serving_pid(t):
     rc, out = ctl(t, "show info")
     assert rc == 0, out
     return int(out.split("\npid: ")[1].split("\n")[0])
+
+
+def with_health(check):
+    """CONF with the health_check block <check> in its upstream."""
+    return CONF.replace("balance round_robin;",
+                        "balance round_robin;\n    health_check { %s }" % check)
+
+
+def servers_json(t):
+    rc, out = ctl(t, "show servers json")
+    assert rc == 0, out
+    return {s["server"]: s for s in h.json.loads(out)["servers"]}
+
+
+@contextlib.contextmanager
+def upgraded(t):
+    """Upgrade <t>: yields the new process's pid; after the block the old
+    process has exited, and the new one is stopped either way."""
+    rc, out = ctl(t, "upgrade")
+    assert rc == 0, out
+    new = serving_pid(t)
+    try:
+        assert new != t.pid
+        yield new
+        h.wait_until(lambda: not t.alive(), timeout=20, what="old process to exit")
+    finally:
+        stop_pid(new)
+        t.stop()
 
 
 def gone(pid):
@@ -468,9 +497,8 @@ def test_state_passes_to_the_new_process():
 def test_health_state_passes_to_the_new_process():
     # pod-1 fails one check (fall 1) and would need 100 passes (50 s) to come back:
     # a new process starting from scratch would have it up (initial up).
-    conf = CONF.replace("balance round_robin;", "balance round_robin;\n    health_check { "
-                        "path /health; interval 500ms; timeout 1s; rise 100; fall 1; }")
-    pods, t = setup(2, conf=conf)
+    pods, t = setup(2, conf=with_health("path /health; interval 500ms; timeout 1s; rise 100; "
+                                        "fall 1;"))
     pods[1].control("/control/health/fail")
 
     def state(name):
@@ -478,38 +506,23 @@ def test_health_state_passes_to_the_new_process():
         return {l.split()[0]: l.split()[4] for l in out.splitlines() if l.startswith("voice/")}[name]
     h.wait_until(lambda: state("voice/pod-1") == "down", timeout=20, what="pod-1 down")
     pods[1].control("/control/health/ok")
-    rc, out = ctl(t, "upgrade")
-    assert rc == 0, out
-    new = serving_pid(t)
-    try:
-        assert new != t.pid
+    with upgraded(t):
         assert state("voice/pod-1") == "down" and state("voice/pod-0") == "up"
         for i in range(10):
             r = h.get(t.port, "/x%d" % i, headers={"Connection": "close"})
             assert r.status == 200 and r.header("X-Pod") == "pod-0", r.header("X-Pod")
             r.conn.close()
-        h.wait_until(lambda: not t.alive(), timeout=20, what="old process to exit")
-    finally:
-        stop_pid(new)
-        t.stop()
 
 
 def test_added_and_leaving_servers_pass_to_the_new_process():
     # No Redis: only the handover can bring an admin-added server to the new
     # process (and it must come up there, not wait unchecked), and only the
     # handover can keep a deleted configured server leaving.
-    conf = CONF.replace("balance round_robin;", "balance round_robin;\n    health_check { "
-                        "path /health; interval 1s; rise 1; fall 1; }")
-    pods, t = setup(2, conf=conf)
+    pods, t = setup(2, conf=with_health("path /health; interval 1s; rise 1; fall 1;"))
     x = h.Mockpod("pod-x")
-
-    def servers():
-        rc, out = ctl(t, "show servers json")
-        assert rc == 0, out
-        return {s["server"]: s for s in h.json.loads(out)["servers"]}
     rc, out = ctl(t, "add server voice/pod-x %s" % x.addr)
     assert rc == 0, out
-    h.wait_until(lambda: servers()["pod-x"]["health"] == "up", what="pod-x checked up")
+    h.wait_until(lambda: servers_json(t)["pod-x"]["health"] == "up", what="pod-x checked up")
     sessions = {}
     for _ in range(60):
         r = h.request(t.port, "POST", "/session")
@@ -521,12 +534,8 @@ def test_added_and_leaving_servers_pass_to_the_new_process():
     assert set(sessions) == {"pod-0", "pod-1", "pod-x"}, sessions
     rc, out = ctl(t, "del server voice/pod-1")
     assert rc == 0 and "leaving" in out, out
-    rc, out = ctl(t, "upgrade")
-    assert rc == 0, out
-    new = serving_pid(t)
-    try:
-        assert new != t.pid
-        s = servers()
+    with upgraded(t):
+        s = servers_json(t)
         assert s["pod-x"]["source"] == "admin" and s["pod-x"]["health"] == "up", s["pod-x"]
         assert s["pod-1"]["state"] == "leaving", s["pod-1"]
         for pod, sid in sessions.items():
@@ -539,36 +548,22 @@ def test_added_and_leaving_servers_pass_to_the_new_process():
             placed.add(r.header("X-Pod"))
             r.conn.close()
         assert placed == {"pod-0", "pod-x"}, placed
-        h.wait_until(lambda: not t.alive(), timeout=20, what="old process to exit")
-    finally:
-        stop_pid(new)
-        t.stop()
 
 
 def test_a_server_waiting_for_its_first_check_still_waits_after_an_upgrade():
     # rise 100: a server the new process took for merely down would need 100
     # passing checks (20 s); one still waiting for its first check needs one.
-    conf = CONF.replace("balance round_robin;", "balance round_robin;\n    health_check { "
-                        "path /health; interval 200ms; rise 100; fall 1; }")
-    pods, t = setup(1, conf=conf)
+    pods, t = setup(1, conf=with_health("path /health; interval 200ms; rise 100; fall 1;"))
     x = h.Mockpod("pod-x")
     x.control("/control/health/fail")
     rc, out = ctl(t, "add server voice/pod-x %s" % x.addr)
     assert rc == 0, out
-    rc, out = ctl(t, "upgrade")
-    assert rc == 0, out
-    new = serving_pid(t)
-    try:
-        rc, out = ctl(t, "show servers json")
-        s = {s["server"]: s for s in h.json.loads(out)["servers"]}["pod-x"]
+    with upgraded(t):
+        s = servers_json(t)["pod-x"]
         assert s["health"] == "down", s
         x.control("/control/health/ok")
         h.wait_until(lambda: set(h.count_pods(t.port, 10)) == {"pod-0", "pod-x"}, timeout=10,
                      what="pod-x up after one passing check")
-        h.wait_until(lambda: not t.alive(), timeout=20, what="old process to exit")
-    finally:
-        stop_pid(new)
-        t.stop()
 
 
 def test_upgrade_to_fewer_workers_keeps_every_socket():
