@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "members_fixture.h"
 #include "unit.h"
 
 static const char *const THREE = "upstream voice {\n"
@@ -28,20 +29,11 @@ static struct upstream up;
 static struct affinity af;
 static struct lb_cursor *cursor;
 
-static int
-cmp_id(const void *a, const void *b)
-{
-    uint64_t x = up.members->id_sorted[*(const uint32_t *)a];
-    uint64_t y = up.members->id_sorted[*(const uint32_t *)b];
-    return x < y ? -1 : x > y;
-}
-
 /* An upstream of three servers built by hand (as test_region.c does), with
  * cookie ids, the id index, a balancer cursor and a plan. */
 static void
 setup(void)
 {
-    char key[256];
     struct err e;
     conf = conf_parse_text(THREE, strlen(THREE), "test.conf", &e);
     if (!conf) {
@@ -51,53 +43,7 @@ setup(void)
     memset(&af, 0, sizeof(af));
     cookie_key_derive(&af.key, "0123456789abcdef0123456789abcdef", 32);
     af.max_age_s = 900;
-    const struct conf_upstream *cu = &conf->upstreams[0];
-    memset(&up, 0, sizeof(up));
-    up.conf = cu;
-    up.nregions = cu->nregions;
-    up.regions = calloc(cu->nregions, sizeof(*up.regions));
-    struct members *m = calloc(1, sizeof(*m));
-    atomic_init(&m->refs, 1);
-    m->nservers = cu->nservers;
-    m->servers = calloc(cu->nservers, sizeof(*m->servers));
-    m->regions = calloc(cu->nregions, sizeof(*m->regions));
-    m->id_sorted = calloc(cu->nservers, sizeof(*m->id_sorted));
-    m->id_index = calloc(cu->nservers, sizeof(*m->id_index));
-    for (uint32_t r = 0; r < cu->nregions; r++) {
-        snprintf(key, sizeof(key), "voice/%s", cu->regions[r].name);
-        up.regions[r].conf = &cu->regions[r];
-        up.regions[r].rt = region_rt_get(key);
-        m->regions[r].servers = calloc(cu->nservers, sizeof(uint32_t));
-    }
-    uint32_t order[8];
-    for (uint32_t i = 0; i < cu->nservers; i++) {
-        struct server *s = aligned_alloc(CACHELINE, sizeof(*s));
-        memset(s, 0, sizeof(*s));
-        int n = snprintf(key, sizeof(key), "voice/%s", cu->servers[i].name);
-        atomic_init(&s->refs, 1);
-        s->conf = &cu->servers[i];
-        s->max_conns = s->conf->max_conns;
-        s->up = &up;
-        s->index = i;
-        s->region = (uint32_t)cu->servers[i].region;
-        s->rt = server_rt_get(key, true);
-        s->hash_key = chash_hash(key, (size_t)n);
-        s->cookie_id = cookie_server_id(&af.key, key, (size_t)n);
-        m->servers[i] = s;
-        m->id_sorted[i] = s->cookie_id;
-        order[i] = i;
-        struct region_members *rm = &m->regions[s->region];
-        rm->servers[rm->nservers++] = i;
-    }
-    up.members = m;
-    qsort(order, cu->nservers, sizeof(order[0]), cmp_id);
-    uint64_t ids[8];
-    for (uint32_t i = 0; i < cu->nservers; i++)
-        ids[i] = m->id_sorted[order[i]];
-    for (uint32_t i = 0; i < cu->nservers; i++) {
-        m->id_sorted[i] = ids[i];
-        m->id_index[i] = order[i];
-    }
+    fixture_members(&up, &conf->upstreams[0], &af.key);
     cursor = aligned_alloc(64, sizeof(*cursor));
     memset(cursor, 0, sizeof(*cursor));
     cursor->server_pos = calloc(up.nregions, sizeof(uint32_t));
@@ -116,23 +62,7 @@ build(void)
 static void
 teardown(void)
 {
-    struct members *m = up.members;
-    plan_free(atomic_load(&up.plan));
-    up.plan = NULL;
-    for (uint32_t r = 0; r < up.nregions; r++) {
-        region_rt_unref(up.regions[r].rt);
-        free(m->regions[r].servers);
-    }
-    struct server **servers = m->servers;
-    struct region_members *regions = m->regions;
-    uint64_t *ids = m->id_sorted;
-    uint32_t *idx = m->id_index;
-    members_unref(m);
-    free(servers);
-    free(regions);
-    free(ids);
-    free(idx);
-    free(up.regions);
+    fixture_members_free(&up);
     free(cursor->server_pos);
     free(cursor);
     up.cursors = NULL;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "members_fixture.h"
 #include "unit.h"
 
 /* DESIGN section 4: eu-west 70 (2 pods), me-central 30 (1 pod), us-west 100
@@ -46,7 +47,7 @@ static struct upstream up;
 static void
 setup(const char *fmt, unsigned weight_a, const char *extra)
 {
-    char text[2048], key[256], ex[512];
+    char text[2048], ex[512];
     struct err e;
     snprintf(ex, sizeof(ex), "%s%s", extra,
              strstr(extra, "overprovisioning") ? "" : " overprovisioning 1.4;");
@@ -56,57 +57,13 @@ setup(const char *fmt, unsigned weight_a, const char *extra)
         fprintf(stderr, "%s\n", e.msg);
         exit(1);
     }
-    const struct conf_upstream *cu = &conf->upstreams[0];
-    memset(&up, 0, sizeof(up));
-    up.conf = cu;
-    up.nregions = cu->nregions;
-    up.regions = calloc(cu->nregions, sizeof(*up.regions));
-    /* A membership by hand, as membership_build makes it. */
-    struct members *m = calloc(1, sizeof(*m));
-    atomic_init(&m->refs, 1);
-    m->nservers = cu->nservers;
-    m->servers = calloc(cu->nservers, sizeof(*m->servers));
-    m->regions = calloc(cu->nregions, sizeof(*m->regions));
-    for (uint32_t r = 0; r < cu->nregions; r++) {
-        snprintf(key, sizeof(key), "voice/%s", cu->regions[r].name);
-        up.regions[r].conf = &cu->regions[r];
-        up.regions[r].rt = region_rt_get(key);
-        m->regions[r].servers = calloc(cu->nservers, sizeof(uint32_t));
-    }
-    for (uint32_t i = 0; i < cu->nservers; i++) {
-        struct server *s = aligned_alloc(CACHELINE, sizeof(*s));
-        memset(s, 0, sizeof(*s));
-        int n = snprintf(key, sizeof(key), "voice/%s", cu->servers[i].name);
-        atomic_init(&s->refs, 1);
-        s->conf = &cu->servers[i];
-        s->max_conns = s->conf->max_conns;
-        s->up = &up;
-        s->index = i;
-        s->region = (uint32_t)cu->servers[i].region;
-        s->rt = server_rt_get(key, true);
-        s->hash_key = chash_hash(key, (size_t)n);
-        m->servers[i] = s;
-        struct region_members *rm = &m->regions[s->region];
-        rm->servers[rm->nservers++] = i;
-    }
-    up.members = m;
+    fixture_members(&up, &conf->upstreams[0], NULL);
 }
 
 static void
 teardown(void)
 {
-    struct members *m = up.members;
-    plan_free(atomic_load(&up.plan));
-    for (uint32_t r = 0; r < up.nregions; r++) {
-        region_rt_unref(up.regions[r].rt);
-        free(m->regions[r].servers);
-    }
-    struct server **servers = m->servers;
-    struct region_members *regions = m->regions;
-    members_unref(m); /* releases the servers and their runtime state */
-    free(servers);
-    free(regions);
-    free(up.regions);
+    fixture_members_free(&up);
     conf_free(conf);
 }
 
