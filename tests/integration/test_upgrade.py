@@ -69,6 +69,14 @@ def serving_pid(t):
     return int(out.split("\npid: ")[1].split("\n")[0])
 
 
+def upgrade_ok(t, *path):
+    """Upgrade <t> (to <path>, else its own binary), which must succeed: the
+    new serving pid and tetherctl's answer."""
+    rc, out = ctl(t, "upgrade", *path)
+    assert rc == 0, out
+    return serving_pid(t), out
+
+
 def with_health(check):
     """CONF with the health_check block <check> in its upstream."""
     return CONF.replace("balance round_robin;",
@@ -85,9 +93,7 @@ def servers_json(t):
 def upgraded(t):
     """Upgrade <t>: yields the new process's pid; after the block the old
     process has exited, and the new one is stopped either way."""
-    rc, out = ctl(t, "upgrade")
-    assert rc == 0, out
-    new = serving_pid(t)
+    new, _ = upgrade_ok(t)
     try:
         assert new != t.pid
         yield new
@@ -259,10 +265,8 @@ def test_upgrade_keeps_50_tunnels_and_traffic():
     before = traffic.count
     new = None
     try:
-        rc, out = ctl(t, "upgrade", copy)
-        assert rc == 0 and "upgraded: new process" in out, out
-        new = serving_pid(t)
-        assert new != old
+        new, out = upgrade_ok(t, copy)
+        assert "upgraded: new process" in out and new != old, out
         assert int(open(os.path.join(t.dir, "tether.pid")).read()) == new
         # Traffic goes on across the hand-over.
         h.wait_until(lambda: traffic.count >= before + 200, timeout=30,
@@ -331,10 +335,8 @@ def test_upgrade_keeps_an_http2_websocket():
     assert echo(b"before upgrade")
     new = None
     try:
-        rc, out = ctl(t, "upgrade", copy)
-        assert rc == 0 and "upgraded: new process" in out, out
-        new = serving_pid(t)
-        assert new != old
+        new, out = upgrade_ok(t, copy)
+        assert "upgraded: new process" in out and new != old, out
         assert t.alive() and echo(b"after upgrade")
         assert owner_pid(s) == old
         s.close()
@@ -409,9 +411,7 @@ def test_upgrade_timeout_and_crash_keep_the_old_process_serving():
 def test_second_upgrade_during_drain_is_refused():
     pods, t = setup(1)
     s = ws_open(t.port)
-    rc, out = ctl(t, "upgrade")
-    assert rc == 0, out
-    first = serving_pid(t)
+    first, _ = upgrade_ok(t)
     newer = None
     try:
         # The old process drains (the tunnel holds it): the next one is refused.
@@ -435,9 +435,7 @@ def test_second_upgrade_during_drain_is_refused():
         s.close()
         h.wait_until(lambda: not t.alive(), timeout=20, what="old process to exit")
         # Drained: the next upgrade goes through.
-        rc, out = ctl(t, "upgrade")
-        assert rc == 0, out
-        newer = serving_pid(t)
+        newer, _ = upgrade_ok(t)
         assert newer != first
         h.wait_until(lambda: gone(first), timeout=20, what="first new process to exit")
         assert h.get(t.port, "/x").status == 200
@@ -473,9 +471,7 @@ def test_state_passes_to_the_new_process():
     assert rc == 0, out
     rc, out = ctl(t, "set server voice/pod-1 weight 7")
     assert rc == 0, out
-    rc, out = ctl(t, "upgrade")
-    assert rc == 0, out
-    new = serving_pid(t)
+    new, _ = upgrade_ok(t)
     try:
         assert new != t.pid
         assert notify.recv(4096) == b"MAINPID=%d\nREADY=1" % new
@@ -576,9 +572,7 @@ def test_upgrade_to_fewer_workers_keeps_every_socket():
     conf = open(t.conf_path).read()
     with open(t.conf_path, "w") as f:
         f.write(conf.replace("workers 3;", "workers 1;"))
-    rc, out = ctl(t, "upgrade")
-    assert rc == 0, out
-    new = serving_pid(t)
+    new, _ = upgrade_ok(t)
     newer = None
     try:
         before = traffic.count
@@ -594,9 +588,7 @@ def test_upgrade_to_fewer_workers_keeps_every_socket():
             r.conn.close()
         with open(t.conf_path, "w") as f:
             f.write(conf.replace("workers 3;", "workers 2;"))
-        rc, out = ctl(t, "upgrade")
-        assert rc == 0, out
-        newer = serving_pid(t)
+        newer, _ = upgrade_ok(t)
         h.wait_until(lambda: gone(new), timeout=20, what="first new process to exit")
         for i in range(60):
             r = h.get(t.port, "/m%d" % i, headers={"Connection": "close"}, timeout=10 * h.SLOW)
